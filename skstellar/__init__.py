@@ -1,0 +1,25 @@
+"""skstellar: scikit-learn estimators for stellar and galaxy parameters from survey data.
+
+Every method is a scikit-learn estimator or transformer built on PyTorch
+(through skorch) that composes in ``Pipeline``, ``GridSearchCV`` and
+``cross_val_score``, survives ``joblib.dump``/``joblib.load`` and answers
+``predict(X, return_std=True)`` with honest uncertainties.
+"""
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "MDwarfMetallicityRegressor": "skstellar.mdwarf",
+}
+
+__all__ = sorted(_LAZY) + ["__version__"]
+
+
+def __getattr__(name):
+    # Estimators are imported on first use so ``import skstellar`` stays light
+    # (torch is only loaded when a network is needed).
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'skstellar' has no attribute {name!r}")

@@ -1,0 +1,186 @@
+"""Builders for the torch modules shared by skstellar's networks.
+
+``build_mlp`` makes the fully connected networks used by every photometric
+method (M-dwarf metallicity, photo-D moments network, XP uncertain NN, the
+Payne emulator): widths, per-layer activations, batch normalisation (before
+or after the activation), dropout, bias on/off and an output activation are
+all arguments, so a paper's exact architecture is a call, not a class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+__all__ = ["ACTIVATIONS", "make_activation", "build_mlp", "count_parameters"]
+
+
+class _Linear(nn.Module):
+    """Identity activation (the paper's "linear" activation), named for printing."""
+
+    def forward(self, x):  # noqa: D401
+        return x
+
+    def extra_repr(self):
+        return "identity"
+
+
+def _leaky_relu(slope=0.01):
+    return nn.LeakyReLU(negative_slope=slope)
+
+
+#: Activation names accepted by :func:`make_activation` (case-insensitive).
+ACTIVATIONS = {
+    "linear": _Linear,
+    "identity": _Linear,
+    "none": _Linear,
+    "relu": nn.ReLU,
+    "leaky_relu": _leaky_relu,
+    "gelu": nn.GELU,
+    "softsign": nn.Softsign,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "silu": nn.SiLU,
+    "softplus": nn.Softplus,
+}
+
+
+def make_activation(spec) -> nn.Module:
+    """Return a fresh activation module from a name, a module class or an instance.
+
+    Parameters
+    ----------
+    spec : str, type, nn.Module or None
+        A name from :data:`ACTIVATIONS` (``"leaky_relu:0.1"`` sets the negative
+        slope), an ``nn.Module`` subclass (instantiated without arguments), a
+        module instance (deep-copied so layers never share state) or ``None``
+        for the identity.
+    """
+    import copy
+
+    if spec is None:
+        return _Linear()
+    if isinstance(spec, nn.Module):
+        return copy.deepcopy(spec)
+    if isinstance(spec, type) and issubclass(spec, nn.Module):
+        return spec()
+    if isinstance(spec, str):
+        name, _, arg = spec.strip().lower().partition(":")
+        if name not in ACTIVATIONS:
+            raise ValueError(
+                f"Unknown activation {spec!r}; choose one of {sorted(ACTIVATIONS)}, "
+                "an nn.Module class or an nn.Module instance."
+            )
+        if arg:
+            if name != "leaky_relu":
+                raise ValueError(f"Activation {name!r} takes no argument (got {spec!r}).")
+            return _leaky_relu(float(arg))
+        return ACTIVATIONS[name]()
+    raise TypeError(f"Cannot make an activation from {spec!r} ({type(spec).__name__}).")
+
+
+def _per_layer(value, n, name):
+    """Broadcast a scalar/str option to ``n`` hidden layers, or check a sequence's length."""
+    if isinstance(value, (str, nn.Module, type)) or value is None or not isinstance(value, Sequence):
+        return [value] * n
+    value = list(value)
+    if len(value) != n:
+        raise ValueError(f"{name} has {len(value)} entries but there are {n} hidden layers.")
+    return value
+
+
+def build_mlp(
+    n_inputs: int,
+    hidden_sizes: Sequence[int],
+    n_outputs: int,
+    *,
+    activation="relu",
+    output_activation=None,
+    batch_norm=False,
+    batch_norm_position="before_activation",
+    input_batch_norm=False,
+    dropout=0.0,
+    bias=True,
+    output_bias=True,
+) -> nn.Sequential:
+    """Build a multilayer perceptron as an ``nn.Sequential``.
+
+    Each hidden block is ``Linear -> [BatchNorm] -> activation -> [Dropout]``
+    (or ``Linear -> activation -> [BatchNorm] -> [Dropout]`` with
+    ``batch_norm_position="after_activation"``), followed by a final
+    ``Linear -> output_activation``.
+
+    Parameters
+    ----------
+    n_inputs, n_outputs : int
+        Number of input features and of outputs.
+    hidden_sizes : sequence of int
+        Width of each hidden layer; empty for a linear model.
+    activation : str, nn.Module or sequence of those
+        Hidden activation(s), one for all layers or one per layer
+        (see :func:`make_activation`).
+    output_activation : str, nn.Module or None
+        Activation applied to the outputs (``"tanh"`` bounds them to (-1, 1)).
+    batch_norm : bool or sequence of bool
+        Batch normalisation in each hidden block.
+    batch_norm_position : {"before_activation", "after_activation"}
+        Where the BatchNorm sits in a hidden block.
+    input_batch_norm : bool
+        Put a ``BatchNorm1d`` on the raw inputs (the M-dwarf paper's network).
+    dropout : float or sequence of float
+        Dropout probability after each hidden block (0 disables it).
+    bias : bool or sequence of bool
+        Bias in the hidden ``Linear`` layers.
+    output_bias : bool
+        Bias in the output ``Linear`` layer.
+
+    Returns
+    -------
+    nn.Sequential
+    """
+    hidden_sizes = [int(h) for h in hidden_sizes]
+    if n_inputs < 1 or n_outputs < 1 or any(h < 1 for h in hidden_sizes):
+        raise ValueError(
+            f"Layer sizes must be positive: n_inputs={n_inputs}, hidden={hidden_sizes}, "
+            f"n_outputs={n_outputs}."
+        )
+    if batch_norm_position not in ("before_activation", "after_activation"):
+        raise ValueError(
+            "batch_norm_position must be 'before_activation' or 'after_activation', "
+            f"got {batch_norm_position!r}."
+        )
+    n_hidden = len(hidden_sizes)
+    acts = _per_layer(activation, n_hidden, "activation")
+    bns = _per_layer(batch_norm, n_hidden, "batch_norm")
+    drops = _per_layer(dropout, n_hidden, "dropout")
+    biases = _per_layer(bias, n_hidden, "bias")
+
+    layers: list[nn.Module] = []
+    if input_batch_norm:
+        layers.append(nn.BatchNorm1d(n_inputs))
+    width = n_inputs
+    for size, act, bn, p, b in zip(hidden_sizes, acts, bns, drops, biases):
+        if not 0.0 <= float(p) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {p}.")
+        layers.append(nn.Linear(width, size, bias=bool(b)))
+        if bn and batch_norm_position == "before_activation":
+            layers.append(nn.BatchNorm1d(size))
+        layers.append(make_activation(act))
+        if bn and batch_norm_position == "after_activation":
+            layers.append(nn.BatchNorm1d(size))
+        if p > 0:
+            layers.append(nn.Dropout(float(p)))
+        width = size
+    layers.append(nn.Linear(width, n_outputs, bias=bool(output_bias)))
+    if output_activation is not None:
+        layers.append(make_activation(output_activation))
+    return nn.Sequential(*layers)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of trainable parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)
+
