@@ -1,0 +1,26 @@
+"""Torch pieces shared by every skstellar network.
+
+- :func:`build_mlp` — configurable multilayer perceptron;
+- :func:`mc_dropout_predict` — vectorised Monte Carlo dropout inference
+  (dropout on, BatchNorm in eval mode);
+- :class:`BaseNeuralRegressor` — the skorch-backed scikit-learn base class
+  that gives ``predict(X, return_std=True)``, seeding and early stopping;
+- losses (:class:`LinearWeightedMSELoss`).
+"""
+
+from .base import BaseNeuralRegressor
+from .builders import ACTIVATIONS, build_mlp, count_parameters, make_activation
+from .losses import LinearWeightedMSELoss
+from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
+
+__all__ = [
+    "ACTIVATIONS",
+    "BaseNeuralRegressor",
+    "LinearWeightedMSELoss",
+    "MC_MODES",
+    "build_mlp",
+    "count_parameters",
+    "dropout_layers",
+    "make_activation",
+    "mc_dropout_predict",
+]

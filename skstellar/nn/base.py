@@ -1,0 +1,357 @@
+"""The skorch-backed base class of skstellar's neural regressors.
+
+``BaseNeuralRegressor`` is a plain scikit-learn ``BaseEstimator`` with
+explicit hyperparameters that builds a ``skorch.NeuralNet`` as ``net_``
+inside ``fit`` (wrapping, not subclassing, skorch keeps scikit-learn's rules
+in one clean class). It provides, for every method:
+
+* ``predict(X)`` and ``predict(X, return_std=True)`` -> ``(mean, std)``, with
+  the spread from vectorised Monte Carlo dropout when the network has dropout
+  (:func:`skstellar.nn.mc_dropout.mc_dropout_predict`);
+* ``random_state`` seeding of weight initialisation, training dropout, the
+  validation split, the data-loader shuffling and the MC-dropout masks,
+  without touching the caller's global torch RNG;
+* a seeded validation split with early stopping (best weights kept in
+  memory) and an optional ``ReduceLROnPlateau`` schedule;
+* float32 inside (float64 accepted), CPU by default (``device``), skorch's
+  epoch table as progress when ``verbose``.
+
+A subclass declares its hyperparameters in ``__init__`` (which must include
+the ones listed in :data:`BaseNeuralRegressor._common_params`) and
+implements ``_build_module(n_features, n_outputs)`` and
+``_build_criterion()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
+
+__all__ = ["BaseNeuralRegressor"]
+
+
+def _seed_from(random_state) -> int:
+    """An int seed from an int, a RandomState or None (fresh entropy)."""
+    if isinstance(random_state, (int, np.integer)):
+        return int(random_state) % (2**31 - 1)
+    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+
+
+def _silent(*args, **kwargs):
+    """A sink that prints nothing (picklable, unlike a lambda)."""
+
+
+class _Progress:
+    """tqdm progress bar for MC passes when verbose, else a no-op."""
+
+    def __init__(self, total, verbose, desc):
+        self.bar = None
+        if verbose:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=desc, unit="star")
+
+    def __call__(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+class BaseNeuralRegressor(RegressorMixin, BaseEstimator):
+    """Base class for skstellar's torch regressors (not used directly).
+
+    Common hyperparameters (each subclass exposes them in its ``__init__``):
+
+    lr : float
+        Adam learning rate.
+    batch_size : int
+        Mini-batch size.
+    max_epochs : int
+        Maximum number of training epochs.
+    weight_decay : float
+        Adam weight decay (L2).
+    validation_fraction : float
+        Fraction of the rows given to ``fit`` held out (seeded) to monitor the
+        validation loss; 0 disables the split, early stopping and the schedule.
+    early_stopping : bool
+        Stop when the validation loss has not improved for ``patience``
+        epochs and restore the best weights.
+    patience : int
+        Early-stopping patience in epochs.
+    lr_schedule : {None, "plateau"}
+        ``"plateau"`` multiplies the learning rate by ``lr_factor`` after
+        ``lr_patience`` epochs without validation improvement.
+    n_mc_passes : int
+        Monte Carlo dropout passes used by ``predict``; 0 gives a single
+        deterministic pass (dropout off) and no spread.
+    mc_mode : {"network", "per_sample"}
+        Mask sampling scheme of MC dropout (see :mod:`skstellar.nn.mc_dropout`).
+    random_state : int, RandomState or None
+        Seed for everything stochastic; a fixed int gives identical fits and
+        predictions.
+    device : str
+        torch device, ``"cpu"`` by default.
+    verbose : int
+        0 silent; 1 prints skorch's per-epoch table and a progress bar for
+        long MC predictions.
+    """
+
+    _common_params = (
+        "lr", "batch_size", "max_epochs", "weight_decay", "validation_fraction",
+        "early_stopping", "patience", "lr_schedule", "lr_factor", "lr_patience",
+        "n_mc_passes", "mc_mode", "random_state", "device", "verbose",
+    )
+
+    # ------------------------------------------------------------------ hooks
+    def _build_module(self, n_features: int, n_outputs: int) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def _build_criterion(self) -> torch.nn.Module:
+        return torch.nn.MSELoss()
+
+    def _check_params(self):
+        """Validate hyperparameters (called at the start of ``fit``)."""
+        if not 0.0 <= float(self.validation_fraction) < 1.0:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}."
+            )
+        if self.mc_mode not in MC_MODES:
+            raise ValueError(f"mc_mode must be one of {MC_MODES}, got {self.mc_mode!r}.")
+        if self.lr_schedule not in (None, "plateau"):
+            raise ValueError(f"lr_schedule must be None or 'plateau', got {self.lr_schedule!r}.")
+        if int(self.batch_size) < 1 or int(self.max_epochs) < 1:
+            raise ValueError("batch_size and max_epochs must be >= 1.")
+        if int(self.n_mc_passes) < 0:
+            raise ValueError(f"n_mc_passes must be >= 0, got {self.n_mc_passes}.")
+
+    # ------------------------------------------------------------ validation
+    def _validate_X(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
+        return X.astype(np.float32)
+
+    def _validate_Xy(self, X, y):
+        X, y = validate_data(
+            self, X, y, dtype=np.float64, multi_output=True, y_numeric=True,
+            ensure_min_samples=2,
+        )
+        y = np.asarray(y, dtype=np.float64)
+        return X.astype(np.float32), y
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, X, y):
+        """Train the network.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Input features (a DataFrame keeps its column names as
+            ``feature_names_in_``).
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Targets.
+
+        Returns
+        -------
+        self
+        """
+        import skorch
+        from skorch.callbacks import EarlyStopping, LRScheduler
+        from skorch.dataset import Dataset
+        from skorch.helper import predefined_split
+
+        self._check_params()
+        X, y = self._validate_Xy(X, y)
+        self._y_ndim = y.ndim
+        y2 = y.reshape(len(y), -1).astype(np.float32)
+        self.n_outputs_ = y2.shape[1]
+        y2 = self._transform_y_fit(y2)
+
+        seed = _seed_from(self.random_state)
+        rng = np.random.RandomState(seed)
+        self.mc_seed_ = int(rng.randint(0, 2**31 - 1))
+
+        n = len(X)
+        n_valid = int(round(float(self.validation_fraction) * n))
+        if self.validation_fraction > 0 and n_valid < 1:
+            n_valid = 1
+        if n - n_valid < 2:
+            raise ValueError(
+                f"Need at least 2 training samples after holding out "
+                f"validation_fraction={self.validation_fraction}; got n_samples={n}."
+            )
+        perm = rng.permutation(n)
+        valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
+        X_train, y_train = X[train_idx], y2[train_idx]
+
+        callbacks = []
+        train_split = None
+        if n_valid > 0:
+            train_split = predefined_split(Dataset(X[valid_idx], y2[valid_idx]))
+            if self.early_stopping:
+                callbacks.append(
+                    ("early_stopping", EarlyStopping(
+                        monitor="valid_loss", patience=int(self.patience), load_best=True,
+                        sink=print if self.verbose else _silent,
+                    ))
+                )
+            if self.lr_schedule == "plateau":
+                callbacks.append(
+                    ("lr_schedule", LRScheduler(
+                        policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
+                        monitor="valid_loss", factor=float(self.lr_factor),
+                        patience=int(self.lr_patience),
+                    ))
+                )
+        # BatchNorm cannot train on a batch of one row: drop a last singleton batch.
+        drop_last = len(X_train) % int(self.batch_size) == 1
+
+        loader_gen = torch.Generator().manual_seed(int(rng.randint(0, 2**31 - 1)))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(rng.randint(0, 2**31 - 1)))
+            module = self._build_module(X.shape[1], self.n_outputs_)
+            net = skorch.NeuralNet(
+                module=module,
+                criterion=self._build_criterion(),
+                optimizer=torch.optim.Adam,
+                optimizer__weight_decay=float(self.weight_decay),
+                lr=float(self.lr),
+                batch_size=int(self.batch_size),
+                max_epochs=int(self.max_epochs),
+                train_split=train_split,
+                callbacks=callbacks,
+                device=self.device,
+                verbose=int(self.verbose),
+                iterator_train__shuffle=True,
+                iterator_train__generator=loader_gen,
+                iterator_train__drop_last=drop_last,
+                iterator_valid__batch_size=max(int(self.batch_size), 4096),
+            )
+            net.fit(X_train, y_train)
+        self.net_ = net
+        self.n_epochs_ = len(net.history)
+        self.n_valid_ = n_valid
+        return self
+
+    # target scaling hooks (identity by default)
+    def _transform_y_fit(self, y2):
+        return y2
+
+    def _inverse_transform_y(self, y2):
+        return y2
+
+    # --------------------------------------------------------------- predict
+    @property
+    def module_(self):
+        """The trained torch module."""
+        check_is_fitted(self, "net_")
+        return self.net_.module_
+
+    @property
+    def history_(self):
+        """skorch's per-epoch training history (train/valid loss, ...)."""
+        check_is_fitted(self, "net_")
+        return self.net_.history
+
+    def _has_dropout(self) -> bool:
+        return len(dropout_layers(self.module_)) > 0
+
+    def _format(self, a):
+        a = self._inverse_transform_y(np.asarray(a, dtype=np.float64).reshape(len(a), -1))
+        return a.ravel() if self._y_ndim == 1 else a
+
+    def _deterministic(self, X):
+        module = self.module_
+        was = module.training
+        module.eval()
+        out = []
+        try:
+            with torch.inference_mode():
+                for start in range(0, len(X), 65536):
+                    xb = torch.as_tensor(X[start : start + 65536], device=self.device)
+                    out.append(module(xb).float().cpu().numpy())
+        finally:
+            module.train(was)
+        return np.concatenate(out) if out else np.empty((0, self.n_outputs_), np.float32)
+
+    def _mc(self, X, n_passes, return_samples=False):
+        progress = _Progress(len(X), self.verbose and len(X) >= 100_000, "MC dropout")
+        try:
+            return mc_dropout_predict(
+                self.module_, X, n_passes, mode=self.mc_mode, random_state=self.mc_seed_,
+                device=self.device, return_samples=return_samples, progress=progress,
+            )
+        finally:
+            progress.close()
+
+    def predict(self, X, return_std=False):
+        """Predict the targets, optionally with their MC-dropout standard deviation.
+
+        With ``n_mc_passes > 0`` and dropout in the network, the prediction is
+        the mean of ``n_mc_passes`` Monte Carlo dropout passes and ``std`` their
+        standard deviation (the model uncertainty); otherwise a single pass
+        with dropout off (``return_std=True`` then raises).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        return_std : bool, default=False
+            Also return the standard deviation.
+
+        Returns
+        -------
+        y_mean : ndarray of shape (n_samples,) or (n_samples, n_targets)
+        y_std : ndarray, same shape, only if ``return_std``
+        """
+        check_is_fitted(self, "net_")
+        X = self._validate_X(X, reset=False)
+        n_passes = int(self.n_mc_passes)
+        if n_passes > 1 and self._has_dropout():
+            mean, std = self._mc(X, n_passes)
+            mean, std = self._format(mean), self._format_std(std)
+            return (mean, std) if return_std else mean
+        if return_std:
+            raise ValueError(
+                "return_std=True needs Monte Carlo dropout: set n_mc_passes >= 2 and a "
+                "network with dropout > 0."
+            )
+        return self._format(self._deterministic(X))
+
+    def _format_std(self, std):
+        # Std of an affine target transform scales by |scale|; subclasses with
+        # nonlinear transforms must override.
+        std = np.asarray(std, dtype=np.float64).reshape(len(std), -1)
+        scale = getattr(self, "_y_scale_", None)
+        if scale is not None:
+            std = std * np.abs(scale)
+        return std.ravel() if self._y_ndim == 1 else std
+
+    def predict_samples(self, X, n_passes=None):
+        """All Monte Carlo dropout passes.
+
+        Returns
+        -------
+        samples : ndarray of shape (n_passes, n_samples) or (n_passes, n_samples, n_targets)
+        """
+        check_is_fitted(self, "net_")
+        X = self._validate_X(X, reset=False)
+        n_passes = int(self.n_mc_passes if n_passes is None else n_passes)
+        if n_passes < 2 or not self._has_dropout():
+            raise ValueError("predict_samples needs n_passes >= 2 and dropout in the network.")
+        _, _, samples = self._mc(X, n_passes, return_samples=True)
+        P, n = samples.shape[:2]
+        s = self._inverse_transform_y(samples.reshape(P * n, -1).astype(np.float64))
+        s = s.reshape(P, n, -1)
+        return s[..., 0] if self._y_ndim == 1 else s
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.non_deterministic = self.random_state is None
+        return tags
