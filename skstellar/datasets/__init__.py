@@ -1,0 +1,27 @@
+"""Offline simulators and real-format readers for skstellar's methods.
+
+Simulators (``make_*``) build realistic catalogues from published relations so
+that tests and demos run without network access; readers load the small real
+files kept in ``../shared/data`` and generic catalogue formats.
+"""
+
+from ._paths import DATA_ENV_VAR, find_shared_data, shared_data_candidates
+from .catalog_io import read_catalog, write_catalog
+from .mdwarf import (
+    MDWARF_CATALOG_FILENAME,
+    load_mdwarf_catalog,
+    make_mdwarf_photometry,
+    mdwarf_absolute_magnitudes,
+)
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "MDWARF_CATALOG_FILENAME",
+    "find_shared_data",
+    "load_mdwarf_catalog",
+    "make_mdwarf_photometry",
+    "mdwarf_absolute_magnitudes",
+    "read_catalog",
+    "shared_data_candidates",
+    "write_catalog",
+]

@@ -280,7 +280,7 @@ class MDwarfMetallicityRegressor(BaseNeuralRegressor):
         """
         check_is_fitted(self, "net_")
         index = X.index if isinstance(X, pd.DataFrame) else None
-        Xv = self._validate_X(X, reset=False).astype(np.float64)
+        Xv = self._validate_X(X, reset=False, dtype=np.float64)
         ig, ij = self._column_index("M_G"), self._column_index("M_J")
         iw1, iw2 = self._column_index("M_W1"), self._column_index("M_W2")
         g_j = Xv[:, ig] - Xv[:, ij]

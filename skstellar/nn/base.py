@@ -42,6 +42,26 @@ def _seed_from(random_state) -> int:
     return int(check_random_state(random_state).randint(0, 2**31 - 1))
 
 
+def _check_named_columns_finite(X):
+    """Name the column and first row of a NaN/inf in a DataFrame (sklearn's message does not)."""
+    if not hasattr(X, "columns") or not hasattr(X, "to_numpy"):
+        return
+    try:
+        values = X.to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # non-numeric columns: let validate_data report them
+    bad = ~np.isfinite(values)
+    if bad.any():
+        j = int(np.argmax(bad.any(axis=0)))
+        rows = np.flatnonzero(bad[:, j])
+        kind = "NaN" if np.isnan(values[rows[0], j]) else "inf"
+        raise ValueError(
+            f"Column {X.columns[j]!r} has {len(rows)} non-finite value(s) ({kind} at row "
+            f"{X.index[rows[0]]!r}). Remove or fill those rows before fitting/predicting; "
+            "nothing is dropped silently."
+        )
+
+
 def _silent(*args, **kwargs):
     """A sink that prints nothing (picklable, unlike a lambda)."""
 
@@ -133,11 +153,13 @@ class BaseNeuralRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"n_mc_passes must be >= 0, got {self.n_mc_passes}.")
 
     # ------------------------------------------------------------ validation
-    def _validate_X(self, X, reset):
+    def _validate_X(self, X, reset, dtype=np.float32):
+        _check_named_columns_finite(X)
         X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
-        return X.astype(np.float32)
+        return X.astype(dtype, copy=False)
 
     def _validate_Xy(self, X, y):
+        _check_named_columns_finite(X)
         X, y = validate_data(
             self, X, y, dtype=np.float64, multi_output=True, y_numeric=True,
             ensure_min_samples=2,
