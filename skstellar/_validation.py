@@ -1,0 +1,436 @@
+"""Input-checking helpers shared by skstellar transformers and selection functions.
+
+They turn the containers astronomers use (pandas DataFrames, astropy
+Tables/QTables, dicts of arrays or Quantities, numpy arrays) into plain
+columns, and raise ``ValueError`` messages that name the offending column
+and row, as the project's conventions require.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+__all__ = [
+    "as_float_column",
+    "as_str_column",
+    "check_finite_columns",
+    "check_not_empty",
+    "column_names",
+    "is_named_input",
+    "missing_column_error",
+    "to_frame_like",
+]
+
+#: How many column names a "Missing column" message lists before eliding.
+_MAX_LISTED = 40
+
+
+def _is_pandas_df(X) -> bool:
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover - pandas is a hard dependency
+        return False
+    return isinstance(X, pd.DataFrame)
+
+
+def _is_astropy_table(X) -> bool:
+    try:
+        from astropy.table import Table
+    except ImportError:  # pragma: no cover - astropy is a hard dependency
+        return False
+    return isinstance(X, Table)
+
+
+def is_named_input(X) -> bool:
+    """Whether ``X`` carries column names skstellar can select by.
+
+    Parameters
+    ----------
+    X : object
+        Candidate input.
+
+    Returns
+    -------
+    bool
+        True for an astropy ``Table``/``QTable``, a mapping with string keys,
+        a numpy structured array, and a pandas ``DataFrame`` whose column
+        labels are all strings (scikit-learn's rule for feature names).
+    """
+    if _is_astropy_table(X):
+        return True
+    if _is_pandas_df(X):
+        return len(X.columns) > 0 and all(isinstance(c, str) for c in X.columns)
+    if isinstance(X, Mapping):
+        return all(isinstance(k, str) for k in X.keys())
+    if isinstance(X, np.ndarray) and X.dtype.names is not None:
+        return True
+    return False
+
+
+def column_names(X) -> list[str]:
+    """Column names of a named input (see :func:`is_named_input`).
+
+    Parameters
+    ----------
+    X : DataFrame, Table, Mapping or structured ndarray
+        Named input.
+
+    Returns
+    -------
+    list of str
+        The names, in the container's order.
+    """
+    if _is_astropy_table(X):
+        return list(X.colnames)
+    if _is_pandas_df(X):
+        return [str(c) for c in X.columns]
+    if isinstance(X, Mapping):
+        return list(X.keys())
+    if isinstance(X, np.ndarray) and X.dtype.names is not None:
+        return list(X.dtype.names)
+    raise TypeError(f"{type(X).__name__} input has no column names.")
+
+
+def _format_available(names) -> str:
+    names = list(names)
+    if len(names) > _MAX_LISTED:
+        shown = ", ".join(names[:_MAX_LISTED])
+        return f"{shown}, ... ({len(names) - _MAX_LISTED} more)"
+    return ", ".join(names) if names else "(none)"
+
+
+def missing_column_error(column, purpose, available) -> ValueError:
+    """Build the ``ValueError`` for a required column that is absent.
+
+    Parameters
+    ----------
+    column : str
+        The column that was looked for.
+    purpose : str
+        What it was needed for, e.g. ``"band W1"``.
+    available : sequence of str
+        The columns the input does have.
+
+    Returns
+    -------
+    ValueError
+        ``"Missing column 'w1mpro' for band W1; available columns: ..."``.
+    """
+    return ValueError(
+        f"Missing column '{column}' for {purpose}; available columns: "
+        f"{_format_available(available)}"
+    )
+
+
+def _num_rows(value) -> int:
+    shape = getattr(value, "shape", None)
+    if shape is not None:
+        if len(shape) == 0:
+            raise ValueError("Column values must be 1-D sequences, got a scalar.")
+        return int(shape[0])
+    return len(value)
+
+
+def check_not_empty(X_or_n, *, what: str = "X", minimum: int = 1) -> int:
+    """Raise if the input has fewer than ``minimum`` rows.
+
+    Parameters
+    ----------
+    X_or_n : int or array-like
+        Number of rows, or anything with ``shape``/``len``.
+    what : str, default="X"
+        Name used in the message.
+    minimum : int, default=1
+        Smallest acceptable number of rows.
+
+    Returns
+    -------
+    int
+        The number of rows.
+
+    Raises
+    ------
+    ValueError
+        ``"Found X with 0 sample(s) while a minimum of 1 is required."``
+        (worded like scikit-learn's own check).
+    """
+    n = int(X_or_n) if isinstance(X_or_n, (int, np.integer)) else _num_rows(X_or_n)
+    if n < minimum:
+        raise ValueError(
+            f"Found {what} with {n} sample(s) while a minimum of {minimum} is required."
+        )
+    return n
+
+
+def check_finite_columns(values, names, what: str = "value", *, index=None, hint=None):
+    """Raise a ``ValueError`` naming the first column holding NaN or inf.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows,) or (n_rows, n_columns)
+        Numeric values (units irrelevant).
+    names : str or sequence of str
+        Column name(s), one per column of ``values``.
+    what : str, default="value"
+        What a value is, for the message (``"magnitude"``, ...).
+    index : sequence, optional
+        Row labels (e.g. a DataFrame index); when given the label of the
+        first bad row is quoted next to its position.
+    hint : str, optional
+        Advice appended to the message.
+
+    Raises
+    ------
+    ValueError
+        E.g. ``"Column 'j_m' has 3 NaN value(s) (first at row 17)"``; NaN
+        is reported before +/-inf. Rows are 0-based positions.
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    if len(names) != arr.shape[1]:
+        raise ValueError(f"Got {len(names)} name(s) for {arr.shape[1]} column(s).")
+    finite = np.isfinite(arr)
+    if finite.all():
+        return
+    for label, bad in (("NaN", np.isnan(arr)), ("inf", np.isinf(arr))):
+        counts = bad.sum(axis=0)
+        cols = np.flatnonzero(counts)
+        if cols.size:
+            j = int(cols[0])
+            row = int(np.argmax(bad[:, j]))
+            where = f"row {row}"
+            if index is not None:
+                where += f", index {list(index[row:row + 1])[0]!r}"
+            msg = f"Column '{names[j]}' has {int(counts[j])} {label} {what}(s) (first at {where})"
+            if hint:
+                msg += f". {hint}"
+            raise ValueError(msg)
+
+
+def _fill_masked(col):
+    """Return plain data with masked entries as NaN (numeric) or None (other)."""
+    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
+    if mask is None and hasattr(col, "unmasked") and hasattr(col, "mask"):
+        # astropy.utils.masked.Masked (e.g. a masked Quantity column of a QTable)
+        mask = np.asarray(col.mask)
+        col = col.unmasked
+    elif mask is not None:
+        col = np.ma.getdata(col)
+    if mask is None or not mask.any():
+        return col
+    kind = np.asarray(col).dtype.kind
+    if kind in "biuf":
+        col = col.astype(np.float64, copy=True)
+        col[mask] = np.nan
+        return col
+    out = np.asarray(col).astype(object)
+    out[mask] = None
+    return out
+
+
+def _to_numpy_column(col):
+    """Convert one column to float64 ndarray, bool ndarray, Quantity or object ndarray."""
+    import astropy.units as u
+
+    try:
+        import pandas as pd
+    except ImportError:  # pragma: no cover
+        pd = None
+
+    if pd is not None and isinstance(col, (pd.Series, pd.Index)):
+        if pd.api.types.is_bool_dtype(col.dtype) and not col.hasnans:
+            return col.to_numpy(dtype=bool)
+        if pd.api.types.is_numeric_dtype(col.dtype):
+            return col.to_numpy(dtype=np.float64, na_value=np.nan)
+        col = col.to_numpy(dtype=object)
+
+    unit = None
+    if isinstance(col, u.Quantity):
+        unit = col.unit
+    elif getattr(col, "unit", None) is not None and hasattr(col, "info"):
+        # astropy Column of a plain Table: honour its unit
+        unit = col.unit
+
+    col = _fill_masked(col)
+    if isinstance(col, u.Quantity):
+        if isinstance(col, u.Magnitude):
+            return col.astype(np.float64, copy=False)
+        return u.Quantity(col, dtype=np.float64, copy=False)
+    arr = np.asarray(col)
+    if arr.ndim != 1:
+        raise ValueError(f"Each column must be 1-D, got shape {arr.shape}.")
+    kind = arr.dtype.kind
+    if kind == "b":
+        return arr
+    if kind in "iuf":
+        arr = arr.astype(np.float64, copy=False)
+        return u.Quantity(arr, unit, copy=False) if unit is not None else arr
+    if kind == "O":
+        try:
+            arr_f = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            return arr
+        return u.Quantity(arr_f, unit, copy=False) if unit is not None else arr_f
+    return arr
+
+
+def to_frame_like(X, columns=None):
+    """Normalise tabular input into a dict of 1-D columns.
+
+    Parameters
+    ----------
+    X : DataFrame, astropy Table/QTable, Mapping, structured or 2-D ndarray
+        Input table. Array-likes without names get names ``x0, x1, ...``.
+    columns : sequence of str, optional
+        Convert only these columns (those absent are simply left out);
+        default all.
+
+    Returns
+    -------
+    data : dict
+        Column name -> 1-D value. Numeric columns become float64 ndarrays,
+        or ``astropy.units.Quantity`` (float64) when the column carries a
+        unit (QTable Quantity columns and Table columns with ``unit`` set);
+        boolean columns stay boolean; anything else is an object/str ndarray.
+        Masked or missing numeric entries become NaN, missing strings None.
+    n_rows : int
+        Number of rows.
+    was_named : bool
+        Whether ``X`` carried column names (see :func:`is_named_input`).
+
+    Raises
+    ------
+    ValueError
+        For a 1-D or >2-D array, or mapping values of unequal length.
+    """
+    if is_named_input(X):
+        names = column_names(X)
+        wanted = names if columns is None else [c for c in columns if c in set(names)]
+        if isinstance(X, np.ndarray):  # structured array
+            data = {c: _to_numpy_column(X[c]) for c in wanted}
+            n_rows = X.shape[0]
+        elif _is_pandas_df(X):
+            data = {c: _to_numpy_column(X[c]) for c in wanted}
+            n_rows = len(X)
+        elif _is_astropy_table(X):
+            data = {c: _to_numpy_column(X[c]) for c in wanted}
+            n_rows = len(X)
+        else:  # Mapping
+            lengths = {k: _num_rows(v) for k, v in X.items()}
+            if len(set(lengths.values())) > 1:
+                raise ValueError(f"All columns must have the same length; got {lengths}.")
+            n_rows = next(iter(lengths.values()), 0)
+            data = {}
+            for c in wanted:
+                v = X[c]
+                if not hasattr(v, "shape") and not hasattr(v, "dtype"):
+                    v = np.asarray(v)
+                data[c] = _to_numpy_column(v)
+        return data, int(n_rows), True
+
+    if _is_pandas_df(X):
+        names = [f"x{i}" for i in range(X.shape[1])]
+        data = {n: _to_numpy_column(X.iloc[:, i]) for i, n in enumerate(names)}
+        if columns is not None:
+            data = {c: data[c] for c in columns if c in data}
+        return data, len(X), False
+
+    arr = np.asarray(X)
+    if arr.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data "
+            "either using array.reshape(-1, 1) if your data has a single feature "
+            "or array.reshape(1, -1) if it contains a single sample."
+        )
+    names = [f"x{i}" for i in range(arr.shape[1])]
+    wanted = names if columns is None else [c for c in columns if c in set(names)]
+    data = {c: _to_numpy_column(arr[:, int(c[1:])]) for c in wanted}
+    return data, arr.shape[0], False
+
+
+def as_float_column(values, name, *, unit=None, kind="value"):
+    """Return a column as float64 ndarray, converting Quantities to ``unit``.
+
+    Parameters
+    ----------
+    values : array-like or astropy Quantity
+        Column values, e.g. from :func:`to_frame_like`.
+    name : str
+        Column name, for messages.
+    unit : astropy unit, optional
+        Unit a Quantity column must be convertible to; plain arrays are
+        assumed to be in it already. ``astropy.units.mag`` also accepts
+        logarithmic magnitude Quantities (``u.ABmag`` ...), taking their value.
+        When None, a Quantity must be dimensionless.
+    kind : str, default="value"
+        What the column holds, for messages (``"magnitude"``, ``"parallax"``).
+
+    Returns
+    -------
+    ndarray of float64
+
+    Raises
+    ------
+    ValueError
+        Non-numeric column, or a unit that cannot be converted ("wrong units").
+    """
+    import astropy.units as u
+
+    if isinstance(values, u.Quantity):
+        target = u.dimensionless_unscaled if unit is None else u.Unit(unit)
+        if isinstance(values, u.Magnitude) and target == u.mag:
+            return np.asarray(values.value, dtype=np.float64)
+        try:
+            return np.asarray(values.to_value(target), dtype=np.float64)
+        except (u.UnitsError, TypeError, ValueError):
+            expected = "dimensionless" if unit is None else str(target)
+            raise ValueError(
+                f"Column '{name}' has wrong units for a {kind}: {values.unit!s} "
+                f"cannot be converted to {expected}."
+            ) from None
+    arr = np.asarray(values)
+    if arr.dtype.kind == "b":
+        raise ValueError(f"Column '{name}' is boolean, expected a numeric {kind}.")
+    try:
+        return arr.astype(np.float64, copy=False)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"Column '{name}' is not numeric (dtype {arr.dtype}); expected a {kind}."
+        ) from None
+
+
+def as_str_column(values, name="column"):
+    """Return a column as a str ndarray, missing entries as ``""``.
+
+    Parameters
+    ----------
+    values : array-like
+        Strings, bytes (FITS tables) or objects; None/NaN count as missing.
+    name : str
+        Column name, for messages.
+
+    Returns
+    -------
+    ndarray of str
+    """
+    import pandas as pd
+
+    arr = np.asarray(values)
+    if arr.dtype.kind == "U":
+        return arr
+    if arr.dtype.kind == "S":
+        return np.char.decode(arr, "ascii", errors="replace")
+    if arr.dtype.kind in "biuf":
+        raise ValueError(f"Column '{name}' is numeric (dtype {arr.dtype}); expected strings.")
+    s = pd.Series(arr, dtype=object)
+    decoded = s.str.decode("ascii", errors="replace")
+    is_str = s.map(type).eq(str)
+    out = s.where(is_str, decoded).where(lambda v: v.map(type).eq(str), "")
+    return out.to_numpy(dtype=str)
+

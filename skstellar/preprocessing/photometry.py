@@ -1,0 +1,722 @@
+"""Absolute magnitudes from apparent magnitudes and trigonometric parallaxes.
+
+The distance modulus with the parallax :math:`\\varpi` in milliarcseconds is
+``M = m + 5 log10(parallax / 100)``; :class:`AbsoluteMagnitudes` applies it to
+several bands of a survey catalogue at once, as a scikit-learn transformer,
+optionally propagating the magnitude and parallax errors to first order.
+No extinction correction is applied.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import astropy.units as u
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import (
+    _check_feature_names_in,
+    check_is_fitted,
+    validate_data,
+)
+
+from .. import columns as _cols
+from .._validation import (
+    _is_pandas_df,
+    as_float_column,
+    check_finite_columns,
+    check_not_empty,
+    column_names,
+    is_named_input,
+    missing_column_error,
+    to_frame_like,
+)
+
+__all__ = [
+    "AbsoluteMagnitudes",
+    "absolute_magnitude",
+    "absolute_magnitude_error",
+    "magnitude_error_from_flux_over_error",
+]
+
+#: d(5 log10 x)/dx * x = 5 / ln 10 ~ 2.1715 mag: parallax relative error -> mag.
+_PLX_TO_MAG = 5.0 / np.log(10.0)
+#: 2.5 / ln 10 ~ 1.0857 mag: flux relative error -> magnitude error.
+_FLUX_TO_MAG = 2.5 / np.log(10.0)
+
+_FITTED_ATTRIBUTES = (
+    "n_features_in_",
+    "feature_names_in_",
+    "input_by_name_",
+    "magnitude_columns_",
+    "parallax_column_",
+    "error_columns_",
+    "parallax_error_column_",
+    "band_labels_",
+)
+_MAGNITUDE = "magnitude"
+_FLUX_OVER_ERROR = "flux_over_error"
+
+
+# ---------------------------------------------------------------------------
+# Vectorised functions
+# ---------------------------------------------------------------------------
+def _values(x, unit, name, kind):
+    if isinstance(x, u.Quantity):
+        return as_float_column(np.atleast_1d(x), name, unit=unit, kind=kind).reshape(
+            np.shape(x)
+        )
+    return np.asarray(x, dtype=np.float64)
+
+
+def _maybe_quantity(result, like):
+    if any(isinstance(v, u.Quantity) for v in like):
+        return result * u.mag
+    return result if np.ndim(result) else float(result)
+
+
+def absolute_magnitude(m, parallax):
+    """Absolute magnitude from apparent magnitude and parallax.
+
+    ``M = m + 5 log10(parallax / 100 mas)``, i.e. the distance modulus with
+    the distance taken as ``1 / parallax`` (no Lutz-Kelker or extinction
+    correction).
+
+    Parameters
+    ----------
+    m : float, array-like or Quantity
+        Apparent magnitude [mag]. A Quantity must be convertible to
+        ``u.mag`` (logarithmic magnitudes such as ``u.ABmag`` are accepted).
+    parallax : float, array-like or Quantity
+        Parallax [mas]. A Quantity may be in any angle unit and is
+        converted to mas. Broadcasts against ``m``.
+
+    Returns
+    -------
+    float, ndarray or Quantity
+        Absolute magnitude [mag]; a Quantity in ``u.mag`` when either input
+        is a Quantity. Entries whose parallax is <= 0, NaN or inf are NaN
+        (the transformer :class:`AbsoluteMagnitudes` raises instead).
+
+    Examples
+    --------
+    >>> absolute_magnitude(10.0, 100.0)   # a star at 10 pc
+    10.0
+    """
+    mv = _values(m, u.mag, "m", "magnitude")
+    p = _values(parallax, u.mas, "parallax", "parallax")
+    ok = np.isfinite(p) & (p > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = mv + 5.0 * np.log10(np.where(ok, p, np.nan) / 100.0)
+    return _maybe_quantity(out, (m, parallax))
+
+
+def absolute_magnitude_error(m_err, parallax, parallax_error):
+    """First-order error of :func:`absolute_magnitude`.
+
+    ``sigma_M = sqrt(sigma_m**2 + (5 / ln 10 * sigma_plx / plx)**2)``: the
+    linear propagation of independent Gaussian errors. It is accurate when
+    ``sigma_plx / plx`` is small (better than ~1 % of sigma_M for
+    parallax_over_error > 10); at lower precision the true distribution of M is
+    skewed and wider than this.
+
+    Parameters
+    ----------
+    m_err : float, array-like or Quantity
+        Apparent-magnitude error [mag].
+    parallax : float, array-like or Quantity
+        Parallax [mas] (or any angle Quantity).
+    parallax_error : float, array-like or Quantity
+        Parallax error [mas] (or any angle Quantity).
+
+    Returns
+    -------
+    float, ndarray or Quantity
+        Absolute-magnitude error [mag]; NaN where the parallax is <= 0,
+        NaN or inf. A Quantity when any input is a Quantity.
+    """
+    e = _values(m_err, u.mag, "m_err", "magnitude error")
+    p = _values(parallax, u.mas, "parallax", "parallax")
+    pe = _values(parallax_error, u.mas, "parallax_error", "parallax error")
+    ok = np.isfinite(p) & (p > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = pe / np.where(ok, p, np.nan)
+        out = np.sqrt(e**2 + (_PLX_TO_MAG * rel) ** 2)
+    return _maybe_quantity(out, (m_err, parallax, parallax_error))
+
+
+def magnitude_error_from_flux_over_error(flux_over_error):
+    """Magnitude error from a flux signal-to-noise ratio.
+
+    ``sigma_m = 2.5 / ln 10 / (flux / flux_error)`` (~1.0857 / S/N), as the
+    Gaia archive recommends for ``phot_*_mean_flux_over_error``. The Gaia
+    photometric zero-point uncertainty (~0.003 mag, common to all sources) is
+    not included.
+
+    Parameters
+    ----------
+    flux_over_error : float or array-like
+        Flux divided by its error (dimensionless).
+
+    Returns
+    -------
+    float or ndarray
+        Magnitude error [mag]; NaN where ``flux_over_error`` <= 0 or NaN.
+    """
+    f = np.asarray(flux_over_error, dtype=np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = np.where(f > 0, _FLUX_TO_MAG / f, np.nan)
+    return out if out.ndim else float(out)
+
+
+# ---------------------------------------------------------------------------
+# Transformer
+# ---------------------------------------------------------------------------
+class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
+    """Turn apparent magnitudes and a parallax into absolute magnitudes.
+
+    For every band, ``M = m + 5 log10(parallax / 100)`` with the parallax in
+    mas. With ``return_errors=True`` the first-order errors
+    ``sigma_M = sqrt(sigma_m**2 + (5 / ln 10 * sigma_plx / plx)**2)`` are
+    appended (see :func:`absolute_magnitude_error` for its validity).
+    Nothing is learnt: ``fit`` checks the input and records the columns.
+
+    Parameters
+    ----------
+    bands : sequence of str, default=("BP", "G", "RP", "J", "H", "Ks", "W1", "W2")
+        Bands to convert, in output order. The default is the eight bands of
+        the M-dwarf metallicity network (``skstellar.columns.MDWARF_BANDS``).
+        Bands that are not keys of ``skstellar.columns.BAND_COLUMNS`` need
+        their column in ``magnitude_columns``.
+    magnitude_columns : None, sequence of str or dict, default=None
+        Apparent-magnitude column [mag] of each band: None uses
+        ``skstellar.columns.BAND_COLUMNS`` (Gaia archive, 2MASS and WISE
+        names); a sequence gives one column per band; a dict maps band ->
+        column, other bands keeping the default.
+    parallax_column : str, default="parallax"
+        Parallax column [mas].
+    parallax_error_column : str, default="parallax_error"
+        Parallax error column [mas]; read only when ``return_errors``.
+    error_columns : None, sequence of str or dict, default=None
+        Apparent-magnitude error column [mag] of each band (read only when
+        ``return_errors``). None looks, per band, for the survey error column
+        (``skstellar.columns.BAND_ERROR_COLUMNS``, e.g. ``j_msigcom``), then
+        for the Gaia ``phot_*_mean_flux_over_error`` column, converted with
+        ``sigma_m = 2.5 / ln 10 / flux_over_error``, then for
+        ``<magnitude column>_error``. A dict may give only some bands.
+    return_errors : bool, default=False
+        Also output ``<prefix><band>_error`` [mag]. A required error column
+        that is absent raises a ``ValueError`` naming it.
+    invalid_parallax : {"raise", "nan"}, default="raise"
+        What to do with rows whose parallax is <= 0, NaN (missing) or inf,
+        for which no absolute magnitude exists. "raise": ``ValueError``
+        giving their count and first row (cut them first, e.g. with
+        ``skstellar.mdwarf.quality_mask``). "nan": their outputs (magnitudes
+        and errors) are NaN; rows are never dropped, and downstream
+        estimators that reject NaN will then complain about them.
+    output_prefix : str, default="M_"
+        Prefix of the output names (``M_G``, ``M_G_error``).
+
+    Attributes
+    ----------
+    n_features_in_ : int
+        Number of columns of the input seen in ``fit``.
+    feature_names_in_ : ndarray of str
+        Their names, when the input had names.
+    input_by_name_ : bool
+        Whether columns are selected by name (True) or by position.
+    magnitude_columns_ : tuple of str
+        Column of each band (positional input: the input name at that position,
+        ``x0``, ``x1``... for arrays).
+    parallax_column_ : str
+        Parallax column.
+    error_columns_ : tuple of (str, str) or None
+        Per band, the error column and its kind (``"magnitude"`` error in mag or
+        Gaia ``"flux_over_error"``); None unless ``return_errors``.
+    parallax_error_column_ : str or None
+        Parallax error column; None unless ``return_errors``.
+    band_labels_ : tuple of str
+        Band part of the output names.
+
+    Notes
+    -----
+    **Named input** (pandas DataFrame with string column labels, astropy
+    Table/QTable, dict of arrays or Quantities) is read by column name; extra
+    columns are ignored and their order does not matter. Quantity columns
+    are converted: magnitudes to ``u.mag``, parallaxes and their errors to
+    ``u.mas`` (e.g. arcsec); any other unit raises a "wrong units"
+    ``ValueError``. Plain columns are taken to be in mag and mas.
+
+    **Positional input** (numpy 2-D array, or a DataFrame without string
+    labels) is read as ``[m_1, ..., m_k, parallax]``, and with
+    ``return_errors=True`` as ``[m_1, ..., m_k, parallax, sigma_m_1, ...,
+    sigma_m_k, parallax_error]``. The number of bands ``k`` is taken from the
+    width seen in ``fit`` (``n_features_in_ - 1``, or ``(n_features_in_ - 2)
+    / 2``). When ``k == len(bands)`` the outputs are named after ``bands``,
+    otherwise after the input columns (``M_x0``, ``M_x1``, ...).
+    As with scikit-learn estimators, a DataFrame with string labels but
+    *none* of the configured columns is also read positionally, with a
+    ``UserWarning``; one that has some of them but not all raises the
+    "Missing column" error.
+
+    Magnitudes (and errors) must be finite: NaN or inf raises a
+    ``ValueError`` naming the column and first row. Negative magnitudes are
+    allowed (bright stars).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"phot_g_mean_mag": [12.0, 15.0], "parallax": [100.0, 10.0]})
+    >>> AbsoluteMagnitudes(bands=["G"]).fit_transform(df)
+    array([[12.],
+           [10.]])
+    """
+
+    def __init__(
+        self,
+        bands=_cols.MDWARF_BANDS,
+        magnitude_columns=None,
+        parallax_column="parallax",
+        parallax_error_column="parallax_error",
+        error_columns=None,
+        return_errors=False,
+        invalid_parallax="raise",
+        output_prefix="M_",
+    ):
+        self.bands = bands
+        self.magnitude_columns = magnitude_columns
+        self.parallax_column = parallax_column
+        self.parallax_error_column = parallax_error_column
+        self.error_columns = error_columns
+        self.return_errors = return_errors
+        self.invalid_parallax = invalid_parallax
+        self.output_prefix = output_prefix
+
+    # -- scikit-learn plumbing ---------------------------------------------
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.positive_only = True  # the parallax must be > 0
+        tags.input_tags.allow_nan = False
+        tags.transformer_tags.preserves_dtype = ["float64"]
+        return tags
+
+    # -- parameter handling ------------------------------------------------
+    def _check_params(self):
+        bands = self.bands
+        if isinstance(bands, str) or not isinstance(bands, Sequence) or not len(bands):
+            raise ValueError(
+                f"bands must be a non-empty sequence of band names such as ('G', 'J'); "
+                f"got {bands!r}."
+            )
+        if not all(isinstance(b, str) for b in bands):
+            raise ValueError(f"bands must contain strings; got {bands!r}.")
+        if len(set(bands)) != len(bands):
+            raise ValueError(f"bands contains duplicates: {bands!r}.")
+        if self.invalid_parallax not in ("raise", "nan"):
+            raise ValueError(
+                f"invalid_parallax must be 'raise' or 'nan'; got {self.invalid_parallax!r}."
+            )
+        if not isinstance(self.output_prefix, str):
+            raise ValueError(f"output_prefix must be a string; got {self.output_prefix!r}.")
+        for pname in ("magnitude_columns", "error_columns"):
+            value = getattr(self, pname)
+            if value is None:
+                continue
+            if isinstance(value, Mapping):
+                unknown = sorted(set(value) - set(bands), key=str)
+                if unknown:
+                    raise ValueError(
+                        f"{pname} has key(s) {unknown} that are not in bands {tuple(bands)}."
+                    )
+                continue
+            if isinstance(value, str) or not isinstance(value, Sequence):
+                raise ValueError(f"{pname} must be None, a sequence or a dict; got {value!r}.")
+            if len(value) != len(bands):
+                raise ValueError(
+                    f"{pname} has {len(value)} entries but bands has {len(bands)}."
+                )
+        for pname in ("parallax_column", "parallax_error_column"):
+            if not isinstance(getattr(self, pname), str):
+                raise ValueError(f"{pname} must be a string; got {getattr(self, pname)!r}.")
+
+    def _configured_magnitude_columns(self):
+        """Column per band, None where unknown."""
+        mc = self.magnitude_columns
+        out = []
+        for i, band in enumerate(self.bands):
+            if mc is None:
+                out.append(_cols.BAND_COLUMNS.get(band))
+            elif isinstance(mc, Mapping):
+                out.append(mc.get(band, _cols.BAND_COLUMNS.get(band)))
+            else:
+                out.append(mc[i])
+        return out
+
+    def _error_candidates(self, band, i, mag_col):
+        """Ordered (column, kind) candidates for the error of one band."""
+        ec = self.error_columns
+        if isinstance(ec, Mapping) and ec.get(band) is not None:
+            return [(ec[band], _MAGNITUDE)]
+        if ec is not None and not isinstance(ec, Mapping) and ec[i] is not None:
+            return [(ec[i], _MAGNITUDE)]
+        cands = []
+        if _cols.BAND_ERROR_COLUMNS.get(band):
+            cands.append((_cols.BAND_ERROR_COLUMNS[band], _MAGNITUDE))
+        if _cols.BAND_FLUX_OVER_ERROR_COLUMNS.get(band):
+            cands.append((_cols.BAND_FLUX_OVER_ERROR_COLUMNS[band], _FLUX_OVER_ERROR))
+        cands.append((_cols.error_name(mag_col), _MAGNITUDE))
+        return cands
+
+    # -- layout resolution (fit) -------------------------------------------
+    def _resolve_named(self, names):
+        present = set(names)
+        mag_cols = []
+        for band, col in zip(self.bands, self._configured_magnitude_columns()):
+            if col is None:
+                raise ValueError(
+                    f"Unknown band '{band}': give its column in magnitude_columns "
+                    f"(known bands: {', '.join(_cols.BAND_COLUMNS)})."
+                )
+            if col not in present:
+                raise missing_column_error(col, f"band {band}", names)
+            mag_cols.append(col)
+        if self.parallax_column not in present:
+            raise missing_column_error(self.parallax_column, "the parallax", names)
+        err_cols = plx_err_col = None
+        if self.return_errors:
+            err_cols = []
+            for i, (band, col) in enumerate(zip(self.bands, mag_cols)):
+                cands = self._error_candidates(band, i, col)
+                found = [c for c in cands if c[0] in present]
+                if not found:
+                    others = [c for c, _ in cands[1:]]
+                    extra = f" (also looked for {', '.join(others)})" if others else ""
+                    raise missing_column_error(
+                        cands[0][0], f"the error of band {band} (return_errors=True){extra}", names
+                    )
+                err_cols.append(found[0])
+            if self.parallax_error_column not in present:
+                raise missing_column_error(
+                    self.parallax_error_column, "the parallax error (return_errors=True)", names
+                )
+            plx_err_col = self.parallax_error_column
+        self.input_by_name_ = True
+        self.magnitude_columns_ = tuple(mag_cols)
+        self.parallax_column_ = self.parallax_column
+        self.error_columns_ = None if err_cols is None else tuple(err_cols)
+        self.parallax_error_column_ = plx_err_col
+        self.band_labels_ = tuple(self.bands)
+        self.n_features_in_ = len(names)
+        self.feature_names_in_ = np.asarray(names, dtype=object)
+
+    def _n_bands_positional(self, n_features):
+        if self.return_errors:
+            if n_features < 4 or n_features % 2:
+                raise ValueError(
+                    "With return_errors=True, positional input must have 2k + 2 columns "
+                    "[m_1..m_k, parallax, sigma_m_1..sigma_m_k, parallax_error]; got "
+                    f"{n_features} feature(s)."
+                )
+            return (n_features - 2) // 2
+        return n_features - 1
+
+    def _resolve_positional(self, n_features, names):
+        k = self._n_bands_positional(n_features)
+        names = list(names)
+        self.input_by_name_ = False
+        self.magnitude_columns_ = tuple(names[:k])
+        self.parallax_column_ = names[k]
+        if self.return_errors:
+            self.error_columns_ = tuple((c, _MAGNITUDE) for c in names[k + 1 : 2 * k + 1])
+            self.parallax_error_column_ = names[2 * k + 1]
+        else:
+            self.error_columns_ = None
+            self.parallax_error_column_ = None
+        self.band_labels_ = tuple(self.bands) if k == len(self.bands) else tuple(names[:k])
+
+    # -- reading -----------------------------------------------------------
+    def _validate_array(self, X, reset):
+        return validate_data(
+            self,
+            X,
+            reset=reset,
+            dtype=np.float64,
+            ensure_all_finite=False,
+            # at transform time the n_features_in_ check gives the clearer message
+            ensure_min_features=(4 if self.return_errors else 2) if reset else 1,
+        )
+
+    def _read(self, X, reset):
+        """Return the arrays ``transform`` needs, resolving the layout when ``reset``."""
+        named = is_named_input(X)
+        if reset:
+            if named:
+                names = column_names(X)
+                known = {c for c in self._configured_magnitude_columns() if c is not None}
+                known.add(self.parallax_column)
+                if _is_pandas_df(X) and not known.intersection(names):
+                    warnings.warn(
+                        f"None of the configured columns ({', '.join(sorted(known))}) is in "
+                        f"the DataFrame; its {len(names)} columns are read positionally as "
+                        "[m_1..m_k, parallax(, errors)]. Pass magnitude_columns and "
+                        "parallax_column to select columns by name.",
+                        UserWarning,
+                        stacklevel=3,
+                    )
+                    named = False
+                else:
+                    self._resolve_named(names)
+                    return self._read_named(X)
+            X = self._as_positional(X, named)
+            Xa = self._validate_array(X, reset=True)
+            names = getattr(self, "feature_names_in_", None)
+            if names is None:
+                names = [f"x{i}" for i in range(Xa.shape[1])]
+            self._resolve_positional(Xa.shape[1], names)
+            return self._read_positional(Xa, X)
+
+        if self.input_by_name_ and named:
+            return self._read_named(X)
+        X = self._as_positional(X, named)
+        Xa = self._validate_array(X, reset=False)
+        return self._read_positional(Xa, X)
+
+    def _as_positional(self, X, named):
+        """Tables and dicts read positionally become DataFrames (units converted)."""
+        if not named or _is_pandas_df(X):
+            return X
+        import pandas as pd
+
+        data, _, _ = to_frame_like(X)
+        k = len(self.magnitude_columns_)
+        out = {}
+        for i, (name, v) in enumerate(data.items()):
+            if isinstance(v, u.Quantity):
+                angle = i == k or (self.return_errors and i == 2 * k + 1)
+                v = as_float_column(
+                    v,
+                    name,
+                    unit=u.mas if angle else u.mag,
+                    kind="parallax" if angle else "magnitude",
+                )
+            out[name] = np.asarray(getattr(v, "value", v))
+        return pd.DataFrame(out)
+
+    def _read_named(self, X):
+        mag_cols = self.magnitude_columns_
+        plx_col = self.parallax_column_
+        needed = list(mag_cols) + [plx_col]
+        if self.return_errors:
+            needed += [c for c, _ in self.error_columns_] + [self.parallax_error_column_]
+        names = column_names(X)
+        present = set(names)
+        for band, col in zip(self.band_labels_, mag_cols):
+            if col not in present:
+                raise missing_column_error(col, f"band {band}", names)
+        if plx_col not in present:
+            raise missing_column_error(plx_col, "the parallax", names)
+        if self.return_errors:
+            for band, (col, _) in zip(self.band_labels_, self.error_columns_):
+                if col not in present:
+                    raise missing_column_error(col, f"the error of band {band}", names)
+            if self.parallax_error_column_ not in present:
+                raise missing_column_error(self.parallax_error_column_, "the parallax error", names)
+        data, n, _ = to_frame_like(X, columns=needed)
+        check_not_empty(n)
+        mags = np.column_stack(
+            [as_float_column(data[c], c, unit=u.mag, kind="magnitude") for c in mag_cols]
+        )
+        plx = as_float_column(data[plx_col], plx_col, unit=u.mas, kind="parallax")
+        out = {
+            "mags": mags,
+            "plx": plx,
+            "index": X.index if _is_pandas_df(X) else None,
+        }
+        if self.return_errors:
+            errs = []
+            for col, kind in self.error_columns_:
+                if kind == _FLUX_OVER_ERROR:
+                    raw = as_float_column(data[col], col, unit=None, kind="flux_over_error")
+                else:
+                    raw = as_float_column(data[col], col, unit=u.mag, kind="magnitude error")
+                errs.append(raw)
+            out["errs"] = np.column_stack(errs)
+            pcol = self.parallax_error_column_
+            out["plx_err"] = as_float_column(data[pcol], pcol, unit=u.mas, kind="parallax error")
+        return out
+
+    def _read_positional(self, Xa, X_orig):
+        k = len(self.magnitude_columns_)
+        if self.input_by_name_:
+            # fitted on named input, now given an array with the same column order
+            pos = {c: i for i, c in enumerate(self.feature_names_in_)}
+            mag_idx = [pos[c] for c in self.magnitude_columns_]
+            plx_idx = pos[self.parallax_column_]
+            if self.return_errors:
+                err_idx = [pos[c] for c, _ in self.error_columns_]
+                perr_idx = pos[self.parallax_error_column_]
+        else:
+            mag_idx, plx_idx = list(range(k)), k
+            err_idx, perr_idx = list(range(k + 1, 2 * k + 1)), 2 * k + 1
+        out = {
+            "mags": Xa[:, mag_idx],
+            "plx": Xa[:, plx_idx],
+            "index": X_orig.index if _is_pandas_df(X_orig) else None,
+        }
+        if self.return_errors:
+            out["errs"] = Xa[:, err_idx]
+            out["plx_err"] = Xa[:, perr_idx]
+        return out
+
+    # -- computation -------------------------------------------------------
+    def _compute(self, d):
+        mags, plx, index = d["mags"], d["plx"], d["index"]
+        check_finite_columns(mags, self.magnitude_columns_, "magnitude", index=index)
+        valid = np.isfinite(plx) & (plx > 0)
+        if not valid.all() and self.invalid_parallax == "raise":
+            raise ValueError(self._parallax_message(plx, valid, index))
+        safe_plx = np.where(valid, plx, 100.0)
+        dm = 5.0 * np.log10(safe_plx / 100.0)
+        M = mags + dm[:, None]
+        M[~valid] = np.nan
+        if not self.return_errors:
+            return M
+
+        err_names = [c for c, _ in self.error_columns_]
+        raw = d["errs"]
+        check_finite_columns(raw, err_names, "error value", index=index)
+        sig = np.empty_like(raw)
+        for j, (col, kind) in enumerate(self.error_columns_):
+            col_vals = raw[:, j]
+            if kind == _FLUX_OVER_ERROR:
+                _check_sign(col_vals, col, strict=True, what="flux_over_error value", index=index)
+                sig[:, j] = _FLUX_TO_MAG / col_vals
+            else:
+                _check_sign(col_vals, col, strict=False, what="magnitude error", index=index)
+                sig[:, j] = col_vals
+        pe = np.where(valid, d["plx_err"], 0.0)
+        pname = self.parallax_error_column_
+        check_finite_columns(pe, pname, "parallax error", index=index,
+                             hint="Only rows with a valid parallax are checked")
+        _check_sign(pe, pname, strict=False, what="parallax error", index=index)
+        rel = pe / safe_plx
+        E = np.sqrt(sig**2 + (_PLX_TO_MAG * rel)[:, None] ** 2)
+        E[~valid] = np.nan
+        return np.hstack([M, E])
+
+    def _parallax_message(self, plx, valid, index):
+        n = plx.shape[0]
+        bad = ~valid
+        first = int(np.argmax(bad))
+        where = f"row {first}"
+        if index is not None:
+            where += f", index {list(index[first:first + 1])[0]!r}"
+        with np.errstate(invalid="ignore"):
+            n_neg = int(np.sum(plx < 0))
+            n_zero = int(np.sum(plx == 0))
+        return (
+            f"Column '{self.parallax_column_}' has no usable parallax in {int(bad.sum())} of "
+            f"{n} sample(s) (first at {where}). Negative values in data: {n_neg}; zero: "
+            f"{n_zero}; NaN: {int(np.isnan(plx).sum())}; inf: {int(np.isinf(plx).sum())}. "
+            "Absolute magnitudes need parallax > 0: cut these rows first (e.g. "
+            "parallax_over_error > 10, see skstellar.mdwarf.quality_mask) or use "
+            "invalid_parallax='nan' to get NaN outputs for them."
+        )
+
+    # -- public API --------------------------------------------------------
+    def fit(self, X, y=None):
+        """Check ``X`` and record which columns hold what.
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table/QTable, dict or array of shape (n_samples, n_features)
+            Catalogue (see the class Notes for named vs positional input).
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : AbsoluteMagnitudes
+        """
+        self._fit_compute(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """Fit and return the absolute magnitudes (computed once).
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table/QTable, dict or array of shape (n_samples, n_features)
+            Catalogue.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_bands) or (n_samples, 2 * n_bands)
+            See :meth:`transform`.
+        """
+        return self._fit_compute(X)
+
+    def _fit_compute(self, X):
+        self._check_params()
+        for attr in _FITTED_ATTRIBUTES:  # forget a previous fit
+            if attr in self.__dict__:
+                delattr(self, attr)
+        return self._compute(self._read(X, reset=True))
+
+    def transform(self, X):
+        """Absolute magnitudes [mag] (and errors [mag]) of every row.
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table/QTable, dict or array of shape (n_samples, n_features)
+            Catalogue holding the same columns as in ``fit``.
+
+        Returns
+        -------
+        ndarray of float64, shape (n_samples, n_bands) or (n_samples, 2 * n_bands)
+            Absolute magnitudes in band order, followed by their errors when
+            ``return_errors``. Rows with an invalid parallax are NaN under
+            ``invalid_parallax="nan"``.
+        """
+        check_is_fitted(self)
+        return self._compute(self._read(X, reset=False))
+
+    def get_feature_names_out(self, input_features=None):
+        """Output names: ``<prefix><band>`` then ``<prefix><band>_error``.
+
+        Parameters
+        ----------
+        input_features : array-like of str, optional
+            Input names; must match ``feature_names_in_`` when that exists.
+
+        Returns
+        -------
+        ndarray of str (object dtype)
+        """
+        check_is_fitted(self)
+        input_features = _check_feature_names_in(self, input_features)
+        k = len(self.magnitude_columns_)
+        if self.input_by_name_ or k == len(self.bands):
+            labels = list(self.band_labels_)
+        else:
+            labels = [str(c) for c in input_features[:k]]
+        names = [f"{self.output_prefix}{b}" for b in labels]
+        if self.return_errors:
+            names += [_cols.error_name(c) for c in names]
+        return np.asarray(names, dtype=object)
+
+
+def _check_sign(values, name, *, strict, what, index=None):
+    bad = values <= 0 if strict else values < 0
+    if bad.any():
+        row = int(np.argmax(bad))
+        where = f"row {row}"
+        if index is not None:
+            where += f", index {list(index[row:row + 1])[0]!r}"
+        sign = "non-positive" if strict else "negative"
+        raise ValueError(
+            f"Column '{name}' has {int(bad.sum())} {sign} {what}(s) (first at {where})."
+        )
