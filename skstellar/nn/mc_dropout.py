@@ -245,7 +245,7 @@ def mc_dropout_predict(
     *,
     mode: str = "network",
     random_state=None,
-    batch_rows: int = 2**20,
+    batch_rows: int | None = None,
     return_samples: bool = False,
     output_transform=None,
     device="cpu",
@@ -269,9 +269,11 @@ def mc_dropout_predict(
     random_state : int, numpy RandomState or None
         Seed of the dropout masks; a fixed value gives identical results
         on every call.
-    batch_rows : int, default=2**20
+    batch_rows : int, optional
         Upper bound on ``n_passes * rows`` evaluated in one forward call, which
         bounds the memory use (about ``batch_rows * widest_layer * 4`` bytes).
+        Default: 2**15 on the folded path (cache-sized chunks measured fastest
+        on a 2-core machine) and 2**20 with hooks.
     return_samples : bool, default=False
         Also return all passes as an array of shape ``(n_passes, n_samples, ...)``
         (memory: ``n_passes`` times the output).
@@ -313,10 +315,9 @@ def mc_dropout_predict(
     folded = None
     if fold and mode == "network" and _foldable(module):
         folded = _FoldedPasses(module, n_passes, gen, device)
-    else:
-        chunk = max(1, int(batch_rows) // n_passes)
-    if folded is not None:
-        chunk = max(1, int(batch_rows) // n_passes)
+    if batch_rows is None:
+        batch_rows = 2**15 if folded is not None else 2**20
+    chunk = max(1, int(batch_rows) // n_passes)
     means, stds, samples = [], [], []
     try:
         with torch.inference_mode():
