@@ -80,7 +80,10 @@ def throughput(pipe, cat, n_stars, n_passes, hooked_subset):
     mean, std = mc_dropout_predict(module, big, n_passes, random_state=0)
     out["folded_seconds"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    pipe[-1].predict(big[:100_000], return_std=True)
+    import pandas as pd
+
+    names = list(pipe[-1].feature_names_in_)
+    pipe[-1].predict(pd.DataFrame(big[:100_000], columns=names), return_std=True)
     out["estimator_predict_100k_seconds"] = time.perf_counter() - t0
     sub = big[:hooked_subset]
     t0 = time.perf_counter()
