@@ -30,6 +30,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import check_finite_columns
 from .loaders import ArrayBatchLoader
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
 
@@ -51,16 +52,10 @@ def _check_named_columns_finite(X):
         values = X.to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         return  # non-numeric columns: let validate_data report them
-    bad = ~np.isfinite(values)
-    if bad.any():
-        j = int(np.argmax(bad.any(axis=0)))
-        rows = np.flatnonzero(bad[:, j])
-        kind = "NaN" if np.isnan(values[rows[0], j]) else "inf"
-        raise ValueError(
-            f"Column {X.columns[j]!r} has {len(rows)} non-finite value(s) ({kind} at row "
-            f"{X.index[rows[0]]!r}). Remove or fill those rows before fitting/predicting; "
-            "nothing is dropped silently."
-        )
+    check_finite_columns(
+        values, [str(c) for c in X.columns], index=X.index,
+        hint="Remove or fill those rows first; nothing is dropped silently.",
+    )
 
 
 class _training_threads:
