@@ -87,6 +87,11 @@ def _fmt(value, unit=""):
     return f"{text} {unit}".rstrip()
 
 
+def _annotate(ax, text, x=0.97, y=0.95):
+    """Small text box in the top-right corner of ``ax`` (axes coordinates)."""
+    ax.text(x, y, text, transform=ax.transAxes, va="top", ha="right", fontsize="small")
+
+
 def plot_one_to_one(
     y_true,
     y_pred,
@@ -258,15 +263,7 @@ def plot_residual_histogram(
             r"$\sigma_\mathrm{rob}$ = " + f"{summary['robust_std']:.3g} {u}".rstrip(),
         ]
     )
-    ax.text(
-        0.97,
-        0.95,
-        text,
-        transform=ax.transAxes,
-        va="top",
-        ha="right",
-        fontsize="small",
-    )
+    _annotate(ax, text)
     return fig
 
 
@@ -331,15 +328,7 @@ def plot_zscore_histogram(y_true, y_pred, y_std, bins=40, ax=None, fig=None, zma
             f"std = {cal['zscore_std']:.3g}",
         ]
     )
-    ax.text(
-        0.97,
-        0.95,
-        text,
-        transform=ax.transAxes,
-        va="top",
-        ha="right",
-        fontsize="small",
-    )
+    _annotate(ax, text)
     return fig
 
 
