@@ -10,6 +10,8 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "MDwarfMetallicityRegressor": "skstellar.mdwarf",
+    "SpectralCNNClassifier": "skstellar.galaxy",
+    "SpectralCNNRegressor": "skstellar.galaxy",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -6,7 +6,7 @@ Each expected failure carries its reason; everything else must pass.
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skstellar import MDwarfMetallicityRegressor
+from skstellar import MDwarfMetallicityRegressor, SpectralCNNClassifier, SpectralCNNRegressor
 from skstellar.preprocessing import AbsoluteMagnitudes
 
 # Small, fast configurations of each estimator (the checks fit dozens of times).
@@ -18,6 +18,12 @@ ESTIMATORS = [
                                architecture="released", random_state=0),
     AbsoluteMagnitudes(),
     AbsoluteMagnitudes(invalid_parallax="nan"),
+    # The CNNs with one "same"-padded block and no pooling, so that the checks'
+    # narrow random arrays (a few "pixels") are valid spectra.
+    SpectralCNNRegressor(channels=(4,), convs_per_block=1, padding=1, pool_size=1, pool_stride=1,
+                         max_epochs=30, batch_size=16, lr=1e-2, random_state=0),
+    SpectralCNNClassifier(channels=(4,), convs_per_block=1, padding=1, pool_size=1,
+                          pool_stride=1, max_epochs=30, batch_size=16, lr=1e-2, random_state=0),
 ]
 
 _TANH_OUTPUT = (

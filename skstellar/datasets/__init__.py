@@ -7,6 +7,7 @@ files kept in ``../shared/data`` and generic catalogue formats.
 
 from ._paths import DATA_ENV_VAR, find_shared_data, shared_data_candidates
 from .catalog_io import read_catalog, write_catalog
+from .spectra_io import read_lamost_spectra, read_spectra_table, write_spectra_table
 from .mdwarf import (
     MDWARF_CATALOG_FILENAME,
     load_mdwarf_catalog,
@@ -22,6 +23,9 @@ __all__ = [
     "make_mdwarf_photometry",
     "mdwarf_absolute_magnitudes",
     "read_catalog",
+    "read_lamost_spectra",
+    "read_spectra_table",
     "shared_data_candidates",
     "write_catalog",
+    "write_spectra_table",
 ]

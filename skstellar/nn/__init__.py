@@ -8,17 +8,27 @@
 - losses (:class:`LinearWeightedMSELoss`).
 """
 
-from .base import BaseNeuralRegressor
-from .builders import ACTIVATIONS, build_mlp, count_parameters, make_activation
+from .base import BaseNeuralClassifier, BaseNeuralRegressor
+from .builders import (
+    ACTIVATIONS,
+    build_cnn1d,
+    build_mlp,
+    cnn1d_output_length,
+    count_parameters,
+    make_activation,
+)
 from .losses import LinearWeightedMSELoss
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
 
 __all__ = [
     "ACTIVATIONS",
+    "BaseNeuralClassifier",
     "BaseNeuralRegressor",
     "LinearWeightedMSELoss",
     "MC_MODES",
+    "build_cnn1d",
     "build_mlp",
+    "cnn1d_output_length",
     "count_parameters",
     "dropout_layers",
     "make_activation",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
@@ -34,7 +34,7 @@ from .._validation import check_finite_columns
 from .loaders import ArrayBatchLoader
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
 
-__all__ = ["BaseNeuralRegressor"]
+__all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier"]
 
 
 def _seed_from(random_state) -> int:
@@ -68,8 +68,8 @@ class _training_threads:
     torch's thread setting. The previous setting is restored afterwards.
     """
 
-    def __init__(self, batch_size, small=256):
-        self.n = 1 if batch_size <= small else None
+    def __init__(self, batch_size, small=256, enabled=True):
+        self.n = 1 if (enabled and batch_size <= small) else None
         self.old = None
 
     def __enter__(self):
@@ -107,8 +107,8 @@ class _Progress:
             self.bar.close()
 
 
-class BaseNeuralRegressor(RegressorMixin, BaseEstimator):
-    """Base class for skstellar's torch regressors (not used directly).
+class _NeuralEstimatorBase(BaseEstimator):
+    """Shared machinery of skstellar's torch estimators (not used directly).
 
     Common hyperparameters (each subclass exposes them in its ``__init__``):
 
@@ -145,6 +145,10 @@ class BaseNeuralRegressor(RegressorMixin, BaseEstimator):
         0 silent; 1 prints skorch's per-epoch table and a progress bar for
         long MC predictions.
     """
+
+    #: Train small batches on one thread (right for small dense networks;
+    #: convolutional networks on long spectra set it to False).
+    _single_thread_training = True
 
     _common_params = (
         "lr", "batch_size", "max_epochs", "weight_decay", "validation_fraction",
@@ -205,17 +209,20 @@ class BaseNeuralRegressor(RegressorMixin, BaseEstimator):
         -------
         self
         """
-        import skorch
-        from skorch.callbacks import EarlyStopping, LRScheduler
-        from skorch.dataset import Dataset
-        from skorch.helper import predefined_split
-
         self._check_params()
         X, y = self._validate_Xy(X, y)
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1).astype(np.float32)
         self.n_outputs_ = y2.shape[1]
         y2 = self._transform_y_fit(y2)
+        return self._train(X, y2, self.n_outputs_)
+
+    def _train(self, X, y2, n_module_outputs):
+        """Seeded split, skorch net, training; sets ``net_`` and friends."""
+        import skorch
+        from skorch.callbacks import EarlyStopping, LRScheduler
+        from skorch.dataset import Dataset
+        from skorch.helper import predefined_split
 
         seed = _seed_from(self.random_state)
         rng = np.random.RandomState(seed)
@@ -257,9 +264,9 @@ class BaseNeuralRegressor(RegressorMixin, BaseEstimator):
         drop_last = len(X_train) % int(self.batch_size) == 1
 
         loader_gen = torch.Generator().manual_seed(int(rng.randint(0, 2**31 - 1)))
-        with torch.random.fork_rng(devices=[]), _training_threads(int(self.batch_size)):
+        with torch.random.fork_rng(devices=[]), _training_threads(int(self.batch_size), enabled=self._single_thread_training):
             torch.manual_seed(int(rng.randint(0, 2**31 - 1)))
-            module = self._build_module(X.shape[1], self.n_outputs_)
+            module = self._build_module(X.shape[1], n_module_outputs)
             net = skorch.NeuralNet(
                 module=module,
                 criterion=self._build_criterion(),
@@ -400,4 +407,108 @@ class BaseNeuralRegressor(RegressorMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class BaseNeuralRegressor(RegressorMixin, _NeuralEstimatorBase):
+    """Base class for skstellar's torch regressors.
+
+    A subclass declares its hyperparameters in ``__init__`` (including the
+    common ones of :class:`_NeuralEstimatorBase`) and implements
+    ``_build_module(n_features, n_outputs)`` and ``_build_criterion()``;
+    ``fit``, ``predict(X, return_std=True)`` and ``predict_samples`` come
+    from here.
+    """
+
+
+class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
+    """Base class for skstellar's torch classifiers.
+
+    Labels of any type are encoded with ``classes_`` (sorted, as scikit-learn
+    does); the network has one output per class. The default criterion is
+    binary cross-entropy on one-hot targets with a sigmoid per output (the
+    galaxy CNN paper's choice); ``predict_proba`` normalises the per-class
+    sigmoids to sum to one. With Monte Carlo dropout (``n_mc_passes >= 2`` and
+    dropout in the network) the probabilities are averaged over the passes.
+    """
+
+    def _build_criterion(self):
+        return torch.nn.BCEWithLogitsLoss()
+
+    def _validate_Xy(self, X, y):
+        from sklearn.utils.multiclass import check_classification_targets
+
+        _check_named_columns_finite(X)
+        X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
+        check_classification_targets(y)
+        return X.astype(np.float32), y
+
+    def fit(self, X, y):
+        """Train the classifier.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,)
+            Class labels (strings, ints, bools).
+
+        Returns
+        -------
+        self
+        """
+        from sklearn.preprocessing import LabelEncoder
+
+        self._check_params()
+        X, y = self._validate_Xy(X, y)
+        enc = LabelEncoder().fit(y)
+        self.classes_ = enc.classes_
+        if len(self.classes_) < 2:
+            raise ValueError(
+                f"Classifier can't train when only one class is present: {self.classes_}."
+            )
+        codes = enc.transform(y)
+        onehot = np.zeros((len(y), len(self.classes_)), dtype=np.float32)
+        onehot[np.arange(len(y)), codes] = 1.0
+        self._y_ndim = 1
+        self.n_outputs_ = 1
+        return self._train(X, onehot, len(self.classes_))
+
+    def _proba_from_logits(self, logits):
+        p = torch.sigmoid(torch.as_tensor(logits))
+        return (p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)).numpy()
+
+    def predict_proba(self, X):
+        """Class probabilities, columns ordered as ``classes_``.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self, "net_")
+        X = self._validate_X(X, reset=False)
+        n_passes = int(self.n_mc_passes)
+        if n_passes > 1 and self._has_dropout():
+            mean, _ = mc_dropout_predict(
+                self.module_, X, n_passes, mode=self.mc_mode, random_state=self.mc_seed_,
+                device=self.device, output_transform=self._normalised_sigmoid,
+            )
+            return mean.astype(np.float64)
+        return self._proba_from_logits(self._deterministic(X)).astype(np.float64)
+
+    @staticmethod
+    def _normalised_sigmoid(logits):
+        p = torch.sigmoid(logits)
+        return p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    def predict(self, X):
+        """Most probable class of each sample."""
+        proba = self.predict_proba(X)  # checks fitted first
+        return self.classes_[np.argmax(proba, axis=1)]
+
+    def predict_samples(self, X, n_passes=None):  # noqa: D102
+        raise NotImplementedError("Use predict_proba for classifiers.")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = False
         return tags

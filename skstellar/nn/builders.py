@@ -1,5 +1,8 @@
 """Builders for the torch modules shared by skstellar's networks.
 
+``build_cnn1d`` makes the 1-D convolutional networks of the spectral methods
+(blocks of Conv1d layers each followed by max pooling, then a dense head).
+
 ``build_mlp`` makes the fully connected networks used by every photometric
 method (M-dwarf metallicity, photo-D moments network, XP uncertain NN, the
 Payne emulator): widths, per-layer activations, batch normalisation (before
@@ -13,7 +16,8 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "make_activation", "build_mlp", "count_parameters"]
+__all__ = ["ACTIVATIONS", "make_activation", "build_mlp", "build_cnn1d", "cnn1d_output_length",
+           "count_parameters"]
 
 
 class _Linear(nn.Module):
@@ -175,6 +179,100 @@ def build_mlp(
             layers.append(nn.Dropout(float(p)))
         width = size
     layers.append(nn.Linear(width, n_outputs, bias=bool(output_bias)))
+    if output_activation is not None:
+        layers.append(make_activation(output_activation))
+    return nn.Sequential(*layers)
+
+
+def cnn1d_output_length(n_pixels, n_blocks, convs_per_block=2, kernel_size=3, padding=0,
+                        pool_size=3, pool_stride=3):
+    """Length of the signal after the convolutional blocks of :func:`build_cnn1d`.
+
+    Each Conv1d (stride 1) maps L -> L + 2 padding - kernel_size + 1; each
+    max pool maps L -> floor((L - pool_size) / pool_stride) + 1.
+    """
+    length = int(n_pixels)
+    for _ in range(n_blocks):
+        for _ in range(convs_per_block):
+            length = length + 2 * padding - kernel_size + 1
+        length = (length - pool_size) // pool_stride + 1
+        if length < 1:
+            break
+    return length
+
+
+def build_cnn1d(
+    n_pixels: int,
+    n_outputs: int,
+    *,
+    channels: Sequence[int] = (16, 32, 64, 128),
+    convs_per_block: int = 2,
+    kernel_size: int = 3,
+    padding: int = 0,
+    pool_size: int = 3,
+    pool_stride: int = 3,
+    activation="relu",
+    dropout: float = 0.0,
+    hidden_sizes: Sequence[int] = (),
+    output_activation=None,
+) -> nn.Sequential:
+    """Build a 1-D CNN for spectra of ``n_pixels`` pixels.
+
+    ``(batch, n_pixels) -> unflatten -> [Conv1d -> act] x convs_per_block ->
+    MaxPool1d`` for each entry of ``channels``, then ``Flatten -> [Dropout]
+    -> [Linear -> act]* -> Linear(n_outputs)``. With the defaults this is
+    the galaxy gas-metallicity network of the LAMOST CNN paper (Sect. 3.1):
+    four blocks of two Conv1d (kernel 3, stride 1, no padding, ReLU) with
+    16, 32, 64, 128 channels, MaxPool1d(3, stride 3) after each, and one
+    fully connected output layer (4201 pixels -> 128 x 49 = 6272 features).
+
+    Parameters
+    ----------
+    n_pixels : int
+        Length of the input spectra (whatever the resampler produced).
+    n_outputs : int
+    channels : sequence of int
+        Output channels of the convolutions of each block.
+    convs_per_block, kernel_size, padding, pool_size, pool_stride : int
+    activation : str or nn.Module
+        Activation after every convolution (and hidden dense layer).
+    dropout : float
+        Dropout before the dense head (0 = none, the paper; > 0 enables
+        Monte Carlo dropout uncertainties).
+    hidden_sizes : sequence of int
+        Optional hidden dense layers before the output layer.
+    output_activation : str or None
+
+    Returns
+    -------
+    nn.Sequential
+    """
+    length = cnn1d_output_length(n_pixels, len(channels), convs_per_block, kernel_size, padding,
+                                 pool_size, pool_stride)
+    if length < 1:
+        raise ValueError(
+            f"Spectra of {n_pixels} pixels are too short for {len(channels)} blocks of "
+            f"{convs_per_block} convolutions (kernel {kernel_size}) and pooling {pool_size}/"
+            f"{pool_stride}: use fewer blocks or longer spectra."
+        )
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+    layers: list[nn.Module] = [nn.Unflatten(1, (1, int(n_pixels)))]
+    in_ch = 1
+    for out_ch in channels:
+        for _ in range(convs_per_block):
+            layers.append(nn.Conv1d(in_ch, int(out_ch), kernel_size, stride=1, padding=padding))
+            layers.append(make_activation(activation))
+            in_ch = int(out_ch)
+        layers.append(nn.MaxPool1d(pool_size, stride=pool_stride))
+    layers.append(nn.Flatten())
+    if dropout > 0:
+        layers.append(nn.Dropout(float(dropout)))
+    width = in_ch * length
+    for h in hidden_sizes:
+        layers += [nn.Linear(width, int(h)), make_activation(activation)]
+        width = int(h)
+    layers.append(nn.Linear(width, n_outputs))
     if output_activation is not None:
         layers.append(make_activation(output_activation))
     return nn.Sequential(*layers)
