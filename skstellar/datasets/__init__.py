@@ -7,6 +7,7 @@ files kept in ``../shared/data`` and generic catalogue formats.
 
 from ._paths import DATA_ENV_VAR, find_shared_data, shared_data_candidates
 from .catalog_io import read_catalog, write_catalog
+from .galaxy import make_galaxy_spectra
 from .spectra_io import read_lamost_spectra, read_spectra_table, write_spectra_table
 from .mdwarf import (
     MDWARF_CATALOG_FILENAME,
@@ -20,6 +21,7 @@ __all__ = [
     "MDWARF_CATALOG_FILENAME",
     "find_shared_data",
     "load_mdwarf_catalog",
+    "make_galaxy_spectra",
     "make_mdwarf_photometry",
     "mdwarf_absolute_magnitudes",
     "read_catalog",
