@@ -65,3 +65,14 @@ def test_predict_reports_bad_rows(tmp_path, capsys):
     bad.to_csv(bad_path, index=False)
     assert main(["predict", str(model), str(bad_path), str(tmp_path / "p.csv")]) == 2
     assert "parallax" in capsys.readouterr().err
+
+
+def test_galaxy_demo_runs_end_to_end(tmp_path, capsys):
+    js = tmp_path / "galaxy.json"
+    assert main(["demo", "galaxy", "--n-samples", "300", "--max-epochs", "1",
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "residual std (dex)" in out and "S/N_r bin" in out and "0.0829" in out
+    figures = json.loads(js.read_text())
+    assert figures["n_test"] == 60 and figures["epochs"] == 1
+    assert figures["residual_std"] > 0 and figures["resample_per_second"] > 0
