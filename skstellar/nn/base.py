@@ -326,12 +326,31 @@ class _NeuralEstimatorBase(BaseEstimator):
         out = []
         try:
             with torch.inference_mode():
-                for start in range(0, len(X), 65536):
-                    xb = torch.as_tensor(X[start : start + 65536], device=self.device)
+                step = self._rows_per_chunk()
+                for start in range(0, len(X), step):
+                    xb = torch.as_tensor(X[start : start + step], device=self.device)
                     out.append(module(xb).float().cpu().numpy())
         finally:
             module.train(was)
         return np.concatenate(out) if out else np.empty((0, self.n_outputs_), np.float32)
+
+    def _rows_per_chunk(self):
+        """Rows per forward call at prediction time.
+
+        Wide inputs (spectra) make wide activations: a CNN on 4201 pixels
+        holds ~16 x 4200 floats per row per layer, so chunks are sized to keep
+        a forward call near 2**22 input values (~0.3 GB of activations).
+        """
+        n_features = int(getattr(self, "n_features_in_", 1))
+        if n_features <= 256:
+            return 65536
+        return max(16, 2**22 // n_features)
+
+    def _mc_batch_rows(self, n_passes):
+        n_features = int(getattr(self, "n_features_in_", 1))
+        if n_features <= 256:
+            return None  # mc_dropout_predict's default
+        return max(n_passes, self._rows_per_chunk())
 
     def _mc(self, X, n_passes, return_samples=False):
         progress = _Progress(len(X), self.verbose and len(X) >= 100_000, "MC dropout")
@@ -339,6 +358,7 @@ class _NeuralEstimatorBase(BaseEstimator):
             return mc_dropout_predict(
                 self.module_, X, n_passes, mode=self.mc_mode, random_state=self.mc_seed_,
                 device=self.device, return_samples=return_samples, progress=progress,
+                batch_rows=self._mc_batch_rows(n_passes),
             )
         finally:
             progress.close()
@@ -491,6 +511,7 @@ class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
             mean, _ = mc_dropout_predict(
                 self.module_, X, n_passes, mode=self.mc_mode, random_state=self.mc_seed_,
                 device=self.device, output_transform=self._normalised_sigmoid,
+                batch_rows=self._mc_batch_rows(n_passes),
             )
             return mean.astype(np.float64)
         return self._proba_from_logits(self._deterministic(X)).astype(np.float64)
