@@ -111,3 +111,21 @@ def test_nan_spectra_rejected():
     X[3, 10] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         SpectralCNNRegressor(**SMALL).fit(X, y)
+
+
+def test_classifier_joblib_round_trip_in_fresh_process(tmp_path):
+    X, y = _toy_spectra(n=120, seed=2)
+    labels = np.where(y > 8.5, "star-forming", "other")
+    clf = SpectralCNNClassifier(**SMALL).fit(X, labels)
+    joblib.dump(clf, tmp_path / "c.joblib")
+    np.save(tmp_path / "X.npy", X[:20])
+    code = textwrap.dedent(f"""
+        import joblib, numpy as np
+        m = joblib.load({str(tmp_path / "c.joblib")!r})
+        X = np.load({str(tmp_path / "X.npy")!r})
+        np.save({str(tmp_path / "p.npy")!r}, m.predict_proba(X))
+        np.save({str(tmp_path / "l.npy")!r}, m.predict(X))
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "p.npy"), clf.predict_proba(X[:20]))
+    np.testing.assert_array_equal(np.load(tmp_path / "l.npy"), clf.predict(X[:20]))
