@@ -12,6 +12,7 @@ _LAZY = {
     "MDwarfMetallicityRegressor": "skstellar.mdwarf",
     "SpectralCNNClassifier": "skstellar.galaxy",
     "SpectralCNNRegressor": "skstellar.galaxy",
+    "UncertainNNRegressor": "skstellar.xp",
 }
 
 __all__ = sorted(_LAZY) + ["__version__"]

@@ -6,12 +6,19 @@ Each expected failure carries its reason; everything else must pass.
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from skstellar import MDwarfMetallicityRegressor, SpectralCNNClassifier, SpectralCNNRegressor
+from skstellar import (
+    MDwarfMetallicityRegressor,
+    SpectralCNNClassifier,
+    SpectralCNNRegressor,
+    UncertainNNRegressor,
+)
 from skstellar.preprocessing import (
     AbsoluteMagnitudes,
+    CovariantStandardScaler,
     RestFrameShifter,
     SpectrumMinMaxScaler,
     SpectrumResampler,
+    XPNormalizer,
 )
 
 # Small, fast configurations of each estimator (the checks fit dozens of times).
@@ -35,6 +42,15 @@ ESTIMATORS = [
                          max_epochs=30, batch_size=16, lr=1e-2, random_state=0),
     SpectralCNNClassifier(channels=(4,), convs_per_block=1, padding=1, pool_size=1,
                           pool_stride=1, max_epochs=30, batch_size=16, lr=1e-2, random_state=0),
+    # The Gaia XP uncertain network, small and short; on plain arrays it has no
+    # input covariance (input term zero), which is what the checks exercise.
+    UncertainNNRegressor(hidden=(32,), batch_size=32, max_iter=300, warmup_iter=0, lr=1e-2,
+                         n_mc_passes=5, random_state=0),
+    CovariantStandardScaler(),
+    # Declares (tags) that it takes Gaia XP tables (dicts/DataFrames of array
+    # columns), not 2-D arrays, so sklearn skips its array-based checks; its own
+    # tests (test_xp_normalizer.py, test_gaia_xp_io.py) cover it.
+    XPNormalizer(),
 ]
 
 _TANH_OUTPUT = (

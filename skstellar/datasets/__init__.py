@@ -8,6 +8,15 @@ files kept in ``../shared/data`` and generic catalogue formats.
 from ._paths import DATA_ENV_VAR, find_shared_data, shared_data_candidates
 from .catalog_io import read_catalog, write_catalog
 from .galaxy import make_galaxy_spectra
+from .gaia_xp_io import (
+    XPBand,
+    correlation_to_covariance,
+    is_positive_definite,
+    read_xp_avro,
+    read_xp_continuous,
+    xp_band_arrays,
+    xp_covariance,
+)
 from .spectra_io import read_lamost_spectra, read_spectra_table, write_spectra_table
 from .mdwarf import (
     MDWARF_CATALOG_FILENAME,
@@ -17,6 +26,13 @@ from .mdwarf import (
 )
 
 __all__ = [
+    "XPBand",
+    "correlation_to_covariance",
+    "is_positive_definite",
+    "read_xp_avro",
+    "read_xp_continuous",
+    "xp_band_arrays",
+    "xp_covariance",
     "DATA_ENV_VAR",
     "MDWARF_CATALOG_FILENAME",
     "find_shared_data",

@@ -1,0 +1,491 @@
+"""Gaia XP normalisation with exact covariance propagation (method 4, Sect. 2.2).
+
+:class:`XPNormalizer` turns a Gaia DR3 ``xp_continuous_mean_spectrum`` table
+(joined with Gaia, 2MASS and WISE photometry) into the features of the
+uncertain neural network of the Gaia XP paper (Sect. 2.2 and 3): the 55 BP and
+55 RP basis coefficients divided by the 0th RP coefficient (the constant
+normalised RP0 is dropped), optionally the colours G_BP - G_RP, W1 - W2,
+J - H, H - W2 and the pseudo-absolute magnitude parallax x 10^(0.2 G_RP).
+Its output is a :class:`skstellar.covariance.CovariantFeatures`: the feature
+values *and* each source's feature covariance, row-aligned, so the next step
+(a covariance-aware scaler or :class:`skstellar.xp.UncertainNNRegressor`)
+and cross-validation keep them together.
+
+Covariance of the normalised coefficients
+-----------------------------------------
+With ``y = c / c0`` (``c0`` the 0th RP coefficient) and the per-band archive
+covariance ``C = diag(e) R diag(e)`` (BP and RP independent), first-order
+propagation gives
+
+* RP block: ``(C_ij - y_i C_0j - y_j C_0i + y_i y_j C_00) / c0^2``
+  (the paper's Eq. 2);
+* BP block: ``C_ij / c0^2`` in the paper (``covariance="paper"``, default).
+  ``covariance="exact"`` also keeps the terms the paper neglects, which come
+  from the uncertainty of c0 shared by every feature:
+  ``(C_ij + y_i y_j C_00) / c0^2`` for BP-BP and
+  ``y_i (y_j C_00 - C_0j) / c0^2`` for BP-RP (one 109 x 109 block). Since
+  the RP0 coefficient is measured to ~0.1 per cent these terms are small;
+  tests check both against Monte Carlo draws.
+
+When ``c0 == 0`` (rare) the paper normalises by the uncertainty of c0
+instead; the normaliser is then a constant and the covariance is ``C / e0^2``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import as_float_column, missing_column_error, to_frame_like
+from ..columns import GAIA_DR3, TWOMASS, WISE
+from ..covariance import CovariantFeatures, pack_lower
+from .photometry import magnitude_error_from_flux_over_error
+
+__all__ = ["XPNormalizer", "XP_PHOTOMETRY_COLUMNS", "normalise_xp_coefficients"]
+
+_LN10_5 = 0.2 * np.log(10.0)
+
+#: Default photometry columns of XPNormalizer (archive names) and their errors.
+XP_PHOTOMETRY_COLUMNS = {
+    "BP": GAIA_DR3["BP"],
+    "RP": GAIA_DR3["RP"],
+    "BP_flux_over_error": GAIA_DR3["BP_flux_over_error"],
+    "RP_flux_over_error": GAIA_DR3["RP_flux_over_error"],
+    "J": TWOMASS["J"],
+    "H": TWOMASS["H"],
+    "J_error": TWOMASS["J_error"],
+    "H_error": TWOMASS["H_error"],
+    "W1": WISE["W1"],
+    "W2": WISE["W2"],
+    "W1_error": WISE["W1_error"],
+    "W2_error": WISE["W2_error"],
+    "parallax": GAIA_DR3["parallax"],
+    "parallax_error": GAIA_DR3["parallax_error"],
+}
+
+#: Names of the photometric features, in output order.
+PHOTOMETRY_FEATURES = ("bp_rp", "w1_w2", "j_h", "h_w2", "pseudo_abs_mag")
+
+
+def normalise_xp_coefficients(bp, bp_cov, rp, rp_cov, covariance="paper", rp0_error=None):
+    """Divide XP coefficients by the 0th RP coefficient and propagate covariances.
+
+    Vectorised over sources (no loop per source).
+
+    Parameters
+    ----------
+    bp, rp : ndarray of shape (n, k)
+        BP and RP basis coefficients [e-/s].
+    bp_cov, rp_cov : ndarray of shape (n, k, k)
+        Their covariances (BP and RP independent).
+    covariance : {"paper", "exact"}
+        ``"paper"``: RP block by Eq. 2, BP block ``C / c0^2`` (no cross
+        terms). ``"exact"``: full first-order propagation with BP-RP terms.
+    rp0_error : ndarray of shape (n,), optional
+        Uncertainty of c0 used as normaliser where ``c0 == 0``; default
+        ``sqrt(rp_cov[:, 0, 0])``.
+
+    Returns
+    -------
+    y_bp : ndarray (n, k)
+    y_rp : ndarray (n, k - 1)
+        Normalised coefficients without the constant RP0.
+    blocks : list of (local_columns, dense (n, m, m)) over the ``2k - 1``
+        columns ordered ``[rp_1..rp_{k-1}, bp_0..bp_{k-1}]``.
+    """
+    if covariance not in ("paper", "exact"):
+        raise ValueError(f"covariance must be 'paper' or 'exact', got {covariance!r}.")
+    k = bp.shape[1]
+    c0 = rp[:, 0].copy()
+    zero = c0 == 0
+    if rp0_error is None:
+        rp0_error = np.sqrt(np.maximum(rp_cov[:, 0, 0], 0.0))
+    norm = np.where(zero, rp0_error, c0)
+    if np.any(norm == 0):
+        raise ValueError(
+            "The 0th RP coefficient and its uncertainty are both zero for "
+            f"{int(np.sum(norm == 0))} source(s): they cannot be normalised."
+        )
+    inv2 = 1.0 / norm**2
+    y_bp = bp / norm[:, None]
+    y_rp_full = rp / norm[:, None]
+    # For c0 == 0 the normaliser is a constant: no derivative term.
+    d = np.where(zero, 0.0, 1.0)[:, None]
+    yr = y_rp_full * d
+    C0 = rp_cov[:, 0, :]  # (n, k): Cov(c0, c_j)
+    S_rp = (rp_cov - yr[:, :, None] * C0[:, None, :] - yr[:, None, :] * C0[:, :, None]
+            + yr[:, :, None] * yr[:, None, :] * rp_cov[:, 0, 0][:, None, None]) * inv2[:, None, None]
+    S_rp = S_rp[:, 1:, 1:]
+    if covariance == "paper":
+        S_bp = bp_cov * inv2[:, None, None]
+        blocks = [(np.arange(k - 1), S_rp), (np.arange(k - 1, 2 * k - 1), S_bp)]
+    else:
+        yb = y_bp * d
+        C00 = rp_cov[:, 0, 0][:, None, None]
+        S_bp = (bp_cov + yb[:, :, None] * yb[:, None, :] * C00) * inv2[:, None, None]
+        cross = yb[:, :, None] * (yr[:, None, 1:] * C00 - C0[:, None, 1:]) * inv2[:, None, None]
+        m = 2 * k - 1
+        full = np.empty((len(bp), m, m))
+        full[:, : k - 1, : k - 1] = S_rp
+        full[:, k - 1 :, k - 1 :] = S_bp
+        full[:, k - 1 :, : k - 1] = cross
+        full[:, : k - 1, k - 1 :] = np.swapaxes(cross, 1, 2)
+        blocks = [(np.arange(m), full)]
+    return y_bp, y_rp_full[:, 1:], blocks
+
+
+def _band_arrays(table, band):
+    """(coefficients, errors, correlations, present) of one XP band."""
+    from ..datasets.gaia_xp_io import xp_band_arrays
+
+    if isinstance(table, Mapping):
+        c = table.get(f"{band}_coefficients")
+        if isinstance(c, np.ndarray) and c.ndim == 2 and c.dtype.kind == "f":
+            e = np.asarray(table[f"{band}_coefficient_errors"], dtype=np.float64)
+            r = np.asarray(table[f"{band}_coefficient_correlations"], dtype=np.float32)
+            present = ~np.all(np.isnan(c), axis=1)  # an all-NaN row is a missing band
+            return np.asarray(c, np.float64), e, r, present
+    b = xp_band_arrays(table, band)
+    return b.coefficients, b.errors, b.correlations, b.present
+
+
+def _correlation_to_covariance(errors, corr):
+    from ..datasets.gaia_xp_io import correlation_to_covariance
+
+    return correlation_to_covariance(errors, corr)
+
+
+class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
+    """Normalise Gaia XP coefficients by RP0 and propagate their covariance.
+
+    Implements Sect. 2.2 of the Gaia XP uncertain-NN paper: features are the
+    55 BP and 54 RP (RP0 dropped, it is identically 1) coefficients divided by
+    the 0th RP coefficient, plus, with ``photometry=True``, the colours
+    G_BP - G_RP, W1 - W2, J - H, H - W2 and the pseudo-absolute magnitude
+    parallax x 10^(0.2 G_RP) [mas] (Eq. 3) -- 114 features in all for 55
+    coefficients per band. (The paper counts 115 inputs because it keeps the
+    constant normalised RP0.) No extinction correction, as in the paper.
+
+    Parameters
+    ----------
+    photometry : bool, default=True
+        Append the four colours and the pseudo-absolute magnitude.
+    covariance : {"paper", "exact"}, default="paper"
+        Covariance propagation of the normalisation (see the module notes).
+    n_coefficients : int or None, default=None
+        Keep only the first ``n`` coefficients of each band (the paper uses
+        all 55); None keeps what the table has.
+    missing_band : {"raise", "nan"}, default="raise"
+        A source without BP or RP coefficients: ``"raise"`` names it;
+        ``"nan"`` gives NaN features (filter them before training; the
+        network rejects NaN inputs). Nothing is dropped.
+    check_covariance : {"raise", "repair", "ignore"}, default="raise"
+        Covariances of each band that are not positive semi-definite
+        (numerically, eigenvalue < -1e-6 of the largest): ``"raise"`` names
+        the sources; ``"repair"`` clips negative eigenvalues to zero;
+        ``"ignore"`` passes them on.
+    columns : dict, optional
+        Photometry column names overriding :data:`XP_PHOTOMETRY_COLUMNS`.
+    chunk_size : int, default=8192
+        Sources processed at once (bounds memory: dense 55 x 55 matrices
+        exist only per chunk; the output keeps packed float32 triangles).
+
+    Attributes
+    ----------
+    n_coefficients_ : int
+        Coefficients per band used.
+    feature_names_out_ : ndarray of str
+
+    Notes
+    -----
+    Input is an archive table (pandas DataFrame, astropy Table or dict) as
+    returned by :func:`skstellar.datasets.read_xp_continuous`, joined with
+    the photometry columns. The output is a
+    :class:`~skstellar.covariance.CovariantFeatures`; ``np.asarray`` of it
+    gives the plain feature matrix for estimators that ignore uncertainties.
+    Photometric errors are assumed independent between bands; the Gaia
+    magnitude errors come from ``phot_*_mean_flux_over_error``.
+    """
+
+    def __init__(self, photometry=True, covariance="paper", n_coefficients=None,
+                 missing_band="raise", check_covariance="raise", columns=None,
+                 chunk_size=8192):
+        self.photometry = photometry
+        self.covariance = covariance
+        self.n_coefficients = n_coefficients
+        self.missing_band = missing_band
+        self.check_covariance = check_covariance
+        self.columns = columns
+        self.chunk_size = chunk_size
+
+    # ------------------------------------------------------------ helpers
+    def _columns(self):
+        cols = dict(XP_PHOTOMETRY_COLUMNS)
+        if self.columns:
+            unknown = set(self.columns) - set(cols)
+            if unknown:
+                raise ValueError(
+                    f"Unknown photometry keys {sorted(unknown)}; valid keys: {sorted(cols)}."
+                )
+            cols.update(self.columns)
+        return cols
+
+    def _check_params(self):
+        if self.covariance not in ("paper", "exact"):
+            raise ValueError(f"covariance must be 'paper' or 'exact', got {self.covariance!r}.")
+        if self.missing_band not in ("raise", "nan"):
+            raise ValueError(f"missing_band must be 'raise' or 'nan', got {self.missing_band!r}.")
+        if self.check_covariance not in ("raise", "repair", "ignore"):
+            raise ValueError(
+                "check_covariance must be 'raise', 'repair' or 'ignore', "
+                f"got {self.check_covariance!r}."
+            )
+        if int(self.chunk_size) < 1:
+            raise ValueError("chunk_size must be >= 1.")
+
+    def _feature_names(self, k):
+        names = [f"rp_{i}" for i in range(1, k)] + [f"bp_{i}" for i in range(k)]
+        if self.photometry:
+            names += list(PHOTOMETRY_FEATURES)
+        return np.asarray(names, dtype=object)
+
+    def _read_bands(self, X):
+        if isinstance(X, CovariantFeatures) or (isinstance(X, np.ndarray) and X.dtype.names is None):
+            raise ValueError(
+                "XPNormalizer expects a Gaia XP continuous table (DataFrame, astropy "
+                "Table or dict) with bp_/rp_coefficients, _coefficient_errors and "
+                "_coefficient_correlations columns; got a plain array."
+            )
+        out = {}
+        for band in ("bp", "rp"):
+            for suffix in ("coefficients", "coefficient_errors", "coefficient_correlations"):
+                name = f"{band}_{suffix}"
+                has = (name in X) if isinstance(X, Mapping) else (
+                    name in getattr(X, "colnames", getattr(X, "columns", [])))
+                if not has:
+                    avail = list(X.keys()) if isinstance(X, Mapping) else list(
+                        getattr(X, "colnames", getattr(X, "columns", [])))
+                    raise missing_column_error(name, "Gaia XP normalisation", avail)
+            out[band] = _band_arrays(X, band)
+        kb, kr = out["bp"][0].shape[1], out["rp"][0].shape[1]
+        if kb != kr:
+            raise ValueError(
+                f"BP has {kb} coefficients but RP has {kr}: both bands must have the same "
+                "number (set n_coefficients to truncate both)."
+            )
+        return out
+
+    def _source_labels(self, X, idx):
+        try:
+            ids = np.asarray(X["source_id"])[idx]
+            return ", ".join(f"source_id {i}" for i in ids[:5])
+        except (KeyError, IndexError, TypeError, ValueError):
+            return ", ".join(f"row {i}" for i in idx[:5])
+
+    # ----------------------------------------------------------------- API
+    def fit(self, X, y=None):
+        """Check the table layout and record the coefficient count.
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table or dict
+            Gaia XP continuous table joined with photometry.
+        y : ignored
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        bands = self._read_bands(X)
+        k = bands["rp"][0].shape[1]
+        n = self.n_coefficients
+        if n is not None:
+            if not 1 <= int(n) <= k:
+                raise ValueError(f"n_coefficients must be in 1..{k}, got {n}.")
+            k = int(n)
+        if k < 2:
+            raise ValueError("Need at least 2 coefficients per band.")
+        self.n_coefficients_ = k
+        self.feature_names_out_ = self._feature_names(k)
+        self.n_features_out_ = len(self.feature_names_out_)
+        return self
+
+    def get_feature_names_out(self, input_features=None):
+        """Output feature names: ``rp_1..``, ``bp_0..`` and the photometric features."""
+        check_is_fitted(self, "n_coefficients_")
+        return np.asarray(self.feature_names_out_, dtype=object)
+
+    def transform(self, X):
+        """Normalised features and their covariance.
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table or dict
+            Gaia XP continuous table joined with photometry.
+
+        Returns
+        -------
+        CovariantFeatures
+            ``(n_sources, 2k - 1 [+ 5])`` values and block covariances: the
+            RP and BP blocks (one joint block with ``covariance="exact"``)
+            and a 5 x 5 photometry block.
+        """
+        check_is_fitted(self, "n_coefficients_")
+        self._check_params()
+        bands = self._read_bands(X)
+        k = self.n_coefficients_
+        if bands["rp"][0].shape[1] < k:
+            raise ValueError(
+                f"The table has {bands['rp'][0].shape[1]} coefficients per band but the "
+                f"normaliser was fitted with {k}."
+            )
+        (bp, bp_e, bp_r, bp_ok), (rp, rp_e, rp_r, rp_ok) = bands["bp"], bands["rp"]
+        n = len(bp)
+        if n == 0:
+            raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required.")
+        present = bp_ok & rp_ok
+        if not present.all() and self.missing_band == "raise":
+            bad = np.flatnonzero(~present)
+            raise ValueError(
+                f"{len(bad)} source(s) lack BP or RP coefficients ({self._source_labels(X, bad)}"
+                f"{', ...' if len(bad) > 5 else ''}). Remove them before the pipeline, or set "
+                "missing_band='nan' to get NaN features for them."
+            )
+        finite = present & np.all(np.isfinite(bp), 1) & np.all(np.isfinite(rp), 1) \
+            & np.all(np.isfinite(bp_e), 1) & np.all(np.isfinite(rp_e), 1)
+        bad = np.flatnonzero(present & ~finite)
+        if len(bad):
+            raise ValueError(
+                f"NaN or infinite XP coefficients or errors for {len(bad)} source(s) "
+                f"({self._source_labels(X, bad)}) that have both bands."
+            )
+        if np.any((bp_e[present] < 0) | (rp_e[present] < 0)):
+            raise ValueError("Negative XP coefficient errors found.")
+
+        kfull = bp.shape[1]
+        m = 2 * k - 1
+        values = np.full((n, m), np.nan)
+        if self.covariance == "paper":
+            packs = [np.zeros((n, (k - 1) * k // 2), np.float32), np.zeros((n, k * (k + 1) // 2), np.float32)]
+            block_cols = [np.arange(k - 1), np.arange(k - 1, m)]
+        else:
+            packs = [np.zeros((n, m * (m + 1) // 2), np.float32)]
+            block_cols = [np.arange(m)]
+        tri = [np.tril_indices(len(c)) for c in block_cols]
+        rows_ok = np.flatnonzero(present)
+        step = int(self.chunk_size)
+        for start in range(0, len(rows_ok), step):
+            idx = rows_ok[start : start + step]
+            covs = []
+            for coeff, err, corr in ((bp, bp_e, bp_r), (rp, rp_e, rp_r)):
+                C = _correlation_to_covariance(err[idx], corr[idx])
+                if k < kfull:
+                    C = C[:, :k, :k]
+                covs.append(self._checked(C, X, idx))
+            y_bp, y_rp, blocks = normalise_xp_coefficients(
+                bp[idx, :k], covs[0], rp[idx, :k], covs[1], covariance=self.covariance)
+            values[idx, : k - 1] = y_rp
+            values[idx, k - 1 :] = y_bp
+            for b, (_, S) in enumerate(blocks):
+                i, j = tri[b]
+                packs[b][idx] = S[:, i, j]
+        missing = np.flatnonzero(~present)
+        for p in packs:
+            p[missing] = np.nan
+        blocks = list(zip(block_cols, packs))
+        names = self.feature_names_out_
+        if self.photometry:
+            phot, phot_cov = self._photometry(X, n)
+            values = np.hstack([values, phot])
+            blocks.append((np.arange(m, m + phot.shape[1]), pack_lower(phot_cov)))
+        return CovariantFeatures(values, blocks, names)
+
+    def _checked(self, C, X, idx):
+        if self.check_covariance == "ignore":
+            return C
+        # Fast path: a Cholesky factorisation (with a relative jitter far below
+        # float32 resolution) succeeds for every valid covariance.
+        jitter = 1e-10 * np.trace(C, axis1=1, axis2=2) / C.shape[1]
+        try:
+            np.linalg.cholesky(C + jitter[:, None, None] * np.eye(C.shape[1]))
+            return C
+        except np.linalg.LinAlgError:
+            pass
+        w, V = np.linalg.eigh(C)
+        tol = 1e-6 * np.maximum(w[:, -1:], np.finfo(float).tiny)
+        neg = np.any(w < -tol, axis=1)
+        if not neg.any():
+            return C
+        if self.check_covariance == "raise":
+            bad = idx[neg]
+            raise ValueError(
+                f"XP coefficient covariance is not positive semi-definite for {len(bad)} "
+                f"source(s) ({self._source_labels(X, bad)}); check the correlation order "
+                "(lower triangle, row by row) or set check_covariance='repair'."
+            )
+        w = np.clip(w, 0.0, None)
+        return np.einsum("nij,nj,nkj->nik", V, w, V)
+
+    def _photometry(self, X, n):
+        """The 5 photometric features and their 5 x 5 covariance (n, 5, 5)."""
+        cols = self._columns()
+        keys = ["BP", "RP", "J", "H", "W1", "W2", "parallax", "parallax_error",
+                "BP_flux_over_error", "RP_flux_over_error", "J_error", "H_error",
+                "W1_error", "W2_error"]
+        data, _, _ = to_frame_like(X, columns=[cols[k] for k in keys])
+        import astropy.units as u
+
+        def col(key, unit, kind):
+            name = cols[key]
+            if name not in data:
+                raise missing_column_error(name, f"the XP photometric feature ({key})", list(data))
+            return as_float_column(data[name], name, unit=unit, kind=kind)
+
+        mag = {b: col(b, u.mag, "magnitude") for b in ("BP", "RP", "J", "H", "W1", "W2")}
+        plx = col("parallax", u.mas, "parallax")
+        sig = {
+            "BP": magnitude_error_from_flux_over_error(col("BP_flux_over_error", None, "flux over error")),
+            "RP": magnitude_error_from_flux_over_error(col("RP_flux_over_error", None, "flux over error")),
+            "J": col("J_error", u.mag, "magnitude error"),
+            "H": col("H_error", u.mag, "magnitude error"),
+            "W1": col("W1_error", u.mag, "magnitude error"),
+            "W2": col("W2_error", u.mag, "magnitude error"),
+            "parallax": col("parallax_error", u.mas, "parallax error"),
+        }
+        inputs = ("BP", "RP", "J", "H", "W1", "W2", "parallax")
+        vals = {**mag, "parallax": plx}
+        for key in inputs:
+            bad = ~np.isfinite(vals[key]) | ~np.isfinite(sig[key])
+            if bad.any():
+                name = cols[key]
+                r = int(np.flatnonzero(bad)[0])
+                raise ValueError(
+                    f"Column '{name}' (or its error) has {int(bad.sum())} NaN/inf value(s), "
+                    f"first at row {r}; the XP photometric features need finite photometry "
+                    "(or set photometry=False)."
+                )
+        scale = 10.0 ** (0.2 * mag["RP"])
+        pmag = plx * scale
+        feats = np.stack([mag["BP"] - mag["RP"], mag["W1"] - mag["W2"], mag["J"] - mag["H"],
+                          mag["H"] - mag["W2"], pmag], axis=1)
+        # Jacobian d(features)/d(inputs), inputs ordered as `inputs`.
+        J = np.zeros((n, 5, 7))
+        J[:, 0, 0], J[:, 0, 1] = 1.0, -1.0
+        J[:, 1, 4], J[:, 1, 5] = 1.0, -1.0
+        J[:, 2, 2], J[:, 2, 3] = 1.0, -1.0
+        J[:, 3, 3], J[:, 3, 5] = 1.0, -1.0
+        J[:, 4, 1] = _LN10_5 * pmag
+        J[:, 4, 6] = scale
+        var_in = np.stack([sig[key] ** 2 for key in inputs], axis=1)
+        cov = np.einsum("nfi,ni,ngi->nfg", J, var_in, J)
+        return feats, cov
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.dict = True
+        return tags
