@@ -263,3 +263,46 @@ def test_joblib_round_trip_in_fresh_process(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert "ok" in out.stdout
+
+
+def _xp_named_features(n=300, seed=0):
+    rng = np.random.RandomState(seed)
+    names = [f"rp_{i}" for i in range(1, 55)] + [f"bp_{i}" for i in range(55)] + ["bp_rp"]
+    v = rng.normal(size=(n, len(names))) * np.r_[np.full(109, 0.1), 1.0]
+    y = 2.0 * v[:, names.index("bp_3")] + 0.5 * v[:, -1]
+    return CovariantFeatures.from_variance(v, np.full(v.shape, 1e-4), feature_names=names), y
+
+
+def test_derivative_coefficients_and_spectra():
+    from skstellar.xp.diagnostics import derivative_coefficients, derivative_spectra
+
+    X, y = _xp_named_features()
+    m = UncertainNNRegressor(**{**FAST, "max_iter": 200}).fit(X, y)
+    d = derivative_coefficients(m, X)
+    assert d.shape == (110, 1)
+    # Eq. 14 is a right inverse of the weighted gradient: (J w2) . (dx/dy / w2 * w2)...
+    J = m.input_jacobian(X).mean(0)
+    np.testing.assert_allclose(J @ d.to_numpy(), np.eye(1), rtol=1e-6)
+    spec = derivative_spectra(m, X, calibrated=True)
+    assert set(spec.columns) == {"label", "band", "wavelength", "derivative"}
+    assert spec["wavelength"].between(330, 1050).all() and len(spec) == 343
+    assert np.isfinite(spec["derivative"]).all() and np.abs(spec["derivative"]).max() > 0
+    internal = derivative_spectra(m, X, calibrated=False)
+    assert set(internal["band"]) == {"BP", "RP"}
+    with pytest.raises(ValueError, match="bp_<i>"):
+        derivative_spectra(UncertainNNRegressor(**{**FAST, "max_iter": 5}).fit(X.values, y), X.values)
+
+
+def test_diagnostic_plots():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from skstellar.xp.diagnostics import plot_uncertainty_parts, plot_zscores
+
+    X, y, yerr, truth = _data(n=200)
+    m = UncertainNNRegressor(**FAST).fit(X, y, y_err=yerr)
+    u = m.predict_uncertainty(X)
+    ax = plot_uncertainty_parts(u["prediction"], u, label=1, label_name="y1")
+    assert len(ax.lines) == 4
+    fig = plot_zscores(truth, u["prediction"], u["total_std"], label_names=["a", "b"])
+    assert [a.get_title() for a in fig.axes[:2]] == ["a", "b"]
