@@ -170,6 +170,26 @@ def test_normalisation_matches_monte_carlo(mode):
         np.testing.assert_array_less(diff, tol[np.ix_(bp_cols, bp_cols)] + 1.5 * np.abs(neglected))
 
 
+@pytest.mark.parametrize("mode", ["paper", "exact"])
+def test_transform_equals_dense_reference(mode):
+    """XPNormalizer's packed-triangle path equals normalise_xp_coefficients."""
+    from skstellar.datasets import correlation_to_covariance
+
+    rng = np.random.RandomState(11)
+    t = _xp_dict(rng, n=5, k=7, with_phot=False)
+    t["rp_coefficients"][3, 0] = 0.0  # the zero-RP0 fallback goes through too
+    Z = XPNormalizer(photometry=False, covariance=mode).fit_transform(t)
+    Cb = correlation_to_covariance(t["bp_coefficient_errors"], t["bp_coefficient_correlations"])
+    Cr = correlation_to_covariance(t["rp_coefficient_errors"], t["rp_coefficient_correlations"])
+    y_bp, y_rp, blocks = normalise_xp_coefficients(
+        t["bp_coefficients"], Cb, t["rp_coefficients"], Cr, covariance=mode)
+    np.testing.assert_allclose(Z.values, np.hstack([y_rp, y_bp]))
+    dense = np.zeros((5, 13, 13))
+    for cols, S in blocks:
+        dense[:, cols[:, None], cols[None, :]] = S
+    np.testing.assert_allclose(Z.covariance(), dense, rtol=2e-5, atol=1e-6 * np.abs(dense).max())
+
+
 def test_zero_rp0_uses_its_uncertainty():
     rng = np.random.RandomState(6)
     k = 4

@@ -152,10 +152,108 @@ def _band_arrays(table, band):
     return b.coefficients, b.errors, b.correlations, b.present
 
 
-def _correlation_to_covariance(errors, corr):
-    from ..datasets.gaia_xp_io import correlation_to_covariance
+class _PackedPlan:
+    """Normalisation with covariance propagation done directly on packed triangles.
 
-    return correlation_to_covariance(errors, corr)
+    Equivalent to :func:`normalise_xp_coefficients` but never builds dense
+    matrices: every output covariance element ``S_fg`` is an elementwise
+    function of gathered raw covariance elements,
+    ``(C_fg - d_f y_f K_g - d_g y_g K_f + d_f d_g y_f y_g C_00) / c0^2`` with
+    ``K_f = Cov(f, c0)`` and ``d_f`` = 1 where the derivative of the
+    normaliser enters (RP features; BP too in "exact" mode; no feature when
+    c0 == 0). Features are ordered ``rp_1..rp_{k-1}, bp_0..bp_{k-1}``.
+    """
+
+    def __init__(self, k, covariance):
+        self.k = k
+        self.band = np.r_[np.ones(k - 1, int), np.zeros(k, int)]  # 1 = RP
+        self.coef = np.r_[np.arange(1, k), np.arange(k)]
+        m = 2 * k - 1
+        groups = [np.arange(k - 1), np.arange(k - 1, m)] if covariance == "paper" else [np.arange(m)]
+        self.deriv_bp = covariance == "exact"
+        self.blocks = []
+        for cols in groups:
+            i, j = np.tril_indices(len(cols))
+            F, G = cols[i], cols[j]
+            self.blocks.append((cols, F, G))
+        # strict-lower (archive order) -> with-diagonal packed positions
+        si, sj = np.tril_indices(k, -1)
+        self.strict_pos = si * (si + 1) // 2 + sj
+        d = np.arange(k)
+        self.diag_pos = d * (d + 1) // 2 + d
+        ai, aj = np.tril_indices(k)
+        self.pair_a, self.pair_b = ai, aj
+
+    def with_diagonal(self, strict):
+        """Packed float32 correlation with its unit diagonal from the archive's strict triangle.
+
+        Row ``a`` of the strict triangle (``a`` values) is copied as one slice,
+        followed by the diagonal 1: 55 slice copies instead of a scatter.
+        """
+        k = self.k
+        out = np.empty((strict.shape[0], k * (k + 1) // 2), np.float32)
+        for a in range(k):
+            start = a * (a + 1) // 2
+            out[:, start : start + a] = strict[:, a * (a - 1) // 2 : a * (a - 1) // 2 + a]
+            out[:, start + a] = 1.0
+        return out
+
+    @staticmethod
+    def _pos(a, b):
+        hi, lo = np.maximum(a, b), np.minimum(a, b)
+        return hi * (hi + 1) // 2 + lo
+
+    def normalise(self, bp, bp_e, R_bp, rp, rp_e, R_rp):
+        """Values (n, 2k-1) and packed covariance blocks of the normalised features."""
+        c0 = rp[:, 0]
+        zero = c0 == 0
+        norm = np.where(zero, rp_e[:, 0], c0)
+        if np.any(norm == 0):
+            raise ValueError(
+                "The 0th RP coefficient and its uncertainty are both zero for "
+                f"{int(np.sum(norm == 0))} source(s): they cannot be normalised."
+            )
+        inv2 = (1.0 / norm**2).astype(np.float32)[:, None]
+        raw = np.hstack([rp[:, 1:], bp])
+        # float32 from here on: the output is stored in float32 and no term
+        # cancels catastrophically (the c0 terms are <~ the C_ij terms).
+        err = np.hstack([rp_e[:, 1:], bp_e]).astype(np.float32)
+        y = raw / norm[:, None]
+        y32 = y.astype(np.float32)
+        R_rp = R_rp.astype(np.float32, copy=False)
+        R_bp = R_bp.astype(np.float32, copy=False)
+        is_rp = self.band == 1
+        # K_f = Cov(f, c0): e_f e_0 R_rp(c_f, 0) for RP features, 0 for BP
+        K = np.zeros_like(y32)
+        K[:, is_rp] = err[:, is_rp] * rp_e[:, :1].astype(np.float32) * R_rp[:, self._pos(self.coef[is_rp], 0)]
+        dflag = np.where(is_rp, 1.0, 1.0 if self.deriv_bp else 0.0).astype(np.float32)[None, :] \
+            * (~zero)[:, None]
+        dy = dflag * y32
+        C00 = (rp_e[:, 0] ** 2).astype(np.float32)[:, None]
+        out = []
+        for _, F, G in self.blocks:
+            bandF, bandG = self.band[F], self.band[G]
+            pos = self._pos(self.coef[F], self.coef[G])
+            if np.all(bandF == 1) and np.all(bandG == 1):
+                C = R_rp[:, pos]
+            elif np.all(bandF == 0) and np.all(bandG == 0):
+                # all BP pairs in packed order: the packed matrix itself
+                C = R_bp.copy() if np.array_equal(pos, np.arange(R_bp.shape[1])) else R_bp[:, pos]
+            else:
+                C = np.zeros((len(y), len(F)), np.float32)
+                same_rp, same_bp = (bandF == 1) & (bandG == 1), (bandF == 0) & (bandG == 0)
+                C[:, same_rp] = R_rp[:, pos[same_rp]]
+                C[:, same_bp] = R_bp[:, pos[same_bp]]
+            C *= err[:, F]
+            C *= err[:, G]
+            if np.any(dflag[:, F]) or np.any(dflag[:, G]):
+                dyF, dyG = dy[:, F], dy[:, G]
+                C -= dyF * K[:, G]
+                C -= dyG * K[:, F]
+                C += dyF * dyG * C00
+            C *= inv2
+            out.append(C)
+        return y, out
 
 
 class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -366,33 +464,29 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         if np.any((bp_e[present] < 0) | (rp_e[present] < 0)):
             raise ValueError("Negative XP coefficient errors found.")
 
-        kfull = bp.shape[1]
         m = 2 * k - 1
         values = np.full((n, m), np.nan)
-        if self.covariance == "paper":
-            packs = [np.zeros((n, (k - 1) * k // 2), np.float32), np.zeros((n, k * (k + 1) // 2), np.float32)]
-            block_cols = [np.arange(k - 1), np.arange(k - 1, m)]
-        else:
-            packs = [np.zeros((n, m * (m + 1) // 2), np.float32)]
-            block_cols = [np.arange(m)]
-        tri = [np.tril_indices(len(c)) for c in block_cols]
+        plan = _PackedPlan(k, self.covariance)
+        packs = [np.zeros((n, len(F)), np.float32) for _, F, _ in plan.blocks]
+        block_cols = [cols for cols, _, _ in plan.blocks]
         rows_ok = np.flatnonzero(present)
+        n_corr = k * (k - 1) // 2
         step = int(self.chunk_size)
         for start in range(0, len(rows_ok), step):
             idx = rows_ok[start : start + step]
-            covs = []
-            for coeff, err, corr in ((bp, bp_e, bp_r), (rp, rp_e, rp_r)):
-                C = _correlation_to_covariance(err[idx], corr[idx])
-                if k < kfull:
-                    C = C[:, :k, :k]
-                covs.append(self._checked(C, X, idx))
-            y_bp, y_rp, blocks = normalise_xp_coefficients(
-                bp[idx, :k], covs[0], rp[idx, :k], covs[1], covariance=self.covariance)
-            values[idx, : k - 1] = y_rp
-            values[idx, k - 1 :] = y_bp
-            for b, (_, S) in enumerate(blocks):
-                i, j = tri[b]
-                packs[b][idx] = S[:, i, j]
+            R = {}
+            for band, corr in (("bp", bp_r), ("rp", rp_r)):
+                c = np.asarray(corr[idx, :n_corr], dtype=np.float32)
+                if c.shape[1] != n_corr:
+                    raise ValueError(
+                        f"{band.upper()} correlations have {corr.shape[1]} values per source; "
+                        f"{n_corr} are needed for {k} coefficients."
+                    )
+                R[band] = self._checked_correlation(plan.with_diagonal(c), k, X, idx)
+            y, S = plan.normalise(bp[idx, :k], bp_e[idx, :k], R["bp"], rp[idx, :k], rp_e[idx, :k], R["rp"])
+            values[idx] = y
+            for b, Sb in enumerate(S):
+                packs[b][idx] = Sb
         missing = np.flatnonzero(~present)
         for p in packs:
             p[missing] = np.nan
@@ -404,22 +498,37 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             blocks.append((np.arange(m, m + phot.shape[1]), pack_lower(phot_cov)))
         return CovariantFeatures(values, blocks, names)
 
-    def _checked(self, C, X, idx):
+    def _checked_correlation(self, Rp, k, X, idx):
+        """Check (and optionally repair) packed correlation matrices of one band.
+
+        ``C = diag(e) R diag(e)`` is positive semi-definite exactly when ``R``
+        is (errors > 0), so the check runs on ``R``.
+        """
         if self.check_covariance == "ignore":
-            return C
-        # Fast path: a Cholesky factorisation (with a relative jitter far below
-        # float32 resolution) succeeds for every valid covariance.
-        jitter = 1e-10 * np.trace(C, axis1=1, axis2=2) / C.shape[1]
-        try:
-            np.linalg.cholesky(C + jitter[:, None, None] * np.eye(C.shape[1]))
-            return C
-        except np.linalg.LinAlgError:
-            pass
-        w, V = np.linalg.eigh(C)
-        tol = 1e-6 * np.maximum(w[:, -1:], np.finfo(float).tiny)
-        neg = np.any(w < -tol, axis=1)
+            return Rp
+        import torch
+
+        # Batched float32 Cholesky (torch reports failures per matrix) with a
+        # jitter at the level of the archive's float32 rounding; only the
+        # matrices that fail get an eigen-decomposition.
+        i, j = np.tril_indices(k)
+        Rt = torch.from_numpy(np.ascontiguousarray(Rp, dtype=np.float32))
+        dense = torch.zeros((len(Rp), k, k), dtype=torch.float32)
+        dense[:, i, j] = Rt
+        dense[:, j, i] = Rt
+        dense.diagonal(dim1=1, dim2=2).add_(1e-5)
+        _, info = torch.linalg.cholesky_ex(dense)
+        failed = np.flatnonzero(info.numpy() > 0)
+        if len(failed) == 0:
+            return Rp
+        R = dense[failed].double().numpy()
+        R[:, np.arange(k), np.arange(k)] -= 1e-5
+        w, V = np.linalg.eigh(R)
+        neg_f = np.any(w < -1e-6, axis=1)
+        neg = np.zeros(len(Rp), bool)
+        neg[failed[neg_f]] = True
         if not neg.any():
-            return C
+            return Rp
         if self.check_covariance == "raise":
             bad = idx[neg]
             raise ValueError(
@@ -427,8 +536,10 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                 f"source(s) ({self._source_labels(X, bad)}); check the correlation order "
                 "(lower triangle, row by row) or set check_covariance='repair'."
             )
-        w = np.clip(w, 0.0, None)
-        return np.einsum("nij,nj,nkj->nik", V, w, V)
+        fixed = np.einsum("nij,nj,nkj->nik", V[neg_f], np.clip(w[neg_f], 0.0, None), V[neg_f])
+        out = np.array(Rp, dtype=np.float32, copy=True)
+        out[failed[neg_f]] = fixed[:, i, j]
+        return out
 
     def _photometry(self, X, n):
         """The 5 photometric features and their 5 x 5 covariance (n, 5, 5)."""
