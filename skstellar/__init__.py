@@ -9,6 +9,7 @@ Every method is a scikit-learn estimator or transformer built on PyTorch
 __version__ = "0.1.0"
 
 _LAZY = {
+    "BayesianPhotoD": "skstellar.photod",
     "MDwarfMetallicityRegressor": "skstellar.mdwarf",
     "SpectralCNNClassifier": "skstellar.galaxy",
     "SpectralCNNRegressor": "skstellar.galaxy",

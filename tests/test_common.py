@@ -109,6 +109,19 @@ def test_sklearn_compatible(estimator, check):
     check(estimator)
 
 
+#: Estimators sklearn's generic checks cannot exercise, with the reason; each
+#: has clone/params/joblib tests in its own test file.
+NOT_GENERIC = {
+    "BayesianPhotoD": (
+        "It learns nothing from (X, y): fit only loads its locus and prior grids, and "
+        "predict needs named survey columns (r, ugriz colours, their errors, Ar_max) with "
+        "physical constraints (r inside the prior maps, positive errors), which the checks' "
+        "random arrays cannot satisfy. tests/test_photod_teacher.py covers clone, "
+        "get_params, joblib and every input policy."
+    ),
+}
+
+
 def test_every_exported_estimator_is_checked():
     import inspect
 
@@ -120,4 +133,5 @@ def test_every_exported_estimator_is_checked():
     exported |= {getattr(skstellar.preprocessing, n) for n in skstellar.preprocessing.__all__}
     exported = {c for c in exported if inspect.isclass(c) and issubclass(c, BaseEstimator)}
     checked = {type(e) for e in ESTIMATORS}
-    assert exported <= checked, f"not in test_common: {exported - checked}"
+    exempt = {c for c in exported if c.__name__ in NOT_GENERIC}
+    assert exported <= checked | exempt, f"not in test_common: {exported - checked - exempt}"

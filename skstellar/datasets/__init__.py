@@ -18,6 +18,24 @@ from .gaia_xp_io import (
     xp_covariance,
 )
 from .spectra_io import read_lamost_spectra, read_spectra_table, write_spectra_table
+from .photod import (
+    AR_PRIOR_OFFSET,
+    AR_PRIOR_SLOPE,
+    EXTINCTION_COEFFICIENTS,
+    LSST_GAMMA,
+    LSST_M5_COADD,
+    LSST_M5_SINGLE,
+    ColourLocus,
+    PriorMaps,
+    ar_prior_max,
+    load_locus,
+    load_prior_maps,
+    load_stripe82_priors,
+    load_stripe82_sample,
+    lsst_magnitude_error,
+    make_lsst_catalog,
+    reddening_vector,
+)
 from .mdwarf import (
     MDWARF_CATALOG_FILENAME,
     load_mdwarf_catalog,
@@ -26,6 +44,22 @@ from .mdwarf import (
 )
 
 __all__ = [
+    "AR_PRIOR_OFFSET",
+    "AR_PRIOR_SLOPE",
+    "EXTINCTION_COEFFICIENTS",
+    "LSST_GAMMA",
+    "LSST_M5_COADD",
+    "LSST_M5_SINGLE",
+    "ColourLocus",
+    "PriorMaps",
+    "ar_prior_max",
+    "load_locus",
+    "load_prior_maps",
+    "load_stripe82_priors",
+    "load_stripe82_sample",
+    "lsst_magnitude_error",
+    "make_lsst_catalog",
+    "reddening_vector",
     "XPBand",
     "correlation_to_covariance",
     "is_positive_definite",
