@@ -14,7 +14,9 @@ from skstellar import (
 )
 from skstellar.preprocessing import (
     AbsoluteMagnitudes,
+    ContinuumNormalizer,
     CovariantStandardScaler,
+    RadialVelocityCorrector,
     RestFrameShifter,
     SpectrumMinMaxScaler,
     SpectrumResampler,
@@ -51,6 +53,11 @@ ESTIMATORS = [
     # columns), not 2-D arrays, so sklearn skips its array-based checks; its own
     # tests (test_xp_normalizer.py, test_gaia_xp_io.py) cover it.
     XPNormalizer(),
+    ContinuumNormalizer(),
+    ContinuumNormalizer(on_empty="nan"),
+    # Declares SpectrumBatch-only input (like RestFrameShifter); its own tests
+    # (test_velocity_indices.py) cover clone/pickle/params.
+    RadialVelocityCorrector(),
 ]
 
 _TANH_OUTPUT = (

@@ -8,6 +8,7 @@ files kept in ``../shared/data`` and generic catalogue formats.
 from ._paths import DATA_ENV_VAR, find_shared_data, shared_data_candidates
 from .catalog_io import read_catalog, write_catalog
 from .galaxy import make_galaxy_spectra
+from .gaia_xp import hermite_functions, make_xp_catalog, xp_design_matrix, xp_wavelength_grid
 from .gaia_xp_io import (
     XPBand,
     correlation_to_covariance,
@@ -61,6 +62,10 @@ __all__ = [
     "make_lsst_catalog",
     "reddening_vector",
     "XPBand",
+    "hermite_functions",
+    "make_xp_catalog",
+    "xp_design_matrix",
+    "xp_wavelength_grid",
     "correlation_to_covariance",
     "is_positive_definite",
     "read_xp_avro",

