@@ -11,6 +11,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "BayesianPhotoD": "skstellar.photod",
     "MDwarfMetallicityRegressor": "skstellar.mdwarf",
+    "PayneEmulator": "skstellar.cyclestarnet",
+    "SpectralLabelFitter": "skstellar.cyclestarnet",
     "SpectralCNNClassifier": "skstellar.galaxy",
     "SpectralCNNRegressor": "skstellar.galaxy",
     "UncertainNNRegressor": "skstellar.xp",

@@ -8,6 +8,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skstellar import (
     MDwarfMetallicityRegressor,
+    PayneEmulator,
     SpectralCNNClassifier,
     SpectralCNNRegressor,
     UncertainNNRegressor,
@@ -58,6 +59,7 @@ ESTIMATORS = [
     # Declares SpectrumBatch-only input (like RestFrameShifter); its own tests
     # (test_velocity_indices.py) cover clone/pickle/params.
     RadialVelocityCorrector(),
+    PayneEmulator(hidden=(16,), max_epochs=30, batch_size=16, lr=1e-2, random_state=0),
 ]
 
 _TANH_OUTPUT = (
@@ -119,6 +121,12 @@ def test_sklearn_compatible(estimator, check):
 #: Estimators sklearn's generic checks cannot exercise, with the reason; each
 #: has clone/params/joblib tests in its own test file.
 NOT_GENERIC = {
+    "SpectralLabelFitter": (
+        "It wraps an already-trained emulator and fit takes no data (it only checks the "
+        "emulator and the bounds); fit_labels/predict take spectra with errors whose pixel "
+        "count must match the emulator. tests/test_label_fitting.py covers its API, clone "
+        "(with FrozenEstimator) and every input policy."
+    ),
     "BayesianPhotoD": (
         "It learns nothing from (X, y): fit only loads its locus and prior grids, and "
         "predict needs named survey columns (r, ugriz colours, their errors, Ar_max) with "

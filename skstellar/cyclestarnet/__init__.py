@@ -1,9 +1,14 @@
 """Cycle-StarNet domain adaptation, The Payne emulator and spectral label fitting (method 5).
 
+- payne: :class:`PayneEmulator` (The Payne's MLP emulator; loads its npz
+  networks, modern and legacy formats);
+- fitting: :class:`SpectralLabelFitter` (batched, bounded per-spectrum
+  L-BFGS label fits with curvature uncertainties; optional domain adapter);
 - indices: H-alpha equivalent width and activity flag, TiO5 and spectral
   subtype, precision-vs-S/N model (catalogue extras of the LAMOST M-dwarf paper).
 """
 
+from .fitting import LabelFitResult, SpectralLabelFitter, doppler_shift_torch
 from .indices import (
     ACTIVITY_THRESHOLD,
     HALPHA_AIR,
@@ -20,8 +25,15 @@ from .indices import (
     spectral_subtype_from_tio5,
     tio5_index,
 )
+from .payne import PayneEmulator, PayneNetwork, PerPixelNetwork
 
 __all__ = [
+    "LabelFitResult",
+    "PayneEmulator",
+    "PayneNetwork",
+    "PerPixelNetwork",
+    "SpectralLabelFitter",
+    "doppler_shift_torch",
     "ACTIVITY_THRESHOLD",
     "HALPHA_AIR",
     "HALPHA_CONTINUUM_WINDOWS",

@@ -5,7 +5,11 @@
   (dropout on, BatchNorm in eval mode);
 - :class:`BaseNeuralRegressor` — the skorch-backed scikit-learn base class
   that gives ``predict(X, return_std=True)``, seeding and early stopping;
-- losses (:class:`LinearWeightedMSELoss`).
+- losses (:class:`LinearWeightedMSELoss`);
+- uncertainty: :func:`batched_jacobian`, :class:`TorchCovariance`,
+  :func:`gaussian_nll` (input-covariance propagation, Gaussian likelihood);
+- optimize: batched, bounded per-object optimisers (:func:`fit_batched`,
+  :func:`batched_lbfgs`, :class:`BoxTransform`, ...).
 """
 
 from .base import BaseNeuralClassifier, BaseNeuralRegressor
@@ -19,8 +23,28 @@ from .builders import (
 )
 from .losses import LinearWeightedMSELoss
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
+from .optimize import (
+    BatchedFitResult,
+    BoxTransform,
+    batched_lbfgs,
+    batched_levenberg_marquardt,
+    coupled_lbfgs,
+    fit_batched,
+    gauss_newton_covariance,
+)
+from .uncertainty import TorchCovariance, batched_jacobian, gaussian_nll
 
 __all__ = [
+    "BatchedFitResult",
+    "BoxTransform",
+    "TorchCovariance",
+    "batched_jacobian",
+    "batched_lbfgs",
+    "batched_levenberg_marquardt",
+    "coupled_lbfgs",
+    "fit_batched",
+    "gauss_newton_covariance",
+    "gaussian_nll",
     "ACTIVATIONS",
     "BaseNeuralClassifier",
     "BaseNeuralRegressor",
