@@ -19,6 +19,15 @@ from .gaia_xp_io import (
     xp_covariance,
 )
 from .spectra_io import read_lamost_spectra, read_spectra_table, write_spectra_table
+from .mdwarf_spectra import (
+    MDWARF_ATOMIC_LINES,
+    MDWARF_BAND_SYSTEMS,
+    MDWARF_GAP_FEATURES,
+    draw_mdwarf_labels,
+    make_mdwarf_spectra,
+    mdwarf_model_spectrum,
+    mdwarf_wavelength_grid,
+)
 from .photod import (
     AR_PRIOR_OFFSET,
     AR_PRIOR_SLOPE,
@@ -45,6 +54,13 @@ from .mdwarf import (
 )
 
 __all__ = [
+    "MDWARF_ATOMIC_LINES",
+    "MDWARF_BAND_SYSTEMS",
+    "MDWARF_GAP_FEATURES",
+    "draw_mdwarf_labels",
+    "make_mdwarf_spectra",
+    "mdwarf_model_spectrum",
+    "mdwarf_wavelength_grid",
     "AR_PRIOR_OFFSET",
     "AR_PRIOR_SLOPE",
     "EXTINCTION_COEFFICIENTS",

@@ -12,7 +12,7 @@ the three parts of its uncertainty the paper defines:
   likelihood (Sect. 3.1.2).
 
 Training minimises the Gaussian likelihood of Eq. 9-10 with
-``s = ln(sigma_y^2 + sigma_input^2 + sigma_excess^2)``, label errors
+``s = ln(sigma_y^2 + sigma_model^2 + sigma_input^2 + sigma_excess^2)``, label errors
 ``sigma_y`` given per sample and missing labels (NaN) masked; the input term
 is left out for the first ``warmup_iter`` iterations (Sect. 3.1).
 """
@@ -57,10 +57,10 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
 
     Where the paper is silent (documented choices): the hidden activation is
     ReLU (``activation``); the excess variance is ``softplus`` of its output
-    (``excess_activation``); ``sigma_model`` does not enter the training
-    loss -- the loss is evaluated on one stochastic dropout pass per step,
-    which already samples the model scatter -- and the input term is
-    averaged over MC passes at prediction.
+    (``excess_activation``); ``sigma_model`` in the training loss is the
+    per-star variance of ``model_variance_passes`` stochastic passes of the
+    batch (the paper does not say how it estimates it during training); the
+    input and excess terms are averaged over the MC passes at prediction.
 
     Parameters
     ----------
@@ -93,6 +93,13 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         Stop when the validation loss has not improved for ``patience``
         epochs and restore the best weights (needs a validation fraction).
     patience : int, default=20
+    model_variance_passes : int, default=2
+        Stochastic dropout passes of each batch per training step; with 2 or
+        more, their per-star variance (detached) is the ``sigma_model^2`` term of
+        ``s`` (Eq. 10) and every pass contributes to the loss. Without it the
+        excess output learns the dropout scatter too and ``sigma_total``
+        (Eq. 11) counts the model uncertainty twice (measured: z-score std
+        ~0.5). 0 or 1: one pass, no model term (half the cost).
     n_mc_passes : int, default=50
         MC-dropout passes at prediction.
     mc_mode : {"network", "per_sample"}, default="network"
@@ -131,8 +138,9 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                  excess_activation="softplus", lr=5e-4, weight_decay=1e-5,
                  batch_size=10000, max_iter=20000, warmup_iter=2500, shuffle=False,
                  input_uncertainty=True, standardize=True, validation_fraction=0.0,
-                 early_stopping=False, patience=20, n_mc_passes=50, mc_mode="network",
-                 point_estimate="median", random_state=None, device="cpu", verbose=0):
+                 early_stopping=False, patience=20, model_variance_passes=2, n_mc_passes=50,
+                 mc_mode="network", point_estimate="median", random_state=None, device="cpu",
+                 verbose=0):
         self.hidden = hidden
         self.dropout = dropout
         self.activation = activation
@@ -148,6 +156,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         self.validation_fraction = validation_fraction
         self.early_stopping = early_stopping
         self.patience = patience
+        self.model_variance_passes = model_variance_passes
         self.n_mc_passes = n_mc_passes
         self.mc_mode = mc_mode
         self.point_estimate = point_estimate
@@ -169,8 +178,8 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
             )
         if int(self.batch_size) < 1 or int(self.max_iter) < 1:
             raise ValueError("batch_size and max_iter must be >= 1.")
-        if int(self.warmup_iter) < 0 or int(self.n_mc_passes) < 0:
-            raise ValueError("warmup_iter and n_mc_passes must be >= 0.")
+        if int(self.warmup_iter) < 0 or int(self.n_mc_passes) < 0 or int(self.model_variance_passes) < 0:
+            raise ValueError("warmup_iter, n_mc_passes and model_variance_passes must be >= 0.")
         if not 0.0 <= float(self.dropout) < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
         if self.early_stopping and float(self.validation_fraction) <= 0:
@@ -311,18 +320,31 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
             opt = torch.optim.Adam(module.parameters(), lr=float(self.lr),
                                    weight_decay=float(self.weight_decay))
 
+            K_model = int(self.model_variance_passes)
+
             def loss_on(rows, with_input, training):
+                # K stochastic passes of the same rows (K >= 2 estimates
+                # sigma_model^2 per star, detached, for s of Eq. 10)
+                K = K_model if training and K_model >= 2 else 1
+                B = len(rows)
                 xb = data["x"][rows]
+                xk = xb.repeat(K, 1) if K > 1 else xb
                 if with_input:
-                    xb = xb.detach().requires_grad_(True)
-                out = module(xb)
+                    xk = xk.detach().requires_grad_(True)
+                out = module(xk)
                 mu, exc = out[:, :L], positive(out[:, L:])
-                var = data["vy"][rows] + exc
+                var = (data["vy"][rows] if K == 1 else data["vy"][rows].repeat(K, 1)) + exc
+                if K > 1:
+                    vm = mu.detach().view(K, B, L).var(0, unbiased=True)
+                    var = var + vm.repeat(K, 1)
                 if with_input:
-                    J = batched_jacobian(mu, xb, create_graph=training)
-                    var = var + tcov.propagate(J, rows)
+                    J = batched_jacobian(mu, xk, create_graph=training)
+                    var = var + tcov.propagate(J.view(K, B, L, -1), rows).reshape(K * B, L)
                 var = var.clamp_min(1e-12)
-                return gaussian_nll(mu, data["y"][rows], var, data["m"][rows])
+                y_t, m_t = data["y"][rows], data["m"][rows]
+                if K > 1:
+                    y_t, m_t = y_t.repeat(K, 1), m_t.repeat(K, 1)
+                return gaussian_nll(mu, y_t, var, m_t)
 
             tr = torch.as_tensor(train_idx, device=dev)
             va = torch.as_tensor(valid_idx, device=dev)
