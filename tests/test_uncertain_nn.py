@@ -306,3 +306,28 @@ def test_diagnostic_plots():
     assert len(ax.lines) == 4
     fig = plot_zscores(truth, u["prediction"], u["total_std"], label_names=["a", "b"])
     assert [a.get_title() for a in fig.axes[:2]] == ["a", "b"]
+
+
+def test_analytic_mlp_jacobian_matches_autograd():
+    from skstellar.nn.builders import build_mlp
+    from skstellar.nn.uncertainty import mlp_forward_with_jacobian
+
+    for act in ("relu", "gelu", "leaky_relu:0.1", "tanh"):
+        torch.manual_seed(0)
+        net = build_mlp(7, (16, 12), 6, activation=act, dropout=0.3)
+        x = torch.randn(9, 7, dtype=torch.float64)
+        net = net.double()
+        net.eval()
+        out, J = mlp_forward_with_jacobian(net, x, 3, create_graph=False)
+        torch.testing.assert_close(out, net(x))
+        xr = x.clone().requires_grad_(True)
+        ref = batched_jacobian(net(xr)[:, :3], xr)
+        torch.testing.assert_close(J, ref)
+        # training mode: the Jacobian is that of the thinned network of this pass
+        net.train()
+        torch.manual_seed(5)
+        out_t, J_t = mlp_forward_with_jacobian(net, x, 3, create_graph=True)
+        assert not torch.allclose(out_t, out)
+        # gradient of a loss on J flows to the weights
+        (J_t**2).sum().backward()
+        assert all(p.grad is not None for p in net.parameters() if p.dim() == 2)

@@ -165,5 +165,5 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
         "per_label": per_label, "fit_seconds": fit_s, "n_iter": int(model.n_iter_),
         "normalise_seconds_test": norm_s, "predict_seconds_test": pred_s,
         "n_mc_passes": int(model.n_mc_passes), "noise_tracking": tracking,
-        "pipeline": pipe,
+        "pipeline": pipe, "test_index": test.tolist(),
     }
