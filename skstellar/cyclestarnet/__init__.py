@@ -1,5 +1,7 @@
 """Cycle-StarNet domain adaptation, The Payne emulator and spectral label fitting (method 5).
 
+- adapter: :class:`CycleStarNet` (unsupervised synthetic <-> observed domain
+  adapter, a scikit-learn transformer); networks: its torch modules;
 - payne: :class:`PayneEmulator` (The Payne's MLP emulator; loads its npz
   networks, modern and legacy formats);
 - fitting: :class:`SpectralLabelFitter` (batched, bounded per-spectrum
@@ -8,6 +10,7 @@
   subtype, precision-vs-S/N model (catalogue extras of the LAMOST M-dwarf paper).
 """
 
+from .adapter import SPLIT_POLICIES, CycleStarNet
 from .fitting import LabelFitResult, SpectralLabelFitter, doppler_shift_torch
 from .indices import (
     ACTIVITY_THRESHOLD,
@@ -25,9 +28,15 @@ from .indices import (
     spectral_subtype_from_tio5,
     tio5_index,
 )
+from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
 from .payne import PayneEmulator, PayneNetwork, PerPixelNetwork
 
 __all__ = [
+    "SPLIT_POLICIES",
+    "CycleStarNet",
+    "CycleStarNetGenerator",
+    "PairDiscriminator",
+    "closing_length",
     "LabelFitResult",
     "PayneEmulator",
     "PayneNetwork",
