@@ -10,6 +10,9 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "BayesianPhotoD": "skstellar.photod",
+    "HybridPhotoD": "skstellar.photod",
+    "PhotoDNetwork": "skstellar.photod",
+    "CycleStarNet": "skstellar.cyclestarnet",
     "MDwarfMetallicityRegressor": "skstellar.mdwarf",
     "PayneEmulator": "skstellar.cyclestarnet",
     "SpectralLabelFitter": "skstellar.cyclestarnet",

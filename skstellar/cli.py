@@ -7,6 +7,7 @@ Examples
     skstellar demo mdwarf                       # simulate, train, print paper-vs-ours
     skstellar demo mdwarf --plots plots/        # ... and save the diagnostic plots
     skstellar demo xp                           # Gaia XP uncertain network on simulated stars
+    skstellar demo photod                       # LSST photo-D teacher + student, Table 1
     skstellar fit mdwarf train.fits model.joblib --target fe_h
     skstellar predict model.joblib stars.csv predictions.parquet
 
@@ -27,7 +28,7 @@ import numpy as np
 __all__ = ["main", "build_parser", "make_mdwarf_pipeline"]
 
 METHODS = ("mdwarf",)
-DEMOS = ("mdwarf", "galaxy", "xp")
+DEMOS = ("mdwarf", "galaxy", "xp", "photod")
 
 
 # --------------------------------------------------------------------- models
@@ -220,6 +221,12 @@ def _cmd_demo(args):
         run_galaxy_demo(n_spectra=args.n_samples or 2000, random_state=args.random_state,
                         max_epochs=args.max_epochs or 10, json_path=args.json,
                         verbose=args.verbose)
+    elif args.method == "photod":
+        from .photod.evaluation import run_photod_demo
+
+        run_photod_demo(n_stars=args.n_samples or 30000, random_state=args.random_state,
+                        max_epochs=args.max_epochs or 500, json_path=args.json,
+                        verbose=args.verbose)
     elif args.method == "xp":
         run_xp_demo(n_stars=args.n_samples or 6000, random_state=args.random_state,
                     max_iter=args.max_epochs or 1500, json_path=args.json, plots=args.plots,
@@ -411,11 +418,13 @@ def build_parser():
     demo = sub.add_parser("demo", help="simulate a catalogue, train a method, print paper vs ours")
     demo.add_argument("method", choices=DEMOS)
     demo.add_argument("--n-samples", type=int, default=None,
-                      help="simulated stars/galaxies (default 5000 for mdwarf, 2000 for galaxy)")
+                      help="simulated stars/galaxies (default 5000 for mdwarf, 2000 for galaxy, "
+                           "6000 for xp, 30000 for photod)")
     demo.add_argument("--max-epochs", type=int, default=None,
                       help="training epochs cap (default 300 for mdwarf, where early stopping "
                            "usually ends sooner; 10 for galaxy, the paper trains 100); for xp "
-                           "the number of iterations (default 1500; the paper 20,000)")
+                           "the number of iterations (default 1500; the paper 20,000); for photod "
+                           "the student's epoch cap (default 500; the paper 1024)")
     demo.add_argument("--architecture", choices=("paper", "released"), default="paper")
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--plots", metavar="DIR", help="save diagnostic plots (PNG) in DIR")

@@ -90,3 +90,17 @@ def test_xp_demo_runs_end_to_end(tmp_path, capsys):
     assert [p["label"] for p in figures["per_label"]] == ["teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m"]
     assert all(p["median_sigma_total"] > 0 for p in figures["per_label"])
     assert (plots / "xp_zscores.png").exists()
+
+
+def test_photod_demo_runs_end_to_end(tmp_path, capsys):
+    from skstellar.datasets import find_shared_data
+
+    if find_shared_data("photod") is None:
+        pytest.skip("../shared/data/photod (locus and prior maps) not available")
+    js = tmp_path / "photod.json"
+    assert main(["demo", "photod", "--n-samples", "3000", "--max-epochs", "3",
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "0.123" in out  # the paper's NN-vs-Bayes M_r robust std is printed beside ours
+    figures = json.loads(js.read_text())
+    assert figures

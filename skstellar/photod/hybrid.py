@@ -1,0 +1,1349 @@
+"""Hybrid per-sky-patch photo-D: the Bayesian teacher on a few stars, a student on the rest.
+
+Mrakovčić, Ivezić & Palaversa (2025, Sects. 1 and 4.1-4.2) accelerate the
+Bayesian photometric-distance method by running it on 5-10 % of the stars of
+each ~10 deg^2 sky patch (priors change across the sky, so every patch gets
+its own model), training a neural network on those labels and letting the
+network estimate M_r, A_r and [Fe/H] for the remaining 90-95 %. This module
+holds that pipeline:
+
+* :class:`HybridPhotoD` -- the scikit-learn style estimator: HEALPix patches
+  (``astropy-healpix``, nested scheme), a seeded labelled subset per patch,
+  one fitted student per patch, estimates with total uncertainties, a flag
+  for the teacher-labelled stars, a documented policy for patches too small
+  to train a student, joblib persistence of the per-patch models, and the
+  same computation on Dask (:meth:`HybridPhotoD.fit_predict_dask`);
+* :class:`PatchStudent` -- one patch's fitted student together with what
+  completes its uncertainty (Sect. 2.6: sigma_total^2 = sigma_NN^2 + sigma_B^2);
+* :func:`healpix_patches` -- nested HEALPix pixel of each (RA, Dec).
+
+Distribution uses Dask's own machinery only (``dask.dataframe`` shuffled on
+the patch column, one task per partition run by Dask's scheduler or a
+``distributed.Client``); every patch is processed by the same pure function
+(:meth:`HybridPhotoD.process_patch`), whose random choices are seeded from
+``random_state`` and the patch id alone, so the Dask result equals the
+in-process one whatever the partitioning.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import numbers
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import astropy.units as u
+import joblib
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, clone
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from .._validation import (
+    as_float_column,
+    check_finite_columns,
+    missing_column_error,
+    to_frame_like,
+)
+
+__all__ = [
+    "DEFAULT_PATCH_ORDER",
+    "PHOTOD_FEATURES",
+    "TARGETS",
+    "HybridPhotoD",
+    "PatchStudent",
+    "healpix_patches",
+]
+
+#: Estimated parameters, in the order of the student's targets (the order of
+#: ``BayesianPhotoD.predict`` and ``PhotoDNetwork``): M_r [mag], [Fe/H] [dex], A_r [mag].
+TARGETS = ("Mr", "FeH", "Ar")
+#: The network inputs of Mrakovčić et al. (2025, Sect. 2.3): r, the four colours
+#: and their five errors [mag].
+PHOTOD_FEATURES = ("rmag", "ug", "gr", "ri", "iz", "rErr", "ugErr", "grErr", "riErr", "izErr")
+#: HEALPix order of the default patches: nside = 16, 3,072 pixels of 13.43 deg^2
+#: (order 5 would give 3.36 deg^2); the closest order to the paper's ~10 deg^2.
+DEFAULT_PATCH_ORDER = 4
+#: Deepest HEALPix order astropy-healpix (and HATS' ``_healpix_29``) handle.
+_MAX_ORDER = 29
+_SMALL_POLICIES = ("teacher", "raise", "merge")
+_OUT_COLUMNS = ("patch_order", "patch", "labelled_by_teacher",
+                "Mr", "Mr_std", "FeH", "FeH_std", "Ar", "Ar_std",
+                "Mr_sigma_nn", "FeH_sigma_nn", "Ar_sigma_nn",
+                "Mr_sigma_b", "FeH_sigma_b", "Ar_sigma_b",
+                "DM", "DM_std", "dist_pc")
+_ROW = "_hybrid_row"
+_UNIQ = "_hybrid_patch"
+
+
+# ---------------------------------------------------------------------------
+# Sky patches
+# ---------------------------------------------------------------------------
+def _lonlat_to_healpix(ra, dec, order):
+    """astropy-healpix's nested pixel index of (ra, dec) [deg] arrays, as int64."""
+    try:
+        from astropy_healpix import lonlat_to_healpix
+    except ImportError as exc:  # pragma: no cover - optional dependency
+        raise ImportError(
+            "HEALPix sky patches need the astropy-healpix package: pip install astropy-healpix "
+            "(or skstellar[dask])."
+        ) from exc
+    pix = lonlat_to_healpix(np.mod(ra, 360.0) * u.deg, dec * u.deg, 2**order, order="nested")
+    return np.asarray(pix, dtype=np.int64)
+
+
+def healpix_patches(ra, dec, order=DEFAULT_PATCH_ORDER):
+    """Nested HEALPix pixel index of sky positions.
+
+    Parameters
+    ----------
+    ra, dec : array-like of shape (n,) or astropy Quantity
+        ICRS right ascension and declination [deg]; Quantities are converted.
+        RA is taken modulo 360; Dec must lie in [-90, 90].
+    order : int, default=4
+        HEALPix order k (nside = 2^k, 12 4^k pixels of 41,253 / (12 4^k)
+        deg^2: 13.4 deg^2 at k = 4), the HATS/LSDB convention.
+
+    Returns
+    -------
+    ndarray of int64, shape (n,)
+        Pixel indices in the NESTED scheme (so the parent at order k-1 is
+        ``pixel // 4``).
+
+    Raises
+    ------
+    ValueError
+        For NaN/inf coordinates, |Dec| > 90 deg or an invalid order.
+    """
+    order = _check_order(order)
+    ra = as_float_column(ra, "ra", unit=u.deg, kind="right ascension")
+    dec = as_float_column(dec, "dec", unit=u.deg, kind="declination")
+    _check_sky(ra, dec, "ra", "dec", None)
+    return _lonlat_to_healpix(ra, dec, order)
+
+
+def _check_order(order):
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) \
+            or not 0 <= order <= _MAX_ORDER:
+        raise ValueError(f"patch_order must be an integer HEALPix order in [0, {_MAX_ORDER}], "
+                         f"got {order!r}.")
+    return int(order)
+
+
+def _check_sky(ra, dec, ra_name, dec_name, index):
+    hint = "Every star needs a sky position to be assigned to a patch; fix or drop those rows."
+    check_finite_columns(np.column_stack([ra, dec]), [ra_name, dec_name], what="coordinate",
+                         index=index, hint=hint)
+    bad = np.abs(dec) > 90.0
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        where = f"row {row}" + (f", index {index[row]!r}" if index is not None else "")
+        raise ValueError(
+            f"Column '{dec_name}' has {int(bad.sum())} value(s) outside [-90, 90] deg "
+            f"(first at {where}: {dec[row]!r}); declinations must be in degrees."
+        )
+
+
+def _uniq(order, pixel):
+    """HEALPix NUNIQ id 4 * 4^order + pixel: one integer for an (order, pixel) patch."""
+    from astropy_healpix import level_ipix_to_uniq
+
+    order, pixel = np.broadcast_arrays(np.asarray(order, dtype=np.int64),
+                                       np.asarray(pixel, dtype=np.int64))
+    return np.asarray(level_ipix_to_uniq(order, pixel), dtype=np.int64)
+
+
+def _from_uniq(uniq):
+    """(order, pixel) of NUNIQ ids."""
+    from astropy_healpix import uniq_to_level_ipix
+
+    order, pixel = uniq_to_level_ipix(np.asarray(uniq, dtype=np.int64))
+    return np.asarray(order, dtype=np.int64), np.asarray(pixel, dtype=np.int64)
+
+
+def _key(uniq):
+    """(order, pixel) of one NUNIQ id, as Python ints."""
+    order, pixel = _from_uniq(np.int64(uniq))
+    return int(order), int(pixel)
+
+
+# ---------------------------------------------------------------------------
+# Student helpers
+# ---------------------------------------------------------------------------
+def _final_step(est):
+    steps = getattr(est, "steps", None)
+    return (steps[-1][0], steps[-1][1]) if steps else (None, est)
+
+
+def _has_parameter(func, name):
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params
+
+
+def _fit_kwarg(est, name):
+    """Keyword under which ``est.fit`` takes ``name`` (a Pipeline's last step), or None."""
+    step, last = _final_step(est)
+    if not _has_parameter(last.fit, name):
+        return None
+    return name if step is None else f"{step}__{name}"
+
+
+def _predict_has_std(est):
+    return _has_parameter(_final_step(est)[1].predict, "return_std")
+
+
+def _seed_estimator(est, seed):
+    """Set every ``random_state`` parameter (also nested ones) of ``est`` to ``seed``."""
+    keys = [k for k in est.get_params(deep=True) if k == "random_state"
+            or k.endswith("__random_state")]
+    if keys:
+        est.set_params(**{k: int(seed) for k in keys})
+    return est
+
+
+def _as_2d(a, n, what):
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.shape != (n, len(TARGETS)):
+        raise ValueError(
+            f"The student's {what} has shape {a.shape}; expected ({n}, {len(TARGETS)}) "
+            f"for the targets {TARGETS}. The student must be a multi-output regressor."
+        )
+    return a
+
+
+class PatchStudent:
+    """One sky patch's fitted student and how its total uncertainty is formed.
+
+    Mrakovčić et al. (2025, Sect. 2.6) combine the network's own scatter
+    about the teacher, sigma_NN, with the teacher's posterior width sigma_B
+    (learned by a secondary network): sigma_total = sqrt(sigma_NN^2 +
+    sigma_B^2) (their eq. 3). Which parts a student supplies decides
+    ``std_mode``:
+
+    ``"student"``
+        The student was trained with the teacher's sigma_B (its ``fit``
+        takes ``sigma_b``) and ``predict(X, return_std=True)`` already
+        returns sigma_total (e.g. ``PhotoDNetwork``).
+    ``"student+sigma_model"``
+        ``predict(..., return_std=True)`` gives sigma_NN; sigma_B comes from
+        ``sigma_model``, a regressor of log sigma_B.
+    ``"holdout+sigma_model"``
+        The student gives no std: sigma_NN is the robust std (1.4826 MAD)
+        of student - teacher on a held-out quarter of the labelled stars
+        (the paper's 75/25 split), one number per target; sigma_B as above.
+
+    Parameters
+    ----------
+    estimator : fitted regressor
+        Maps the feature columns to (M_r [mag], [Fe/H] [dex], A_r [mag]).
+    feature_columns : sequence of str
+        Its input columns, in order.
+    std_mode : {"student", "student+sigma_model", "holdout+sigma_model"}
+    sigma_model : fitted regressor or None
+        Predicts log sigma_B (natural log of mag, mag, dex) per target.
+    sigma_nn : ndarray of shape (3,) or None
+        Constant sigma_NN per target for ``"holdout+sigma_model"``.
+    n_train : int
+        Labelled stars the student was trained on.
+    """
+
+    def __init__(self, estimator, feature_columns, std_mode, sigma_model=None, sigma_nn=None,
+                 n_train=0):
+        self.estimator = estimator
+        self.feature_columns = tuple(feature_columns)
+        self.std_mode = std_mode
+        self.sigma_model = sigma_model
+        self.sigma_nn = None if sigma_nn is None else np.asarray(sigma_nn, dtype=np.float64)
+        self.n_train = int(n_train)
+
+    def __repr__(self):
+        return (f"PatchStudent({type(self.estimator).__name__}, std_mode={self.std_mode!r}, "
+                f"n_train={self.n_train})")
+
+    def features(self, frame):
+        """The student's input matrix (DataFrame of float64 feature columns)."""
+        return frame.loc[:, list(self.feature_columns)].astype(np.float64)
+
+    def predict_components(self, frame):
+        """Means and the parts of their uncertainty for the stars of ``frame``.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Holds the feature columns.
+
+        Returns
+        -------
+        dict of ndarray of shape (n, 3)
+            ``mean`` (columns M_r [mag], [Fe/H] [dex], A_r [mag]),
+            ``sigma_nn`` (scatter of the teacher about the student),
+            ``sigma_b`` (the teacher's posterior width, as learned),
+            ``total_std`` = sqrt(sigma_nn^2 + sigma_b^2), same units. Parts a
+            student does not expose are NaN (``std_mode="student"`` without a
+            ``predict_components`` method).
+        """
+        X = self.features(frame)
+        n = len(X)
+        nan = np.full((n, len(TARGETS)), np.nan)
+        est = self.estimator
+        if self.std_mode == "student":
+            if hasattr(est, "predict_components"):
+                comp = est.predict_components(X)
+                mean = _as_2d(comp["mean"], n, "prediction")
+                sig_nn = _as_2d(comp["sigma_nn"], n, "sigma_nn")
+                sig_b = nan if comp.get("sigma_b") is None else _as_2d(comp["sigma_b"], n,
+                                                                      "sigma_b")
+                total = _as_2d(comp["total_std"], n, "std")
+            else:
+                mean, total = est.predict(X, return_std=True)
+                mean, total = _as_2d(mean, n, "prediction"), _as_2d(total, n, "std")
+                sig_nn, sig_b = nan, nan
+            return {"mean": mean, "sigma_nn": sig_nn, "sigma_b": sig_b, "total_std": total}
+        if self.std_mode == "holdout+sigma_model":
+            mean = _as_2d(est.predict(X), n, "prediction")
+            sig_nn = np.broadcast_to(self.sigma_nn, mean.shape).copy()
+        else:
+            mean, sig_nn = est.predict(X, return_std=True)
+            mean, sig_nn = _as_2d(mean, n, "prediction"), _as_2d(sig_nn, n, "std")
+        sig_b = np.exp(_as_2d(self.sigma_model.predict(X), n, "log sigma_B prediction"))
+        return {"mean": mean, "sigma_nn": sig_nn, "sigma_b": sig_b,
+                "total_std": np.sqrt(sig_nn**2 + sig_b**2)}
+
+    def predict(self, frame, return_std=False):
+        """Estimates (and total uncertainties) for the stars of ``frame``.
+
+        Parameters
+        ----------
+        frame : pandas.DataFrame
+            Holds the feature columns.
+        return_std : bool, default=False
+            Also return sigma_total.
+
+        Returns
+        -------
+        mean : ndarray of shape (n, 3)
+            M_r [mag], [Fe/H] [dex], A_r [mag].
+        std : ndarray of shape (n, 3)
+            sigma_total in the same units (only with ``return_std=True``).
+        """
+        if not return_std:
+            return _as_2d(self.estimator.predict(self.features(frame)), len(frame),
+                          "prediction")
+        comp = self.predict_components(frame)
+        return comp["mean"], comp["total_std"]
+
+
+# ---------------------------------------------------------------------------
+# The per-patch job (what travels to workers)
+# ---------------------------------------------------------------------------
+class _PatchJob:
+    """Everything :meth:`HybridPhotoD.process_patch` needs, small enough to ship to workers."""
+
+    def __init__(self, hybrid, teacher, base_seed):
+        self.hybrid = hybrid  # an unfitted clone: parameters only
+        self.teacher = teacher  # fitted estimator, or None for a per-patch factory
+        self.base_seed = int(base_seed)
+
+    def seeds(self, order, pixel):
+        """(selection seed, student seed) of one patch, from random_state and the patch only."""
+        ss = np.random.SeedSequence([self.base_seed, int(order), int(pixel)])
+        a, b = ss.generate_state(2)
+        return int(a), int(b) % (2**31 - 1)
+
+    def teacher_for(self, order, pixel):
+        if self.teacher is not None:
+            return self.teacher
+        return _fit_teacher(self.hybrid.teacher(int(order), int(pixel)))
+
+
+def _fit_teacher(teacher):
+    if not hasattr(teacher, "predict"):
+        raise ValueError(
+            f"The teacher must be an estimator with predict_posterior or predict(X, "
+            f"return_std=True), got {type(teacher).__name__}."
+        )
+    try:
+        check_is_fitted(teacher)
+        return teacher
+    except Exception:  # noqa: BLE001 - not fitted (NotFittedError or no fitted attributes)
+        return clone(teacher).fit()
+
+
+def _teacher_estimates(teacher, frame):
+    """Teacher means and stds (n, 3) in TARGETS order, plus DM and its std when provided."""
+    if hasattr(teacher, "predict_posterior"):
+        post = teacher.predict_posterior(frame)
+        mean = np.column_stack([post[t].to_numpy(np.float64) for t in TARGETS])
+        std = np.column_stack([post[f"{t}_std"].to_numpy(np.float64) for t in TARGETS])
+        dm = post["DM"].to_numpy(np.float64) if "DM" in post else None
+        dm_std = post["DM_std"].to_numpy(np.float64) if "DM_std" in post else None
+        return mean, std, dm, dm_std
+    m, s = teacher.predict(frame, return_std=True)
+    names = tuple(getattr(teacher, "target_names_", ("Mr", "FeH", "Ar")))
+    order = [names.index(t) for t in TARGETS]
+    return np.asarray(m)[:, order], np.asarray(s)[:, order], None, None
+
+
+def _teacher_components(mean, std):
+    """The teacher's estimates in PatchStudent.predict_components form (sigma_NN = 0)."""
+    return {"mean": mean, "sigma_nn": np.zeros_like(std), "sigma_b": std, "total_std": std}
+
+
+def _put(comp, rows, values):
+    for k in comp:
+        comp[k][rows] = values[k]
+
+
+def _process(job, frame, order, pixel):
+    """Process the stars of one patch (rows in canonical order); see HybridPhotoD.process_patch."""
+    hyb = job.hybrid
+    n = len(frame)
+    n_label = hyb._n_labelled(n)
+    small = n <= n_label
+    sel_seed, student_seed = job.seeds(order, pixel)
+    summary = {"patch_order": int(order), "patch": int(pixel), "n_stars": int(n),
+               "n_labelled": 0, "n_student": 0, "mode": "student",
+               "teacher_seconds": 0.0, "student_fit_seconds": 0.0,
+               "student_predict_seconds": 0.0}
+    if small and hyb.small_patch == "raise":
+        raise hyb._small_patch_error(order, pixel, n)
+    teacher = job.teacher_for(order, pixel)
+    comp = {k: np.full((n, len(TARGETS)), np.nan)
+            for k in ("mean", "sigma_nn", "sigma_b", "total_std")}
+    dm = np.full(n, np.nan)
+    dm_std = np.full(n, np.nan)
+    labelled = np.zeros(n, dtype=bool)
+    if small:
+        labelled[:] = True
+        summary["mode"] = "teacher"
+    else:
+        rng = np.random.default_rng(sel_seed)
+        labelled[rng.choice(n, size=n_label, replace=False)] = True
+    lab = np.flatnonzero(labelled)
+    t0 = time.perf_counter()
+    m_t, s_t, dm_t, dms_t = _teacher_estimates(teacher, frame.iloc[lab])
+    summary["teacher_seconds"] = time.perf_counter() - t0
+    _put(comp, lab, _teacher_components(m_t, s_t))
+    if dm_t is not None:
+        dm[lab] = dm_t
+    if dms_t is not None:
+        dm_std[lab] = dms_t
+    summary["n_labelled"] = int(lab.size)
+    model = None
+    rest = np.flatnonzero(~labelled)
+    if rest.size:
+        t0 = time.perf_counter()
+        model = hyb._fit_student(frame.iloc[lab], m_t, s_t, student_seed, (order, pixel))
+        summary["student_fit_seconds"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        _put(comp, rest, model.predict_components(frame.iloc[rest]))
+        summary["student_predict_seconds"] = time.perf_counter() - t0
+        summary["n_student"] = int(rest.size)
+    result = hyb._result_frame(frame, order, pixel, labelled, comp, dm, dm_std)
+    return result, model, summary
+
+
+def _canonical(grp):
+    """Rows of one patch in a canonical order: by index label, ties by input position.
+
+    The labelled subset is drawn in this order, so it depends on the stars
+    (their index labels) and not on how a catalogue was partitioned or
+    ordered. Unsortable index labels fall back to the input position.
+    """
+    grp = grp.sort_values(_ROW, kind="stable")
+    try:
+        order = np.argsort(grp.index.to_numpy(), kind="stable")
+    except TypeError:
+        return grp
+    return grp.iloc[order]
+
+
+def _run_partition(part, job):
+    """Process every patch present in one Dask partition (a pandas DataFrame)."""
+    frames, models, summaries = [], {}, []
+    if len(part):
+        for uniq, grp in part.groupby(_UNIQ, sort=True):
+            order, pixel = _key(uniq)
+            grp = _canonical(grp)
+            res, model, summary = _process(job, grp, order, pixel)
+            res[_ROW] = grp[_ROW].to_numpy()
+            frames.append(res)
+            summaries.append(summary)
+            if model is not None:
+                models[(order, pixel)] = model
+    if not frames:
+        return job.hybrid._empty_result(with_row=True), models, summaries
+    return pd.concat(frames), models, summaries
+
+
+# ---------------------------------------------------------------------------
+# The estimator
+# ---------------------------------------------------------------------------
+class HybridPhotoD(BaseEstimator):
+    """Hybrid Bayesian + neural photometric distances, one student per HEALPix sky patch.
+
+    The pipeline of Mrakovčić, Ivezić & Palaversa (2025, Sects. 1, 3.1 and
+    4.1-4.2): stars are grouped into sky patches of ~10 deg^2; in every
+    patch the Bayesian teacher (Palaversa et al. 2025;
+    :class:`~skstellar.photod.teacher.BayesianPhotoD`) labels a seeded random
+    subset (5-10 %, or a fixed count such as the paper's 10,000), a student
+    regressor is trained on those labels (the paper's moments network plus
+    its sigma_B network, Sects. 2.3-2.6) and predicts the other stars. The
+    result carries posterior means with total uncertainties for every star
+    and says which stars the teacher labelled (their values are the
+    teacher's).
+
+    Parameters
+    ----------
+    teacher : estimator, callable or None, default=None
+        The Bayesian method. An estimator (fitted or not; an unfitted one is
+        cloned and fitted without data once) is used for every patch; a
+        callable ``teacher(order, pixel) -> estimator`` builds one per patch
+        (e.g. with that patch's prior maps, as the paper does). It must
+        offer ``predict_posterior`` (columns ``Mr, Mr_std, Ar, Ar_std, FeH,
+        FeH_std`` and optionally ``DM, DM_std``) or ``predict(X,
+        return_std=True)``. None uses ``BayesianPhotoD()``.
+    student : regressor or None, default=None
+        Cloned for every patch and trained on the teacher-labelled stars:
+        ``fit(X, y)`` with X the ``feature_columns`` (DataFrame) and y the
+        teacher means of (M_r, [Fe/H], A_r) as an (n, 3) array (the order of
+        ``BayesianPhotoD.predict`` and ``PhotoDNetwork``). When its
+        ``fit`` accepts ``sigma_b`` the teacher's posterior stds (n, 3) are
+        passed too; when its ``predict`` accepts ``return_std`` it is used.
+        Any ``random_state`` parameter (also inside a Pipeline) is set from
+        this estimator's ``random_state`` and the patch. None uses
+        ``skstellar.photod.network.PhotoDNetwork()``. See
+        :class:`PatchStudent` for how sigma_total is formed.
+    sigma_student : regressor or None, default=None
+        Model of log sigma_B, fitted per patch only when the student cannot
+        take ``sigma_b`` (Sect. 2.6's secondary network); None clones
+        ``student``.
+    patch_order : int, default=4
+        HEALPix order of the patches (nested; nside = 2^order). Order 4
+        gives 13.4 deg^2 pixels, the closest to the paper's ~10 deg^2 and
+        to the LSST camera's field of view; order 5 gives 3.4 deg^2.
+    label_fraction : float, default=0.1
+        Fraction of each patch labelled by the teacher (the paper: 5-10 %),
+        rounded up. Ignored when ``label_count`` is set.
+    label_count : int or None, default=None
+        Labelled stars per patch (the paper: 10,000 of 440,000).
+    min_labelled : int, default=1000
+        Fewest labelled stars a student is trained on; a patch whose
+        fraction asks for fewer gets this many. The paper finds that
+        ~10,000 are needed for full accuracy (Sect. 3.1, Fig. 1).
+    small_patch : {"teacher", "raise", "merge"}, default="teacher"
+        A patch is *small* when it has no more stars than it needs labelled
+        (``n <= max(label count, min_labelled)``), so no student can be
+        trained for it. ``"teacher"``: the teacher labels all its stars
+        (exact, only slower; ``patch_summary_["mode"] == "teacher"``).
+        ``"raise"``: a ValueError naming the patch, before any work.
+        ``"merge"``: small patches are merged with their small siblings into
+        the parent HEALPix pixel (order - 1, and up again while still small;
+        a merged patch is the part of the parent not covered by populated
+        children), falling back to ``"teacher"`` at order 0.
+    feature_columns : sequence of str or None, default=None
+        Student inputs; None uses the paper's 10: ``rmag ug gr ri iz rErr
+        ugErr grErr riErr izErr`` [mag].
+    mag_column, mag_error_column : str, default="rmag", "rErr"
+        Apparent r [mag] and its error, used for the distance modulus of
+        student-estimated stars.
+    ra_column, dec_column : str, default="ra", "dec"
+        ICRS sky position [deg].
+    random_state : int, RandomState or None, default=None
+        Seeds the labelled subset and the student of every patch through
+        ``numpy.random.SeedSequence([seed, order, pixel])``: the same seed
+        gives the same labels and models whatever the partitioning or the
+        number of workers.
+    n_jobs : int or None, default=None
+        Patches processed in parallel by :class:`joblib.Parallel` in
+        :meth:`fit_predict` (None/1: sequential). For clusters use
+        :meth:`fit_predict_dask`.
+    verbose : int, default=0
+        > 0 prints one line per patch.
+
+    Attributes
+    ----------
+    teacher_ : estimator or None
+        The fitted teacher shared by all patches (None for a per-patch
+        factory).
+    patch_models_ : dict
+        ``(order, pixel) -> PatchStudent`` for every patch that has a
+        student.
+    patch_summary_ : pandas.DataFrame
+        One row per patch: ``patch_order, patch, n_stars, n_labelled,
+        n_student, mode`` ("student" or "teacher") and the seconds spent in
+        the teacher, the student's fit and its prediction.
+    pixel_to_patch_ : dict
+        HEALPix pixel at ``patch_order`` -> its ``(order, pixel)`` patch
+        (differs from ``(patch_order, pixel)`` only for merged patches).
+    feature_columns_ : tuple of str
+        Student inputs used.
+    fit_seconds_ : float
+        Wall-clock time of the last fit [s].
+
+    Notes
+    -----
+    Output of :meth:`fit_predict` (index and row order of the input):
+    ``patch_order``, ``patch`` (nested pixel), ``labelled_by_teacher``,
+    ``Mr``, ``Mr_std`` [mag], ``FeH``, ``FeH_std`` [dex], ``Ar``, ``Ar_std``
+    [mag], the parts ``<name>_sigma_nn`` and ``<name>_sigma_b`` of each std,
+    ``DM``, ``DM_std`` [mag] and ``dist_pc`` [pc]. For teacher-labelled stars
+    the values are the teacher's posterior means and stds (sigma_NN = 0,
+    sigma_B = the posterior std); for the others the student's means and
+    sigma_total = sqrt(sigma_NN^2 + sigma_B^2) (eq. 3; parts a student does
+    not expose are NaN). DM = r - M_r - A_r; for student stars
+    DM_std^2 = sigma_Mr^2 + sigma_Ar^2 + sigma_r^2 (no M_r-A_r covariance:
+    the student does not predict it; the teacher's DM_std includes it).
+
+    The random subset is the paper's choice "carefully selected to represent
+    the diverse stellar populations" (Sect. 4.1) in its simplest form: a
+    uniform draw, representative in expectation. It is drawn with a patch's
+    stars sorted by index label (ties: input order), so neither the row
+    order of the catalogue nor its Dask partitioning changes it. Stars the
+    teacher cannot fit (``on_invalid="nan"``) stay labelled with NaN and
+    are left out of the student's training set.
+
+    Why not ``parametrize_with_checks``: the estimator reads named survey
+    columns (sky position, photometry) and makes its own labels with the
+    teacher, so the generic random-array checks do not apply; clone,
+    get_params and joblib round trips are tested.
+
+    References
+    ----------
+    Mrakovčić K., Ivezić Ž., Palaversa L. 2025, "Accelerating Stellar
+    Photometric Distance Estimates with Neural Networks".
+    Palaversa L. et al. 2025, AJ 169, 119.
+    Górski K. M. et al. 2005, ApJ 622, 759 (HEALPix).
+
+    Examples
+    --------
+    >>> from skstellar.datasets.photod import make_lsst_catalog
+    >>> from skstellar.photod.hybrid import HybridPhotoD
+    >>> cat = make_lsst_catalog(50_000, random_state=0)  # doctest: +SKIP
+    >>> out = HybridPhotoD(random_state=0).fit_predict(cat)  # doctest: +SKIP
+    >>> out[["Mr", "Mr_std", "labelled_by_teacher"]].head()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        teacher=None,
+        student=None,
+        *,
+        sigma_student=None,
+        patch_order=DEFAULT_PATCH_ORDER,
+        label_fraction=0.1,
+        label_count=None,
+        min_labelled=1000,
+        small_patch="teacher",
+        feature_columns=None,
+        mag_column="rmag",
+        mag_error_column="rErr",
+        ra_column="ra",
+        dec_column="dec",
+        random_state=None,
+        n_jobs=None,
+        verbose=0,
+    ):
+        self.teacher = teacher
+        self.student = student
+        self.sigma_student = sigma_student
+        self.patch_order = patch_order
+        self.label_fraction = label_fraction
+        self.label_count = label_count
+        self.min_labelled = min_labelled
+        self.small_patch = small_patch
+        self.feature_columns = feature_columns
+        self.mag_column = mag_column
+        self.mag_error_column = mag_error_column
+        self.ra_column = ra_column
+        self.dec_column = dec_column
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    # -- parameters ------------------------------------------------------------
+    def _check_params(self):
+        _check_order(self.patch_order)
+        if self.label_count is None:
+            f = self.label_fraction
+            if not (isinstance(f, numbers.Real) and not isinstance(f, bool) and 0 < f < 1):
+                raise ValueError(
+                    f"label_fraction must be a number in (0, 1), got {f!r} (the paper labels "
+                    "5-10 % of each patch)."
+                )
+        elif isinstance(self.label_count, (bool, np.bool_)) or not isinstance(
+                self.label_count, (int, np.integer)) or self.label_count < 2:
+            raise ValueError(f"label_count must be an integer >= 2 or None, "
+                             f"got {self.label_count!r}.")
+        if isinstance(self.min_labelled, (bool, np.bool_)) or not isinstance(
+                self.min_labelled, (int, np.integer)) or self.min_labelled < 2:
+            raise ValueError(f"min_labelled must be an integer >= 2, got {self.min_labelled!r}.")
+        if self.small_patch not in _SMALL_POLICIES:
+            raise ValueError(f"small_patch must be one of {_SMALL_POLICIES}, "
+                             f"got {self.small_patch!r}.")
+        for name in ("ra_column", "dec_column", "mag_column", "mag_error_column"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a column name (str), "
+                                 f"got {getattr(self, name)!r}.")
+        feats = self._features()
+        if len(feats) == 0 or len(set(feats)) != len(feats):
+            raise ValueError(f"feature_columns must be distinct column names, got {feats!r}.")
+
+    def _features(self):
+        if self.feature_columns is None:
+            return (self.mag_column, "ug", "gr", "ri", "iz", self.mag_error_column,
+                    "ugErr", "grErr", "riErr", "izErr")
+        if isinstance(self.feature_columns, str):
+            return (self.feature_columns,)
+        return tuple(self.feature_columns)
+
+    def _n_labelled(self, n):
+        """Labelled stars a patch of n stars needs (small when n <= this)."""
+        want = int(self.label_count) if self.label_count is not None \
+            else int(math.ceil(float(self.label_fraction) * n - 1e-9))
+        return max(want, int(self.min_labelled))
+
+    def _small_patch_error(self, order, pixel, n):
+        need = self._n_labelled(n)
+        rule = (f"label_count={self.label_count}" if self.label_count is not None
+                else f"label_fraction={self.label_fraction}")
+        return ValueError(
+            f"Sky patch (HEALPix order {order}, pixel {pixel}) has {n} star(s) but needs "
+            f"{need} labelled by the teacher ({rule}, min_labelled={self.min_labelled}) plus "
+            "at least one left for the student. Use small_patch='teacher' (label all its "
+            "stars with the teacher) or 'merge', a larger patch (smaller patch_order), or a "
+            "smaller min_labelled / label_count."
+        )
+
+    # -- input -----------------------------------------------------------------
+    @staticmethod
+    def _as_frame(catalog):
+        if isinstance(catalog, pd.DataFrame):
+            return catalog
+        if hasattr(catalog, "colnames") or isinstance(catalog, Mapping):
+            # astropy Table / QTable or a dict of columns: angles -> deg, other Quantities -> value
+            data, _, _ = to_frame_like(catalog)
+            out = {}
+            for name, col in data.items():
+                if isinstance(col, u.Quantity):
+                    angle = col.unit.physical_type == "angle"
+                    col = col.to_value(u.deg) if angle else np.asarray(col.value)
+                out[name] = col
+            return pd.DataFrame(out)
+        raise ValueError(
+            "The catalogue must be a pandas DataFrame, an astropy Table or a mapping of "
+            f"columns (sky positions and photometry), got {type(catalog).__name__}."
+        )
+
+    def _check_columns(self, columns):
+        columns = list(columns)
+        need = [(self.ra_column, "the sky position (ICRS right ascension, deg) that assigns "
+                                 "each star to a patch"),
+                (self.dec_column, "the sky position (ICRS declination, deg) that assigns each "
+                                  "star to a patch")]
+        need += [(c, "the student's inputs") for c in self._features()]
+        have = set(columns)
+        for col, purpose in need:
+            if col not in have:
+                raise missing_column_error(col, purpose, columns)
+
+    def _base_pixels(self, frame):
+        index = frame.index
+        ra = as_float_column(frame[self.ra_column].to_numpy(), self.ra_column, unit=u.deg,
+                             kind="right ascension")
+        dec = as_float_column(frame[self.dec_column].to_numpy(), self.dec_column, unit=u.deg,
+                              kind="declination")
+        _check_sky(ra, dec, self.ra_column, self.dec_column, index)
+        return _lonlat_to_healpix(ra, dec, int(self.patch_order))
+
+    def _plan(self, pixels, counts):
+        """Map each populated pixel (at patch_order) to its (order, pixel) patch."""
+        order = int(self.patch_order)
+        tab = pd.DataFrame({"base": np.asarray(pixels, dtype=np.int64),
+                            "n": np.asarray(counts, dtype=np.int64),
+                            "order": order, "pixel": np.asarray(pixels, dtype=np.int64)})
+        small_fn = np.vectorize(lambda n: n <= self._n_labelled(int(n)), otypes=[bool])
+        if self.small_patch == "merge":
+            for o in range(order, 0, -1):
+                tot = tab.groupby(["order", "pixel"])["n"].transform("sum").to_numpy()
+                merge = (tab["order"].to_numpy() == o) & small_fn(tot)
+                if not merge.any():
+                    break
+                tab.loc[merge, "pixel"] = tab.loc[merge, "pixel"] // 4
+                tab.loc[merge, "order"] = o - 1
+        elif self.small_patch == "raise":
+            small = small_fn(tab["n"].to_numpy())
+            if small.any():
+                i = int(np.flatnonzero(small)[0])
+                raise self._small_patch_error(order, int(tab["pixel"].iloc[i]),
+                                              int(tab["n"].iloc[i]))
+        return {int(b): (int(o), int(p)) for b, o, p in
+                zip(tab["base"], tab["order"], tab["pixel"])}
+
+    def _patch_uniq(self, base_pixels, mapping):
+        """NUNIQ patch id per star (unknown pixels keep their own pixel at patch_order)."""
+        order = int(self.patch_order)
+        uniq_of = {b: int(_uniq(o, p)) for b, (o, p) in mapping.items()}
+        s = pd.Series(base_pixels)
+        mapped = s.map(uniq_of)
+        own = _uniq(order, base_pixels)
+        return np.where(mapped.isna().to_numpy(), own,
+                        mapped.fillna(0).to_numpy(dtype=np.int64))
+
+    # -- teacher / student -----------------------------------------------------
+    def _prepare_teacher(self):
+        if self.teacher is None:
+            from .teacher import BayesianPhotoD
+
+            return BayesianPhotoD().fit()
+        if callable(self.teacher) and not hasattr(self.teacher, "get_params"):
+            return None  # per-patch factory
+        return _fit_teacher(self.teacher)
+
+    def _base_seed(self):
+        if isinstance(self.random_state, (int, np.integer)) and not isinstance(
+                self.random_state, (bool, np.bool_)):
+            return int(self.random_state) % (2**32)
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    def _plain(self):
+        """An unfitted copy holding the parameters only (small to ship to workers)."""
+        return type(self)(**self.get_params(deep=False))
+
+    def _job(self, teacher=None, base_seed=None):
+        teacher = self._prepare_teacher() if teacher is None else teacher
+        hybrid = self._plain()
+        if teacher is not None:
+            hybrid.teacher = None  # the fitted one travels in the job, once
+        return _PatchJob(hybrid, teacher, self._base_seed() if base_seed is None else base_seed)
+
+    def _make_student(self, which="student"):
+        est = getattr(self, which)
+        if est is None:
+            if which == "sigma_student" and self.student is not None:
+                return clone(self.student)
+            from .network import PhotoDNetwork  # lazy: pulls in torch
+
+            return PhotoDNetwork()
+        return clone(est)
+
+    def _fit_student(self, frame, y, sigma_b, seed, patch):
+        """Train a PatchStudent on teacher labels y / sigma_b (n, 3)."""
+        feats = self._features()
+        ok = np.all(np.isfinite(y), axis=1) & np.all(np.isfinite(sigma_b), axis=1) \
+            & np.all(sigma_b > 0, axis=1)
+        if ok.sum() < 2:
+            raise ValueError(
+                f"Sky patch (HEALPix order {patch[0]}, pixel {patch[1]}): the teacher returned "
+                f"finite estimates for only {int(ok.sum())} of {len(y)} labelled stars; a "
+                "student needs at least 2. Check the photometry of this patch."
+            )
+        frame, y, sigma_b = frame[ok], y[ok], sigma_b[ok]
+        X = frame.loc[:, list(feats)].astype(np.float64)
+        student = _seed_estimator(self._make_student("student"), seed)
+        sig_kw = _fit_kwarg(student, "sigma_b")
+        has_std = _predict_has_std(student)
+        if sig_kw is not None and has_std:
+            student.fit(X, y, **{sig_kw: sigma_b})
+            return PatchStudent(student, feats, "student", n_train=len(X))
+        sigma_model = _seed_estimator(self._make_student("sigma_student"), seed + 1)
+        sigma_model.fit(X, np.log(sigma_b))
+        fit_kw = {} if sig_kw is None else {sig_kw: sigma_b}
+        if has_std:
+            student.fit(X, y, **fit_kw)
+            return PatchStudent(student, feats, "student+sigma_model", sigma_model=sigma_model,
+                                n_train=len(X))
+        # no std from the student: sigma_NN from a held-out quarter (the paper's 75/25 split)
+        rng = np.random.default_rng(seed)
+        n = len(X)
+        n_val = max(1, int(round(0.25 * n))) if n >= 4 else 0
+        val = np.zeros(n, dtype=bool)
+        if n_val:
+            val[rng.choice(n, n_val, replace=False)] = True
+        train = ~val
+        student.fit(X[train], y[train], **({} if sig_kw is None else {sig_kw: sigma_b[train]}))
+        if n_val:
+            resid = _as_2d(student.predict(X[val]), n_val, "prediction") - y[val]
+            med = np.median(resid, axis=0)
+            sigma_nn = 1.4826 * np.median(np.abs(resid - med), axis=0)
+        else:
+            sigma_nn = np.zeros(len(TARGETS))
+        return PatchStudent(student, feats, "holdout+sigma_model", sigma_model=sigma_model,
+                            sigma_nn=sigma_nn, n_train=int(train.sum()))
+
+    # -- output ----------------------------------------------------------------
+    def _empty_result(self, with_row=False):
+        cols = {c: pd.Series(dtype=np.int64 if c in ("patch_order", "patch") else
+                             (bool if c == "labelled_by_teacher" else np.float64))
+                for c in _OUT_COLUMNS}
+        if with_row:
+            cols[_ROW] = pd.Series(dtype=np.int64)
+        return pd.DataFrame(cols)
+
+    def _result_frame(self, frame, order, pixel, labelled, comp, dm, dm_std):
+        """Output table of one patch; dm/dm_std are the teacher's (NaN where not known)."""
+        n = len(frame)
+        mean, std = comp["mean"], comp["total_std"]
+        r = frame[self.mag_column].to_numpy(np.float64)
+        r_err = frame[self.mag_error_column].to_numpy(np.float64) \
+            if self.mag_error_column in frame else np.zeros(n)
+        i_mr, i_ar = TARGETS.index("Mr"), TARGETS.index("Ar")
+        fill = ~np.isfinite(dm)
+        dm = np.where(fill, r - mean[:, i_mr] - mean[:, i_ar], dm)
+        dm_std = np.where(fill | ~np.isfinite(dm_std),
+                          np.sqrt(std[:, i_mr] ** 2 + std[:, i_ar] ** 2 + r_err**2), dm_std)
+        out = {"patch_order": np.full(n, order, dtype=np.int64),
+               "patch": np.full(n, pixel, dtype=np.int64),
+               "labelled_by_teacher": np.asarray(labelled, dtype=bool)}
+        for k, t in enumerate(TARGETS):
+            out[t] = mean[:, k]
+            out[f"{t}_std"] = std[:, k]
+        for k, t in enumerate(TARGETS):
+            out[f"{t}_sigma_nn"] = comp["sigma_nn"][:, k]
+        for k, t in enumerate(TARGETS):
+            out[f"{t}_sigma_b"] = comp["sigma_b"][:, k]
+        out["DM"] = dm
+        out["DM_std"] = dm_std
+        out["dist_pc"] = 10.0 ** (0.2 * dm + 1.0)
+        return pd.DataFrame(out, index=frame.index)[list(_OUT_COLUMNS)]
+
+    # -- public: one patch -----------------------------------------------------
+    def process_patch(self, patch_frame, patch=None):
+        """Run the hybrid method on the stars of one sky patch.
+
+        The unit of work of :meth:`fit_predict` and :meth:`fit_predict_dask`:
+        a pure function of the patch's stars, the patch id and the
+        parameters. The labelled subset is drawn with the rows sorted by
+        index label (ties: input order), so with an int ``random_state`` the
+        same stars give the same numbers here, in :meth:`fit_predict` and in
+        :meth:`fit_predict_dask`.
+
+        Parameters
+        ----------
+        patch_frame : pandas.DataFrame
+            The stars of one patch, with the teacher's columns and
+            ``feature_columns``.
+        patch : (int, int) or None, default=None
+            ``(order, pixel)`` of the patch; None computes it from the sky
+            positions at ``patch_order`` (all stars must share one pixel).
+
+        Returns
+        -------
+        result : pandas.DataFrame
+            The output columns of :meth:`fit_predict` for these stars.
+        model : PatchStudent or None
+            The fitted student (None for a patch labelled by the teacher
+            only).
+        summary : dict
+            Counts and timings (see ``patch_summary_``).
+
+        Raises
+        ------
+        ValueError
+            Stars from several patches (with ``patch=None``), a missing
+            column, or a small patch with ``small_patch="raise"``.
+        """
+        self._check_params()
+        frame = self._as_frame(patch_frame)
+        self._check_columns(frame.columns)
+        if len(frame) == 0:
+            raise ValueError("patch_frame has no stars.")
+        if patch is None:
+            pix = np.unique(self._base_pixels(frame))
+            if pix.size != 1:
+                raise ValueError(
+                    f"patch_frame holds stars of {pix.size} HEALPix pixels at order "
+                    f"{self.patch_order} ({pix[:5].tolist()}...); pass one patch, or its "
+                    "(order, pixel) as patch."
+                )
+            patch = (int(self.patch_order), int(pix[0]))
+        teacher = getattr(self, "teacher_", None)
+        job = self._job(teacher=teacher) if teacher is not None else self._job()
+        work = _canonical(frame.assign(**{_ROW: np.arange(len(frame))}))
+        result, model, summary = _process(job, work, int(patch[0]), int(patch[1]))
+        result = result.iloc[np.argsort(work[_ROW].to_numpy())]
+        return result, model, summary
+
+    # -- public: whole catalogue ---------------------------------------------------
+    def _prepare(self, catalog):
+        self._check_params()
+        frame = self._as_frame(catalog)
+        self._check_columns(frame.columns)
+        if len(frame) == 0:
+            raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
+        base = self._base_pixels(frame)
+        pix, counts = np.unique(base, return_counts=True)
+        mapping = self._plan(pix, counts)
+        uniq = self._patch_uniq(base, mapping)
+        return frame, uniq, mapping
+
+    def _store(self, job, mapping, models, summaries, seconds):
+        self.teacher_ = job.teacher
+        self.feature_columns_ = self._features()
+        self.pixel_to_patch_ = mapping
+        self.patch_models_ = dict(sorted(models.items()))
+        summ = pd.DataFrame(summaries)
+        if len(summ):
+            summ = summ.sort_values(["patch_order", "patch"]).reset_index(drop=True)
+        self.patch_summary_ = summ
+        self.fit_seconds_ = float(seconds)
+
+    def _log(self, summary):
+        if self.verbose:
+            s = summary
+            print(f"[HybridPhotoD] patch (order {s['patch_order']}, pixel {s['patch']}): "
+                  f"{s['n_stars']} stars, {s['n_labelled']} by the teacher "
+                  f"({s['teacher_seconds']:.1f} s), {s['n_student']} by the student "
+                  f"(fit {s['student_fit_seconds']:.1f} s) [{s['mode']}]", flush=True)
+
+    def fit_predict(self, catalog, y=None):
+        """Label, train and predict every patch of a catalogue (in this process).
+
+        Parameters
+        ----------
+        catalog : pandas.DataFrame, astropy Table or mapping of columns
+            Stars with ``ra_column``, ``dec_column`` [deg], the teacher's
+            columns (for ``BayesianPhotoD``: ``rmag ug gr ri iz`` and their
+            errors, ``Ar_max``) and ``feature_columns``.
+        y : ignored
+            No labels: the teacher makes them.
+
+        Returns
+        -------
+        pandas.DataFrame
+            One row per input star, same index and order; columns described
+            in the class Notes.
+
+        Raises
+        ------
+        ValueError
+            Missing column, NaN/inf or out-of-range sky positions, invalid
+            parameters, a small patch with ``small_patch="raise"``, or the
+            teacher's own input errors.
+        """
+        t_start = time.perf_counter()
+        frame, uniq, mapping = self._prepare(catalog)
+        job = self._job()
+        work = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
+        groups = [(int(k), _canonical(g)) for k, g in work.groupby(_UNIQ, sort=True)]
+
+        def one(k, g):
+            order, pixel = _key(k)
+            return _process(job, g, order, pixel)
+
+        if self.n_jobs in (None, 1):
+            outs = []
+            for k, g in groups:
+                outs.append(one(k, g))
+                self._log(outs[-1][2])
+        else:
+            outs = joblib.Parallel(n_jobs=self.n_jobs)(joblib.delayed(_process)(
+                job, g, *_key(k)) for k, g in groups)
+            for o in outs:
+                self._log(o[2])
+        frames, models, summaries = [], {}, []
+        for (k, g), (res, model, summary) in zip(groups, outs):
+            res[_ROW] = g[_ROW].to_numpy()
+            frames.append(res)
+            summaries.append(summary)
+            if model is not None:
+                models[(summary["patch_order"], summary["patch"])] = model
+        result = self._assemble(frames, frame.index)
+        self._store(job, mapping, models, summaries, time.perf_counter() - t_start)
+        return result
+
+    def _assemble(self, frames, index):
+        out = pd.concat(frames).sort_values(_ROW, kind="stable")
+        out = out.drop(columns=_ROW)
+        out.index = index
+        return out[list(_OUT_COLUMNS)]
+
+    def fit(self, catalog, y=None):
+        """Run :meth:`fit_predict` and keep only the fitted per-patch models.
+
+        Parameters
+        ----------
+        catalog : pandas.DataFrame, astropy Table or mapping
+            See :meth:`fit_predict`.
+        y : ignored
+
+        Returns
+        -------
+        self : HybridPhotoD
+        """
+        self.fit_predict(catalog)
+        return self
+
+    def predict(self, catalog, return_std=False):
+        """Estimates for (new) stars from the fitted per-patch students.
+
+        Parameters
+        ----------
+        catalog : pandas.DataFrame, astropy Table or mapping
+            Stars with sky positions and ``feature_columns`` (and the
+            teacher's columns when some stars fall in patches without a
+            student).
+        return_std : bool, default=False
+            Return ``(mean, std)`` arrays instead of the table.
+
+        Returns
+        -------
+        pandas.DataFrame or (ndarray, ndarray)
+            The table of :meth:`fit_predict` (same index), every star
+            estimated by its patch's student; stars in patches without a
+            student (teacher-only patches, or sky the fit never saw) are
+            estimated by the teacher and flagged ``labelled_by_teacher``.
+            With ``return_std=True``: means and stds of shape (n, 3) in the
+            order ``("Mr", "FeH", "Ar")``.
+        """
+        check_is_fitted(self, "patch_models_")
+        self._check_params()
+        frame = self._as_frame(catalog)
+        self._check_columns(frame.columns)
+        if len(frame) == 0:
+            raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
+        uniq = self._patch_uniq(self._base_pixels(frame), self.pixel_to_patch_)
+        job = None
+        frames = []
+        work = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
+        for k, g in work.groupby(_UNIQ, sort=True):
+            order, pixel = _key(k)
+            model = self.patch_models_.get((order, pixel))
+            n = len(g)
+            nan = np.full(n, np.nan)
+            if model is not None:
+                res = self._result_frame(g, order, pixel, np.zeros(n, bool),
+                                         model.predict_components(g), nan, nan)
+            else:
+                if job is None:
+                    job = self._job(teacher=self.teacher_) if self.teacher_ is not None \
+                        else self._job()
+                m, s, dm, dms = _teacher_estimates(job.teacher_for(order, pixel), g)
+                res = self._result_frame(g, order, pixel, np.ones(n, bool),
+                                         _teacher_components(m, s),
+                                         nan if dm is None else dm, nan if dms is None else dms)
+            res[_ROW] = g[_ROW].to_numpy()
+            frames.append(res)
+        out = self._assemble(frames, frame.index)
+        if return_std:
+            return (out[list(TARGETS)].to_numpy(),
+                    out[[f"{t}_std" for t in TARGETS]].to_numpy())
+        return out
+
+    # -- Dask --------------------------------------------------------------------
+    def fit_predict_dask(self, catalog, client=None, npartitions=None, shuffle_method=None):
+        """:meth:`fit_predict` on Dask: one task per partition of a patch-shuffled DataFrame.
+
+        The catalogue becomes a ``dask.dataframe`` (``from_pandas`` for a
+        pandas input), gets the patch id of every star, is shuffled on it
+        (``DataFrame.shuffle``: every patch lands whole in one partition)
+        and each partition is processed by :meth:`process_patch`'s function
+        in a Dask task (``to_delayed``); the tasks run on ``client`` (a
+        ``distributed.Client``, e.g. of a ``LocalCluster``) or on Dask's
+        default scheduler. The fitted students come back as task results.
+        Seeds depend on ``random_state`` and the patch only, so the result
+        equals :meth:`fit_predict`'s.
+
+        Parameters
+        ----------
+        catalog : pandas.DataFrame or dask.dataframe.DataFrame
+            As for :meth:`fit_predict`. A pandas catalogue travels inside
+            the task graph (Dask warns about large graphs): read big ones
+            with ``dask.dataframe.read_parquet`` (or take the Dask frame of
+            an LSDB/HATS catalogue) and pass that. A Dask input is read
+            three times (patch counts, partition lengths, the work); the
+            output follows its partition order.
+        client : distributed.Client or None, default=None
+            Where to compute; None uses Dask's current default (the active
+            Client if any).
+        npartitions : int or None, default=None
+            Partitions after the shuffle; None uses the number of patches
+            (capped at 256).
+        shuffle_method : {"p2p", "tasks", "disk"} or None, default=None
+            Dask's shuffle algorithm; None lets Dask choose (P2P on a
+            distributed cluster). ``"tasks"`` has less overhead for small
+            catalogues.
+
+        Returns
+        -------
+        pandas.DataFrame
+            As :meth:`fit_predict` (index of the input; for a Dask input,
+            its index in partition order).
+        """
+        import dask
+        import dask.dataframe as dd
+
+        t_start = time.perf_counter()
+        self._check_params()
+        if isinstance(catalog, dd.DataFrame):
+            ddf = catalog
+            self._check_columns(ddf.columns)
+            plain = self._plain()
+            base_d = ddf.map_partitions(
+                lambda p: pd.Series(plain._base_pixels(p), index=p.index, dtype=np.int64),
+                meta=pd.Series(dtype=np.int64))
+            counts = base_d.value_counts().compute()
+            if counts.sum() == 0:
+                raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
+            mapping = self._plan(counts.index.to_numpy(), counts.to_numpy())
+            lengths = ddf.map_partitions(len).compute()
+            offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths))[:-1]]).tolist()
+            index_d = ddf.map_partitions(lambda p: p.index.to_series(),
+                                         meta=pd.Series(dtype=ddf.index.dtype))
+
+            def tag(p, offsets, partition_info=None):
+                start = offsets[partition_info["number"]] if partition_info else 0
+                return p.assign(**{_UNIQ: plain._patch_uniq(plain._base_pixels(p), mapping),
+                                   _ROW: np.arange(start, start + len(p), dtype=np.int64)})
+
+            meta = ddf._meta.assign(**{_UNIQ: np.int64(0), _ROW: np.int64(0)}).iloc[:0]
+            work = ddf.map_partitions(tag, offsets, meta=meta)
+            index = None
+        else:
+            frame, uniq, mapping = self._prepare(catalog)
+            work_pd = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
+            n_patches = len(np.unique(uniq))
+            work = dd.from_pandas(work_pd, npartitions=max(1, min(n_patches, 256)), sort=False)
+            index = frame.index
+        n_parts = npartitions or max(1, min(len(set(mapping.values())), 256))
+        shuffled = work.shuffle(on=_UNIQ, npartitions=int(n_parts), shuffle_method=shuffle_method)
+        job = self._job()
+        job_d = dask.delayed(job, pure=True, traverse=False)
+        tasks = [dask.delayed(_run_partition, pure=True)(part, job_d)
+                 for part in shuffled.to_delayed()]
+        if client is not None:
+            outs = client.gather(client.compute(tasks))
+        else:
+            outs = dask.compute(*tasks)
+        frames, models, summaries = [], {}, []
+        for res, mods, summ in outs:
+            frames.append(res)
+            models.update(mods)
+            summaries.extend(summ)
+            for s in summ:
+                self._log(s)
+        if index is None:
+            index = pd.Index(index_d.compute().to_numpy())
+        result = self._assemble(frames, index)
+        self._store(job, mapping, models, summaries, time.perf_counter() - t_start)
+        return result
+
+    def predict_dask(self, ddf):
+        """Lazy :meth:`predict` over a ``dask.dataframe`` with ``map_partitions``.
+
+        Parameters
+        ----------
+        ddf : dask.dataframe.DataFrame
+            Stars with sky positions and ``feature_columns``.
+
+        Returns
+        -------
+        dask.dataframe.DataFrame
+            Partition-wise :meth:`predict` tables (same index); compute it
+            or write it out (``to_parquet``) without gathering it.
+        """
+        check_is_fitted(self, "patch_models_")
+        meta = self._empty_result()
+        meta.index = ddf._meta.index[:0]
+        return ddf.map_partitions(lambda p: self.predict(p) if len(p) else
+                                  self._empty_result().set_axis(p.index[:0]), meta=meta)
+
+    # -- persistence -------------------------------------------------------------
+    def save_patch_models(self, folder, overwrite=False):
+        """Write the fitted per-patch students with joblib, one file per patch.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            Created if needed. Gets ``patch_o<order>_p<pixel>.joblib`` per
+            student, ``hybrid.joblib`` (this estimator without its students:
+            parameters, teacher, patch map, summary) and ``index.json``.
+        overwrite : bool, default=False
+            Replace existing files; otherwise an existing file raises.
+
+        Returns
+        -------
+        list of pathlib.Path
+            The files written.
+
+        Raises
+        ------
+        FileExistsError
+            When a file exists and ``overwrite`` is False.
+        """
+        check_is_fitted(self, "patch_models_")
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        files = {key: folder / f"patch_o{key[0]}_p{key[1]}.joblib" for key in self.patch_models_}
+        targets = [*files.values(), folder / "hybrid.joblib", folder / "index.json"]
+        if not overwrite:
+            for f in targets:
+                if f.exists():
+                    raise FileExistsError(f"{f} exists; pass overwrite=True to replace it.")
+        written = []
+        for key, path in files.items():
+            joblib.dump(self.patch_models_[key], path)
+            written.append(path)
+        shell = self.__class__.__new__(self.__class__)
+        shell.__dict__.update(self.__dict__)
+        shell.patch_models_ = {}
+        joblib.dump(shell, folder / "hybrid.joblib")
+        written.append(folder / "hybrid.joblib")
+        index = {"patches": [{"order": k[0], "pixel": k[1], "file": p.name}
+                             for k, p in files.items()],
+                 "patch_order": int(self.patch_order),
+                 "feature_columns": list(self.feature_columns_), "targets": list(TARGETS)}
+        (folder / "index.json").write_text(json.dumps(index, indent=2))
+        written.append(folder / "index.json")
+        return written
+
+    @classmethod
+    def load(cls, folder, patches=None):
+        """Rebuild a fitted HybridPhotoD from :meth:`save_patch_models` output.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            Folder written by :meth:`save_patch_models`.
+        patches : iterable of (int, int) or None, default=None
+            Load only these ``(order, pixel)`` students (e.g. the sky being
+            processed); None loads all.
+
+        Returns
+        -------
+        HybridPhotoD
+            Predicts like the saved one (stars of patches not loaded fall
+            back to the teacher).
+
+        Raises
+        ------
+        FileNotFoundError
+            When the folder lacks ``hybrid.joblib`` or ``index.json``.
+        """
+        folder = Path(folder)
+        for name in ("hybrid.joblib", "index.json"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder / name} not found: not a folder written by "
+                                        "HybridPhotoD.save_patch_models.")
+        est = joblib.load(folder / "hybrid.joblib")
+        if not isinstance(est, cls):
+            raise ValueError(f"{folder / 'hybrid.joblib'} holds a {type(est).__name__}, "
+                             f"not a {cls.__name__}.")
+        index = json.loads((folder / "index.json").read_text())
+        wanted = None if patches is None else {(int(o), int(p)) for o, p in patches}
+        models = {}
+        for item in index["patches"]:
+            key = (int(item["order"]), int(item["pixel"]))
+            if wanted is None or key in wanted:
+                models[key] = joblib.load(folder / item["file"])
+        est.patch_models_ = models
+        return est

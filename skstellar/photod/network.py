@@ -1,0 +1,877 @@
+"""The photo-D moments network (the "student" of the Bayesian teacher) and its sigma_B network.
+
+Mrakovčić, Ivezić & Palaversa (2025) replace the Bayesian photometric-distance
+computation by a neural network trained on a few thousand Bayes-labelled
+stars (their Sects. 2.3-2.6 and 3.2). This module holds:
+
+* :class:`PhotoDNetwork` -- the moments network (Jeffrey & Wandelt 2020):
+  r, four colours and their five errors in, a mean and a standard deviation
+  for each of M_r, [Fe/H] and A_r out; optionally its secondary network,
+  which learns the teacher's posterior standard deviation sigma_B so that the
+  total uncertainty is ``sqrt(sigma_NN^2 + sigma_B^2)`` (Eq. 3);
+* :class:`MomentLoss` -- the weighted moment loss of Eqs. 1-2;
+* :class:`WeightedMSELoss` -- the weighted MSE of the secondary network
+  (Sect. 2.6);
+* the paper's constants (:data:`PAPER_HIDDEN_LAYER_SIZES`,
+  :data:`PAPER_ACTIVATIONS`, :data:`PAPER_LOSS_SCALES`,
+  :data:`PHOTOD_INPUT_COLUMNS`, :data:`TARGET_NAMES`).
+
+Targets are ordered ``("Mr", "FeH", "Ar")`` everywhere, the order of
+:meth:`skstellar.photod.teacher.BayesianPhotoD.predict`, so that
+``PhotoDNetwork().fit(catalog, *teacher.predict(catalog, return_std=True))``
+trains both networks on the teacher's means and standard deviations.
+"""
+
+from __future__ import annotations
+
+import copy
+import numbers
+
+import astropy.units as u
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.utils import check_array
+from sklearn.utils.validation import check_is_fitted, validate_data
+from torch import nn
+
+from .._validation import (
+    as_float_column,
+    check_finite_columns,
+    column_names,
+    is_named_input,
+    missing_column_error,
+    to_frame_like,
+)
+from ..nn.base import BaseNeuralRegressor, _seed_from, _silent, _training_threads
+from ..nn.builders import build_mlp
+from ..nn.loaders import ArrayBatchLoader
+
+__all__ = [
+    "PhotoDNetwork",
+    "MomentLoss",
+    "WeightedMSELoss",
+    "PAPER_ACTIVATIONS",
+    "PAPER_HIDDEN_LAYER_SIZES",
+    "PAPER_LOSS_SCALES",
+    "PHOTOD_INPUT_COLUMNS",
+    "TARGET_NAMES",
+]
+
+#: Targets, in the order of :meth:`BayesianPhotoD.predict`: M_r [mag], [Fe/H] [dex], A_r [mag].
+TARGET_NAMES = ("Mr", "FeH", "Ar")
+#: The ten inputs in the paper's order (Sect. 2.3): r, u-g, g-r, r-i, i-z, then their errors [mag].
+PHOTOD_INPUT_COLUMNS = ("rmag", "ug", "gr", "ri", "iz", "rErr", "ugErr", "grErr", "riErr", "izErr")
+#: Hidden-layer widths of the tuned architecture (Sect. 3.2).
+PAPER_HIDDEN_LAYER_SIZES = (45, 45, 42, 33, 36)
+#: Their activations (Sect. 3.2).
+PAPER_ACTIVATIONS = ("gelu", "softsign", "softsign", "sigmoid", "gelu")
+#: Loss scales s_j of Eq. 2 (weights 1 / s_j^2) in :data:`TARGET_NAMES` order:
+#: 0.1 mag for M_r, 0.1 dex for [Fe/H], 0.02 mag for A_r.
+PAPER_LOSS_SCALES = (0.1, 0.1, 0.02)
+
+#: Weight initialisations: Keras' default (the paper's framework) or torch's.
+_INITS = ("glorot_uniform", "torch")
+#: Rows of the validation split evaluated in one forward pass during training.
+_VALID_BATCH = 16384
+
+
+# ---------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------
+def _as_weights(weights, n):
+    """Per-target weights as a float tensor of length ``n`` (ones for None)."""
+    if weights is None:
+        return torch.ones(n)
+    w = torch.as_tensor(np.asarray(weights, dtype=np.float64), dtype=torch.float32).reshape(-1)
+    if w.numel() != n:
+        raise ValueError(f"Got {w.numel()} loss weight(s) for {n} target(s).")
+    return w
+
+
+class MomentLoss(nn.Module):
+    """Weighted moment loss of the photo-D moments network (Eqs. 1-2).
+
+    For every target j (mean mu_j and standard deviation sigma_j predicted,
+    value t_j given), with r = t_j - mu_j,
+
+    ``L_j = mean_i( r^2 + (r^2 - sigma_j^2)^2 )``,   ``L = sum_j w_j L_j``
+
+    (Mrakovčić et al. 2025, Sect. 2.4; Jeffrey & Wandelt 2020). The first
+    term makes mu the conditional mean; the second makes sigma^2 the
+    conditional mean of r^2, so sigma is the expected scatter of t around
+    mu. Only sigma^2 enters, so the network's sigma outputs are sign-free:
+    read ``|sigma|``. The paper's weights are ``w = 1 / (0.1^2, 0.1^2,
+    0.02^2)`` for (M_r, [Fe/H], A_r) (see :data:`PAPER_LOSS_SCALES`).
+
+    Parameters
+    ----------
+    weights : sequence of float or None, default=None
+        w_j, one per target (> 0, units of 1 / target^2); None gives 1 for
+        every target.
+
+    Notes
+    -----
+    Called as ``loss(y_pred, y_true)`` with ``y_pred`` of shape
+    (n, 2 n_targets) -- the means then the sigmas -- and ``y_true`` of shape
+    (n, n_targets) (or (n,) for one target). Returns a scalar.
+    """
+
+    def __init__(self, weights=None):
+        super().__init__()
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64).reshape(-1)
+            if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
+                raise ValueError(f"Loss weights must be finite and > 0, got {weights!r}.")
+            self.register_buffer("weights", torch.as_tensor(w, dtype=torch.float32))
+        else:
+            self.weights = None
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if y_true.ndim == 1:
+            y_true = y_true[:, None]
+        n_targets = y_true.shape[1]
+        if y_pred.ndim != 2 or y_pred.shape != (y_true.shape[0], 2 * n_targets):
+            raise ValueError(
+                f"MomentLoss needs predictions of shape (n, 2 n_targets) = "
+                f"({y_true.shape[0]}, {2 * n_targets}) (means then sigmas), got "
+                f"{tuple(y_pred.shape)}."
+            )
+        mu, sigma = y_pred[:, :n_targets], y_pred[:, n_targets:]
+        r2 = (y_true.to(mu.dtype) - mu) ** 2
+        per_target = torch.mean(r2 + (r2 - sigma * sigma) ** 2, dim=0)
+        w = self.weights if self.weights is not None else torch.ones_like(per_target)
+        if w.numel() != n_targets:
+            raise ValueError(f"MomentLoss has {w.numel()} weight(s) but there are {n_targets} "
+                             "target(s).")
+        return torch.sum(w.to(per_target) * per_target)
+
+    def extra_repr(self) -> str:
+        return "weights=None" if self.weights is None else f"weights={self.weights.tolist()}"
+
+
+class WeightedMSELoss(nn.Module):
+    """Weighted sum over targets of the mean squared error.
+
+    ``L = sum_j w_j mean_i (y_pred_ij - y_true_ij)^2`` -- the loss of the
+    secondary (sigma_B) network of Mrakovčić et al. (2025, Sect. 2.6), with
+    the same weights as :class:`MomentLoss`.
+
+    Parameters
+    ----------
+    weights : sequence of float or None, default=None
+        w_j, one per target (> 0); None gives 1 for every target.
+    """
+
+    def __init__(self, weights=None):
+        super().__init__()
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64).reshape(-1)
+            if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
+                raise ValueError(f"Loss weights must be finite and > 0, got {weights!r}.")
+            self.register_buffer("weights", torch.as_tensor(w, dtype=torch.float32))
+        else:
+            self.weights = None
+
+    def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        if y_true.ndim == 1:
+            y_true = y_true[:, None]
+        if y_pred.shape != y_true.shape:
+            raise ValueError(
+                f"Prediction shape {tuple(y_pred.shape)} != target shape {tuple(y_true.shape)}."
+            )
+        per_target = torch.mean((y_pred - y_true.to(y_pred.dtype)) ** 2, dim=0)
+        w = self.weights if self.weights is not None else torch.ones_like(per_target)
+        if w.numel() != per_target.numel():
+            raise ValueError(f"WeightedMSELoss has {w.numel()} weight(s) but there are "
+                             f"{per_target.numel()} target(s).")
+        return torch.sum(w.to(per_target) * per_target)
+
+    def extra_repr(self) -> str:
+        return "weights=None" if self.weights is None else f"weights={self.weights.tolist()}"
+
+
+# ---------------------------------------------------------------------------
+# Fixed affine maps (input standardisation, output scaling) kept in the module
+# ---------------------------------------------------------------------------
+class _Affine(nn.Module):
+    """``x * scale + shift`` with fixed (non-trained) per-column buffers."""
+
+    def __init__(self, scale, shift):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(np.asarray(scale), dtype=torch.float32))
+        self.register_buffer("shift", torch.as_tensor(np.asarray(shift), dtype=torch.float32))
+
+    def forward(self, x):
+        return x * self.scale + self.shift
+
+    def extra_repr(self):
+        return f"n={self.scale.numel()}, fixed"
+
+
+#: softplus(_SOFTPLUS_ONE) = 1: the positive sigma head starts at one target scale.
+_SOFTPLUS_ONE = float(np.log(np.e - 1.0))
+#: Output maps of the sigma outputs.
+_SIGMA_ACTIVATIONS = ("linear", "softplus")
+
+
+class _MomentHead(nn.Module):
+    """Map the last layer's 2 L numbers to (mu, sigma) in target units (fixed buffers).
+
+    ``mu = shift + scale * z_mu``; ``sigma = scale * (1 + z_sigma)`` (linear,
+    the paper's output, sign-free) or ``scale * softplus(z_sigma + c)`` with
+    softplus(c) = 1 (positive). Both start sigma near ``scale`` for small z.
+    """
+
+    def __init__(self, scale, shift, sigma_activation="linear"):
+        super().__init__()
+        self.register_buffer("scale", torch.as_tensor(np.asarray(scale), dtype=torch.float32))
+        self.register_buffer("shift", torch.as_tensor(np.asarray(shift), dtype=torch.float32))
+        self.sigma_activation = sigma_activation
+
+    def forward(self, z):
+        n = self.scale.numel()
+        mu = z[:, :n] * self.scale + self.shift
+        zs = z[:, n:]
+        if self.sigma_activation == "softplus":
+            sigma = self.scale * nn.functional.softplus(zs + _SOFTPLUS_ONE)
+        else:
+            sigma = self.scale * (zs + 1.0)
+        return torch.cat([mu, sigma], dim=1)
+
+    def extra_repr(self):
+        return f"n_targets={self.scale.numel()}, sigma={self.sigma_activation}"
+
+
+def _mean_scale(a):
+    """Column means and standard deviations (1 where a column is constant)."""
+    mean = a.mean(axis=0)
+    sd = a.std(axis=0)
+    return mean, np.where(sd > 0, sd, 1.0)
+
+
+# ---------------------------------------------------------------------------
+# Estimator
+# ---------------------------------------------------------------------------
+class PhotoDNetwork(BaseNeuralRegressor):
+    """Photo-D moments network: M_r, [Fe/H], A_r and their uncertainties from LSST photometry.
+
+    The student network of Mrakovčić, Ivezić & Palaversa (2025), trained on
+    the posterior means (and standard deviations) of the Bayesian photo-D
+    method (:class:`~skstellar.photod.teacher.BayesianPhotoD`):
+
+    * inputs (Sect. 2.3): r, u-g, g-r, r-i, i-z and their five errors [mag];
+    * architecture (Sect. 3.2): ``10 -> 45 GELU -> 45 Softsign -> 42
+      Softsign -> 33 Sigmoid -> 36 GELU -> 6 linear``, the six outputs being
+      a mean mu and a standard deviation sigma_NN for each target (a moments
+      network, Sect. 2.3);
+    * loss (Sect. 2.4, :class:`MomentLoss`):
+      ``sum_j w_j mean[(t - mu)^2 + ((t - mu)^2 - sigma^2)^2]`` with
+      ``w = 1/0.1^2, 1/0.1^2, 1/0.02^2`` for M_r, [Fe/H], A_r;
+    * training (Sect. 3.2): Adam with learning rate 1e-3, batch 1024, up to
+      1024 epochs, early stopping after 100 epochs without validation
+      improvement, learning rate x 0.9 on plateaus (Sect. 2.5), two complete
+      runs of which the one with the lower validation loss is kept; 75/25
+      training/validation split of the labelled stars (Sect. 2.1);
+    * secondary network (Sects. 2.6, 3.2), trained when ``fit`` gets
+      ``sigma_b``: the same hidden layers with three linear outputs, the
+      weighted MSE on the teacher's posterior standard deviations sigma_B
+      (:class:`WeightedMSELoss`, same weights), up to 256 epochs, one run,
+      the same early stopping; ``predict(X, return_std=True)`` then returns
+      ``sqrt(sigma_NN^2 + sigma_B^2)`` (Eq. 3).
+
+    sigma_NN is the scatter of the *teacher's* estimate around the network's
+    (NN versus Bayes); sigma_B is the teacher's own posterior width. Their
+    quadrature sum is the uncertainty relative to the truth, assuming the two
+    are uncorrelated (the paper measures correlations of 0.05-0.2).
+
+    Choices where the paper is silent (documented defaults):
+
+    * the authors used Keras (their Software section), so Keras' defaults
+      stand in where the text says nothing: Glorot-uniform weights and zero
+      biases (``init``); ``lr_patience=10`` epochs for ReduceLROnPlateau;
+      early stopping counts any decrease of the validation loss as an
+      improvement (``min_delta=0``);
+    * ``standardize=True``: fixed (non-trained) layers inside the module
+      z-score the inputs with the training rows' means and standard
+      deviations, and map the last layer's outputs to target units, each
+      mean as ``m_j + s_j z`` and each sigma as ``s_j (1 + z')`` (m_j, s_j:
+      the training targets' mean and standard deviation; sigma_B as
+      ``m^B_j + s^B_j z''``). The output layer stays linear and the loss is
+      Eq. 2 in physical units; only the starting point (means at m_j, sigmas
+      at s_j, never at the sigma = 0 saddle of Eq. 1) and the step scales
+      change. ``standardize=False`` trains on raw magnitudes;
+    * ``sigma_activation="linear"`` (the paper's linear output) reads the
+      sigma outputs as ``|sigma|``, since Eq. 1 only sees sigma^2. A linear
+      sigma can change sign across the input space, and stars near such a
+      crossing get |sigma_NN| close to 0; the total uncertainty, dominated
+      by sigma_B, is unaffected, but NN-only z-scores get heavy tails.
+      ``"softplus"`` keeps sigma > 0 by construction;
+    * the secondary network uses the same learning-rate schedule, and its
+      sigma_B predictions are clipped at 0 (its output is linear);
+    * all runs share one seeded validation split, so their losses compare;
+    * predictions run in float64 on the CPU (training in float32), so a
+      star's output does not depend on the batch it is predicted in.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : sequence of int, default=(45, 45, 42, 33, 36)
+        Widths of the hidden layers (the paper's, Sect. 3.2).
+    activation : str or sequence of str, default=("gelu", "softsign", "softsign", "sigmoid", "gelu")
+        Hidden activation(s), one for all layers or one per layer (see
+        :func:`skstellar.nn.make_activation`).
+    input_columns : sequence of str or None, default=PHOTOD_INPUT_COLUMNS
+        Names of the ten inputs in the paper's order, ``("rmag", "ug", "gr",
+        "ri", "iz", "rErr", "ugErr", "grErr", "riErr", "izErr")`` [mag]. Named
+        input (DataFrame, astropy Table, dict) is read by these names (other
+        columns are ignored; astropy Quantities are converted to mag); a
+        plain 2-D array must hold exactly these columns in this order. None
+        uses every column of ``X`` as given (generic features, any number).
+    loss_scales : sequence of float or None, default=(0.1, 0.1, 0.02)
+        Scales s_j of Eq. 2 in the target units, one per target in
+        :data:`TARGET_NAMES` order (weights 1 / s_j^2): 0.1 mag for M_r, 0.1
+        dex for [Fe/H], 0.02 mag for A_r. None weights every target by 1
+        (any number of targets).
+    standardize : bool, default=True
+        Standardise inputs and scale outputs inside the module (see above).
+    sigma_activation : {"linear", "softplus"}, default="linear"
+        Map of the sigma_NN outputs: linear, read as ``|sigma|`` (paper), or
+        ``s_j softplus(z' + c)`` with softplus(c) = 1 (always positive).
+    init : {"glorot_uniform", "torch"}, default="glorot_uniform"
+        Weight initialisation of the Linear layers: Keras' default (the
+        paper's framework; zero biases) or torch's own.
+    n_runs : int, default=2
+        Complete training runs of the moments network (different seeded
+        initialisations and shuffles, the same validation split); the run
+        with the lowest validation loss is kept (the paper's 2).
+    secondary_max_epochs : int, default=256
+        Maximum epochs of the sigma_B network (the paper's 256).
+    lr : float, default=1e-3
+        Adam learning rate (paper).
+    batch_size : int, default=1024
+        Mini-batch size (paper).
+    max_epochs : int, default=1024
+        Maximum epochs of each moments-network run (paper).
+    weight_decay : float, default=0.0
+        Adam weight decay (none in the paper).
+    validation_fraction : float, default=0.25
+        Fraction of the rows given to ``fit`` held out (seeded) for early
+        stopping, the schedule and the choice of run (paper: 75/25, Sect.
+        2.1). Must be > 0 when ``n_runs > 1``.
+    early_stopping : bool, default=True
+        Stop a run after ``patience`` epochs without validation improvement
+        and restore its best weights.
+    patience : int, default=100
+        Early-stopping patience [epochs] of both networks (paper).
+    lr_schedule : {"plateau", None}, default="plateau"
+        ReduceLROnPlateau on the validation loss (paper, Sect. 2.5) or none.
+    lr_factor : float, default=0.9
+        Learning-rate factor of the plateau schedule (paper).
+    lr_patience : int, default=10
+        Epochs without improvement before the learning rate is reduced
+        (paper silent; Keras default).
+    random_state : int, RandomState or None, default=None
+        Seeds the validation split, each run's initialisation and batch
+        shuffling, and the secondary network.
+    device : str, default="cpu"
+        torch device.
+    verbose : int, default=0
+        1 prints skorch's per-epoch table of every run.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNet
+        The kept moments-network run (``module_`` and ``history_`` are
+        shortcuts). Its module maps raw inputs to ``[mu_1..mu_L,
+        sigma_1..sigma_L]`` in target units.
+    secondary_net_ : skorch.NeuralNet or None
+        The sigma_B network (None when ``fit`` got no ``sigma_b``).
+    run_valid_losses_ : ndarray of shape (n_runs,)
+        Validation loss (Eq. 2) of the weights kept from each run (its best
+        epoch with early stopping, else its last; the training loss when
+        ``validation_fraction=0``).
+    run_n_epochs_ : ndarray of shape (n_runs,)
+        Epochs each run trained.
+    best_run_ : int
+        Index of the kept run (``argmin(run_valid_losses_)``).
+    secondary_valid_loss_ : float or None
+        Validation weighted MSE of the sigma_B network.
+    valid_indices_ : ndarray of int
+        Row positions (in the ``X`` given to ``fit``) of the validation split.
+    input_columns_ : list of str
+        Column names read (``input_columns``, or ``x0..`` / the DataFrame's
+        names with ``input_columns=None``).
+    target_names_ : tuple of str
+        Names of the outputs' columns: :data:`TARGET_NAMES` for three
+        targets, else ``y0, y1, ...``.
+    n_outputs_ : int
+        Number of targets L.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of str
+        Only with ``input_columns=None`` and a DataFrame.
+    n_epochs_ : int
+        Epochs of the kept run.
+
+    Notes
+    -----
+    The paper trains on 10,000 Bayes-labelled stars per ~10 deg^2 patch and
+    applies the network to the rest (Sects. 2.1, 3.1). Its Table 1 reports
+    robust standard deviations of NN minus Bayes of 0.123 mag (M_r), 0.048
+    mag (A_r) and 0.110 dex ([Fe/H]).
+
+    In a Pipeline pass the teacher's standard deviations as a fit parameter,
+    ``pipe.fit(X, y, photodnetwork__sigma_b=sigma_b)``; ``GridSearchCV``
+    splits it with the rows.
+
+    References
+    ----------
+    Mrakovčić K., Ivezić Ž., Palaversa L. 2025, "Accelerating Stellar
+    Photometric Distance Estimates with Neural Networks".
+    Jeffrey N., Wandelt B. D. 2020, "Solving high-dimensional parameter
+    inference: marginal posterior densities & Moment Networks".
+
+    Examples
+    --------
+    >>> from skstellar.datasets.photod import make_lsst_catalog
+    >>> from skstellar.photod.teacher import BayesianPhotoD
+    >>> cat = make_lsst_catalog(5000, random_state=0)  # doctest: +SKIP
+    >>> mean_b, sigma_b = BayesianPhotoD().fit(cat).predict(cat, return_std=True)  # doctest: +SKIP
+    >>> net = PhotoDNetwork(random_state=0).fit(cat, mean_b, sigma_b=sigma_b)  # doctest: +SKIP
+    >>> mean, std = net.predict(cat, return_std=True)  # columns Mr, FeH, Ar  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes=PAPER_HIDDEN_LAYER_SIZES,
+        activation=PAPER_ACTIVATIONS,
+        input_columns=PHOTOD_INPUT_COLUMNS,
+        loss_scales=PAPER_LOSS_SCALES,
+        standardize=True,
+        sigma_activation="linear",
+        init="glorot_uniform",
+        n_runs=2,
+        secondary_max_epochs=256,
+        lr=1e-3,
+        batch_size=1024,
+        max_epochs=1024,
+        weight_decay=0.0,
+        validation_fraction=0.25,
+        early_stopping=True,
+        patience=100,
+        lr_schedule="plateau",
+        lr_factor=0.9,
+        lr_patience=10,
+        random_state=None,
+        device="cpu",
+        verbose=0,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.input_columns = input_columns
+        self.loss_scales = loss_scales
+        self.standardize = standardize
+        self.sigma_activation = sigma_activation
+        self.init = init
+        self.n_runs = n_runs
+        self.secondary_max_epochs = secondary_max_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.weight_decay = weight_decay
+        self.validation_fraction = validation_fraction
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.lr_schedule = lr_schedule
+        self.lr_factor = lr_factor
+        self.lr_patience = lr_patience
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ params
+    def _check_params(self):
+        def positive_int(name, minimum=1):
+            v = getattr(self, name)
+            if (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral)
+                    or v < minimum):
+                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}.")
+
+        for name in ("n_runs", "batch_size", "max_epochs", "secondary_max_epochs", "patience"):
+            positive_int(name)
+        positive_int("lr_patience", 0)
+        if not 0.0 <= float(self.validation_fraction) < 1.0:
+            raise ValueError(
+                f"validation_fraction must be in [0, 1), got {self.validation_fraction}."
+            )
+        if self.n_runs > 1 and float(self.validation_fraction) == 0.0:
+            raise ValueError(
+                f"n_runs={self.n_runs} needs a validation split to pick the best run: set "
+                "validation_fraction > 0 (the paper uses 0.25) or n_runs=1."
+            )
+        if self.sigma_activation not in _SIGMA_ACTIVATIONS:
+            raise ValueError(f"sigma_activation must be one of {_SIGMA_ACTIVATIONS}, got "
+                             f"{self.sigma_activation!r}.")
+        if self.init not in _INITS:
+            raise ValueError(f"init must be one of {_INITS}, got {self.init!r}.")
+        if self.lr_schedule not in (None, "plateau"):
+            raise ValueError(f"lr_schedule must be None or 'plateau', got {self.lr_schedule!r}.")
+        if not (float(self.lr) > 0 and 0 < float(self.lr_factor) < 1):
+            raise ValueError(
+                f"Need lr > 0 and 0 < lr_factor < 1, got lr={self.lr}, lr_factor={self.lr_factor}."
+            )
+        if len(tuple(self.hidden_layer_sizes)) < 1:
+            raise ValueError("hidden_layer_sizes needs at least one hidden layer.")
+        if self.input_columns is not None:
+            cols = list(self.input_columns)
+            if not cols or not all(isinstance(c, str) for c in cols) or len(set(cols)) != len(cols):
+                raise ValueError(
+                    "input_columns must be None or a non-empty sequence of distinct column names "
+                    f"(str), got {self.input_columns!r}."
+                )
+        if self.loss_scales is not None:
+            s = np.asarray(self.loss_scales, dtype=np.float64).reshape(-1)
+            if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
+                raise ValueError(
+                    f"loss_scales must be None or positive numbers (target units), got "
+                    f"{self.loss_scales!r}."
+                )
+
+    def _loss_weights(self, n_targets):
+        if self.loss_scales is None:
+            return None
+        s = np.asarray(self.loss_scales, dtype=np.float64).reshape(-1)
+        if s.size != n_targets:
+            raise ValueError(
+                f"loss_scales has {s.size} entries but y has {n_targets} target column(s); give "
+                f"one scale per target (the paper's (0.1, 0.1, 0.02) for {TARGET_NAMES}) or "
+                "loss_scales=None for unit weights."
+            )
+        return 1.0 / s**2
+
+    # ------------------------------------------------------------------ network
+    def _build_module(self, n_features, n_outputs):
+        """The bare MLP (no standardisation layers), shared by both networks."""
+        mlp = build_mlp(n_features, self.hidden_layer_sizes, n_outputs,
+                        activation=self.activation, output_activation=None)
+        if self.init == "glorot_uniform":
+            for layer in mlp:
+                if isinstance(layer, nn.Linear):
+                    nn.init.xavier_uniform_(layer.weight)
+                    if layer.bias is not None:
+                        nn.init.zeros_(layer.bias)
+        return mlp
+
+    def _build_criterion(self):
+        return MomentLoss(self._loss_weights(self.n_outputs_))
+
+    def _wrap(self, core, x_mean, x_scale, head):
+        """``[input standardisation] -> core MLP -> head`` as one module."""
+        layers = [_Affine(1.0 / x_scale, -x_mean / x_scale)] if self.standardize else []
+        return nn.Sequential(*layers, core, head)
+
+    # ------------------------------------------------------------------ input
+    def _read_X(self, X, reset):
+        """Float64 (n, n_features) array of the inputs, validated."""
+        if self.input_columns is None:
+            Xv = self._validate_X(X, reset=reset, dtype=np.float64)
+            if reset:
+                names = getattr(self, "feature_names_in_", None)
+                self.input_columns_ = ([str(c) for c in names] if names is not None
+                                       else [f"x{i}" for i in range(Xv.shape[1])])
+            return Xv
+        cols = list(self.input_columns)
+        hint = "Remove or fill those rows first; nothing is dropped silently."
+        if is_named_input(X):
+            data, n, _ = to_frame_like(X, columns=cols)
+            for c in cols:
+                if c not in data:
+                    raise missing_column_error(c, "the photo-D network input", column_names(X))
+            arr = np.column_stack(
+                [as_float_column(data[c], c, unit=u.mag, kind="magnitude") for c in cols]
+            ) if n else np.empty((0, len(cols)))
+            index = X.index if isinstance(X, pd.DataFrame) else None
+        else:
+            arr = check_array(X, dtype=np.float64, ensure_all_finite=False, ensure_min_samples=0)
+            index = None
+            if arr.shape[1] != len(cols):
+                raise ValueError(
+                    f"X has {arr.shape[1]} columns but the photo-D network reads {len(cols)} "
+                    f"inputs, in this order: {', '.join(cols)}. Pass a DataFrame/Table with "
+                    "these columns, or set input_columns."
+                )
+        if arr.shape[0]:
+            check_finite_columns(arr, cols, index=index, hint=hint)
+        arr = validate_data(self, arr, reset=reset, dtype=np.float64,
+                            ensure_min_samples=2 if reset else 1)
+        if reset:
+            self.input_columns_ = cols
+        return arr
+
+    def _read_targets(self, y, n, name, names=None):
+        """(n, L) float array of targets/sigmas with named NaN/inf/length errors."""
+        a = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
+                        input_name=name, ensure_min_samples=0)
+        if a.ndim > 2 or len(a) != n:
+            raise ValueError(
+                f"{name} must have shape (n_samples,) or (n_samples, n_targets) with "
+                f"n_samples={n} (the rows of X), got shape {a.shape}."
+            )
+        a2 = a.reshape(n, -1)
+        if names is None:
+            names = self._target_names(a2.shape[1])
+        index = y.index if isinstance(y, (pd.DataFrame, pd.Series)) else None
+        check_finite_columns(a2, [f"{name}[{c}]" for c in names], index=index,
+                             hint="Drop rows the teacher could not fit (NaN labels) before "
+                                  "training the network.")
+        return a, a2
+
+    @staticmethod
+    def _target_names(n):
+        return TARGET_NAMES if n == len(TARGET_NAMES) else tuple(f"y{j}" for j in range(n))
+
+    # ------------------------------------------------------------------ training
+    def _fit_net(self, module, criterion, X, y, train_idx, valid_idx, max_epochs, seeds):
+        """Train one skorch net on the given split; return (net, kept loss)."""
+        import skorch
+        from skorch.callbacks import EarlyStopping, LRScheduler
+        from skorch.dataset import Dataset
+        from skorch.helper import predefined_split
+
+        callbacks, train_split = [], None
+        if len(valid_idx):
+            train_split = predefined_split(Dataset(X[valid_idx], y[valid_idx]))
+            if self.early_stopping:
+                callbacks.append(("early_stopping", EarlyStopping(
+                    monitor="valid_loss", patience=int(self.patience), threshold=0.0,
+                    threshold_mode="abs", load_best=True,
+                    sink=print if self.verbose else _silent)))
+            if self.lr_schedule == "plateau":
+                callbacks.append(("lr_schedule", LRScheduler(
+                    policy=torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="valid_loss",
+                    factor=float(self.lr_factor), patience=int(self.lr_patience))))
+        loader_gen = torch.Generator().manual_seed(int(seeds[1]))
+        bs = int(self.batch_size)
+        net = skorch.NeuralNet(
+            module=module, criterion=criterion, optimizer=torch.optim.Adam,
+            optimizer__weight_decay=float(self.weight_decay), lr=float(self.lr),
+            batch_size=bs, max_epochs=int(max_epochs), train_split=train_split,
+            callbacks=callbacks, device=self.device, verbose=int(self.verbose),
+            iterator_train=ArrayBatchLoader, iterator_valid=ArrayBatchLoader,
+            iterator_train__shuffle=True, iterator_train__generator=loader_gen,
+            iterator_valid__batch_size=max(bs, _VALID_BATCH),
+        )
+        net.fit(X[train_idx], y[train_idx])
+        hist = net.history
+        if not len(valid_idx):
+            return net, float(hist[-1, "train_loss"])
+        losses = np.asarray(hist[:, "valid_loss"], dtype=np.float64)
+        if self.early_stopping:
+            es = dict(net.callbacks_)["early_stopping"]
+            epochs = np.asarray(hist[:, "epoch"])
+            return net, float(losses[np.flatnonzero(epochs == es.best_epoch_)[0]])
+        return net, float(losses[-1])
+
+    def fit(self, X, y, sigma_b=None):
+        """Train the moments network (and the sigma_B network when ``sigma_b`` is given).
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table, mapping or array-like of shape (n_stars, 10)
+            Photometry: the ``input_columns`` (r, u-g, g-r, r-i, i-z and
+            their errors [mag]).
+        y : array-like of shape (n_stars, 3) or (n_stars,)
+            The teacher's posterior means, columns M_r [mag], [Fe/H] [dex],
+            A_r [mag] (:data:`TARGET_NAMES`, the order of
+            ``BayesianPhotoD.predict``). Other numbers of targets need
+            matching ``loss_scales`` (or None).
+        sigma_b : array-like, same shape as ``y``, optional
+            The teacher's posterior standard deviations (same units, >= 0).
+            When given, the secondary network is trained on them and
+            ``predict(..., return_std=True)`` includes them (Eq. 3).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Missing input column, NaN/inf in X, y or sigma_b (named), wrong
+            number of columns, negative sigma_b, too few rows, bad parameters.
+        """
+        self._check_params()
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        Xv = self._read_X(X, reset=True)
+        n = len(Xv)
+        y, y2 = self._read_targets(y, n, "y")
+        self._y_ndim = y.ndim
+        L = y2.shape[1]
+        self.n_outputs_ = L
+        self.target_names_ = self._target_names(L)
+        weights = self._loss_weights(L)
+        sb2 = None
+        if sigma_b is not None:
+            sb, sb2 = self._read_targets(sigma_b, n, "sigma_b")
+            if sb2.shape != y2.shape:
+                raise ValueError(f"sigma_b has shape {sb.shape} but y has {y.shape}; give one "
+                                 "standard deviation per target value.")
+            if np.any(sb2 < 0):
+                r, c = np.argwhere(sb2 < 0)[0]
+                raise ValueError(
+                    f"sigma_b[{self.target_names_[c]}] has negative value(s) (first at row {r}); "
+                    "posterior standard deviations must be >= 0."
+                )
+
+        seed = _seed_from(self.random_state)
+        rng = np.random.RandomState(seed)
+        n_valid = int(round(float(self.validation_fraction) * n))
+        if float(self.validation_fraction) > 0:
+            n_valid = max(n_valid, 1)
+        if n - n_valid < 2:
+            raise ValueError(
+                f"Need at least 2 training rows after holding out validation_fraction="
+                f"{self.validation_fraction}; got n_samples={n}."
+            )
+        perm = rng.permutation(n)
+        valid_idx, train_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+        secondary_seeds = rng.randint(0, 2**31 - 1, size=2)
+        run_seeds = rng.randint(0, 2**31 - 1, size=(int(self.n_runs), 2))
+
+        x_mean, x_scale = _mean_scale(Xv[train_idx])
+        y_mean, y_scale = _mean_scale(y2[train_idx])
+        if not self.standardize:
+            y_mean, y_scale = np.zeros(L), np.ones(L)
+        y32 = y2.astype(np.float32)
+        n_feat = Xv.shape[1]
+        Xv = Xv.astype(np.float32)  # training runs in float32
+
+        nets, losses, epochs = [], [], []
+        with _training_threads(int(self.batch_size), small=4096):
+            for run in range(int(self.n_runs)):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(int(run_seeds[run, 0]))
+                    head = _MomentHead(y_scale, y_mean, self.sigma_activation)
+                    module = self._wrap(self._build_module(n_feat, 2 * L), x_mean, x_scale, head)
+                    net, loss = self._fit_net(module, MomentLoss(weights), Xv, y32, train_idx,
+                                              valid_idx, self.max_epochs, run_seeds[run])
+                nets.append(net)
+                losses.append(loss)
+                epochs.append(len(net.history))
+            self.run_valid_losses_ = np.asarray(losses)
+            self.run_n_epochs_ = np.asarray(epochs, dtype=int)
+            self.best_run_ = int(np.argmin(self.run_valid_losses_))
+            self.net_ = nets[self.best_run_]
+            self.n_epochs_ = int(self.run_n_epochs_[self.best_run_])
+
+            self.secondary_net_, self.secondary_valid_loss_ = None, None
+            if sb2 is not None:
+                b_mean, b_scale = _mean_scale(sb2[train_idx])
+                if not self.standardize:
+                    b_mean, b_scale = np.zeros(L), np.ones(L)
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(int(secondary_seeds[0]))
+                    module = self._wrap(self._build_module(n_feat, L), x_mean, x_scale,
+                                        _Affine(b_scale, b_mean))
+                    net, loss = self._fit_net(module, WeightedMSELoss(weights), Xv,
+                                              sb2.astype(np.float32), train_idx, valid_idx,
+                                              self.secondary_max_epochs, secondary_seeds)
+                self.secondary_net_, self.secondary_valid_loss_ = net, loss
+        self.valid_indices_ = valid_idx
+        self.n_valid_ = n_valid
+        return self
+
+    # ------------------------------------------------------------------ predict
+    def _forward(self, module, X):
+        """Deterministic forward pass in chunks; float64 numpy out.
+
+        On the CPU the pass runs in float64 on a copy of the module, so that
+        a star's prediction does not depend (at the 1e-7 level of float32
+        rounding) on how many stars are predicted with it.
+        """
+        dtype = torch.float64 if torch.device(self.device).type == "cpu" else torch.float32
+        module = copy.deepcopy(module).to(dtype).eval()
+        out = []
+        with torch.inference_mode():
+            step = self._rows_per_chunk()
+            for start in range(0, len(X), step):
+                xb = torch.tensor(X[start:start + step], device=self.device, dtype=dtype)
+                out.append(module(xb).double().cpu().numpy())
+        return np.concatenate(out)
+
+    def _shape(self, a):
+        return a.ravel() if self._y_ndim == 1 else a
+
+    def predict_components(self, X):
+        """Mean, sigma_NN, sigma_B and total standard deviation of every star.
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table, mapping or array-like
+            As in :meth:`fit`.
+
+        Returns
+        -------
+        dict
+            ``mean`` -- the network's means (n_stars, n_targets) in target
+            units (columns :attr:`target_names_`); ``sigma_nn`` -- its
+            predicted scatter of the teacher's estimate around ``mean``
+            (``|sigma|`` of the moment outputs); ``sigma_b`` -- the secondary
+            network's prediction of the teacher's posterior standard
+            deviation (clipped at 0), or None when fit got no ``sigma_b``;
+            ``total_std`` -- ``sqrt(sigma_nn^2 + sigma_b^2)`` (Eq. 3), or
+            ``sigma_nn`` without a secondary network. 1-D arrays when ``y``
+            was 1-D.
+        """
+        check_is_fitted(self, "net_")
+        Xv = self._read_X(X, reset=False)
+        out = self._forward(self.module_, Xv)
+        L = self.n_outputs_
+        mean, sigma_nn = out[:, :L], np.abs(out[:, L:])
+        sigma_b = None
+        total = sigma_nn
+        if self.secondary_net_ is not None:
+            sigma_b = np.maximum(self._forward(self.secondary_net_.module_, Xv), 0.0)
+            total = np.hypot(sigma_nn, sigma_b)
+        return {
+            "mean": self._shape(mean),
+            "sigma_nn": self._shape(sigma_nn),
+            "sigma_b": None if sigma_b is None else self._shape(sigma_b),
+            "total_std": self._shape(total),
+        }
+
+    def predict(self, X, return_std=False):
+        """Predict M_r, [Fe/H], A_r (the teacher's posterior means), optionally with their std.
+
+        Parameters
+        ----------
+        X : DataFrame, astropy Table, mapping or array-like
+            As in :meth:`fit`.
+        return_std : bool, default=False
+            Also return the total standard deviation
+            ``sqrt(sigma_NN^2 + sigma_B^2)`` (Eq. 3; sigma_NN alone when fit
+            got no ``sigma_b``).
+
+        Returns
+        -------
+        mean : ndarray of shape (n_stars, n_targets) or (n_stars,)
+            Columns :attr:`target_names_` (M_r [mag], [Fe/H] [dex], A_r [mag]).
+        std : ndarray, same shape, only if ``return_std``
+        """
+        comp = self.predict_components(X)
+        return (comp["mean"], comp["total_std"]) if return_std else comp["mean"]
+
+    def predict_samples(self, X, n_passes=None):
+        """Not available: the moments network predicts its spread directly (no MC dropout)."""
+        raise NotImplementedError(
+            "PhotoDNetwork has no dropout; use predict(X, return_std=True) or "
+            "predict_components(X) for its uncertainties."
+        )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.non_deterministic = self.random_state is None
+        return tags
