@@ -331,3 +331,24 @@ def test_analytic_mlp_jacobian_matches_autograd():
         # gradient of a loss on J flows to the weights
         (J_t**2).sum().backward()
         assert all(p.grad is not None for p in net.parameters() if p.dim() == 2)
+
+
+def test_input_variance_passes_options():
+    X, y, yerr, _ = _data(n=300)
+    m = UncertainNNRegressor(**FAST, input_variance_passes=None).fit(X, y, y_err=yerr)
+    full = m.predict_uncertainty(X[:40])
+    # the first k passes reproduce the all-pass value when k = n_mc_passes
+    same = m.set_params(input_variance_passes=20).predict_uncertainty(X[:40])
+    np.testing.assert_allclose(same["input_var"], full["input_var"], rtol=1e-4)
+    np.testing.assert_allclose(same["prediction"], full["prediction"])
+    # dropout-off Jacobian: the deterministic network's propagation
+    det = m.set_params(input_variance_passes=0).predict_uncertainty(X[:40])
+    m.set_params(n_mc_passes=0, input_variance_passes=None)
+    J = m.input_jacobian(X[:40])
+    ref = np.einsum("nld,nd->nl", J**2, X.variance()[:40])
+    np.testing.assert_allclose(det["input_var"], ref, rtol=1e-4)
+    # a few passes: same order of magnitude as all passes
+    m.set_params(n_mc_passes=20, input_variance_passes=5)
+    few = m.predict_uncertainty(X[:40])
+    ratio = np.median(few["input_var"] / full["input_var"])
+    assert 0.5 < ratio < 2.0

@@ -59,13 +59,13 @@ class _DropoutHooks:
         self.masks: dict[int, torch.Tensor] = {}
         self.handles = []
 
-    def _hook(self, layer, inputs, output):
-        x = inputs[0]
+    def multiplier(self, layer, x):
+        """The dropout multiplier (mask / keep) this layer applies to pass-major ``x``."""
         keep = 1.0 - layer.p
         n_rows = x.shape[0] // self.n_passes
         if self.mode == "per_sample":
             mask = torch.empty_like(x).bernoulli_(keep, generator=self.generator)
-            return x * mask.div_(keep)
+            return mask.div_(keep)
         key = id(layer)
         mask = self.masks.get(key)
         if mask is None:
@@ -75,6 +75,16 @@ class _DropoutHooks:
             mask = torch.empty(shape, dtype=x.dtype, device=x.device)
             mask.bernoulli_(keep, generator=self.generator).div_(keep)
             self.masks[key] = mask
+        full = mask.expand((self.n_passes, n_rows) + tuple(x.shape[1:]))
+        return full.reshape(x.shape)
+
+    def _hook(self, layer, inputs, output):
+        x = inputs[0]
+        if self.mode == "per_sample":
+            return x * self.multiplier(layer, x)
+        n_rows = x.shape[0] // self.n_passes
+        mask = self.multiplier(layer, x[: self.n_passes]) if id(layer) not in self.masks else None
+        mask = self.masks[id(layer)]
         out = x.view((self.n_passes, n_rows) + tuple(x.shape[1:])) * mask
         return out.view_as(x)
 

@@ -73,7 +73,7 @@ def _supported_mlp(module):
     return True
 
 
-def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True):
+def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_fn=None):
     """Outputs of a Sequential MLP and the Jacobian of its first outputs, in one pass.
 
     For ``Linear -> activation -> Dropout -> ... -> Linear`` networks the
@@ -95,6 +95,10 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True):
         Jacobian of outputs ``[:n_outputs]``.
     create_graph : bool
         Keep the graph through the Jacobian (for training).
+    dropout_fn : callable, optional
+        ``dropout_fn(layer, h) -> multiplier`` (broadcastable to ``h``)
+        replacing the dropout layers' own sampling, e.g. the per-pass masks
+        of Monte Carlo dropout at prediction.
 
     Returns
     -------
@@ -116,7 +120,11 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True):
         elif isinstance(layer, (torch.nn.Identity, _Linear)):
             continue
         elif isinstance(layer, torch.nn.Dropout):
-            if layer.training and layer.p > 0:
+            if dropout_fn is not None and layer.p > 0:
+                mask = dropout_fn(layer, h)
+                h = h * mask
+                gains[-1] = mask if gains[-1] is None else gains[-1] * mask
+            elif layer.training and layer.p > 0:
                 keep = 1.0 - layer.p
                 mask = torch.empty_like(h).bernoulli_(keep).div_(keep)
                 h = h * mask
@@ -180,8 +188,10 @@ class TorchCovariance:
             idx = np.zeros((k, k), dtype=np.int64)
             idx[i, j] = np.arange(len(i))
             idx[j, i] = np.arange(len(i))
+            contiguous = bool(np.all(np.diff(cols) == 1))
             self.blocks.append((
-                torch.as_tensor(cols, dtype=torch.long, device=device),
+                slice(int(cols[0]), int(cols[0]) + k) if contiguous
+                else torch.as_tensor(cols, dtype=torch.long, device=device),
                 torch.as_tensor(packed, dtype=dtype, device=device),
                 torch.as_tensor(idx, device=device),
             ))
@@ -218,9 +228,15 @@ class TorchCovariance:
             # index_select on the flattened map is ~6x faster than advanced indexing
             S = sel.index_select(1, idx.reshape(-1)).view(-1, k, k)  # (m, k, k)
             Jb = J[..., cols]  # (..., m, L, k)
-            # (J S) J^T row by row with a batched matmul (einsum's contraction
-            # order here is an order of magnitude slower)
-            term = (torch.matmul(Jb, S) * Jb).sum(-1)
+            if Jb.dim() == 4:
+                # P networks share S: fold P into the rows of one bmm per star
+                # (broadcasting S over P would copy it P times)
+                P, m, L, _ = Jb.shape
+                Jm = Jb.permute(1, 0, 2, 3).reshape(m, P * L, k)
+                term = (torch.bmm(Jm, S) * Jm).sum(-1).view(m, P, L).permute(1, 0, 2)
+            else:
+                # (J S) J^T row by row with a batched matmul
+                term = (torch.matmul(Jb, S) * Jb).sum(-1)
             out = term if out is None else out + term
         if out is None:
             out = torch.zeros(J.shape[:-1], dtype=J.dtype, device=J.device)

@@ -65,8 +65,9 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
     ReLU (``activation``); the excess variance is ``softplus`` of its output
     (``excess_activation``); ``sigma_model`` in the training loss is the
     per-star variance of ``model_variance_passes`` stochastic passes of the
-    batch (the paper does not say how it estimates it during training); the
-    input and excess terms are averaged over the MC passes at prediction.
+    batch (the paper does not say how it estimates it during training); at
+    prediction the excess term is averaged over the MC passes and the input
+    term uses the deterministic network's Jacobian (``input_variance_passes``).
 
     Parameters
     ----------
@@ -112,6 +113,14 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         See :mod:`skstellar.nn.mc_dropout`.
     point_estimate : {"median", "mean"}, default="median"
         Statistic of the MC passes returned by ``predict`` (paper: median).
+    input_variance_passes : int or None, default=0
+        Networks whose Jacobians give ``sigma_input^2`` at prediction: 0
+        (default) the deterministic network (dropout off), i.e. the gradient
+        of the mean prediction -- the paper does not say which it uses;
+        ``k`` the mean over the first ``k`` MC passes' thinned networks; None
+        every pass (``n_mc_passes`` times the cost: the Jacobian costs ~6
+        forward passes per star and pass; measured 164 s against 18 s per
+        100,000 stars with 50 passes on one loaded core).
     random_state : int, RandomState or None
     device : str, default="cpu"
     verbose : int, default=0
@@ -145,8 +154,8 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                  batch_size=10000, max_iter=20000, warmup_iter=2500, shuffle=False,
                  input_uncertainty=True, standardize=True, validation_fraction=0.0,
                  early_stopping=False, patience=20, model_variance_passes=2, n_mc_passes=50,
-                 mc_mode="network", point_estimate="median", random_state=None, device="cpu",
-                 verbose=0):
+                 mc_mode="network", point_estimate="median", input_variance_passes=0,
+                 random_state=None, device="cpu", verbose=0):
         self.hidden = hidden
         self.dropout = dropout
         self.activation = activation
@@ -166,6 +175,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         self.n_mc_passes = n_mc_passes
         self.mc_mode = mc_mode
         self.point_estimate = point_estimate
+        self.input_variance_passes = input_variance_passes
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -473,6 +483,10 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         was = module.training
         module.eval()
         hooks = _DropoutHooks(module, P_eff, self.mc_mode, gen) if use_mc else None
+        analytic = _supported_mlp(module)
+        n_input_passes = self.input_variance_passes
+        if n_input_passes is not None:
+            n_input_passes = min(int(n_input_passes), P_eff) if use_mc else 0
         try:
             if hooks is not None:
                 hooks.__enter__()
@@ -481,18 +495,32 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                 m = stop - start
                 xb = torch.as_tensor(xs[start:stop], device=dev)
                 xr = xb.unsqueeze(0).expand(P_eff, m, -1).reshape(P_eff * m, -1)
-                if tcov is not None:
-                    xr = xr.detach().requires_grad_(True)
-                    with torch.enable_grad():
-                        out = module(xr)
-                        mu = out[:, :L]
-                        J = batched_jacobian(mu, xr).detach()
-                    vin = tcov.propagate(J.view(P_eff, m, L, -1),
-                                         torch.arange(start, stop, device=dev))
+                rows_t = torch.arange(start, stop, device=dev)
+                n_in = P_eff if n_input_passes is None else n_input_passes
+                if tcov is not None and n_in == P_eff:
+                    # all passes: outputs and Jacobians in one go
+                    if analytic:
+                        # same masks as the hooks (shared per pass), Jacobian
+                        # as dense GEMMs without autograd
+                        with torch.no_grad():
+                            out, J = mlp_forward_with_jacobian(
+                                module, xr, L, create_graph=False,
+                                dropout_fn=hooks.multiplier if hooks is not None else None)
+                    else:
+                        xr = xr.detach().requires_grad_(True)
+                        with torch.enable_grad():
+                            out = module(xr)
+                            J = batched_jacobian(out[:, :L], xr).detach()
+                    vin = tcov.propagate(J.view(P_eff, m, L, -1), rows_t)
                     v_input[start:stop] = vin.mean(0).double().cpu().numpy()
                 else:
                     with torch.inference_mode():
                         out = module(xr)
+                    if tcov is not None:
+                        # input term from the first n_in passes (0: the
+                        # deterministic network, dropout off)
+                        v_input[start:stop] = self._input_variance(
+                            xb, tcov, rows_t, n_in, hooks, analytic).double().cpu().numpy()
                 out = out.detach().view(P_eff, m, 2 * L)
                 mu, exc = out[..., :L], positive(out[..., L:])
                 if samples is not None:
@@ -514,6 +542,34 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
             module.train(was)
             progress.close()
         return point, v_model, v_input, v_exc, samples
+
+    def _input_variance(self, xb, tcov, rows_t, n_in, hooks, analytic):
+        """Mean of diag(J Sigma J^T) over the first ``n_in`` MC passes (0: dropout off)."""
+        module, L = self._module, self.n_outputs_
+        m = len(xb)
+        if n_in == 0 or hooks is None:
+            fn, reps = None, 1
+        else:
+            reps = n_in
+
+            def fn(layer, h):
+                if hooks.mode == "per_sample":
+                    return hooks.multiplier(layer, h)
+                if id(layer) not in hooks.masks:  # draw the pass masks if needed
+                    hooks.multiplier(layer, h.new_empty((hooks.n_passes,) + tuple(h.shape[1:])))
+                mask = hooks.masks[id(layer)][:reps]
+                return mask.expand((reps, m) + tuple(h.shape[1:])).reshape(h.shape)
+        xr = xb.unsqueeze(0).expand(reps, m, -1).reshape(reps * m, -1)
+        if analytic:
+            with torch.no_grad():
+                _, J = mlp_forward_with_jacobian(module, xr, L, create_graph=False, dropout_fn=fn)
+        else:
+            if fn is not None:
+                raise ValueError("input_variance_passes >= 1 needs a Sequential MLP; use None or 0.")
+            xr = xr.detach().requires_grad_(True)
+            with torch.enable_grad():
+                J = batched_jacobian(module(xr)[:, :L], xr).detach()
+        return tcov.propagate(J.view(reps, m, L, -1), rows_t).mean(0)
 
     def _to_label_units(self, point, *variances):
         mean = point * self.y_scale_ + self.y_mean_
