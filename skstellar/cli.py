@@ -8,6 +8,7 @@ Examples
     skstellar demo mdwarf --plots plots/        # ... and save the diagnostic plots
     skstellar demo xp                           # Gaia XP uncertain network on simulated stars
     skstellar demo photod                       # LSST photo-D teacher + student, Table 1
+    skstellar demo cyclestarnet                 # short domain adaptation, residuals before/after
     skstellar fit mdwarf train.fits model.joblib --target fe_h
     skstellar predict model.joblib stars.csv predictions.parquet
 
@@ -28,7 +29,7 @@ import numpy as np
 __all__ = ["main", "build_parser", "make_mdwarf_pipeline"]
 
 METHODS = ("mdwarf",)
-DEMOS = ("mdwarf", "galaxy", "xp", "photod")
+DEMOS = ("mdwarf", "galaxy", "xp", "photod", "cyclestarnet")
 
 
 # --------------------------------------------------------------------- models
@@ -221,6 +222,12 @@ def _cmd_demo(args):
         run_galaxy_demo(n_spectra=args.n_samples or 2000, random_state=args.random_state,
                         max_epochs=args.max_epochs or 10, json_path=args.json,
                         verbose=args.verbose)
+    elif args.method == "cyclestarnet":
+        from .cyclestarnet.evaluation import run_cyclestarnet_demo
+
+        run_cyclestarnet_demo(n_iter=args.max_epochs or 300, n_train=args.n_samples or 300,
+                              random_state=args.random_state, json_path=args.json,
+                              verbose=args.verbose)
     elif args.method == "photod":
         from .photod.evaluation import run_photod_demo
 
@@ -419,12 +426,14 @@ def build_parser():
     demo.add_argument("method", choices=DEMOS)
     demo.add_argument("--n-samples", type=int, default=None,
                       help="simulated stars/galaxies (default 5000 for mdwarf, 2000 for galaxy, "
-                           "6000 for xp, 30000 for photod)")
+                           "6000 for xp, 30000 for photod, 300 training spectra per "
+                           "domain for cyclestarnet)")
     demo.add_argument("--max-epochs", type=int, default=None,
                       help="training epochs cap (default 300 for mdwarf, where early stopping "
                            "usually ends sooner; 10 for galaxy, the paper trains 100); for xp "
                            "the number of iterations (default 1500; the paper 20,000); for photod "
-                           "the student's epoch cap (default 500; the paper 1024)")
+                           "the student's epoch cap (default 500; the paper 1024); for "
+                           "cyclestarnet the adapter iterations (default 300; the paper ~5e5)")
     demo.add_argument("--architecture", choices=("paper", "released"), default="paper")
     demo.add_argument("--random-state", type=int, default=0)
     demo.add_argument("--plots", metavar="DIR", help="save diagnostic plots (PNG) in DIR")

@@ -104,3 +104,13 @@ def test_photod_demo_runs_end_to_end(tmp_path, capsys):
     assert "0.123" in out  # the paper's NN-vs-Bayes M_r robust std is printed beside ours
     figures = json.loads(js.read_text())
     assert figures
+
+
+def test_cyclestarnet_demo_runs_end_to_end(tmp_path, capsys):
+    js = tmp_path / "csn.json"
+    assert main(["demo", "cyclestarnet", "--n-samples", "40", "--max-epochs", "10",
+                 "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    assert "2.00 -> 1.68" in out
+    figures = json.loads(js.read_text())
+    assert figures

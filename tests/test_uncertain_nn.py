@@ -352,3 +352,13 @@ def test_input_variance_passes_options():
     few = m.predict_uncertainty(X[:40])
     ratio = np.median(few["input_var"] / full["input_var"])
     assert 0.5 < ratio < 2.0
+
+
+def test_detached_jacobian_option_trains():
+    X, y, yerr, truth = _data(n=300)
+    m = UncertainNNRegressor(**FAST, jacobian_gradient=False).fit(X, y, y_err=yerr)
+    u = m.predict_uncertainty(X)
+    assert np.all(np.isfinite(u["total_std"])) and np.all(u["input_var"] > 0)
+    full = UncertainNNRegressor(**FAST).fit(X, y, y_err=yerr)
+    # same warm-up phase, different gradients once the input term is on
+    assert not np.allclose(m.predict(X), full.predict(X))

@@ -6,11 +6,24 @@
   networks, modern and legacy formats);
 - fitting: :class:`SpectralLabelFitter` (batched, bounded per-spectrum
   L-BFGS label fits with curvature uncertainties; optional domain adapter);
+- evaluation: :func:`evaluate_cyclestarnet`, :func:`run_cyclestarnet_demo`
+  (fit residuals before/after adaptation, label bias/scatter, timings);
 - indices: H-alpha equivalent width and activity flag, TiO5 and spectral
   subtype, precision-vs-S/N model (catalogue extras of the LAMOST M-dwarf paper).
 """
 
 from .adapter import SPLIT_POLICIES, CycleStarNet
+from .evaluation import (
+    FAST_ADAPTER_PARAMS,
+    PAPER_FIGURES,
+    TARGETS,
+    continuum_throughput,
+    evaluate_cyclestarnet,
+    format_cyclestarnet_report,
+    label_statistics,
+    residual_rms,
+    run_cyclestarnet_demo,
+)
 from .fitting import LabelFitResult, SpectralLabelFitter, doppler_shift_torch
 from .indices import (
     ACTIVITY_THRESHOLD,
@@ -32,6 +45,15 @@ from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
 from .payne import PayneEmulator, PayneNetwork, PerPixelNetwork
 
 __all__ = [
+    "FAST_ADAPTER_PARAMS",
+    "PAPER_FIGURES",
+    "TARGETS",
+    "continuum_throughput",
+    "evaluate_cyclestarnet",
+    "format_cyclestarnet_report",
+    "label_statistics",
+    "residual_rms",
+    "run_cyclestarnet_demo",
     "SPLIT_POLICIES",
     "CycleStarNet",
     "CycleStarNetGenerator",

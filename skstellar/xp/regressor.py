@@ -106,7 +106,8 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         ``s`` (Eq. 10) and every pass contributes to the loss. Without it the
         excess output learns the dropout scatter too and ``sigma_total``
         (Eq. 11) counts the model uncertainty twice (measured: z-score std
-        ~0.5). 0 or 1: one pass, no model term (half the cost).
+        ~0.5). 0 or 1: one pass, no model term (half the cost). The input
+        term of all passes uses the first pass's Jacobian.
     n_mc_passes : int, default=50
         MC-dropout passes at prediction.
     mc_mode : {"network", "per_sample"}, default="network"
@@ -121,6 +122,12 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         every pass (``n_mc_passes`` times the cost: the Jacobian costs ~6
         forward passes per star and pass; measured 164 s against 18 s per
         100,000 stars with 50 passes on one loaded core).
+    jacobian_gradient : bool, default=True
+        Differentiate the loss through ``sigma_input`` (the Jacobian's own
+        dependence on the weights, a second-order term), which teaches the
+        network to be insensitive to noisy inputs -- the likelihood's exact
+        gradient. False treats ``sigma_input`` as a constant per step
+        (cheaper; see benchmarks/xp_uncertain_nn.py for the cost of each).
     random_state : int, RandomState or None
     device : str, default="cpu"
     verbose : int, default=0
@@ -155,7 +162,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                  input_uncertainty=True, standardize=True, validation_fraction=0.0,
                  early_stopping=False, patience=20, model_variance_passes=2, n_mc_passes=50,
                  mc_mode="network", point_estimate="median", input_variance_passes=0,
-                 random_state=None, device="cpu", verbose=0):
+                 jacobian_gradient=True, random_state=None, device="cpu", verbose=0):
         self.hidden = hidden
         self.dropout = dropout
         self.activation = activation
@@ -176,6 +183,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         self.mc_mode = mc_mode
         self.point_estimate = point_estimate
         self.input_variance_passes = input_variance_passes
+        self.jacobian_gradient = jacobian_gradient
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -341,6 +349,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
 
             K_model = int(self.model_variance_passes)
             analytic = _supported_mlp(module)
+            jac_grad = bool(self.jacobian_gradient)
 
             def loss_on(rows, with_input, training):
                 # K stochastic passes of the same rows (K >= 2 estimates
@@ -351,7 +360,14 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                 xk = xb.repeat(K, 1) if K > 1 else xb
                 J = None
                 if with_input and analytic:
-                    out, J = mlp_forward_with_jacobian(module, xk, L, create_graph=training)
+                    # the input term uses the Jacobian of the first pass only
+                    # (one more sample of the same network family; halves the
+                    # Jacobian cost for K = 2)
+                    out1, J = mlp_forward_with_jacobian(module, xb, L,
+                                                        create_graph=training and jac_grad)
+                    if not (training and jac_grad):
+                        J = J.detach()
+                    out = out1 if K == 1 else torch.cat([out1, module(xb.repeat(K - 1, 1))])
                 else:
                     if with_input:
                         xk = xk.detach().requires_grad_(True)
@@ -363,8 +379,12 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                     var = var + vm.repeat(K, 1)
                 if with_input:
                     if J is None:
-                        J = batched_jacobian(mu, xk, create_graph=training)
-                    var = var + tcov.propagate(J.view(K, B, L, -1), rows).reshape(K * B, L)
+                        J = batched_jacobian(mu, xk, create_graph=training and jac_grad)
+                        vin = tcov.propagate(J.view(K, B, L, -1), rows).reshape(K * B, L)
+                    else:
+                        vin = tcov.propagate(J, rows)
+                        vin = vin.repeat(K, 1) if K > 1 else vin
+                    var = var + vin
                 var = var.clamp_min(1e-12)
                 y_t, m_t = data["y"][rows], data["m"][rows]
                 if K > 1:
