@@ -787,8 +787,15 @@ class SpectralLabelFitter(BaseEstimator):
         syn_labels = res.x[:, : self.n_labels_].copy()
         adapter = self.adapter
 
-        def obs_model(x, rows):
-            return adapter.to_observed_torch(module(x), y[rows])
+        split_all = self._frozen_splits(adapter, y, dev)
+        if split_all is None:
+            def obs_model(x, rows):
+                return adapter.to_observed_torch(module(x), y[rows])
+        else:
+            # the split latents are frozen (computed without gradient from the
+            # observed spectra): encode them once, not at every L-BFGS step
+            def obs_model(x, rows):
+                return adapter.to_observed_torch(module(x), split=split_all[rows])
 
         with torch.no_grad():
             probe = obs_model(torch.as_tensor(res.x[:1], dtype=dt, device=dev),
@@ -800,6 +807,20 @@ class SpectralLabelFitter(BaseEstimator):
             )
         res2 = fit_batched(obs_model, y, wt, res.x[None], lo, hi, **common)
         return res2, syn_labels
+
+    @staticmethod
+    def _frozen_splits(adapter, y, device):
+        """Split latents of all observed spectra, once (None if the adapter has none)."""
+        shape = getattr(adapter, "split_shape_", None)
+        if shape is None or len(shape) == 0 or shape[0] == 0 or not hasattr(adapter, "generator_"):
+            return None
+        try:
+            with torch.no_grad():
+                gen = adapter.generator_
+                z = gen.encode_split(adapter._to_net(adapter._torch_input(y, "flux_obs")))
+        except AttributeError:
+            return None
+        return z.to(device=device, dtype=torch.float32)
 
     def predict(self, X, flux_err=None, mask=None, *, ivar=None):
         """Best-fitting labels of each spectrum (see :meth:`fit_labels`).
