@@ -17,7 +17,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from skstellar.datasets import find_shared_data
-from skstellar.datasets.photod import ColourLocus, PriorMaps, make_lsst_catalog
+from skstellar.datasets.photod import make_lsst_catalog
 from skstellar.photod.evaluation import (
     PAPER_TABLE1,
     evaluate_photod,
@@ -26,6 +26,8 @@ from skstellar.photod.evaluation import (
     summarise_evaluation,
 )
 from skstellar.photod.hybrid import TARGETS, HybridPhotoD, PatchStudent, healpix_patches
+
+from photod_toys import toy_locus as _toy_locus, toy_priors as _toy_priors
 from skstellar.photod.teacher import BayesianPhotoD
 
 # HybridPhotoD is not run through parametrize_with_checks: it reads named survey columns
@@ -37,31 +39,11 @@ from skstellar.photod.teacher import BayesianPhotoD
 # A small locus and prior (fast teacher, no shared data needed)
 # --------------------------------------------------------------------------
 def toy_locus():
-    mr = np.round(np.arange(3.0, 9.0001, 0.2), 10)
-    feh = np.round(np.arange(-2.0, 0.0001, 0.2), 10)
-    F, M = np.meshgrid(feh, mr, indexing="ij")
-    x = M - 3.0
-    col = np.stack([
-        0.9 + 0.30 * F + 0.05 * F**2 + 0.25 * np.sin(0.5 * x),
-        0.20 + 0.12 * x + 0.01 * x**2 + 0.05 * F,
-        0.05 + 0.03 * x + 0.015 * x**2 + 0.01 * F,
-        0.02 + 0.06 * x - 0.004 * x**2,
-    ], axis=-1)
-    return ColourLocus(mr=mr, feh=feh, colours=col)
+    return _toy_locus(step=0.2, tip=False)  # coarse: the hybrid tests fit many patches
 
 
 def toy_priors():
-    rc = np.arange(14.0, 22.0001, 1.0)
-    mr = np.round(np.arange(2.0, 10.0001, 0.2), 10)
-    feh = np.round(np.arange(-2.5, 0.5001, 0.1), 10)
-    M, F = np.meshgrid(mr, feh, indexing="ij")
-    dens = np.stack([
-        np.exp(-0.5 * ((M - (6.0 + 0.2 * (r - 18))) / 1.5) ** 2
-               - 0.5 * ((F - (-0.7 - 0.1 * (r - 18))) / 0.5) ** 2)
-        for r in rc
-    ])
-    dens /= dens.sum(axis=(1, 2), keepdims=True) * 0.02
-    return PriorMaps(r_centres=rc, mr=mr, feh=feh, density=dens, counts=10 ** (0.2 * rc))
+    return _toy_priors(r_step=1.0)
 
 
 class KNNStudent(RegressorMixin, BaseEstimator):

@@ -23,6 +23,8 @@ from skstellar.datasets.photod import (
 from skstellar.metrics import robust_std
 from skstellar.photod.teacher import BayesianPhotoD
 
+from photod_toys import toy_locus, toy_priors
+
 # scikit-learn's parametrize_with_checks is not run on BayesianPhotoD: it reads named
 # survey columns with physical constraints (colour errors > 0, Ar_max > 0, r inside the
 # prior maps) and learns nothing from (X, y), so the generic checks' random arrays are
@@ -36,35 +38,6 @@ RED = reddening_vector()
 # --------------------------------------------------------------------------
 # Small synthetic locus and priors (same as tests/test_photod_data.py)
 # --------------------------------------------------------------------------
-def toy_locus():
-    mr = np.round(np.arange(3.0, 9.0001, 0.1), 10)
-    feh = np.round(np.arange(-2.0, 0.0001, 0.1), 10)
-    F, M = np.meshgrid(feh, mr, indexing="ij")
-    x = M - 3.0
-    col = np.stack([  # curved, and not parallel to the reddening vector
-        0.9 + 0.30 * F + 0.05 * F**2 + 0.25 * np.sin(0.5 * x),
-        0.20 + 0.12 * x + 0.01 * x**2 + 0.05 * F,
-        0.05 + 0.03 * x + 0.015 * x**2 + 0.01 * F,
-        0.02 + 0.06 * x - 0.004 * x**2,
-    ], axis=-1)
-    col[(F < -1.5) & (M < 3.5)] = np.nan
-    return ColourLocus(mr=mr, feh=feh, colours=col)
-
-
-def toy_priors():
-    rc = np.arange(14.0, 22.0001, 0.5)
-    mr = np.round(np.arange(2.0, 10.0001, 0.2), 10)
-    feh = np.round(np.arange(-2.5, 0.5001, 0.1), 10)
-    M, F = np.meshgrid(mr, feh, indexing="ij")
-    dens = np.stack([
-        np.exp(-0.5 * ((M - (6.0 + 0.2 * (r - 18))) / 1.5) ** 2
-               - 0.5 * ((F - (-0.7 - 0.1 * (r - 18))) / 0.5) ** 2)
-        for r in rc
-    ])
-    dens /= dens.sum(axis=(1, 2), keepdims=True) * 0.02
-    return PriorMaps(r_centres=rc, mr=mr, feh=feh, density=dens, counts=10 ** (0.2 * rc))
-
-
 @pytest.fixture(scope="module")
 def toy():
     return toy_locus(), toy_priors()
