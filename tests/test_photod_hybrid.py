@@ -26,9 +26,9 @@ from skstellar.photod.evaluation import (
     summarise_evaluation,
 )
 from skstellar.photod.hybrid import TARGETS, HybridPhotoD, PatchStudent, healpix_patches
+from skstellar.photod.teacher import BayesianPhotoD
 
 from photod_toys import toy_locus as _toy_locus, toy_priors as _toy_priors
-from skstellar.photod.teacher import BayesianPhotoD
 
 # HybridPhotoD is not run through parametrize_with_checks: it reads named survey columns
 # (ra, dec, photometry) and its "labels" come from the teacher, so the generic random-array
