@@ -254,8 +254,17 @@ def test_torch_entry_points_match_numpy_and_are_differentiable(fitted, toy):
     z = torch.tensor(fitted.encode_split(O), requires_grad=True)
     fitted.to_observed_torch(torch.tensor(S), split=z).sum().backward()
     assert z.grad.abs().sum() > 0
-    with pytest.raises(ValueError, match="not both"):
+    with pytest.raises(ValueError, match="at most one of"):
         fitted.to_observed_torch(torch.tensor(S), torch.tensor(O), split="mean")
+    # the label fitter's fast path: split latents decoded once, then reused
+    feats = fitted.split_features_torch(torch.tensor(O))
+    s2 = torch.tensor(S, dtype=torch.float32, requires_grad=True)
+    o2 = fitted.to_observed_torch(s2, split_features=feats)
+    assert_allclose(o2.detach().numpy(), expected, atol=1e-5)
+    o2.square().sum().backward()
+    assert_allclose(s2.grad.numpy(), s.grad.numpy(), rtol=1e-4, atol=1e-6)
+    with pytest.raises(ValueError, match="split_features has 5 rows"):
+        fitted.to_observed_torch(torch.tensor(S), split_features=feats[:5])
     with pytest.raises(ValueError, match=r"shape \(n_spectra, 201\)"):
         fitted.to_synthetic_torch(torch.ones(2, 200))
 

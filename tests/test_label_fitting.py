@@ -163,6 +163,80 @@ def test_lbfgs_on_nonconvex_rosenbrock_rows():
     np.testing.assert_allclose(res.x[:, 1].numpy(), (a**2).numpy(), atol=1e-3)
 
 
+class _Plateau(torch.autograd.Function):
+    """A flat loss whose gradient claims a slope: what a loss at its float
+    rounding floor looks like to a line search (no step decreases it)."""
+
+    @staticmethod
+    def forward(ctx, z):
+        return torch.ones(z.shape[0], dtype=z.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g[:, None] * torch.ones(1, 3, dtype=g.dtype)
+
+
+def test_line_search_gives_up_at_the_precision_floor():
+    """A row whose loss cannot decrease must not cost max_ls evaluations per
+    line search (the slow path of the Cycle-StarNet label fit)."""
+    fun_bowl, c = _quadratic_bowls(n=8, d=3)
+    calls = []
+
+    def fun(z, idx):
+        calls.append(len(idx))
+        flat = idx < 2
+        out = fun_bowl(z, idx)
+        return torch.where(flat, _Plateau.apply(z), out)
+
+    counts, fits = {}, {}
+    for floor in (None, 0.0):
+        calls.clear()
+        res = batched_lbfgs(fun, torch.zeros_like(c), max_iter=100, tol=1e-3, min_decrease=floor)
+        counts[floor], fits[floor] = len(calls), res
+        assert bool(res.converged.all())
+        assert float(res.x[:2].abs().max()) == 0.0  # the flat rows never moved
+    # the bowls' fits are unchanged by the floor...
+    np.testing.assert_allclose(fits[None].x[2:].numpy(), fits[0.0].x[2:].numpy(), atol=1e-6)
+    assert float(fits[None].fun[2:].max()) < 0.1 * float(fun_bowl(torch.zeros_like(c),
+                                                                   torch.arange(8))[2:].min())
+    # ...but the flat rows no longer make every line search try all max_ls=25 steps
+    assert counts[0.0] >= 26 and counts[None] <= counts[0.0] - 8
+
+
+def test_max_rows_evaluates_in_pieces_with_the_same_result():
+    fun, c = _quadratic_bowls(n=40)
+    sizes = []
+
+    def counted(z, idx):
+        sizes.append(len(idx))
+        return fun(z, idx)
+
+    whole = batched_lbfgs(fun, torch.zeros_like(c), max_iter=100, tol=1e-10)
+    parts = batched_lbfgs(counted, torch.zeros_like(c), max_iter=100, tol=1e-10, max_rows=7)
+    assert max(sizes) == 7
+    np.testing.assert_allclose(parts.x.numpy(), whole.x.numpy(), atol=1e-12)
+    # fit_batched: optimiser, Levenberg-Marquardt and covariance all chunked
+    gen = torch.Generator().manual_seed(1)
+    A = torch.randn(30, 2, generator=gen, dtype=torch.float64)
+    truth = torch.rand(10, 2, generator=gen, dtype=torch.float64)
+    y = truth @ A.T
+    seen = []
+
+    def model(x, rows):
+        seen.append(len(rows))
+        return x @ A.T
+
+    for method in ("lbfgs", "lm"):
+        seen.clear()
+        ref = fit_batched(lambda x, rows: x @ A.T, y, torch.ones_like(y), np.full((10, 2), 0.5),
+                          [-1, -1], [2, 2], method=method, tol=1e-12)
+        got = fit_batched(model, y, torch.ones_like(y), np.full((10, 2), 0.5), [-1, -1], [2, 2],
+                          method=method, tol=1e-12, max_rows=4)
+        assert max(seen) <= 4
+        np.testing.assert_allclose(got.x, ref.x, atol=1e-8)
+        np.testing.assert_allclose(got.covariance, ref.covariance, rtol=1e-8)
+
+
 def test_levenberg_marquardt_matches_scipy():
     rng = np.random.default_rng(3)
     t = np.linspace(0, 4, 40)
@@ -461,6 +535,31 @@ def test_adapter_two_stage_fit(emulator):
         SpectralLabelFitter(emulator, adapter=adapter, fit_rv=True).fit()
     with pytest.raises(TypeError, match="to_synthetic_torch"):
         SpectralLabelFitter(emulator, adapter=object()).fit()
+
+
+def test_batches_eval_rows_and_worker_processes(emulator, batch64):
+    truth, flux, err, ref = batch64
+    # batches, evaluation pieces and processes change only float rounding
+    small = SpectralLabelFitter(emulator, random_state=0, batch_size=20,
+                                eval_batch_size=8).fit().fit_labels(flux, err)
+    assert SpectralLabelFitter(emulator, random_state=0, batch_size=20).fit()._blocks(64) == [
+        slice(0, 16), slice(16, 32), slice(32, 48), slice(48, 64)]
+    par = SpectralLabelFitter(emulator, random_state=0, n_jobs=2).fit()
+    assert len(par._blocks(64)) == 2
+    res = par.fit_labels(flux, err)
+    for other in (small, res):
+        z = np.abs(other.labels - ref.labels) / ref.labels_err
+        assert np.median(z) < 0.05 and np.all(z < 1.0)
+        ratio = other.labels_err / ref.labels_err  # kinks of the LeakyReLU emulator
+        assert np.median(np.abs(ratio - 1)) < 0.01 and np.all(np.abs(ratio - 1) < 0.3)
+    # random starts are drawn once for all spectra: independent of the batches
+    kw = dict(init="random", n_starts=2, random_state=3, max_iter=3)
+    a = SpectralLabelFitter(emulator, **kw).fit().fit_labels(flux[:12], err[:12])
+    b = SpectralLabelFitter(emulator, batch_size=5, **kw).fit().fit_labels(flux[:12], err[:12])
+    np.testing.assert_allclose(a.labels, b.labels, rtol=1e-4)
+    for bad in ({"n_jobs": 0}, {"eval_batch_size": 0}, {"synthetic_tol": 0.0}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SpectralLabelFitter(emulator, **bad).fit()
 
 
 def test_sklearn_conventions(emulator, batch64):

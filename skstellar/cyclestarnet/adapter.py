@@ -1106,7 +1106,34 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             y = self._from_net(self.generator_.obs_to_synth(self._to_net(x)))
         return y.to(device=flux.device, dtype=flux.dtype)
 
-    def to_observed_torch(self, flux_synth, flux_obs=None, *, split=None):
+    def split_features_torch(self, flux_obs):
+        """Decoded split latents of observed spectra, for :meth:`to_observed_torch`.
+
+        The split latent of a spectrum enters the observed decoder only
+        through its decoded features; a label fit that freezes the split
+        latents (the paper's Sect. 3.5) can decode them once with this method
+        and pass ``split_features=`` at every step (measured: about 16 % of
+        the cost of one synthetic -> observed mapping).
+
+        Parameters
+        ----------
+        flux_obs : Tensor of shape (n_spectra, n_pixels)
+
+        Returns
+        -------
+        Tensor or None
+            ``(n_spectra, split_width, n)`` features (no gradient), or None
+            for a network without split latent.
+        """
+        check_is_fitted(self, "generator_")
+        if self.split_shape_[0] == 0:
+            return None
+        gen = self.generator_
+        with torch.no_grad(), _threads(self.n_threads):
+            z = gen.encode_split(self._to_net(self._torch_input(flux_obs, "flux_obs")))
+            return gen.split_features(z)
+
+    def to_observed_torch(self, flux_synth, flux_obs=None, *, split=None, split_features=None):
         """Differentiable synthetic -> observed mapping of a torch tensor.
 
         Parameters
@@ -1121,8 +1148,11 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         split : Tensor, array-like or str, optional
             Split latents of shape (n_spectra, *split_shape_) or
             ``split_shape_`` (a tensor keeps its gradient), or a policy name.
-            Give at most one of ``flux_obs`` and ``split``; with neither the
-            ``split_latent`` policy applies.
+            Give at most one of ``flux_obs``, ``split`` and
+            ``split_features``; with none the ``split_latent`` policy applies.
+        split_features : Tensor, optional
+            Decoded split latents from :meth:`split_features_torch` (the
+            fast path of a label fit with frozen split latents).
 
         Returns
         -------
@@ -1130,12 +1160,20 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             Observed-domain flux, same dtype and device as ``flux_synth``.
         """
         check_is_fitted(self, "generator_")
-        if flux_obs is not None and split is not None:
-            raise ValueError("Give flux_obs or split, not both.")
+        if sum(v is not None for v in (flux_obs, split, split_features)) > 1:
+            raise ValueError("Give at most one of flux_obs, split and split_features.")
         x = self._torch_input(flux_synth, "flux_synth")
         n = x.shape[0]
         gen = self.generator_
         with _threads(self.n_threads):
+            if split_features is not None and self.split_shape_[0] > 0:
+                if split_features.shape[0] != n:
+                    raise ValueError(
+                        f"split_features has {split_features.shape[0]} rows, flux_synth {n}."
+                    )
+                feats = split_features.to(device=self.device, dtype=torch.float32)
+                y = gen.decode_obs(gen.encode_synth(self._to_net(x)), split_features=feats)
+                return self._from_net(y).to(device=flux_synth.device, dtype=flux_synth.dtype)
             if self.split_shape_[0] == 0:
                 z = None
             elif flux_obs is not None:

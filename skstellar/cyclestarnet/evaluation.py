@@ -531,6 +531,7 @@ def evaluate_cyclestarnet(
                                for k, v in params.items()},
             "random_state": int(random_state),
             "n_threads": int(params.get("n_threads", 1) or 1),
+            "fitter_n_jobs": fparams.get("n_jobs"),
         },
         "emulator": {
             "reconstruction_error": float(np.median(rec_err)),
@@ -617,14 +618,16 @@ def format_cyclestarnet_report(results, table=None):
                 "ours, with adaptation"], rows)
 
     tm, cfg, tg = results["timing"], results["config"], results.get("targets", TARGETS)
+    jobs = cfg.get("fitter_n_jobs") or 1
+    on = f" ({jobs} processes)" if jobs != 1 else ""
     trows = [
         ("Cycle-StarNet training (s / 1000 iter)",
          f"{paper['gpu_hours'] * 3600 / paper['n_iter'] * 1000:.0f} (V100 GPU)", "-",
          _f(tm["csn_seconds_per_1000_iter"], ".1f")),
-        ("label fits (spectra / s), without adaptation", "-",
+        (f"label fits (spectra / s), without adaptation{on}", "-",
          f"10,000 in {tg['label_fit_seconds']:.0f} s",
          _f(tm["label_fit_spectra_per_second_without"], ".1f")),
-        ("label fits (spectra / s), with adaptation", "-",
+        (f"label fits (spectra / s), with adaptation{on}", "-",
          f"10,000 in {tg['label_fit_seconds']:.0f} s",
          _f(tm["label_fit_spectra_per_second_with"], ".1f")),
         ("  10,000 spectra extrapolated (s): without / with", "-",
