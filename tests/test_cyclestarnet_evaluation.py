@@ -112,6 +112,11 @@ def test_demo_reports_finite_residuals_and_label_stats(demo):
         assert np.isfinite(r[key]), key
     assert r["without_adaptation"] > 0 and r["with_adaptation"] > 0
     assert r["ratio"] == pytest.approx(r["with_adaptation"] / r["without_adaptation"])
+    for key in ("without_adaptation", "with_adaptation"):
+        assert r["excess_" + key] == pytest.approx(
+            np.sqrt(max(r[key] ** 2 - r["noise_floor"] ** 2, 0.0)))
+    assert r["excess_ratio"] == pytest.approx(
+        r["excess_with_adaptation"] / r["excess_without_adaptation"])
     # the noiseless truth leaves only the noise: rms ~ 1 (24 spectra, ~2,000 pixels each)
     assert 0.9 < r["noise_floor"] < 1.1
     # the true labels' synthetic spectrum misses the simulated gap: worse than the noise

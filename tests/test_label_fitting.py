@@ -17,11 +17,11 @@ from skstellar.cyclestarnet.payne import PayneEmulator
 from skstellar.datasets._paths import find_shared_data
 from skstellar.nn.optimize import (
     BoxTransform,
-    batched_jacobian,
     batched_lbfgs,
     batched_levenberg_marquardt,
     coupled_lbfgs,
     fit_batched,
+    forward_jacobian,
     gauss_newton_covariance,
 )
 
@@ -106,7 +106,7 @@ def test_box_transform_keeps_parameters_inside():
         BoxTransform([0.0, 1.0], [1.0, 1.0])
 
 
-def test_batched_jacobian_matches_autograd():
+def test_forward_jacobian_matches_autograd():
     gen = torch.Generator().manual_seed(0)
     W = torch.randn(7, 3, generator=gen, dtype=torch.float64)
 
@@ -115,7 +115,7 @@ def test_batched_jacobian_matches_autograd():
 
     x = torch.randn(5, 3, generator=gen, dtype=torch.float64)
     for vectorize in (True, False):
-        J = batched_jacobian(fn, x, vectorize=vectorize)
+        J = forward_jacobian(fn, x, vectorize=vectorize)
         assert J.shape == (5, 7, 3)
         for i in range(5):
             ref = torch.autograd.functional.jacobian(lambda r: fn(r[None])[0], x[i])

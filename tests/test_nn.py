@@ -143,3 +143,18 @@ def test_linear_weighted_mse():
         loss(p, y.ravel())
     with pytest.raises(ValueError):
         LinearWeightedMSELoss(1.0, 0.0)
+
+
+def test_torch_threads_sets_and_restores():
+    from skstellar.nn import torch_threads
+
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+        with torch_threads(None):  # None leaves the setting alone
+            assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError):
+        with torch_threads(1):
+            raise RuntimeError("restored even on error")
+    assert torch.get_num_threads() == before

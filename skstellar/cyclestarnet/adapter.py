@@ -31,6 +31,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from ..nn.base import _seed_from
+from ..nn.threads import torch_threads as _threads
 from ..spectrum import SpectrumBatch
 from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
 
@@ -185,25 +186,6 @@ class _EpochSampler:
                 f"one has {self.n}; resume with the same training data."
             )
         self.perm, self.pos = perm, int(state["pos"])
-
-
-class _threads:
-    """Set torch's intra-op threads for a block (None keeps them), then restore."""
-
-    def __init__(self, n):
-        self.n = None if n is None else int(n)
-        self.old = None
-
-    def __enter__(self):
-        if self.n is not None:
-            self.old = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            torch.set_num_threads(self.old)
-        return False
 
 
 def _wmse(pred, target, winv):

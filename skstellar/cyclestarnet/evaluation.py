@@ -67,6 +67,8 @@ PAPER_FIGURES = {
     "residual_without_adaptation": 2.0,
     "residual_with_adaptation": 1.68,
     "residual_ratio": 1.68 / 2.0,
+    # the part above the noise, sqrt(r**2 - 1): sqrt(1.68**2 - 1) / sqrt(2**2 - 1)
+    "excess_ratio": float(np.sqrt(1.68**2 - 1) / np.sqrt(2.0**2 - 1)),
     "emulator_reconstruction_error": 0.01,
     "labels": {
         "teff": {"bias": 12.0, "scatter": 70.0, "scatter_snr50": 47.0},
@@ -376,7 +378,10 @@ def evaluate_cyclestarnet(
         (``reconstruction_error`` and its 95th percentile, ``fit_seconds``,
         ``epochs``), ``residuals`` (medians: ``without_adaptation``,
         ``with_adaptation``, ``ratio`` = with / without,
-        ``relative_improvement`` = 1 - ratio, ``noise_floor``,
+        ``relative_improvement`` = 1 - ratio, ``excess_without_adaptation``
+        and ``excess_with_adaptation`` = sqrt(r^2 - noise_floor^2) (the
+        mismatch above the noise, comparable between samples of different
+        S/N) and their ``excess_ratio``, ``noise_floor``,
         ``true_labels_synthetic``, ``true_labels_adapted`` and a
         ``high_snr`` block for S/N >= 50), ``labels``
         (``without_adaptation``, ``with_adaptation``,
@@ -482,6 +487,13 @@ def evaluate_cyclestarnet(
              for k, v in r.items()}
         d["ratio"] = d["with_adaptation"] / d["without_adaptation"]
         d["relative_improvement"] = 1.0 - d["ratio"]
+        # the model mismatch above the noise, sqrt(r**2 - floor**2): comparable
+        # between samples of different S/N, where the ratio of r is not
+        floor2 = d["noise_floor"] ** 2
+        for key in ("without_adaptation", "with_adaptation"):
+            d["excess_" + key] = float(np.sqrt(max(d[key] ** 2 - floor2, 0.0)))
+        d["excess_ratio"] = (d["excess_with_adaptation"] / d["excess_without_adaptation"]
+                             if d["excess_without_adaptation"] > 0 else float("nan"))
         d["n"] = int(rows.sum())
         return d
 
@@ -597,6 +609,11 @@ def format_cyclestarnet_report(results, table=None):
          _f(res["ratio"], ".3f")),
         (f"  same, S/N >= {_HIGH_SNR:g} ({hi['n']} spectra)", "-",
          _f(hi["without_adaptation"], ".3f"), _f(hi["with_adaptation"], ".3f")),
+        ("  excess above noise sqrt(r^2 - floor^2): ratio",
+         f"{paper.get('excess_ratio', float('nan')):.2f}", "1",
+         _f(res.get("excess_ratio", float("nan")), ".3f")),
+        (f"  excess ratio, S/N >= {_HIGH_SNR:g}", "-", "1",
+         _f(hi.get("excess_ratio", float("nan")), ".3f")),
         ("  reference: noiseless truth (noise floor)", "-", _f(res["noise_floor"], ".3f"), "-"),
         ("  reference: true labels' model", "-", _f(res["true_labels_synthetic"], ".3f"),
          _f(res["true_labels_adapted"], ".3f")),

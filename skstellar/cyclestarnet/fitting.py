@@ -34,6 +34,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from ..nn.optimize import METHODS, BoxTransform, fit_batched
+from ..nn.threads import torch_threads as _threads
 
 __all__ = ["LabelFitResult", "SpectralLabelFitter", "doppler_shift_torch", "SPEED_OF_LIGHT_KMS"]
 
@@ -951,25 +952,6 @@ def _fit_block_in_worker(fitter, f, w, good, x0, other):
         res, syn = fitter._fit_chunk(module, wave, dt, grid_flux, np.array(f), np.array(w),
                                      np.array(good), x0, other)
     return res, syn
-
-
-class _threads:
-    """Set torch's intra-op thread count inside a block and restore it after."""
-
-    def __init__(self, n):
-        self.n = None if n is None else int(n)
-        self.old = None
-
-    def __enter__(self):
-        if self.n is not None and self.n != torch.get_num_threads():
-            self.old = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            torch.set_num_threads(self.old)
-        return False
 
 
 class _progress:

@@ -9,7 +9,9 @@
 - uncertainty: :func:`batched_jacobian`, :class:`TorchCovariance`,
   :func:`gaussian_nll` (input-covariance propagation, Gaussian likelihood);
 - optimize: batched, bounded per-object optimisers (:func:`fit_batched`,
-  :func:`batched_lbfgs`, :class:`BoxTransform`, ...).
+  :func:`batched_lbfgs`, :class:`BoxTransform`, :func:`forward_jacobian`,
+  ...);
+- threads: :class:`torch_threads` (torch's thread count for a block).
 """
 
 from .base import BaseNeuralClassifier, BaseNeuralRegressor
@@ -30,8 +32,10 @@ from .optimize import (
     batched_levenberg_marquardt,
     coupled_lbfgs,
     fit_batched,
+    forward_jacobian,
     gauss_newton_covariance,
 )
+from .threads import torch_threads
 from .uncertainty import TorchCovariance, batched_jacobian, gaussian_nll
 
 __all__ = [
@@ -43,6 +47,7 @@ __all__ = [
     "batched_levenberg_marquardt",
     "coupled_lbfgs",
     "fit_batched",
+    "forward_jacobian",
     "gauss_newton_covariance",
     "gaussian_nll",
     "ACTIVATIONS",
@@ -57,4 +62,5 @@ __all__ = [
     "dropout_layers",
     "make_activation",
     "mc_dropout_predict",
+    "torch_threads",
 ]

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._validation import check_finite_columns
 from .loaders import ArrayBatchLoader
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
+from .threads import torch_threads
 
 __all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier"]
 
@@ -58,7 +59,7 @@ def _check_named_columns_finite(X):
     )
 
 
-class _training_threads:
+class _training_threads(torch_threads):
     """Train small mini-batches on one CPU thread.
 
     For the small dense networks and batches (<= 256 rows) of these methods,
@@ -69,19 +70,7 @@ class _training_threads:
     """
 
     def __init__(self, batch_size, small=256, enabled=True):
-        self.n = 1 if (enabled and batch_size <= small) else None
-        self.old = None
-
-    def __enter__(self):
-        if self.n is not None:
-            self.old = torch.get_num_threads()
-            torch.set_num_threads(self.n)
-        return self
-
-    def __exit__(self, *exc):
-        if self.old is not None:
-            torch.set_num_threads(self.old)
-        return False
+        super().__init__(1 if (enabled and batch_size <= small) else None)
 
 
 def _silent(*args, **kwargs):

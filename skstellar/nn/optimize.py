@@ -18,7 +18,7 @@ them at once, as one tensor of shape ``(n_objects, n_params)``:
 * :func:`coupled_lbfgs` wraps ``torch.optim.LBFGS`` (strong Wolfe) on the
   *sum* of the objects' losses, for comparison: its history and step length
   are shared by all objects, which couples them (see its docstring);
-* :func:`batched_jacobian` and :func:`gauss_newton_covariance` give the
+* :func:`forward_jacobian` and :func:`gauss_newton_covariance` give the
   parameter covariance ``(J^T W J)^-1`` at the optimum;
 * :func:`fit_batched` wires a model, data, weights and bounds to these pieces,
   with multiple starts per object (the best chi^2 is kept).
@@ -44,7 +44,7 @@ __all__ = [
     "BatchedOptimizeResult",
     "BoxTransform",
     "METHODS",
-    "batched_jacobian",
+    "forward_jacobian",
     "batched_lbfgs",
     "batched_levenberg_marquardt",
     "coupled_lbfgs",
@@ -411,7 +411,7 @@ def batched_lbfgs(
 # --------------------------------------------------------------------------
 # Levenberg-Marquardt, one independent problem per row
 # --------------------------------------------------------------------------
-def batched_jacobian(fn: Callable, x: torch.Tensor, vectorize: bool = True) -> torch.Tensor:
+def forward_jacobian(fn: Callable, x: torch.Tensor, vectorize: bool = True) -> torch.Tensor:
     """Jacobian of a row-independent ``fn`` for each row, by forward-mode AD.
 
     Parameters
@@ -478,7 +478,7 @@ def batched_levenberg_marquardt(
     row (a batch of tiny ``n_params x n_params`` systems), evaluates all trial
     points in one call, accepts the rows whose chi^2 decreased (``lam`` shrinks
     by ``lam_down``) and retries the others with ``lam`` grown by ``lam_up``.
-    Jacobians come from :func:`batched_jacobian` and are recomputed only for
+    Jacobians come from :func:`forward_jacobian` and are recomputed only for
     rows that moved.
 
     Parameters
@@ -497,7 +497,7 @@ def batched_levenberg_marquardt(
         Initial damping, its growth and shrink factors, and the damping above
         which a row is declared stuck (converged: no step helps).
     vectorize : bool, default=True
-        Passed to :func:`batched_jacobian`.
+        Passed to :func:`forward_jacobian`.
     max_rows : int, optional
         Evaluate residuals and Jacobians on at most this many rows at a time.
 
@@ -575,7 +575,7 @@ def _jac_rows(residual_fn, z, idx, vectorize, max_rows=None):
     out = []
     for sl in _row_slices(len(idx), max_rows):
         rows = idx[sl]
-        out.append(batched_jacobian(lambda zz, rows=rows: residual_fn(zz, rows), z[sl],
+        out.append(forward_jacobian(lambda zz, rows=rows: residual_fn(zz, rows), z[sl],
                                     vectorize=vectorize))
     return out[0] if len(out) == 1 else torch.cat(out)
 
@@ -774,7 +774,7 @@ def fit_batched(
         dtype in which ``model_fn`` is called (default: that of ``y_obs``).
         The optimiser's state and the chi^2 sums are float64 regardless.
     vectorize : bool, default=True
-        Vectorised Jacobians (see :func:`batched_jacobian`).
+        Vectorised Jacobians (see :func:`forward_jacobian`).
     start_margin : float, default=0.02
         Starts closer than this fraction of the box width to a bound are
         moved in to it. Where the sigmoid saturates its slope vanishes (a
@@ -877,7 +877,7 @@ def fit_batched(
                 return model_fn((lo_w + width * u).to(mdtype), rows)
 
             with torch.no_grad():
-                pieces.append(batched_jacobian(model_of_unit, u_best[sl], vectorize=vectorize))
+                pieces.append(forward_jacobian(model_of_unit, u_best[sl], vectorize=vectorize))
         J = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
         cov_u = gauss_newton_covariance(J, w)
         cov = (cov_u * width[:, None] * width[None, :]).cpu().numpy()
