@@ -531,6 +531,21 @@ def test_adapter_two_stage_fit(emulator):
     # without the adapter the domain gap biases the fit
     plain = SpectralLabelFitter(emulator, random_state=0).fit().fit_labels(flux, err)
     assert np.mean(plain.chi2_reduced) > 5 * np.mean(res.chi2_reduced)
+    # final_domain="synthetic": stop after the first stage, never map synthetic -> observed
+    calls = adapter.calls
+    syn = SpectralLabelFitter(emulator, adapter=adapter, final_domain="synthetic",
+                              random_state=0).fit().fit_labels(flux, err)
+    assert adapter.calls == calls
+    np.testing.assert_allclose(syn.labels, syn.labels_synthetic, rtol=1e-6)
+    np.testing.assert_allclose(syn.labels_synthetic, res.labels_synthetic, rtol=1e-6)
+    # errors from the observed weights: close to the two-stage fit's (the affine
+    # map rescales the noise by 1/a, a = 0.9-1.05, which this approximation ignores)
+    ratio = syn.labels_err / res.labels_err
+    assert np.all((ratio > 0.7) & (ratio < 1.4))
+    assert np.all(np.abs((syn.labels - truth) / syn.labels_err) < 5)
+    assert np.all(np.isfinite(syn.chi2)) and syn.converged.all()
+    with pytest.raises(ValueError, match="final_domain must be"):
+        SpectralLabelFitter(emulator, adapter=adapter, final_domain="both").fit()
     with pytest.raises(ValueError, match="not available with a domain adapter"):
         SpectralLabelFitter(emulator, adapter=adapter, fit_rv=True).fit()
     with pytest.raises(TypeError, match="to_synthetic_torch"):

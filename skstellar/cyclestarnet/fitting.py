@@ -275,6 +275,18 @@ class SpectralLabelFitter(BaseEstimator):
         ``tol`` of the first, synthetic-domain stage of an adapter fit (in
         the chi^2 units of that stage, with errors ``synthetic_err``). Its
         result only starts the observed-domain fit.
+    final_domain : {"observed", "synthetic"}, default="observed"
+        With an adapter: where the reported fit is made. "observed" is the
+        paper's two-stage fit (Sect. 3.5). "synthetic" stops after the first
+        stage and reports its labels, with chi^2 and curvature errors from
+        the synthetic-domain residuals weighted by the observed spectra's
+        own errors (an approximation: it assumes the adapter leaves the
+        pixel noise unchanged). It is about 5 times faster, and on the
+        simulated M dwarfs of ``benchmarks/cycle_starnet.py`` its labels
+        were the more accurate ones (12,000 adapter iterations: log g bias
+        -0.006 against -0.195 dex, [M/H] -0.03 against -0.23 dex), because
+        the observed-domain model, with the spectrum's own split latent,
+        also fits part of the gap with shifted labels.
     error_floor : float, default=0.0
         Added in quadrature to the flux errors (normalised flux units), e.g.
         to absorb the emulator's ~0.5-1 % accuracy.
@@ -342,6 +354,7 @@ class SpectralLabelFitter(BaseEstimator):
         adapter=None,
         synthetic_err=0.01,
         synthetic_tol=1e-3,
+        final_domain="observed",
         error_floor=0.0,
         dtype="float32",
         n_threads=1,
@@ -365,6 +378,7 @@ class SpectralLabelFitter(BaseEstimator):
         self.adapter = adapter
         self.synthetic_err = synthetic_err
         self.synthetic_tol = synthetic_tol
+        self.final_domain = final_domain
         self.error_floor = error_floor
         self.dtype = dtype
         self.n_threads = n_threads
@@ -467,6 +481,10 @@ class SpectralLabelFitter(BaseEstimator):
             raise ValueError(f"n_threads must be None or >= 1, got {self.n_threads}.")
         if not float(self.error_floor) >= 0:
             raise ValueError(f"error_floor must be >= 0, got {self.error_floor}.")
+        if self.final_domain not in ("observed", "synthetic"):
+            raise ValueError(
+                f"final_domain must be 'observed' or 'synthetic', got {self.final_domain!r}."
+            )
         if not float(self.synthetic_tol) > 0:
             raise ValueError(f"synthetic_tol must be > 0, got {self.synthetic_tol}.")
         if not float(self.synthetic_err) > 0:
@@ -885,8 +903,21 @@ class SpectralLabelFitter(BaseEstimator):
                               compute_covariance=False, **stage1)
         if self.adapter is None:
             return res, None
-        # stage 2: forward-model into the observed domain, start from stage 1
         syn_labels = res.x[:, : self.n_labels_].copy()
+        if self.final_domain == "synthetic":
+            if target.shape != y.shape:
+                raise ValueError(
+                    "final_domain='synthetic' weights the synthetic-domain residuals with the "
+                    f"observed errors, so the adapter's output ({target.shape[1]} pixels) must "
+                    f"be on the observed pixels ({y.shape[1]})."
+                )
+            # stop after stage 1: chi^2 and curvature at its optimum, with the
+            # observed spectra's own weights on the synthetic-domain residuals
+            at = fit_batched(synth_model, target, wt * syn_good.to(dt), res.x[None], lo, hi,
+                             **{**common, "max_iter": 0, "start_margin": 0.0})
+            at.n_iter, at.converged = res.n_iter, res.converged
+            return at, syn_labels
+        # stage 2: forward-model into the observed domain, start from stage 1
         adapter = self.adapter
 
         split_all = self._frozen_splits(adapter, y, dev, ev)
