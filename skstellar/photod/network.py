@@ -89,7 +89,38 @@ def _as_weights(weights, n):
     return w
 
 
-class MomentLoss(nn.Module):
+class _TargetWeightedLoss(nn.Module):
+    """Base of the photo-D losses: a sum over targets with weights w_j > 0.
+
+    Parameters
+    ----------
+    weights : sequence of float or None, default=None
+        One weight per target; None gives 1 for every target.
+    """
+
+    def __init__(self, weights=None):
+        super().__init__()
+        if weights is not None:
+            w = np.asarray(weights, dtype=np.float64).reshape(-1)
+            if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
+                raise ValueError(f"Loss weights must be finite and > 0, got {weights!r}.")
+            self.register_buffer("weights", torch.as_tensor(w, dtype=torch.float32))
+        else:
+            self.weights = None
+
+    def _weighted_sum(self, per_target: torch.Tensor) -> torch.Tensor:
+        """``sum_j w_j per_target_j``; raises if the weights do not match the targets."""
+        w = self.weights if self.weights is not None else torch.ones_like(per_target)
+        if w.numel() != per_target.numel():
+            raise ValueError(f"{type(self).__name__} has {w.numel()} weight(s) but there are "
+                             f"{per_target.numel()} target(s).")
+        return torch.sum(w.to(per_target) * per_target)
+
+    def extra_repr(self) -> str:
+        return "weights=None" if self.weights is None else f"weights={self.weights.tolist()}"
+
+
+class MomentLoss(_TargetWeightedLoss):
     """Weighted moment loss of the photo-D moments network (Eqs. 1-2).
 
     For every target j (mean mu_j and standard deviation sigma_j predicted,
@@ -117,16 +148,6 @@ class MomentLoss(nn.Module):
     (n, n_targets) (or (n,) for one target). Returns a scalar.
     """
 
-    def __init__(self, weights=None):
-        super().__init__()
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64).reshape(-1)
-            if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
-                raise ValueError(f"Loss weights must be finite and > 0, got {weights!r}.")
-            self.register_buffer("weights", torch.as_tensor(w, dtype=torch.float32))
-        else:
-            self.weights = None
-
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         if y_true.ndim == 1:
             y_true = y_true[:, None]
@@ -140,17 +161,11 @@ class MomentLoss(nn.Module):
         mu, sigma = y_pred[:, :n_targets], y_pred[:, n_targets:]
         r2 = (y_true.to(mu.dtype) - mu) ** 2
         per_target = torch.mean(r2 + (r2 - sigma * sigma) ** 2, dim=0)
-        w = self.weights if self.weights is not None else torch.ones_like(per_target)
-        if w.numel() != n_targets:
-            raise ValueError(f"MomentLoss has {w.numel()} weight(s) but there are {n_targets} "
-                             "target(s).")
-        return torch.sum(w.to(per_target) * per_target)
-
-    def extra_repr(self) -> str:
-        return "weights=None" if self.weights is None else f"weights={self.weights.tolist()}"
+        return self._weighted_sum(per_target)
 
 
-class WeightedMSELoss(nn.Module):
+
+class WeightedMSELoss(_TargetWeightedLoss):
     """Weighted sum over targets of the mean squared error.
 
     ``L = sum_j w_j mean_i (y_pred_ij - y_true_ij)^2`` -- the loss of the
@@ -163,16 +178,6 @@ class WeightedMSELoss(nn.Module):
         w_j, one per target (> 0); None gives 1 for every target.
     """
 
-    def __init__(self, weights=None):
-        super().__init__()
-        if weights is not None:
-            w = np.asarray(weights, dtype=np.float64).reshape(-1)
-            if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w <= 0):
-                raise ValueError(f"Loss weights must be finite and > 0, got {weights!r}.")
-            self.register_buffer("weights", torch.as_tensor(w, dtype=torch.float32))
-        else:
-            self.weights = None
-
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
         if y_true.ndim == 1:
             y_true = y_true[:, None]
@@ -181,14 +186,8 @@ class WeightedMSELoss(nn.Module):
                 f"Prediction shape {tuple(y_pred.shape)} != target shape {tuple(y_true.shape)}."
             )
         per_target = torch.mean((y_pred - y_true.to(y_pred.dtype)) ** 2, dim=0)
-        w = self.weights if self.weights is not None else torch.ones_like(per_target)
-        if w.numel() != per_target.numel():
-            raise ValueError(f"WeightedMSELoss has {w.numel()} weight(s) but there are "
-                             f"{per_target.numel()} target(s).")
-        return torch.sum(w.to(per_target) * per_target)
+        return self._weighted_sum(per_target)
 
-    def extra_repr(self) -> str:
-        return "weights=None" if self.weights is None else f"weights={self.weights.tolist()}"
 
 
 # ---------------------------------------------------------------------------
