@@ -484,9 +484,17 @@ class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
         self.n_outputs_ = 1
         return self._train(X, onehot, len(self.classes_))
 
-    def _proba_from_logits(self, logits):
-        p = torch.sigmoid(torch.as_tensor(logits))
-        return (p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)).numpy()
+    @staticmethod
+    def _proba_from_logits(logits):
+        # float64 on purpose: torch's float32 sigmoid takes a vectorised path
+        # for most elements and a scalar one for the tail of the buffer, which
+        # differ by one float32 ulp (~6e-8), so a star's probability would
+        # depend on its row position. In float64 the ulp is ~1e-16 and the
+        # probabilities are invariant to row order and batching at any
+        # tolerance scikit-learn checks.
+        z = np.asarray(logits, dtype=np.float64)
+        p = 1.0 / (1.0 + np.exp(-z))
+        return p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-12)
 
     def predict_proba(self, X):
         """Class probabilities, columns ordered as ``classes_``.
@@ -509,7 +517,8 @@ class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
 
     @staticmethod
     def _normalised_sigmoid(logits):
-        p = torch.sigmoid(logits)
+        # float64 for the same reason as _proba_from_logits.
+        p = torch.sigmoid(logits.double())
         return p / p.sum(dim=-1, keepdim=True).clamp_min(1e-12)
 
     def predict(self, X):
