@@ -18,7 +18,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-__all__ = ["SpectrumBatch"]
+__all__ = ["SpectrumBatch", "SPEED_OF_LIGHT_KMS"]
+
+#: The speed of light in vacuum [km/s] (exact, SI definition); the one
+#: definition every Doppler shift in skstellar uses.
+SPEED_OF_LIGHT_KMS = 299792.458
 
 
 @dataclass

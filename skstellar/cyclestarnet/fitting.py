@@ -35,11 +35,11 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..nn.optimize import METHODS, BoxTransform, fit_batched
 from ..nn.threads import torch_threads as _threads
+from ..spectrum import SPEED_OF_LIGHT_KMS
 
 __all__ = ["LabelFitResult", "SpectralLabelFitter", "doppler_shift_torch", "SPEED_OF_LIGHT_KMS"]
 
 #: Speed of light in km/s.
-SPEED_OF_LIGHT_KMS = 299792.458
 
 _INITS = ("grid", "center", "random")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.special import erf, expit, gammainc, gammaincinv, ndtr, ndtri
 from sklearn.utils import check_random_state
 
-from ..spectrum import SpectrumBatch
+from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
 
 __all__ = [
     "make_galaxy_spectra",
@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 #: Speed of light [km/s].
-_C_KMS = 299792.458
+_C_KMS = SPEED_OF_LIGHT_KMS  # [km/s]
 
 #: Vacuum rest wavelengths [Angstrom] of the simulated emission lines
 #: (SDSS/NIST vacuum values).

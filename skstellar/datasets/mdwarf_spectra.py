@@ -40,7 +40,7 @@ from scipy.special import expit, ndtr, ndtri
 from sklearn.utils import Bunch, check_random_state
 
 from .._validation import check_finite_columns, column_names, is_named_input, missing_column_error
-from ..spectrum import SpectrumBatch
+from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
 
 __all__ = [
     "LABEL_NAMES",
@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 #: Speed of light [km/s].
-_C_KMS = 299792.458
+_C_KMS = SPEED_OF_LIGHT_KMS  # [km/s]
 #: FWHM / sigma of a Gaussian.
 _FWHM_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
