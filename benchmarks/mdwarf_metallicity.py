@@ -34,7 +34,7 @@ from sklearn.model_selection import train_test_split
 
 from skstellar import metrics
 from skstellar.cli import _table, make_mdwarf_pipeline, predict_table
-from skstellar.datasets import load_mdwarf_catalog
+from skstellar.io import load_mdwarf_catalog
 from skstellar.nn import mc_dropout_predict
 
 PAPER = {"residual_mean": 0.00, "residual_std": 0.08, "n_test": 984,

@@ -133,7 +133,7 @@ def dask_scaling(args, cat, reference):
 
 def stripe82(args):
     """Teacher on all 3,981 real Stripe 82 stars, student on 10 %, comparison on the rest."""
-    from skstellar.datasets.photod import load_stripe82_priors, load_stripe82_sample
+    from skstellar.io.photod import load_stripe82_priors, load_stripe82_sample
     from skstellar.photod.teacher import BayesianPhotoD
 
     from skstellar.photod.network import PhotoDNetwork

@@ -21,6 +21,10 @@ _LAZY = {
     "UncertainNNRegressor": "skstellar.xp",
 }
 
+#: Subpackages reachable as ``skstellar.<name>`` after ``import skstellar``:
+#: ``io`` reads real survey files, ``datasets`` simulates them.
+_SUBPACKAGES = ("datasets", "io")
+
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
@@ -31,4 +35,8 @@ def __getattr__(name):
         import importlib
 
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBPACKAGES:
+        import importlib
+
+        return importlib.import_module(f"skstellar.{name}")
     raise AttributeError(f"module 'skstellar' has no attribute {name!r}")

@@ -370,7 +370,7 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
 def _cmd_fit(args):
     import joblib
 
-    from .datasets import read_catalog
+    from .io import read_catalog
 
     cat = read_catalog(args.catalog)
     if args.target not in cat.columns:
@@ -396,7 +396,7 @@ def _cmd_predict(args):
     import joblib
     import pandas as pd
 
-    from .datasets import read_catalog, write_catalog
+    from .io import read_catalog, write_catalog
 
     model = joblib.load(args.model)
     cat = read_catalog(args.catalog)

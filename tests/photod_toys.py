@@ -6,7 +6,7 @@ shared data folder. Not a test module (no ``test_`` prefix).
 
 import numpy as np
 
-from skstellar.datasets.photod import ColourLocus, PriorMaps
+from skstellar.io.photod import ColourLocus, PriorMaps
 
 
 def toy_locus(step=0.1, tip=True):

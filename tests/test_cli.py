@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from skstellar.cli import main
-from skstellar.datasets import make_mdwarf_photometry, read_catalog, write_catalog
+from skstellar.datasets import make_mdwarf_photometry
+from skstellar.io import read_catalog, write_catalog
 
 
 def test_demo_prints_table_and_writes_json(tmp_path, capsys):
@@ -93,7 +94,7 @@ def test_xp_demo_runs_end_to_end(tmp_path, capsys):
 
 
 def test_photod_demo_runs_end_to_end(tmp_path, capsys):
-    from skstellar.datasets import find_shared_data
+    from skstellar.io import find_shared_data
 
     if find_shared_data("photod") is None:
         pytest.skip("../shared/data/photod (locus and prior maps) not available")

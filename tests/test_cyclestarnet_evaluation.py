@@ -16,7 +16,7 @@ from skstellar.cyclestarnet.evaluation import (
     residual_rms,
     run_cyclestarnet_demo,
 )
-from skstellar.datasets._paths import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.datasets.mdwarf_spectra import make_mdwarf_spectra, mdwarf_wavelength_grid
 
 #: A tiny adapter for 2,901-pixel spectra (32-fold compression, a few hundred weights).
@@ -163,7 +163,7 @@ def test_real_lamost_spectra_through_rv_continuum_and_cyclestarnet():
         pytest.skip("shared LAMOST spectra or BT-Settl templates (../shared/data) not available")
     from astropy.table import Table
 
-    from skstellar.datasets import read_lamost_spectra
+    from skstellar.io import read_lamost_spectra
     from skstellar.preprocessing.continuum import ContinuumNormalizer
     from skstellar.preprocessing.velocity import RadialVelocityCorrector, air_to_vacuum
 

@@ -1,4 +1,4 @@
-"""Tests for skstellar.datasets: the M-dwarf simulator, the Birky reader and catalogue I/O."""
+"""Tests for the M-dwarf simulator (datasets), the Birky reader and catalogue I/O (skstellar.io)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,8 @@ from skstellar.columns import (
     MDWARF_BANDS,
     MDWARF_FEATURES,
 )
-from skstellar.datasets import (
-    find_shared_data,
-    load_mdwarf_catalog,
-    make_mdwarf_photometry,
-    mdwarf_absolute_magnitudes,
-    read_catalog,
-    write_catalog,
-)
+from skstellar.datasets import make_mdwarf_photometry, mdwarf_absolute_magnitudes
+from skstellar.io import find_shared_data, load_mdwarf_catalog, read_catalog, write_catalog
 
 APPARENT = [BAND_COLUMNS[b] for b in MDWARF_BANDS]
 
@@ -229,7 +223,7 @@ def test_read_catalog_on_real_files():
 
 
 def test_missing_real_file_message(tmp_path, monkeypatch):
-    import skstellar.datasets._paths as paths
+    import skstellar.io.paths as paths
 
     monkeypatch.setenv("SKSTELLAR_DATA", str(tmp_path / "nowhere"))
     monkeypatch.chdir(tmp_path)

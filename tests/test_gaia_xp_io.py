@@ -1,4 +1,4 @@
-"""Tests of skstellar.datasets.gaia_xp_io (Gaia DR3 XP continuous tables and covariances).
+"""Tests of skstellar.io.gaia_xp (Gaia DR3 XP continuous tables and covariances).
 
 The real-file tests use GaiaXPy's test tables in ``../shared/data/gaia_xp``
 (ESA/Gaia/DPAC data, see that folder's README) and skip when that folder is
@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 
-from skstellar.datasets import find_shared_data
-from skstellar.datasets.gaia_xp_io import (
+from skstellar.io import find_shared_data
+from skstellar.io.gaia_xp import (
     BANDS,
     XPBand,
     correlation_to_covariance,

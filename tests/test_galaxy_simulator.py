@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.linear_model import Ridge
 
-from skstellar.datasets import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.datasets.galaxy import (
     CURTI2020_COEFFICIENTS,
     EMISSION_LINES,

@@ -14,7 +14,7 @@ from skstellar.cyclestarnet.fitting import (
     doppler_shift_torch,
 )
 from skstellar.cyclestarnet.payne import PayneEmulator
-from skstellar.datasets._paths import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.nn.optimize import (
     BoxTransform,
     batched_lbfgs,

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import ks_2samp, spearmanr
 
 from skstellar.cyclestarnet.indices import spectral_subtype_from_tio5, tio5_index
-from skstellar.datasets import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.datasets.mdwarf_spectra import (
     LABEL_NAMES,
     LABEL_RANGES,

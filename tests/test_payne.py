@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from skstellar.cyclestarnet.payne import PayneEmulator, PayneNetwork, PerPixelNetwork
-from skstellar.datasets._paths import find_shared_data
+from skstellar.io import find_shared_data
 
 WAVE = np.linspace(7000.0, 7100.0, 50)
 

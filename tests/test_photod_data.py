@@ -1,15 +1,20 @@
-"""Tests of skstellar.datasets.photod: photo-D constants, loaders and the LSST simulator."""
+"""Tests of the photo-D inputs: constants and loaders (skstellar.io.photod) and the LSST simulator
+(skstellar.datasets.photod)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from skstellar.datasets import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.datasets import photod as P
 from skstellar.datasets.photod import (
-    EXTINCTION_COEFFICIENTS,
     LSST_GAMMA,
     LSST_M5_COADD,
+    lsst_magnitude_error,
+    make_lsst_catalog,
+)
+from skstellar.io.photod import (
+    EXTINCTION_COEFFICIENTS,
     ColourLocus,
     PriorMaps,
     ar_prior_max,
@@ -17,8 +22,6 @@ from skstellar.datasets.photod import (
     load_prior_maps,
     load_stripe82_priors,
     load_stripe82_sample,
-    lsst_magnitude_error,
-    make_lsst_catalog,
     reddening_vector,
 )
 

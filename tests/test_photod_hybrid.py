@@ -16,7 +16,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skstellar.datasets import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.datasets.photod import make_lsst_catalog
 from skstellar.photod.evaluation import (
     PAPER_TABLE1,
@@ -542,7 +542,7 @@ def test_evaluate_photod(teacher):
 def test_stripe82_sample_runs():
     if find_shared_data("photod") is None:
         pytest.skip("shared photod data not available")
-    from skstellar.datasets.photod import load_stripe82_priors, load_stripe82_sample
+    from skstellar.io.photod import load_stripe82_priors, load_stripe82_sample
 
     cat = load_stripe82_sample()
     teacher = BayesianPhotoD(prior_maps=load_stripe82_priors(0)).fit()

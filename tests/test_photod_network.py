@@ -15,7 +15,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
 from torch import nn
 
-from skstellar.datasets import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.metrics import robust_std
 from skstellar.photod.network import (
     PAPER_ACTIVATIONS,

@@ -9,15 +9,15 @@ from astropy.table import QTable, Table
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from skstellar.datasets import find_shared_data
-from skstellar.datasets.photod import (
+from skstellar.io import find_shared_data
+from skstellar.datasets.photod import make_lsst_catalog
+from skstellar.io.photod import (
     ColourLocus,
     PriorMaps,
     load_locus,
     load_prior_maps,
     load_stripe82_priors,
     load_stripe82_sample,
-    make_lsst_catalog,
     reddening_vector,
 )
 from skstellar.metrics import robust_std

@@ -403,7 +403,7 @@ def test_refit_forgets_previous_layout(catalog):
 # --------------------------------------------------------------------------
 @pytest.mark.realdata
 def test_matches_published_absolute_magnitudes_birky2020():
-    from skstellar.datasets._paths import find_shared_data
+    from skstellar.io import find_shared_data
 
     folder = find_shared_data("mdwarf_photometry")
     path = None if folder is None else folder / "birky2020_safe_8band.csv"

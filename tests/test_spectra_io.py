@@ -1,4 +1,4 @@
-"""Tests for skstellar.datasets.spectra_io (LAMOST readers, spectrum tables)."""
+"""Tests for skstellar.io.spectra (LAMOST readers, spectrum tables)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from skstellar.datasets._paths import find_shared_data
-from skstellar.datasets.spectra_io import (
+from skstellar.io import find_shared_data
+from skstellar.io.spectra import (
     lamost_header_wavelength,
     read_lamost_spectra,
     read_spectra_table,

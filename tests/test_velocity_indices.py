@@ -20,7 +20,7 @@ from skstellar.cyclestarnet.indices import (
     spectral_subtype_from_tio5,
     tio5_index,
 )
-from skstellar.datasets._paths import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.preprocessing.continuum import ContinuumNormalizer
 from skstellar.preprocessing.velocity import (
     DEFAULT_WINDOW,
@@ -473,7 +473,7 @@ def test_real_lamost_rv_correction_continuum_and_indices():
         pytest.skip("shared LAMOST spectra or BT-Settl templates (../shared/data) not available")
     from astropy.table import Table
 
-    from skstellar.datasets import read_lamost_spectra
+    from skstellar.io import read_lamost_spectra
 
     files = sorted((lamost / "dr6_M31_011N40_B1").glob("*.fits*")) + sorted(
         (lamost / "dr1_B6212_sp06").glob("*.fits"))[:3]

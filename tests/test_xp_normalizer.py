@@ -173,7 +173,7 @@ def test_normalisation_matches_monte_carlo(mode):
 @pytest.mark.parametrize("mode", ["paper", "exact"])
 def test_transform_equals_dense_reference(mode):
     """XPNormalizer's packed-triangle path equals normalise_xp_coefficients."""
-    from skstellar.datasets import correlation_to_covariance
+    from skstellar.io import correlation_to_covariance
 
     rng = np.random.RandomState(11)
     t = _xp_dict(rng, n=5, k=7, with_phot=False)
@@ -285,7 +285,7 @@ def test_xp_normalizer_bad_input():
 
 # ------------------------------------------------------ real Gaia files
 def _xp_folder():
-    from skstellar.datasets import find_shared_data
+    from skstellar.io import find_shared_data
 
     folder = find_shared_data("gaia_xp")
     if folder is None:
@@ -295,7 +295,7 @@ def _xp_folder():
 
 def test_normalizer_on_real_xp_matches_monte_carlo():
     """Real DR3 covariances: MC draws, normalised, reproduce the exact propagation."""
-    from skstellar.datasets import read_xp_continuous, xp_covariance
+    from skstellar.io import read_xp_continuous, xp_covariance
 
     t = read_xp_continuous(_xp_folder() / "XP_CONTINUOUS_RAW.csv")
     Z = XPNormalizer(photometry=False, covariance="exact").fit_transform(t)
@@ -329,7 +329,7 @@ def test_normalizer_on_real_xp_matches_monte_carlo():
 
 
 def test_normalizer_real_formats_and_missing_band():
-    from skstellar.datasets import read_xp_continuous
+    from skstellar.io import read_xp_continuous
 
     folder = _xp_folder()
     csv = XPNormalizer(photometry=False).fit_transform(read_xp_continuous(folder / "XP_CONTINUOUS_RAW.csv"))

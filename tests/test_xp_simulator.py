@@ -11,7 +11,7 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skstellar.datasets._paths import find_shared_data
+from skstellar.io import find_shared_data
 from skstellar.datasets.gaia_xp import (
     XP_LABELS,
     XP_N_SAMPLES,

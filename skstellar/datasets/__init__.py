@@ -1,24 +1,15 @@
-"""Offline simulators and real-format readers for skstellar's methods.
+"""Offline simulators of survey data for skstellar's methods (no real files here).
 
-Simulators (``make_*``) build realistic catalogues from published relations so
-that tests and demos run without network access; readers load the small real
-files kept in ``../shared/data`` and generic catalogue formats.
+Simulators (``make_*``) build realistic catalogues and spectra from published
+relations so that tests and demos run without network access. The readers of
+real files (``read_*``, ``load_*``, ``find_shared_data``) moved to
+:mod:`skstellar.io`; for one release their old names here still work and emit
+a FutureWarning naming the new import.
 """
 
-from ._paths import DATA_ENV_VAR, find_shared_data, shared_data_candidates
-from .catalog_io import read_catalog, write_catalog
+from ._moved import install_finder, moved_getattr
 from .galaxy import make_galaxy_spectra
 from .gaia_xp import hermite_functions, make_xp_catalog, xp_design_matrix, xp_wavelength_grid
-from .gaia_xp_io import (
-    XPBand,
-    correlation_to_covariance,
-    is_positive_definite,
-    read_xp_avro,
-    read_xp_continuous,
-    xp_band_arrays,
-    xp_covariance,
-)
-from .spectra_io import read_lamost_spectra, read_spectra_table, write_spectra_table
 from .mdwarf_spectra import (
     MDWARF_ATOMIC_LINES,
     MDWARF_BAND_SYSTEMS,
@@ -29,26 +20,13 @@ from .mdwarf_spectra import (
     mdwarf_wavelength_grid,
 )
 from .photod import (
-    AR_PRIOR_OFFSET,
-    AR_PRIOR_SLOPE,
-    EXTINCTION_COEFFICIENTS,
     LSST_GAMMA,
     LSST_M5_COADD,
     LSST_M5_SINGLE,
-    ColourLocus,
-    PriorMaps,
-    ar_prior_max,
-    load_locus,
-    load_prior_maps,
-    load_stripe82_priors,
-    load_stripe82_sample,
     lsst_magnitude_error,
     make_lsst_catalog,
-    reddening_vector,
 )
 from .mdwarf import (
-    MDWARF_CATALOG_FILENAME,
-    load_mdwarf_catalog,
     make_mdwarf_photometry,
     mdwarf_absolute_magnitudes,
 )
@@ -61,44 +39,40 @@ __all__ = [
     "make_mdwarf_spectra",
     "mdwarf_model_spectrum",
     "mdwarf_wavelength_grid",
-    "AR_PRIOR_OFFSET",
-    "AR_PRIOR_SLOPE",
-    "EXTINCTION_COEFFICIENTS",
     "LSST_GAMMA",
     "LSST_M5_COADD",
     "LSST_M5_SINGLE",
-    "ColourLocus",
-    "PriorMaps",
-    "ar_prior_max",
-    "load_locus",
-    "load_prior_maps",
-    "load_stripe82_priors",
-    "load_stripe82_sample",
     "lsst_magnitude_error",
     "make_lsst_catalog",
-    "reddening_vector",
-    "XPBand",
     "hermite_functions",
     "make_xp_catalog",
     "xp_design_matrix",
     "xp_wavelength_grid",
-    "correlation_to_covariance",
-    "is_positive_definite",
-    "read_xp_avro",
-    "read_xp_continuous",
-    "xp_band_arrays",
-    "xp_covariance",
-    "DATA_ENV_VAR",
-    "MDWARF_CATALOG_FILENAME",
-    "find_shared_data",
-    "load_mdwarf_catalog",
     "make_galaxy_spectra",
     "make_mdwarf_photometry",
     "mdwarf_absolute_magnitudes",
-    "read_catalog",
-    "read_lamost_spectra",
-    "read_spectra_table",
-    "shared_data_candidates",
-    "write_catalog",
-    "write_spectra_table",
 ]
+
+#: Public names that moved to skstellar.io (old name -> new module). Served by
+#: ``__getattr__`` below with a FutureWarning for one release.
+MOVED_TO_IO = {
+    name: "skstellar.io"
+    for name in (
+        "AR_PRIOR_OFFSET", "AR_PRIOR_SLOPE", "ColourLocus", "DATA_ENV_VAR",
+        "EXTINCTION_COEFFICIENTS", "MDWARF_CATALOG_FILENAME", "PriorMaps", "XPBand",
+        "ar_prior_max", "correlation_to_covariance", "find_shared_data",
+        "is_positive_definite", "load_locus", "load_mdwarf_catalog", "load_prior_maps",
+        "load_stripe82_priors", "load_stripe82_sample", "read_catalog",
+        "read_lamost_spectra", "read_spectra_table", "read_xp_avro", "read_xp_continuous",
+        "reddening_vector", "shared_data_candidates", "write_catalog",
+        "write_spectra_table", "xp_band_arrays", "xp_covariance",
+    )
+}
+MOVED_TO_IO.update({
+    "catalog_io": "skstellar.io.catalog",
+    "spectra_io": "skstellar.io.spectra",
+    "gaia_xp_io": "skstellar.io.gaia_xp",
+})
+
+__getattr__ = moved_getattr(__name__, MOVED_TO_IO)
+install_finder()

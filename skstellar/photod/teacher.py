@@ -41,7 +41,7 @@ from .._validation import (
     missing_column_error,
     to_frame_like,
 )
-from ..datasets.photod import (
+from ..io.photod import (
     EXTINCTION_COEFFICIENTS,
     ColourLocus,
     PriorMaps,
@@ -133,12 +133,12 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
     ----------
     locus : ColourLocus or None, default=None
         Intrinsic colours on a regular (M_r, [Fe/H]) grid; None loads
-        :func:`skstellar.datasets.photod.load_locus` (SDSS/DSED 10 Gyr locus,
+        :func:`skstellar.io.photod.load_locus` (SDSS/DSED 10 Gyr locus,
         0.1 mag x 0.1 dex) at fit time. Its colour order must match
         ``colour_columns``.
     prior_maps : PriorMaps or None, default=None
         p(M_r, [Fe/H] | r) maps; None loads
-        :func:`skstellar.datasets.photod.load_prior_maps` (Stripe 82 patch
+        :func:`skstellar.io.photod.load_prior_maps` (Stripe 82 patch
         RA 340-350). They are interpolated onto the locus nodes once per r
         bin, at fit time.
     colour_columns : sequence of str, default=("ug", "gr", "ri", "iz")

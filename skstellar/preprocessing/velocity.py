@@ -298,7 +298,7 @@ def measure_radial_velocity(
     spectra : SpectrumBatch or list of (wavelength, flux[, ivar]) tuples
         Observed-frame spectra (wavelengths [Angstrom]; any flux unit; ivar
         in flux**-2, optional). Ragged/padded batches (e.g. from
-        :func:`~skstellar.datasets.read_lamost_spectra`) are fine.
+        :func:`~skstellar.io.read_lamost_spectra`) are fine.
     template_wavelength, template_flux : array-like of shape (n_template,)
         Rest-frame template [Angstrom; any flux unit], on the same (vacuum or
         air) scale as the data (see :func:`air_to_vacuum`) and covering

@@ -139,7 +139,7 @@ def normalise_xp_coefficients(bp, bp_cov, rp, rp_cov, covariance="paper", rp0_er
 
 def _band_arrays(table, band):
     """(coefficients, errors, correlations, present) of one XP band."""
-    from ..datasets.gaia_xp_io import xp_band_arrays
+    from ..io.gaia_xp import xp_band_arrays
 
     if isinstance(table, Mapping):
         c = table.get(f"{band}_coefficients")
@@ -309,7 +309,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     Notes
     -----
     Input is an archive table (pandas DataFrame, astropy Table or dict) as
-    returned by :func:`skstellar.datasets.read_xp_continuous`, joined with
+    returned by :func:`skstellar.io.read_xp_continuous`, joined with
     the photometry columns. The output is a
     :class:`~skstellar.covariance.CovariantFeatures`; ``np.asarray`` of it
     gives the plain feature matrix for estimators that ignore uncertainties.

@@ -655,8 +655,8 @@ def read_xp_continuous(path, format=None):
 
     Examples
     --------
-    >>> from skstellar.datasets import find_shared_data
-    >>> from skstellar.datasets.gaia_xp_io import read_xp_continuous
+    >>> from skstellar.io import find_shared_data
+    >>> from skstellar.io.gaia_xp import read_xp_continuous
     >>> folder = find_shared_data("gaia_xp")
     >>> df = read_xp_continuous(folder / "XP_CONTINUOUS_RAW.csv")  # doctest: +SKIP
     >>> df["rp_coefficients"].iloc[0].shape  # doctest: +SKIP

@@ -201,7 +201,7 @@ def read_catalog(path, format: str | None = None, **kwargs) -> pd.DataFrame:
 
     Examples
     --------
-    >>> from skstellar.datasets import read_catalog
+    >>> from skstellar.io import read_catalog
     >>> df = read_catalog("gaia_sample.fits")  # doctest: +SKIP
     """
     path = Path(path)

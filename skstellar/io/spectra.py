@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ..spectrum import SpectrumBatch
-from .catalog_io import _frame_to_table, read_catalog
+from .catalog import _frame_to_table, read_catalog
 
 __all__ = [
     "read_lamost_spectra",
@@ -415,7 +415,7 @@ def read_lamost_spectra(
 
     Examples
     --------
-    >>> from skstellar.datasets import find_shared_data, read_lamost_spectra
+    >>> from skstellar.io import find_shared_data, read_lamost_spectra
     >>> folder = find_shared_data("lamost_spectra")  # doctest: +SKIP
     >>> batch = read_lamost_spectra(folder, recursive=True)  # doctest: +SKIP
     >>> batch.meta[["designation", "subclass", "snr_r"]]  # doctest: +SKIP

@@ -60,7 +60,7 @@ def find_shared_data(subdir: str | os.PathLike = "") -> Path | None:
 
     Examples
     --------
-    >>> from skstellar.datasets import find_shared_data
+    >>> from skstellar.io import find_shared_data
     >>> folder = find_shared_data("mdwarf_photometry")  # doctest: +SKIP
     """
     for base in shared_data_candidates():
