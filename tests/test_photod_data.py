@@ -7,6 +7,7 @@ import pytest
 
 from skstellar.io import find_shared_data
 from skstellar.datasets import photod as P
+from skstellar.io import photod as io_photod
 from skstellar.datasets.photod import (
     LSST_GAMMA,
     LSST_M5_COADD,
@@ -194,7 +195,7 @@ def test_load_locus_errors(tmp_path):
 
 
 def test_missing_shared_data_names_the_environment_variable(monkeypatch):
-    monkeypatch.setattr(P, "find_shared_data", lambda sub="": None)
+    monkeypatch.setattr(io_photod, "find_shared_data", lambda sub="": None)
     for loader in (load_locus, load_prior_maps, load_stripe82_sample, load_stripe82_priors):
         with pytest.raises(FileNotFoundError, match="SKSTELLAR_DATA"):
             loader()
