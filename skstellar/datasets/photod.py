@@ -260,7 +260,7 @@ def make_lsst_catalog(
         quadrature) [mag], and the truth ``Mr_true`` [mag], ``FeH_true``
         [dex], ``Ar_true`` [mag], ``DM_true`` = r_true - Mr_true - Ar_true
         [mag], ``dist_pc`` [pc]. Column names match
-        :func:`load_stripe82_sample`.
+        :func:`skstellar.io.load_stripe82_sample`.
 
     Raises
     ------

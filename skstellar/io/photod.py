@@ -471,7 +471,7 @@ class PriorMaps:
         (bins 1 mag wide, overlapping by half).
     counts : ndarray of shape (n_bins,) or None
         Number of model stars behind each map (TRILEGAL ``size``), used by
-        :func:`make_lsst_catalog` as apparent-magnitude number counts.
+        :func:`skstellar.datasets.make_lsst_catalog` as apparent-magnitude number counts.
     meta : dict
         Provenance.
     """
@@ -727,7 +727,7 @@ def load_stripe82_sample(path=None, *, drop_placeholders=True, ar_max_slope=AR_P
     ar_max_slope, ar_max_offset : float, default=1.3, 0.1
         Add ``Ar_max = slope * Ar + offset`` [mag], the upper end of
         photoD's flat A_r prior, so that the teacher runs on this table and
-        on :func:`make_lsst_catalog` output with the same call.
+        on :func:`skstellar.datasets.make_lsst_catalog` output with the same call.
 
     Returns
     -------
