@@ -989,7 +989,7 @@ DEFAULT = {
     "nan_y": Raises(ValueError, r"NaN.*row \d"),
     "empty_X": Raises(ValueError, r"0 (sample|spectra|star)"),
     "empty_X_fit": Raises(ValueError, r"0 (sample|spectra|star)"),
-    "one_row": Policy("one row is predicted like any other",
+    "one_row": Policy("one row is handled like any other (one finite output row)",
                       lambda out, ctx: _n_rows(out) == 1 and np.isfinite(_values(out)).all()),
     "one_row_fit": Raises(ValueError, r"1 sample|at least 2"),
     "wrong_n_columns": Raises(ValueError, r"\d+ (features|columns|pixels)|plain array"),
@@ -1119,8 +1119,17 @@ def context(name):
     return _CTX[name]
 
 
+_RESULTS: dict = {}
+
+
 def run_case(name, case):
-    """Run one case; return ("n/a", reason) | ("ok", output) | ("raised", exc)."""
+    """Run one case (once per session); return ("n/a", reason) | ("ok", output) | ("raised", exc)."""
+    if (name, case) not in _RESULTS:
+        _RESULTS[name, case] = _run_case(name, case)
+    return _RESULTS[name, case]
+
+
+def _run_case(name, case):
     subject_cls = SUBJECTS[name]
     ctx = context(name)
     s = ctx.subject
@@ -1289,11 +1298,12 @@ def render_doc():
 
 
 def test_doc_is_up_to_date():
-    shared = all(READERS[n]().valid_file(Path(".")) is not None
-                 for n in ("read_lamost_spectra", "read_xp_avro"))
-    if not shared:
-        pytest.skip("docs/bad_input.md is generated with the shared data folder present")
-    assert DOC.read_text() == render_doc(), (
+    doc, now = DOC.read_text(), render_doc()
+    shared = all(READERS[n]().valid_file(Path(".")) is not None for n in READERS
+                 if n.startswith(("read_lamost", "read_xp", "load_mdwarf", "load_locus")))
+    if not shared:  # reader rows that truncate real files read "skipped" without the data
+        doc, now = doc.split("## Readers")[0], now.split("## Readers")[0]
+    assert doc == now, (
         "docs/bad_input.md is out of date: regenerate it with "
         "`PYTHONPATH=$PWD python tests/test_bad_input.py > docs/bad_input.md`"
     )
