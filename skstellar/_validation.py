@@ -643,7 +643,7 @@ def check_text_table_complete(path, sep=",", what="table"):
     n_header, n_last = fields(header), fields(tail)
     if n_last < n_header:
         raise ValueError(
-            f"{what.capitalize()} '{name}' looks truncated: its last line has {n_last} "
+            f"{what[:1].upper()}{what[1:]} '{name}' looks truncated: its last line has {n_last} "
             f"field(s) but the header has {n_header}."
         )
 
