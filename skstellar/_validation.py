@@ -502,8 +502,8 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
         index 7)"``; NaN is reported before inf.
     """
     arr, labels, index = _array_columns(X)
-    if arr is None or arr.size == 0:
-        return
+    if arr is None or arr.size == 0 or arr.dtype.kind == "c":
+        return  # complex data: left to scikit-learn's own message
     col = (lambda c: "") if labels is None else (lambda c: f" in column {labels[c]}")
     if arr.dtype.kind not in "biufc":
         import pandas as pd
