@@ -1235,6 +1235,50 @@ READER_EXPECTED = {
 }
 
 
+# ------------------------------------------------------- shared helpers' edges
+
+
+def test_text_table_check_accepts_complete_files(tmp_path):
+    from skstellar._validation import check_text_table_complete
+
+    path = tmp_path / "t.csv"
+    path.write_text("a,b,c\n1,2,3\n4,5,6")  # complete, no final newline
+    check_text_table_complete(path)
+    path.write_text('a,b,c\n1,"x,y",3\n')  # quoted separator is one field
+    check_text_table_complete(path)
+    path.write_text("# comment\nMr FeH ug\n1 2 3\n4 5")
+    with pytest.raises(ValueError, match="last line has 2 field.*header has 3"):
+        check_text_table_complete(path, sep=None)
+
+
+def test_numeric_check_names_place_and_leaves_other_objects_to_sklearn():
+    from skstellar._validation import check_numeric_input
+
+    X = np.ones((4, 3), dtype=object)
+    X[2, 1] = {"not": "a number"}
+    check_numeric_input(X)  # not text: scikit-learn's own TypeError follows
+    X[2, 1] = "1.5"
+    check_numeric_input(X)  # numeric text converts
+    X[1, 2] = "n/a"
+    with pytest.raises(ValueError, match=r"column 2 is not numeric: row 1 holds 'n/a'"):
+        check_numeric_input(X)
+    y = np.array([0.0, 1.0, np.inf])
+    with pytest.raises(ValueError, match=r"y has 1 inf value\(s\) \(first at row 2\)"):
+        check_numeric_input(y, what="y")
+    check_numeric_input(y, what="y", allow_inf=True)
+
+
+def test_reading_file_keeps_missing_files_and_names_the_file(tmp_path):
+    from skstellar._validation import reading_file
+
+    with pytest.raises(FileNotFoundError):
+        with reading_file(tmp_path / "x.fits", "FITS table"):
+            open(tmp_path / "x.fits")
+    with pytest.raises(ValueError, match=r"Cannot read FITS table '.*x.fits': boom \(EOFError\)"):
+        with reading_file(tmp_path / "x.fits", "FITS table"):
+            raise EOFError("boom")
+
+
 # ------------------------------------------------------------------ the doc
 
 
