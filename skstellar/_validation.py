@@ -598,7 +598,8 @@ def check_text_table_complete(path, sep=",", what="table"):
 
     pandas fills the missing fields of a cut-off last line with NaN without
     a word; a file truncated mid-line (an interrupted download) is caught
-    here. Compressed files are not inspected.
+    here. A cut that falls inside the last field of a line cannot be told
+    from a complete line and passes; compressed files are not inspected.
 
     Parameters
     ----------
