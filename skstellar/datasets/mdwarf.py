@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from .._validation import check_text_table_complete, reading_file
 from scipy.interpolate import CubicSpline
 from scipy.special import ndtr, ndtri
 from sklearn.utils import check_random_state
@@ -572,7 +574,9 @@ def load_mdwarf_catalog(path=None, *, eight_band_only=True) -> pd.DataFrame:
         When the file cannot be found; the message lists where it looked.
     """
     file = _locate_mdwarf_file(path)
-    df = pd.read_csv(file)
+    with reading_file(file, "M-dwarf CSV catalogue"):
+        df = pd.read_csv(file)
+        check_text_table_complete(file, what="M-dwarf CSV catalogue")
     df = df.rename(
         columns={c: _BIRKY_RENAME.get(c, c.lower()) for c in df.columns}
     )
