@@ -8,6 +8,8 @@ and row, as the project's conventions require.
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Mapping
 
 import numpy as np
@@ -16,6 +18,10 @@ __all__ = [
     "as_float_column",
     "as_str_column",
     "check_finite_columns",
+    "check_non_negative",
+    "check_numeric_input",
+    "check_text_table_complete",
+    "reading_file",
     "check_not_empty",
     "column_names",
     "is_named_input",
@@ -206,7 +212,7 @@ def check_finite_columns(values, names, what: str = "value", *, index=None, hint
             row = int(np.argmax(bad[:, j]))
             where = f"row {row}"
             if index is not None:
-                where += f", index {list(index[row:row + 1])[0]!r}"
+                where += f", index {_label(index, row)!r}"
             msg = f"Column '{names[j]}' has {int(counts[j])} {label} {what}(s) (first at {where})"
             if hint:
                 msg += f". {hint}"
@@ -434,3 +440,249 @@ def as_str_column(values, name="column"):
     out = s.where(is_str, decoded).where(lambda v: v.map(type).eq(str), "")
     return out.to_numpy(dtype=str)
 
+
+
+def _array_columns(X):
+    """(2-D ndarray, column labels for messages, row labels) of a table-like X, or Nones."""
+    if _is_pandas_df(X):
+        named = is_named_input(X)
+        labels = [f"'{c}'" if named else str(j) for j, c in enumerate(X.columns)]
+        return X.to_numpy(), labels, X.index
+    if getattr(getattr(X, "dtype", None), "names", None) is not None:
+        return None, None, None  # structured arrays: left to the caller's own checks
+    try:
+        arr = np.asarray(X)
+    except (TypeError, ValueError):
+        return None, None, None
+    if arr.ndim == 1:
+        return arr[:, None], None, None
+    if arr.ndim != 2:
+        return None, None, None
+    return arr, [str(j) for j in range(arr.shape[1])], None
+
+
+def _where(r, index):
+    return f"row {r}" + ("" if index is None else f", index {_label(index, r)!r}")
+
+
+def _label(index, r):
+    """Row label of position ``r`` as a plain Python value (no ``np.int64(...)`` repr)."""
+    label = list(index[r:r + 1])[0]
+    return label.item() if isinstance(label, np.generic) else label
+
+
+def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=None):
+    """Raise a ``ValueError`` naming the column and row of a non-numeric or non-finite entry.
+
+    scikit-learn's own validation says only "could not convert string to
+    float" or "Input X contains NaN"; call this first to name the place.
+    Inputs it cannot read as a 1-D or 2-D table (ragged lists, other ranks,
+    structured arrays) are left to the caller's validation.
+
+    Parameters
+    ----------
+    X : DataFrame or array-like of shape (n_rows,) or (n_rows, n_columns)
+        Input (units irrelevant). DataFrame columns are quoted by name,
+        array columns by 0-based position, rows by 0-based position (and
+        index label for a DataFrame).
+    what : str, default="X"
+        Name of the input, for messages (``"X"``, ``"y"``, ``"flux"``).
+    allow_nan : bool, default=False
+        Accept NaN (for inputs where NaN marks a masked value).
+    allow_inf : bool, default=False
+        Accept +/-inf.
+    hint : str, optional
+        Advice appended to the message.
+
+    Raises
+    ------
+    ValueError
+        E.g. ``"X column 2 is not numeric: row 3 holds 'bad' (1 value(s) in
+        all)"`` or ``"X has 1 NaN value(s) in column 'M_G' (first at row 3,
+        index 7)"``; NaN is reported before inf.
+    """
+    arr, labels, index = _array_columns(X)
+    if arr is None or arr.size == 0 or arr.dtype.kind == "c":
+        return  # complex data: left to scikit-learn's own message
+    col = (lambda c: "") if labels is None else (lambda c: f" in column {labels[c]}")
+    if arr.dtype.kind not in "biufc":
+        import pandas as pd
+
+        original = pd.Series(arr.ravel(), dtype=object)
+        is_text = original.map(lambda v: isinstance(v, (str, bytes))).to_numpy()
+        text = original[is_text]
+        bad = np.zeros(arr.size, dtype=bool)
+        bad[np.flatnonzero(is_text)] = pd.to_numeric(
+            text.map(lambda v: v.decode() if isinstance(v, bytes) else v), errors="coerce"
+        ).isna().to_numpy() if is_text.any() else []
+        bad = bad.reshape(arr.shape)
+        if bad.any():
+            r, c = (int(i) for i in np.argwhere(bad)[0])
+            colname = "" if labels is None else f" column {labels[c]}"
+            raise ValueError(
+                f"{what}{colname} is not numeric: {_where(r, index)} holds {arr[r, c]!r} "
+                f"({int(bad.sum())} non-numeric value(s) in all)."
+                + (f" {hint}" if hint else "")
+            )
+        try:
+            arr = np.asarray(arr, dtype=np.float64)
+        except (TypeError, ValueError):
+            return  # other objects: left to the caller's validation
+    arr = np.asarray(arr, dtype=np.float64)
+    if np.isfinite(arr).all():
+        return
+    for label, bad, allowed in (("NaN", np.isnan(arr), allow_nan),
+                                ("inf", np.isinf(arr), allow_inf)):
+        if allowed or not bad.any():
+            continue
+        c = int(np.flatnonzero(bad.any(axis=0))[0])
+        r = int(np.argmax(bad[:, c]))
+        raise ValueError(
+            f"{what} has {int(bad.sum())} {label} value(s){col(c)} (first at {_where(r, index)})."
+            + (f" {hint}" if hint else "")
+        )
+
+
+@contextlib.contextmanager
+def reading_file(path, what="file"):
+    """Turn a parser's failure on ``path`` into a ``ValueError`` naming the file.
+
+    Readers wrap their parsing in it so that a truncated or wrong-format
+    file gives ``"Cannot read <what> 'path': <cause>. Is the file truncated
+    or not a <what>?"`` instead of a parser-internal error. An absent file
+    stays a ``FileNotFoundError``; ``ValueError`` messages that already
+    name the file pass through unchanged.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file being read.
+    what : str, default="file"
+        What the file should be, e.g. ``"FITS catalogue"``.
+
+    Raises
+    ------
+    ValueError
+        From any ``OSError`` (but ``FileNotFoundError``/``PermissionError``),
+        ``EOFError``, ``ValueError``, ``KeyError``, ``IndexError``,
+        ``UnicodeDecodeError``, ``zlib``/``zipfile``/pandas parser errors
+        raised inside the block.
+    """
+    import zipfile
+    import zlib
+
+    name = os.fspath(path)
+    try:
+        yield
+    except (FileNotFoundError, PermissionError, IsADirectoryError):
+        raise
+    except ValueError as exc:
+        if name in str(exc):
+            raise
+        raise ValueError(_read_message(name, what, exc)) from exc
+    except (OSError, EOFError, KeyError, IndexError, UnicodeDecodeError, zlib.error,
+            zipfile.BadZipFile) as exc:
+        raise ValueError(_read_message(name, what, exc)) from exc
+
+
+def _read_message(name, what, exc):
+    cause = " ".join(str(exc).split()) or type(exc).__name__
+    if len(cause) > 200:
+        cause = cause[:197] + "..."
+    return (f"Cannot read {what} '{name}': {cause} ({type(exc).__name__}). "
+            f"Is the file truncated or not a {what}?")
+
+
+def check_text_table_complete(path, sep=",", what="table"):
+    """Raise if a plain-text table's last line has fewer fields than its header.
+
+    pandas fills the missing fields of a cut-off last line with NaN without
+    a word; a file truncated mid-line (an interrupted download) is caught
+    here. A cut that falls inside the last field of a line cannot be told
+    from a complete line and passes; compressed files are not inspected.
+
+    Parameters
+    ----------
+    path : str or path-like
+        A plain-text (not gzip) table whose first non-comment line is the
+        header.
+    sep : str or None, default=","
+        Field separator; None splits on runs of whitespace.
+    what : str, default="table"
+        What the file is, for the message.
+
+    Raises
+    ------
+    ValueError
+        ``"'cat.csv' looks truncated: its last line has 3 field(s) but the
+        header has 12."``
+    """
+    import csv
+
+    name = os.fspath(path)
+    if name.endswith((".gz", ".bz2", ".xz", ".zip")):
+        return
+    with open(name, "rb") as fh:
+        header = b""
+        for line in fh:
+            if line.strip() and not line.lstrip().startswith(b"#"):
+                header = line
+                break
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - 65536))
+        tail = fh.read().rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
+    if not header or not tail or tail == header.rstrip(b"\r\n"):
+        return
+
+    def fields(raw):
+        text = raw.decode("utf-8", errors="replace").strip("\r\n")
+        if sep is None:
+            return len(text.split())
+        return len(next(csv.reader([text], delimiter=sep)))
+
+    n_header, n_last = fields(header), fields(tail)
+    if n_last < n_header:
+        raise ValueError(
+            f"{what[:1].upper()}{what[1:]} '{name}' looks truncated: its last line has {n_last} "
+            f"field(s) but the header has {n_header}."
+        )
+
+
+def check_non_negative(values, names, what="error", *, index=None, hint=None):
+    """Raise a ``ValueError`` naming the first column and row holding a negative value.
+
+    NaN is not checked here (see :func:`check_finite_columns`).
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_rows,) or (n_rows, n_columns)
+        Uncertainties, variances or other quantities that must be >= 0.
+    names : str or sequence of str
+        Column name(s), one per column of ``values``.
+    what : str, default="error"
+        What a value is, for the message.
+    index : sequence, optional
+        Row labels; the label of the first bad row is quoted too.
+    hint : str, optional
+        Advice appended to the message.
+
+    Raises
+    ------
+    ValueError
+        E.g. ``"Column 'j_msigcom' has 1 negative error(s) (first at row 2)."``
+    """
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    names = [names] if isinstance(names, str) else list(names)
+    with np.errstate(invalid="ignore"):
+        bad = arr < 0
+    if not bad.any():
+        return
+    c = int(np.flatnonzero(bad.any(axis=0))[0])
+    r = int(np.argmax(bad[:, c]))
+    raise ValueError(
+        f"Column '{names[c]}' has {int(bad[:, c].sum())} negative {what}(s) "
+        f"(first at {_where(r, index)})." + (f" {hint}" if hint else "")
+    )

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
+from .._validation import check_numeric_input
 from ..nn.base import _seed_from
 from ..nn.threads import torch_threads as _threads
 from ..spectrum import SpectrumBatch
@@ -111,6 +112,7 @@ def _read_spectra(X, err, what):
             with np.errstate(divide="ignore", invalid="ignore"):
                 e = np.where(X.ivar > 0, 1.0 / np.sqrt(X.ivar), np.inf)
         return flux, e, bad, _common_grid(X, what)
+    check_numeric_input(X, what=what, allow_nan=True, allow_inf=True)
     flux = check_array(X, dtype=np.float64, ensure_all_finite=False, input_name=what)
     e = None
     bad = ~np.isfinite(flux)
@@ -580,6 +582,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         if isinstance(X, SpectrumBatch):
             flux, _, bad, grid = _read_spectra(X, None, what)
         else:
+            check_numeric_input(X, what=what, allow_nan=True, allow_inf=True)
             arr = check_array(X, dtype=np.float64, ensure_all_finite=False, input_name=what)
             self._check_grid(arr.shape[1], None, what)
             if set_names:  # feature-name consistency checks of scikit-learn

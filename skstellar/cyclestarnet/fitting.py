@@ -33,6 +33,7 @@ from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from .._validation import check_numeric_input
 from ..nn.optimize import METHODS, BoxTransform, fit_batched
 from ..nn.threads import torch_threads as _threads
 from ..spectrum import SPEED_OF_LIGHT_KMS
@@ -561,6 +562,7 @@ class SpectralLabelFitter(BaseEstimator):
             extra = batch.bad_pixels()
             mask = extra if mask is None else (np.asarray(mask, dtype=bool) | extra)
             flux, ivar = batch.flux, batch.ivar
+        check_numeric_input(flux, what="flux", allow_nan=True, allow_inf=True)
         flux = np.asarray(flux, dtype=np.float64)
         if flux.ndim == 1:
             flux = flux[None, :]

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._validation import check_text_table_complete, reading_file
+
 __all__ = ["read_catalog", "write_catalog", "SUPPORTED_EXTENSIONS", "FORMATS"]
 
 #: Canonical format names.
@@ -209,21 +211,24 @@ def read_catalog(path, format: str | None = None, **kwargs) -> pd.DataFrame:
     if not path.exists():
         raise FileNotFoundError(f"Catalogue file not found: {str(path)!r}")
 
-    if fmt == "csv":
-        return pd.read_csv(path, **kwargs)
-    if fmt == "parquet":
-        df = pd.read_parquet(path, **kwargs)
-        return df.reset_index(drop=True) if not isinstance(df.index, pd.RangeIndex) else df
+    with reading_file(path, f"{fmt.upper()} catalogue"):
+        if fmt == "csv":
+            df = pd.read_csv(path, **kwargs)
+            check_text_table_complete(path, sep=kwargs.get("sep", ","), what="CSV catalogue")
+            return df
+        if fmt == "parquet":
+            df = pd.read_parquet(path, **kwargs)
+            return df.reset_index(drop=True) if not isinstance(df.index, pd.RangeIndex) else df
 
-    from astropy.table import Table
+        from astropy.table import Table
 
-    if fmt == "fits":
-        table = _read_fits(path, **kwargs)
-    elif fmt == "ecsv":
-        table = Table.read(path, format="ascii.ecsv", **kwargs)
-    else:  # votable
-        table = Table.read(path, format="votable", **kwargs)
-    return _table_to_frame(table)
+        if fmt == "fits":
+            table = _read_fits(path, **kwargs)
+        elif fmt == "ecsv":
+            table = Table.read(path, format="ascii.ecsv", **kwargs)
+        else:  # votable
+            table = Table.read(path, format="votable", **kwargs)
+        return _table_to_frame(table)
 
 
 # --------------------------------------------------------------------------- writing

@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from .._validation import as_str_column, missing_column_error
+from .._validation import as_str_column, missing_column_error, reading_file
 
 __all__ = [
     "BANDS",
@@ -668,10 +668,11 @@ def read_xp_continuous(path, format=None):
     fmt = _resolve_format(path, format)
     if not path.exists():
         raise FileNotFoundError(f"No such XP table: {str(path)!r}")
-    if fmt == "csv":
-        columns, n_rows = _read_csv_columns(path)
-    else:
-        columns, n_rows = _read_astropy_columns(path, fmt)
+    with reading_file(path, f"Gaia XP {fmt.upper()} table"):
+        if fmt == "csv":
+            columns, n_rows = _read_csv_columns(path)
+        else:
+            columns, n_rows = _read_astropy_columns(path, fmt)
     return _canonical_frame(columns, n_rows, f"XP table {path.name!r}", from_text=fmt == "csv")
 
 
@@ -1079,7 +1080,7 @@ def read_xp_avro(path):
         ) from exc
 
     path = Path(path)
-    with open(path, "rb") as fh:
+    with open(path, "rb") as fh, reading_file(path, "Gaia XP Avro file"):
         records = list(fastavro.reader(fh))
 
     n = len(records)

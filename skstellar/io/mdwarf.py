@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from .._validation import check_text_table_complete, reading_file
 from ..columns import BAND_COLUMNS, BAND_ERROR_COLUMNS, FEH, GAIA_DR3, absolute_name
 from .paths import find_shared_data, shared_data_candidates
 
@@ -124,7 +125,9 @@ def load_mdwarf_catalog(path=None, *, eight_band_only=True) -> pd.DataFrame:
         When the file cannot be found; the message lists where it looked.
     """
     file = _locate_mdwarf_file(path)
-    df = pd.read_csv(file)
+    with reading_file(file, "M-dwarf CSV catalogue"):
+        df = pd.read_csv(file)
+        check_text_table_complete(file, what="M-dwarf CSV catalogue")
     df = df.rename(
         columns={c: _BIRKY_RENAME.get(c, c.lower()) for c in df.columns}
     )

@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import RegularGridInterpolator
 
+from .._validation import check_text_table_complete, reading_file
 from .paths import DATA_ENV_VAR, find_shared_data
 
 __all__ = [
@@ -305,10 +306,13 @@ class ColourLocus:
 
 
 def _read_locus_table(path: Path) -> pd.DataFrame:
-    df = pd.read_csv(path, sep=r"\s+", comment="#", header=0)
-    if "Mr" not in df.columns or "FeH" not in df.columns:
-        df = pd.read_csv(path, sep=r"\s+", comment="#", header=None)
-        df.columns = list(_LOCUS_DEFAULT_NAMES[: df.shape[1]])
+    with reading_file(path, "locus table"):
+        df = pd.read_csv(path, sep=r"\s+", comment="#", header=0)
+        if "Mr" not in df.columns or "FeH" not in df.columns:
+            df = pd.read_csv(path, sep=r"\s+", comment="#", header=None)
+            df.columns = list(_LOCUS_DEFAULT_NAMES[: df.shape[1]])
+        check_text_table_complete(path, sep=None, what="locus table")
+        df = df.apply(pd.to_numeric, errors="raise")
     return df
 
 
@@ -599,7 +603,8 @@ def _read_parquet(path: Path) -> pd.DataFrame:
         raise ImportError(
             f"Reading {path.name} needs pyarrow: pip install 'skstellar[parquet]'."
         ) from exc
-    return pd.read_parquet(path)
+    with reading_file(path, "Parquet table"):
+        return pd.read_parquet(path)
 
 
 def _maps_from_arrays(r_centres, xgrids, ygrids, kdes, counts, half_width, meta):
@@ -653,7 +658,7 @@ def load_prior_maps(folder=None):
         )
     xg, yg, kdes, metas = [], [], [], []
     for f in files:
-        with np.load(f, allow_pickle=False) as d:
+        with reading_file(f, "prior-map npz file"), np.load(f, allow_pickle=False) as d:
             xg.append(d["xGrid"])
             yg.append(d["yGrid"])
             kdes.append(d["kde"])

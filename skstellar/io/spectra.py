@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._validation import reading_file
 from ..spectrum import SpectrumBatch
 from .catalog import _frame_to_table, read_catalog
 
@@ -297,6 +298,9 @@ def _read_lamost_file(path: Path, mask_bad: bool):
         raise
     except OSError as exc:
         raise ValueError(f"{name!r} cannot be read as a FITS file: {exc}") from exc
+    except (ValueError, EOFError) as exc:  # e.g. a truncated data unit
+        with reading_file(path, "LAMOST FITS spectrum"):
+            raise exc
     if data is None or data.ndim != 2 or data.shape[0] != 5:
         shape = None if data is None else data.shape
         raise ValueError(

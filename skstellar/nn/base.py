@@ -30,7 +30,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import check_finite_columns
+from .._validation import check_finite_columns, check_numeric_input
 from .loaders import ArrayBatchLoader
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
 from .threads import torch_threads
@@ -170,11 +170,15 @@ class _NeuralEstimatorBase(BaseEstimator):
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset, dtype=np.float32):
         _check_named_columns_finite(X)
+        check_numeric_input(X)
         X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
         return X.astype(dtype, copy=False)
 
     def _validate_Xy(self, X, y):
         _check_named_columns_finite(X)
+        check_numeric_input(X)
+        if y is not None:
+            check_numeric_input(y, what="y")
         X, y = validate_data(
             self, X, y, dtype=np.float64, multi_output=True, y_numeric=True,
             ensure_min_samples=2,
@@ -450,6 +454,9 @@ class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
         from sklearn.utils.multiclass import check_classification_targets
 
         _check_named_columns_finite(X)
+        check_numeric_input(X)
+        if y is not None and np.asarray(y).dtype.kind == "f":
+            check_numeric_input(y, what="y")  # NaN labels
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
         check_classification_targets(y)
         return X.astype(np.float32), y

@@ -31,6 +31,7 @@ from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, validate_data
 
+from .._validation import check_numeric_input
 from ..spectrum import SpectrumBatch
 
 __all__ = [
@@ -529,6 +530,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         if isinstance(X, SpectrumBatch):
             _grid_step(X.wavelength)
         else:
+            check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
             Xa = validate_data(self, X, reset=True, dtype=(np.float64, np.float32),
                                ensure_all_finite="allow-nan")
             self._check_array_windows(windows, Xa.shape[1])
@@ -544,6 +546,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         return wave
 
     def _validate_array(self, X):
+        check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
         kw = dict(dtype=(np.float64, np.float32), ensure_all_finite="allow-nan")
         if hasattr(self, "n_features_in_"):
             return validate_data(self, X, reset=False, **kw)

@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .._validation import check_numeric_input
 from ..covariance import CovariantFeatures
 
 __all__ = ["CovariantStandardScaler"]
@@ -49,6 +50,7 @@ class CovariantStandardScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstima
 
     def _values(self, X, reset):
         values = X.values if isinstance(X, CovariantFeatures) else X
+        check_numeric_input(values)
         return validate_data(self, values, reset=reset, dtype=np.float64)
 
     def fit(self, X, y=None):

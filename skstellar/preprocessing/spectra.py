@@ -34,7 +34,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from .._validation import check_finite_columns, missing_column_error
+from .._validation import check_finite_columns, check_numeric_input, missing_column_error
 from ..spectrum import SpectrumBatch
 
 __all__ = [
@@ -220,6 +220,7 @@ class RestFrameShifter(TransformerMixin, BaseEstimator):
             raise missing_column_error(
                 col, "the radial velocity [km/s]" if use_rv else "the redshift", names
             )
+        check_numeric_input(X.meta[[col]], what="meta", allow_nan=True, allow_inf=True)
         values = X.meta[col].to_numpy(dtype=np.float64, na_value=np.nan)
         kind = "radial velocity" if use_rv else "redshift"
         check_finite_columns(values, col, kind, index=X.meta.index)
@@ -1403,6 +1404,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
             raise ValueError(f"on_constant must be 'raise' or 'zero'; got {self.on_constant!r}.")
 
     def _validate(self, X, reset):
+        check_numeric_input(X, allow_nan=True, hint="NaN marks a masked pixel; inf is refused.")
         kw = dict(
             dtype=(np.float64, np.float32), ensure_all_finite="allow-nan", ensure_min_features=2
         )

@@ -39,7 +39,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import as_float_column, missing_column_error, to_frame_like
+from .._validation import as_float_column, check_non_negative, missing_column_error, to_frame_like
 from ..columns import GAIA_DR3, TWOMASS, WISE
 from ..covariance import CovariantFeatures, pack_lower
 from .photometry import magnitude_error_from_flux_over_error
@@ -579,6 +579,8 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         }
         inputs = ("BP", "RP", "J", "H", "W1", "W2", "parallax")
         vals = {**mag, "parallax": plx}
+        for key in ("J", "H", "W1", "W2", "parallax"):
+            check_non_negative(sig[key], cols[f"{key}_error"], "uncertainty")
         for key in inputs:
             bad = ~np.isfinite(vals[key]) | ~np.isfinite(sig[key])
             if bad.any():

@@ -27,7 +27,7 @@ from sklearn.base import RegressorMixin
 from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .._validation import check_finite_columns
+from .._validation import check_finite_columns, check_non_negative, check_numeric_input
 from ..covariance import CovariantFeatures
 from ..nn.base import _NeuralEstimatorBase, _Progress, _seed_from, _training_threads
 from ..nn.builders import build_mlp
@@ -216,6 +216,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         if cov is not None and cov.feature_names is not None:
             check_finite_columns(cov.values, [str(c) for c in cov.feature_names], what="feature",
                                  hint="Filter these sources before the pipeline.")
+        check_numeric_input(values, hint="Filter these sources before the pipeline.")
         values = validate_data(self, values, reset=reset, dtype=np.float64,
                                ensure_min_samples=2 if reset else 1)
         if cov is not None:
@@ -257,8 +258,16 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
             err = err.reshape(n, -1) if err.ndim == 1 or err.shape == y2.shape else err
             if err.shape != y2.shape:
                 raise ValueError(f"y_err has shape {np.shape(y_err)} but y has {y.shape}.")
-            if np.any(err[np.isfinite(err)] < 0):
-                raise ValueError("y_err must be >= 0.")
+            check_non_negative(err, [f"y_err[{j}]" for j in range(err.shape[1])],
+                               "label uncertainty", hint="y_err must be >= 0.")
+            lost = ~np.isfinite(err) & np.isfinite(y2)
+            if lost.any():
+                r, j = (int(i) for i in np.argwhere(lost)[0])
+                raise ValueError(
+                    f"y_err[{j}] has {int(lost.sum())} NaN/inf value(s) where y has a label "
+                    f"(first at row {r}); give its uncertainty, or set the label to NaN to "
+                    "mask it."
+                )
             err = np.where(np.isfinite(err), err, np.nan)
         return y, y2, err
 
