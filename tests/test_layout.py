@@ -64,6 +64,38 @@ def test_readers_and_preprocessing_do_not_import_datasets(subpackage):
     assert not offenders, "\n".join(offenders)
 
 
+def test_nothing_uses_the_deprecated_reader_names():
+    # Code of the project (package, benchmarks, scripts) imports readers from
+    # skstellar.io; the old names in skstellar.datasets are for users only.
+    import skstellar.datasets.photod as sim_photod
+
+    moved = {"skstellar.datasets": set(datasets.MOVED_TO_IO),
+             "skstellar.datasets.photod": set(sim_photod._MOVED),
+             "skstellar.datasets.mdwarf": {"load_mdwarf_catalog", "MDWARF_CATALOG_FILENAME"}}
+    old_modules = {"skstellar.datasets.catalog_io", "skstellar.datasets.spectra_io",
+                   "skstellar.datasets.gaia_xp_io", "skstellar.datasets._paths"}
+    root = PACKAGE_DIR.parent
+    files = [p for p in PACKAGE_DIR.rglob("*.py") if p.parent.name != "datasets"]
+    for folder in ("benchmarks", "scripts"):
+        if (root / folder).is_dir():
+            files += sorted((root / folder).rglob("*.py"))
+    offenders = []
+    for path in files:
+        if path.is_relative_to(PACKAGE_DIR):
+            found = imported_modules(path)
+        else:  # scripts outside the package: absolute imports only
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            found = [(n.module, [a.name for a in n.names], n.lineno) for n in ast.walk(tree)
+                     if isinstance(n, ast.ImportFrom) and n.module and not n.level]
+            found += [(a.name, [], n.lineno) for n in ast.walk(tree)
+                      if isinstance(n, ast.Import) for a in n.names]
+        for module, names, line in found:
+            bad = [n for n in names if n in moved.get(module, ())]
+            if module in old_modules or bad:
+                offenders.append(f"{path.relative_to(root)}:{line} {module} {bad}")
+    assert not offenders, "import these from skstellar.io:\n" + "\n".join(offenders)
+
+
 def test_io_imports_no_simulator():
     for path in sorted((PACKAGE_DIR / "io").rglob("*.py")):
         for module, names, line in imported_modules(path):
