@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+from .reporting import format_table as _table  # noqa: F401  (benchmarks import it from here)
+
 __all__ = ["main", "build_parser", "make_mdwarf_pipeline"]
 
 METHODS = ("mdwarf",)
@@ -201,14 +203,6 @@ def _save_mdwarf_plots(folder, y_true, pred, test, out):
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         out(f"Saved {path}")
-
-
-def _table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = "+".join("-" * (w + 2) for w in widths)
-    fmt = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    return "\n".join(["+" + line + "+", fmt(header), "+" + line + "+"]
-                     + [fmt(r) for r in rows] + ["+" + line + "+"])
 
 
 # ------------------------------------------------------------------- commands
