@@ -73,13 +73,16 @@ def predict_table(model, catalog):
     ----------
     model : estimator or Pipeline
         A fitted skstellar model.
-    catalog : pandas.DataFrame
-        Input catalogue.
+    catalog : pandas.DataFrame or SpectrumBatch
+        Input catalogue (or spectra).
 
     Returns
     -------
     pandas.DataFrame
-        Indexed like ``catalog``.
+        Indexed like ``catalog`` (0..n-1 for spectra). Columns ``prediction``
+        and ``prediction_error`` (``prediction_<i>``, ``prediction_<i>_error``
+        for several targets), or the final step's ``predict_catalog`` table.
+        Models without an uncertainty have no error column.
     """
     import pandas as pd
     from sklearn.pipeline import Pipeline
@@ -87,14 +90,18 @@ def predict_table(model, catalog):
     final, Xt = model, catalog
     if isinstance(model, Pipeline):
         final = model.steps[-1][1]
-        Xt = model[:-1].transform(catalog)
+        if len(model.steps) > 1:
+            Xt = model[:-1].transform(catalog)
+    index = catalog.index if isinstance(catalog, pd.DataFrame) else pd.RangeIndex(len(Xt))
     if hasattr(final, "predict_catalog"):
         out = final.predict_catalog(Xt)
-        out.index = catalog.index
+        out.index = index
         return out
     try:
         mean, std = final.predict(Xt, return_std=True)
-    except TypeError:
+    except (TypeError, ValueError):
+        # No uncertainty for this model (e.g. a CNN without dropout); a genuine
+        # input error is raised again by the plain predict below.
         mean, std = final.predict(Xt), None
     mean = np.asarray(mean)
     cols = {"prediction": mean} if mean.ndim == 1 else {
@@ -105,7 +112,7 @@ def predict_table(model, catalog):
             cols["prediction_error"] = std
         else:
             cols.update({f"prediction_{i}_error": std[:, i] for i in range(std.shape[1])})
-    return pd.DataFrame(cols, index=catalog.index)
+    return pd.DataFrame(cols, index=index)
 
 
 # ----------------------------------------------------------------------- demo
@@ -669,6 +676,9 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None):
                 ren[f"prediction_{i}"] = f"{lab}_pred"
                 ren[f"prediction_{i}_error"] = f"{lab}_pred_error"
         pred = pred.rename(columns=ren)
+        order = [c for lab in labels for c in (f"{lab}_pred", f"{lab}_pred_error")
+                 if c in pred.columns]
+        pred = pred[order + [c for c in pred.columns if c not in order]]
     if table is None:
         return pred
     ids = table[id_columns(table, keep)].reset_index(drop=True)
