@@ -9,7 +9,7 @@ Examples
     skstellar fit mdwarf train.fits model.joblib --target fe_h
     skstellar predict model.joblib stars.csv predictions.parquet
     skstellar fit xp xp_labelled.csv xp.joblib         # Gaia XP continuous table + labels
-    skstellar fit photod stars.parquet photod.joblib --target Mr FeH Ar
+    skstellar fit photod stars.parquet photod.joblib --target Mr_true FeH_true Ar_true
     skstellar fit galaxy spectra.parquet cnn.joblib --target oh
     skstellar predict cnn.joblib lamost_spectra/ oh.csv
     skstellar demo mdwarf                              # simulate, train, print paper-vs-ours
@@ -387,7 +387,9 @@ ID_COLUMNS = ("source_id", "apogee_id", "designation", "obsid", "filename", "id"
 DEFAULT_TARGETS = {
     "mdwarf": ("fe_h",),
     "xp": ("teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m"),
-    "photod": ("Mr", "FeH", "Ar"),
+    # photod: no default - catalogues already hold an input "Ar" (SFD extinction);
+    # name the label columns, e.g. --target Mr_true FeH_true Ar_true
+    "photod": (),
     "galaxy": ("oh",),
 }
 
@@ -453,6 +455,18 @@ def read_method_input(method, path):
     FileNotFoundError
         If nothing exists at ``path``.
     """
+    try:
+        return _read_method_input(method, path)
+    except ValueError as exc:
+        msg = " ".join(str(exc).split())
+        if "No columns to parse" in msg:
+            msg = "the file is empty"
+        if str(path) not in msg:
+            raise ValueError(f"{path}: {msg}") from exc
+        raise
+
+
+def _read_method_input(method, path):
     import glob
     import os
 
@@ -550,6 +564,8 @@ def make_method_model(method, *, targets=None, random_state=0, max_epochs=None, 
 
 def _targets(method, table, targets, path):
     targets = list(targets or DEFAULT_TARGETS[method])
+    if not targets:
+        _fail(f"{method} needs --target (the label columns, e.g. Mr_true FeH_true Ar_true)")
     missing = [t for t in targets if t not in table.columns]
     if missing:
         _fail(f"label column(s) {missing} not in {path}; columns are {list(table.columns)} "
@@ -820,7 +836,7 @@ def build_parser():
     fit.add_argument("model", help="output model file (.joblib)")
     fit.add_argument("--target", nargs="+", default=None, metavar="COLUMN",
                      help="label column(s); defaults: " + "; ".join(
-                         f"{k}: {' '.join(v)}" for k, v in DEFAULT_TARGETS.items()))
+                         f"{k}: {' '.join(v) or '(required)'}" for k, v in DEFAULT_TARGETS.items()))
     fit.add_argument("--labels", default=None, metavar="CATALOGUE",
                      help="galaxy: catalogue with 'filename' + label columns, joined to the "
                           "spectra by file name")
