@@ -168,7 +168,7 @@ def main(argv=None):
               "(github.com/chrduque/metamorphosis-NN)")
     else:
         try:
-            import h5py  # noqa: F401
+            import h5py  # noqa: F401  (only to report its absence cleanly)
         except ImportError:
             print("skipped the comparison: h5py is not installed (pip install h5py)")
         else:

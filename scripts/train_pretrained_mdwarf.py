@@ -11,7 +11,8 @@ seed, trains ``AbsoluteMagnitudes -> MDwarfMetallicityRegressor`` with the
 authors' released network (``architecture="released"``: LeakyReLU(0.1), no
 hidden biases; otherwise the paper's recipe: weighted MSE, Adam 2e-4, batch
 32, early stopping; inside ``fit`` 25 % of the training rows are the
-early-stopping validation set, i.e. the paper's 60/20/20), measures the held-out accuracy, and writes
+early-stopping validation set, i.e. the paper's 60/20/20), measures the held-out
+accuracy, and writes
 ``skstellar/pretrained/data/mdwarf-feh/{weights.npz,model.json}``. The test
 stars' APOGEE ids are stored in the card so benchmarks use the same stars.
 
@@ -117,7 +118,8 @@ def main(argv=None):
                f"(z std {a['zscore_std']:.2f}: raw MC-dropout sigma, not calibrated)")
     card = {
         "description": "[Fe/H] (dex) of M0V-M5V dwarfs from Gaia G/BP/RP, 2MASS J/H/Ks, "
-                       "WISE W1/W2 and parallax (Duque-Arribas et al. 2025, their released network)",
+                       "WISE W1/W2 and parallax (Duque-Arribas et al. 2025, their released "
+                       "network)",
         "training_data": "Birky et al. (2020) APOGEE/Cannon safe sample, 8-band subset "
                          f"(N={len(cat)}): Gaia DR2 + 2MASS + AllWISE, Cannon [Fe/H]; "
                          f"seeded 80/20 split, {len(train)} train ({len(train) - reg.n_valid_} "
@@ -134,7 +136,8 @@ def main(argv=None):
                   "function": "sklearn.model_selection.train_test_split",
                   "test_apogee_ids": test["apogee_id"].astype(str).tolist()},
         "data_file": {"name": Path(cat.attrs["path"]).name, "sha256": data_sha},
-        "recipe": {"params": dict(RECIPE), "architecture": reg.architecture, "epochs": int(reg.n_epochs_),
+        "recipe": {"params": dict(RECIPE), "architecture": reg.architecture,
+                   "epochs": int(reg.n_epochs_),
                    "fit_seconds": round(t_fit, 1),
                    "script": "scripts/train_pretrained_mdwarf.py"},
         "paper": "Duque-Arribas et al. 2025, A&A (METaMorPHosis-NN), Sect. 2.2-2.3",

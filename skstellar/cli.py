@@ -12,6 +12,8 @@ Examples
     skstellar fit photod stars.parquet photod.joblib --target Mr_true FeH_true Ar_true
     skstellar fit galaxy spectra.parquet cnn.joblib --target oh
     skstellar predict cnn.joblib lamost_spectra/ oh.csv
+    skstellar fit labelfit model_spectra.parquet payne.joblib --target teff logg m_h
+    skstellar predict payne.joblib lamost_spectra/ labels.csv --n-jobs 2
     skstellar demo mdwarf                              # simulate, train, print paper-vs-ours
 
 Catalogues are read and written as CSV, ECSV, FITS, Parquet or VOTable
@@ -39,7 +41,7 @@ from .reporting import format_table as _table  # noqa: F401  (benchmarks import 
 __all__ = ["main", "build_parser", "make_mdwarf_pipeline", "predict_table", "read_method_input",
            "make_method_model", "fit_method", "predict_method", "load_model", "model_method"]
 
-METHODS = ("mdwarf", "xp", "photod", "galaxy")
+METHODS = ("mdwarf", "xp", "photod", "galaxy", "labelfit")
 DEMOS = ("mdwarf", "galaxy", "xp", "photod", "cyclestarnet")
 
 
@@ -380,8 +382,8 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
 # ---------------------------------------------------------------- fit/predict
 #: Input columns copied to the output of ``skstellar predict`` when present
 #: (matched case-insensitively), so each prediction can be joined back.
-ID_COLUMNS = ("source_id", "apogee_id", "designation", "obsid", "filename", "id", "objid",
-              "object_id", "name", "ra", "dec")
+ID_COLUMNS = ("source_id", "apogee_id", "designation", "obsid", "filename", "star_id", "id",
+              "objid", "object_id", "name", "ra", "dec")
 
 #: Default label column(s) of ``skstellar fit`` for each method.
 DEFAULT_TARGETS = {
@@ -391,6 +393,7 @@ DEFAULT_TARGETS = {
     # name the label columns, e.g. --target Mr_true FeH_true Ar_true
     "photod": (),
     "galaxy": ("oh",),
+    "labelfit": ("teff", "logg", "m_h"),
 }
 
 METHOD_HELP = {
@@ -399,6 +402,8 @@ METHOD_HELP = {
     "photod": "LSST photo-D moments network: M_r, [Fe/H], A_r (catalogue in)",
     "galaxy": "galaxy CNN, 12+log(O/H) from spectra (LAMOST FITS file/folder/glob or a "
               "spectra table .parquet)",
+    "labelfit": "M-dwarf spectral label fit: Payne emulator trained on labelled model spectra "
+                "(spectra table), labels fitted to LAMOST FITS spectra",
 }
 
 
@@ -433,10 +438,10 @@ def read_method_input(method, path):
 
     Parameters
     ----------
-    method : {"mdwarf", "xp", "photod", "galaxy"}
+    method : {"mdwarf", "xp", "photod", "galaxy", "labelfit"}
     path : str
         Catalogue (mdwarf, photod: CSV, ECSV, FITS, Parquet, VOTable), Gaia XP
-        continuous table (xp), or spectra (galaxy: a LAMOST FITS file, a
+        continuous table (xp), or spectra (galaxy, labelfit: a LAMOST FITS file, a
         folder or glob of them, or a spectra table written by
         :func:`skstellar.datasets.write_spectra_table`).
 
@@ -486,7 +491,7 @@ def _read_method_input(method, path):
         cat = read_xp_continuous(path)
         _check_rows(len(cat), path)
         return cat, cat
-    if method == "galaxy":
+    if method in ("galaxy", "labelfit"):
         from .datasets import read_lamost_spectra, read_spectra_table
 
         if not (os.path.exists(path) or glob.glob(path)):
@@ -514,6 +519,120 @@ def id_columns(table, keep=None):
         if c not in cols:
             cols.append(c)
     return cols
+
+
+class SpectralLabelModel:
+    """The ``labelfit`` method of the CLI: a Payne emulator + per-spectrum label fits.
+
+    ``fit`` trains a :class:`~skstellar.cyclestarnet.PayneEmulator` on
+    labelled rest-frame, continuum-normalised spectra on one wavelength grid
+    (for example the synthetic domain of
+    :func:`skstellar.datasets.make_mdwarf_spectra`, or model spectra);
+    ``predict_catalog`` fits the labels of new spectra with
+    :class:`~skstellar.cyclestarnet.SpectralLabelFitter` (the paper's L-BFGS
+    fit, Zhang et al. Sect. 3.5, without a Cycle-StarNet adapter). Spectra
+    not already on the emulator's grid (observed LAMOST files) are first
+    moved to the rest frame by
+    :class:`~skstellar.preprocessing.RadialVelocityCorrector` (its default
+    M-dwarf template) and continuum-normalised by
+    :class:`~skstellar.preprocessing.continuum.ContinuumNormalizer` (the
+    paper's masks), as in Zhang et al. Sect. 2.4.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        Label columns of the training spectra's ``meta``.
+    max_epochs : int, default=2000
+        Emulator training epochs cap.
+    random_state : int, default=0
+    n_jobs : int or None
+        Worker processes of the label fits.
+    verbose : int, default=0
+        1 shows progress bars of the label fits.
+    """
+
+    def __init__(self, labels, max_epochs=2000, random_state=0, n_jobs=None, verbose=0):
+        self.labels = tuple(labels)
+        self.max_epochs = max_epochs
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def fit(self, batch, y):
+        """Train the emulator: labels ``y`` (n, n_labels) -> the spectra's flux."""
+        import pandas as pd
+
+        from .cyclestarnet import PayneEmulator
+
+        wave = np.asarray(batch.wavelength)
+        if wave.ndim != 1:
+            w2 = batch.wavelength_2d()
+            if not np.allclose(w2, w2[:1], equal_nan=True):
+                _fail("labelfit trains on spectra sharing one wavelength grid (rest frame, "
+                      "continuum-normalised); resample them first")
+            wave = w2[0]
+        y = np.asarray(y, dtype=np.float64).reshape(len(batch.flux), -1)
+        X = pd.DataFrame(y, columns=list(self.labels))
+        self.emulator_ = PayneEmulator(max_epochs=int(self.max_epochs), wavelength=wave,
+                                       random_state=self.random_state, verbose=self.verbose)
+        self.emulator_.fit(X, np.asarray(batch.flux, dtype=np.float64))
+        self.n_epochs_ = self.emulator_.n_epochs_
+        return self
+
+    def _prepare(self, batch):
+        """Spectra on the emulator grid: as they are, or RV-corrected + normalised."""
+        from .preprocessing import RadialVelocityCorrector
+        from .preprocessing.continuum import ContinuumNormalizer
+
+        grid = np.asarray(self.emulator_.wavelength_)
+        wave = batch.wavelength_2d()
+        if wave.shape[1] == grid.size and np.allclose(wave, grid[None, :], equal_nan=False):
+            return batch, None  # already rest-frame on the emulator's grid
+        lo, hi = float(grid[0]), float(grid[-1])
+        step = float(np.median(np.diff(grid)))
+        rest = RadialVelocityCorrector(window=(lo, hi), step=step,
+                                       on_failure="nan").fit_transform(batch)
+        obs = ContinuumNormalizer(mask="paper", flag_windows=True).fit_transform(rest)
+        if obs.flux.shape[1] != grid.size:
+            _fail(f"the prepared spectra have {obs.flux.shape[1]} pixels but the emulator "
+                  f"{grid.size}")
+        return obs, rest.meta
+
+    def predict_catalog(self, batch):
+        """Fitted labels with errors and fit flags, one row per spectrum.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``<label>_pred``, ``<label>_pred_error`` (formal curvature errors,
+            :class:`~skstellar.cyclestarnet.fitting.LabelFitResult`), ``rv``
+            and ``rv_err`` [km/s] when the spectra were RV-corrected,
+            ``chi2_reduced``, ``fit_ok``, ``at_bound``.
+        """
+        import pandas as pd
+        from sklearn.frozen import FrozenEstimator
+
+        from .cyclestarnet import SpectralLabelFitter
+
+        obs, rvmeta = self._prepare(batch)
+        fitter = SpectralLabelFitter(FrozenEstimator(self.emulator_), n_jobs=self.n_jobs,
+                                     verbose=self.verbose, random_state=0).fit()
+        res = fitter.fit_labels(obs.flux, ivar=obs.ivar, mask=obs.mask)
+        cols = {}
+        for i, name in enumerate(res.label_names):
+            cols[f"{name}_pred"] = res.labels[:, i]
+            cols[f"{name}_pred_error"] = res.labels_err[:, i]
+        if rvmeta is not None:
+            cols["rv"] = rvmeta["rv"].to_numpy()
+            cols["rv_err"] = rvmeta["rv_err"].to_numpy()
+        cols.update({"chi2_reduced": res.chi2_reduced, "fit_ok": res.fit_ok,
+                     "at_bound": res.any_at_bound})
+        return pd.DataFrame(cols)
+
+    def predict(self, batch):
+        """Fitted labels, shape (n_spectra, n_labels)."""
+        t = self.predict_catalog(batch)
+        return t[[f"{n}_pred" for n in self.labels]].to_numpy()
 
 
 def make_method_model(method, *, targets=None, random_state=0, max_epochs=None, verbose=0,
@@ -555,6 +674,10 @@ def make_method_model(method, *, targets=None, random_state=0, max_epochs=None, 
 
         model = Pipeline(galaxy_input_pipeline().steps + [
             ("cnn", SpectralCNNRegressor(random_state=random_state, verbose=verbose, **params))])
+    elif method == "labelfit":
+        model = Pipeline([("labelfit", SpectralLabelModel(
+            targets or DEFAULT_TARGETS[method], random_state=random_state, verbose=verbose,
+            **params))])
     else:
         _fail(f"unknown method {method!r}; choose from {', '.join(DEFAULT_TARGETS)}")
     model.skstellar_method_ = method
@@ -649,10 +772,11 @@ def model_method(model):
     final = model.steps[-1][1] if isinstance(model, Pipeline) else model
     name = type(final).__name__
     return {"MDwarfMetallicityRegressor": "mdwarf", "UncertainNNRegressor": "xp",
-            "PhotoDNetwork": "photod", "SpectralCNNRegressor": "galaxy"}.get(name, "mdwarf")
+            "PhotoDNetwork": "photod", "SpectralCNNRegressor": "galaxy",
+            "SpectralLabelModel": "labelfit"}.get(name, "mdwarf")
 
 
-def predict_method(model, X, table=None, keep=None, n_jobs=None):
+def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None):
     """Predictions of a fitted model as the table ``skstellar predict`` writes.
 
     Parameters
@@ -666,7 +790,10 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None):
         The rows' catalogue/metadata; its id columns (:data:`ID_COLUMNS`)
         and ``keep`` are copied first.
     n_jobs : int, optional
-        torch threads during prediction.
+        torch threads during prediction (labelfit: worker processes).
+    verbose : int, optional
+        Sets the final step's ``verbose`` (1: progress bars of MC dropout on
+        100,000+ rows and of the label fits); None leaves it.
 
     Returns
     -------
@@ -678,8 +805,15 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None):
 
     from .nn.threads import torch_threads
 
+    from sklearn.pipeline import Pipeline
+
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if n_jobs is not None and isinstance(final, SpectralLabelModel):
+        final.n_jobs = n_jobs  # worker processes of the label fits
+    if verbose is not None and hasattr(final, "verbose"):
+        final.verbose = int(verbose)
     with torch_threads(n_jobs):
-        pred = predict_table(model, X if not isinstance(X, pd.DataFrame) else X)
+        pred = predict_table(model, X)
     pred = pred.reset_index(drop=True)
     labels = _final_label_names(model)
     if labels is not None:
@@ -760,11 +894,12 @@ def _cmd_predict(args):
     if args.all_columns:
         if not isinstance(table, pd.DataFrame):
             _fail("--all-columns needs a catalogue input")
-        out = predict_method(model, X, None, n_jobs=args.n_jobs)
+        out = predict_method(model, X, None, n_jobs=args.n_jobs, verbose=args.verbose)
         out = pd.concat([table.reset_index(drop=True).drop(
             columns=[c for c in table.columns if c in out.columns]), out], axis=1)
     else:
-        out = predict_method(model, X, table, keep=args.keep, n_jobs=args.n_jobs)
+        out = predict_method(model, X, table, keep=args.keep, n_jobs=args.n_jobs,
+                             verbose=args.verbose)
     for c in out.columns:  # array columns (XP coefficients) cannot go into a flat catalogue
         if out[c].dtype == object and len(out) and isinstance(out[c].iloc[0], np.ndarray):
             out = out.drop(columns=c)
@@ -794,6 +929,8 @@ examples:
   skstellar fit xp xp_with_labels.csv xp.joblib --max-epochs 2000
   skstellar fit galaxy spectra.parquet cnn.joblib --target oh
   skstellar predict cnn.joblib lamost_folder/ oh.csv
+  skstellar fit labelfit model_spectra.parquet payne.joblib --target teff logg m_h
+  skstellar predict payne.joblib lamost_folder/ labels.csv --n-jobs 2
   skstellar demo mdwarf
 """
 
@@ -865,6 +1002,8 @@ def build_parser():
     pred.add_argument("--all-columns", action="store_true", help="copy every input column")
     pred.add_argument("--n-jobs", type=int, default=None, help="torch threads")
     pred.add_argument("--overwrite", action="store_true")
+    pred.add_argument("-v", "--verbose", type=int, default=None,
+                      help="1: progress bars (MC dropout on 100,000+ rows, label fits)")
     pred.set_defaults(func=_cmd_predict)
 
     lst = sub.add_parser("list", help="list the pretrained models shipped with skstellar")

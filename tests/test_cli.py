@@ -296,3 +296,52 @@ def test_galaxy_fit_on_spectra_table_predict_on_real_lamost(tmp_path, capsys):
     real = read_catalog(out)
     assert len(real) == 18 and {"designation", "filename", "oh_pred"} <= set(real.columns)
     assert real["filename"].iloc[0].startswith("spec-55862-B6212_sp06")
+
+
+@pytest.fixture(scope="module")
+def labelfit_model(tmp_path_factory):
+    from skstellar.datasets import make_mdwarf_spectra, write_spectra_table
+
+    folder = tmp_path_factory.mktemp("labelfit")
+    synth, obs = make_mdwarf_spectra(150, 4, random_state=0)
+    write_spectra_table(synth, folder / "synth.parquet")
+    write_spectra_table(synth[:4], folder / "synth_test.fits")
+    model = folder / "payne.joblib"
+    assert main(["fit", "labelfit", str(folder / "synth.parquet"), str(model),
+                 "--max-epochs", "20"]) == 0
+    return folder, model, synth
+
+
+def test_labelfit_fit_predict_simulated_equals_python(labelfit_model):
+    import joblib
+
+    from skstellar.cli import predict_method, read_method_input
+
+    folder, model, synth = labelfit_model
+    out = folder / "labels.csv"
+    assert main(["predict", str(model), str(folder / "synth_test.fits"), str(out),
+                 "--n-jobs", "1"]) == 0
+    pred = read_catalog(out)
+    assert list(pred.columns[:7]) == ["star_id", "teff_pred", "teff_pred_error", "logg_pred",
+                                      "logg_pred_error", "m_h_pred", "m_h_pred_error"]
+    assert pred["fit_ok"].all() and "rv" not in pred.columns  # already on the grid
+    X, table = read_method_input("labelfit", str(folder / "synth_test.fits"))
+    py = predict_method(joblib.load(model), X, table)
+    np.testing.assert_allclose(pred["teff_pred"], py["teff_pred"], rtol=1e-10)
+    # labels land inside the training range, near the truth for the emulator's own domain
+    assert np.all(np.abs(pred["teff_pred"] - synth.meta["teff"][:4].to_numpy()) < 400)
+
+
+def test_labelfit_predict_on_real_lamost(labelfit_model):
+    from skstellar.datasets import find_shared_data
+
+    lamost = find_shared_data("lamost_spectra")
+    if lamost is None:
+        pytest.skip("../shared/data/lamost_spectra not available")
+    folder, model, _ = labelfit_model
+    out = folder / "real.csv"
+    assert main(["predict", str(model), str(lamost / "dr6_M31_011N40_B1"), str(out)]) == 0
+    pred = read_catalog(out)
+    assert len(pred) == 3 and pred["fit_ok"].all()
+    assert {"designation", "obsid", "rv", "rv_err", "chi2_reduced"} <= set(pred.columns)
+    assert np.all((pred["teff_pred"] > 2800) & (pred["teff_pred"] < 4200))

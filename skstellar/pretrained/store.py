@@ -186,8 +186,9 @@ def load_mdwarf_pipeline(folder):
     steps = meta["steps"]
     reg_params = dict(steps["regressor"]["params"])
     pipe = make_mdwarf_pipeline()
+    absmag_params = steps["absolute_magnitudes"]["params"]
     pipe.set_params(
-        **{f"absolute_magnitudes__{k}": v for k, v in steps["absolute_magnitudes"]["params"].items()},
+        **{f"absolute_magnitudes__{k}": v for k, v in absmag_params.items()},
         **{f"regressor__{k}": v for k, v in reg_params.items()},
     )
     # Build the network with the estimator's own code: one epoch on 4 synthetic rows.
