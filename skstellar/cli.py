@@ -763,7 +763,11 @@ def _final_label_names(model):
 
 
 def model_method(model):
-    """The ``skstellar fit`` method a fitted model belongs to ("mdwarf" for older files)."""
+    """The ``skstellar fit`` method a fitted model belongs to (None when it has none).
+
+    Models saved before the method was recorded are recognised by their final
+    estimator's class.
+    """
     method = getattr(model, "skstellar_method_", None)
     if method is not None:
         return method
@@ -773,7 +777,7 @@ def model_method(model):
     name = type(final).__name__
     return {"MDwarfMetallicityRegressor": "mdwarf", "UncertainNNRegressor": "xp",
             "PhotoDNetwork": "photod", "SpectralCNNRegressor": "galaxy",
-            "SpectralLabelModel": "labelfit"}.get(name, "mdwarf")
+            "SpectralLabelModel": "labelfit"}.get(name)
 
 
 def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None):
@@ -889,6 +893,10 @@ def _cmd_predict(args):
 
     model = load_model(args.model)
     method = model_method(model)
+    if method is None:
+        _fail(f"{args.model} holds a {type(model).__name__}, which 'skstellar predict' does "
+              "not run (an emulator maps labels to spectra: use it from Python, e.g. with "
+              "skstellar.SpectralLabelFitter)")
     X, table = read_method_input(method, args.input)
     t0 = time.perf_counter()
     if args.all_columns:

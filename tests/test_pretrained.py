@@ -123,3 +123,33 @@ def test_package_data_declared():
     text = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
     assert "pretrained/data/*/*" in text and "preprocessing/data/*" in text
     assert PRETRAINED_DIR.is_dir()
+
+
+def test_payne_legacy_emulator_is_shipped_with_its_licence(capsys):
+    from skstellar.cli import main
+
+    assert "payne-legacy-2018" in skstellar.list_pretrained().names()
+    folder = pretrained_path("payne-legacy-2018")
+    licence = (folder / "LICENSE.txt").read_text()
+    assert "MIT License" in licence and "Kareem El-Badry" in licence
+    emu = skstellar.load_pretrained("payne-legacy-2018")
+    assert list(emu.label_names_) == ["teff", "logg", "feh", "mgfe", "vmacro"]
+    flux = emu.predict(np.array([[5800.0, 4.44, 0.0, 0.0, 5.0], [5000.0, 4.6, 0.0, 0.0, 5.0]]))
+    # the checks written in ../shared/data/payne/README.md for these two label sets
+    assert flux.shape == (2, 7214)
+    assert_allclose(np.median(flux, axis=1), [0.995, 0.992], atol=2e-3)
+    assert_allclose(flux.min(axis=1), [0.61, 0.53], atol=1e-2)
+    assert emu.wavelength_[0] == pytest.approx(15168.13, abs=0.01)
+    # the CLI says plainly that an emulator is not a catalogue predictor
+    assert main(["predict", "payne-legacy-2018", "x.csv", "y.csv"]) == 2
+    assert "emulator" in capsys.readouterr().err
+
+
+def test_payne_shipped_weights_equal_the_source_file():
+    src = find_shared_data("payne")
+    if src is None:
+        pytest.skip("../shared/data/payne not available")
+    with np.load(src / "legacy_2018" / "NN_normalized_spectra.npz") as a, \
+            np.load(pretrained_path("payne-legacy-2018") / "weights.npz") as b:
+        for k in ("w_array_0", "b_array_0", "w_array_1", "b_array_1", "x_min", "x_max"):
+            assert_allclose(b[k], a[k], rtol=0, atol=0)

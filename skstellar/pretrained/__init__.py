@@ -17,7 +17,13 @@ from .registry import (
     load_pretrained,
     pretrained_path,
 )
-from .store import FORMAT_VERSION, load_mdwarf_pipeline, read_model_json, save_mdwarf_pipeline
+from .store import (
+    FORMAT_VERSION,
+    load_mdwarf_pipeline,
+    load_payne_npz,
+    read_model_json,
+    save_mdwarf_pipeline,
+)
 
 __all__ = [
     "FORMAT_VERSION",
@@ -26,6 +32,7 @@ __all__ = [
     "is_pretrained_name",
     "list_pretrained",
     "load_mdwarf_pipeline",
+    "load_payne_npz",
     "load_pretrained",
     "pretrained_path",
     "read_model_json",

@@ -17,7 +17,7 @@ __all__ = ["list_pretrained", "load_pretrained", "pretrained_path", "PretrainedM
 PRETRAINED_DIR = Path(__file__).resolve().parent / "data"
 
 #: Loader of each model kind written in ``model.json``.
-_KINDS = {"mdwarf_pipeline": "load_mdwarf_pipeline"}
+_KINDS = {"mdwarf_pipeline": "load_mdwarf_pipeline", "payne_npz": "load_payne_npz"}
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,7 @@ def list_pretrained():
             validity_domain=card.get("validity_domain", ""),
             accuracy=card.get("accuracy_summary", ""),
             inputs=tuple(meta["steps"]["absolute_magnitudes"]["input_columns"])
-            if "steps" in meta else (),
+            if "steps" in meta else tuple(card.get("inputs", ())),
             card=card,
         ))
     return out
@@ -148,7 +148,9 @@ def load_pretrained(name):
     Returns
     -------
     estimator or sklearn.pipeline.Pipeline
-        Fitted; answers ``predict(X, return_std=True)``. Its ``card_``
+        Fitted. ``"mdwarf-feh"``: a Pipeline answering
+        ``predict(X, return_std=True)``; ``"payne-legacy-2018"``: a
+        :class:`~skstellar.PayneEmulator` (labels -> spectrum). Its ``card_``
         attribute holds the model card (dict: training data, split,
         accuracy, versions).
 

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["save_mdwarf_pipeline", "load_mdwarf_pipeline", "read_model_json", "FORMAT_VERSION"]
+__all__ = ["save_mdwarf_pipeline", "load_mdwarf_pipeline", "load_payne_npz", "read_model_json",
+           "FORMAT_VERSION"]
 
 #: Version of the folder layout written by :func:`save_mdwarf_pipeline`.
 FORMAT_VERSION = 1
@@ -207,3 +208,21 @@ def load_mdwarf_pipeline(folder):
         setattr(reg, name, value)
     pipe.card_ = meta.get("card", {})
     return pipe
+
+
+def load_payne_npz(folder):
+    """A shipped Payne emulator: ``weights.npz`` in The Payne's array format.
+
+    Returns
+    -------
+    skstellar.PayneEmulator
+        Fitted (see :meth:`skstellar.PayneEmulator.from_npz`); ``card_`` holds
+        the model card.
+    """
+    from ..cyclestarnet import PayneEmulator
+
+    folder = Path(folder)
+    meta = read_model_json(folder)
+    emu = PayneEmulator.from_npz(folder / _WEIGHTS)
+    emu.card_ = meta.get("card", {})
+    return emu
