@@ -780,7 +780,44 @@ def model_method(model):
             "SpectralLabelModel": "labelfit"}.get(name)
 
 
-def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None):
+def invalid_input_rows(model, catalog):
+    """Rows an M-dwarf pipeline cannot take: a non-finite magnitude or parallax, or parallax <= 0.
+
+    Parameters
+    ----------
+    model : Pipeline
+        Starting with a fitted ``AbsoluteMagnitudes`` step.
+    catalog : pandas.DataFrame
+
+    Returns
+    -------
+    ndarray of bool, shape (n_rows,)
+        True for rows to leave out. Missing *columns* are not handled here
+        (they stay an error).
+    """
+    step = model.steps[0][1]
+    mags = list(getattr(step, "magnitude_columns_", ()))
+    plx = getattr(step, "parallax_column_", None)
+    bad = np.zeros(len(catalog), dtype=bool)
+    for c in mags + ([plx] if plx else []):
+        if c in catalog.columns:
+            v = pd_to_float(catalog[c])
+            bad |= ~np.isfinite(v)
+            if c == plx:
+                with np.errstate(invalid="ignore"):
+                    bad |= ~(v > 0)
+    return bad
+
+
+def pd_to_float(series):
+    """A column as float64, non-numeric entries as NaN."""
+    import pandas as pd
+
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+
+
+def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
+                   invalid="raise"):
     """Predictions of a fitted model as the table ``skstellar predict`` writes.
 
     Parameters
@@ -798,6 +835,12 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None):
     verbose : int, optional
         Sets the final step's ``verbose`` (1: progress bars of MC dropout on
         100,000+ rows and of the label fits); None leaves it.
+    invalid : {"raise", "flag"}, default="raise"
+        mdwarf only. A row with a NaN magnitude, a NaN or non-positive
+        parallax: "raise" a ValueError naming the column and row; "flag"
+        predicts the other rows and gives those NaN predictions and
+        ``valid_input=False`` (a ``valid_input`` column is then always
+        written).
 
     Returns
     -------
@@ -816,8 +859,27 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None):
         final.n_jobs = n_jobs  # worker processes of the label fits
     if verbose is not None and hasattr(final, "verbose"):
         final.verbose = int(verbose)
+    if invalid not in ("raise", "flag"):
+        _fail(f"invalid must be 'raise' or 'flag'; got {invalid!r}")
+    bad = None
+    if invalid == "flag" and isinstance(X, pd.DataFrame) and model_method(model) == "mdwarf":
+        bad = invalid_input_rows(model, X)
+        if bad.all():
+            _fail("no row has finite magnitudes and a positive parallax")
     with torch_threads(n_jobs):
-        pred = predict_table(model, X)
+        if bad is None:
+            pred = predict_table(model, X)
+        else:
+            good = predict_table(model, X.loc[~bad]).reset_index(drop=True)
+            pred = pd.DataFrame(index=range(len(X)), columns=good.columns)
+            for c in good.columns:
+                col = np.full(len(X), np.nan) if good[c].dtype.kind == "f" else \
+                    np.zeros(len(X), dtype=good[c].dtype)
+                col[~bad] = good[c].to_numpy()
+                pred[c] = col
+            pred["valid_input"] = ~bad
+            if "in_domain" in pred.columns:
+                pred.loc[bad, "in_domain"] = False
     pred = pred.reset_index(drop=True)
     labels = _final_label_names(model)
     if labels is not None:
@@ -902,12 +964,13 @@ def _cmd_predict(args):
     if args.all_columns:
         if not isinstance(table, pd.DataFrame):
             _fail("--all-columns needs a catalogue input")
-        out = predict_method(model, X, None, n_jobs=args.n_jobs, verbose=args.verbose)
+        out = predict_method(model, X, None, n_jobs=args.n_jobs, verbose=args.verbose,
+                             invalid=args.invalid)
         out = pd.concat([table.reset_index(drop=True).drop(
             columns=[c for c in table.columns if c in out.columns]), out], axis=1)
     else:
         out = predict_method(model, X, table, keep=args.keep, n_jobs=args.n_jobs,
-                             verbose=args.verbose)
+                             verbose=args.verbose, invalid=args.invalid)
     for c in out.columns:  # array columns (XP coefficients) cannot go into a flat catalogue
         if out[c].dtype == object and len(out) and isinstance(out[c].iloc[0], np.ndarray):
             out = out.drop(columns=c)
@@ -1010,6 +1073,10 @@ def build_parser():
     pred.add_argument("--all-columns", action="store_true", help="copy every input column")
     pred.add_argument("--n-jobs", type=int, default=None, help="torch threads")
     pred.add_argument("--overwrite", action="store_true")
+    pred.add_argument("--invalid", choices=("raise", "flag"), default="raise",
+                      help="mdwarf: rows with a NaN magnitude or a non-positive parallax stop "
+                           "the run (raise, default) or get NaN predictions and "
+                           "valid_input=False (flag)")
     pred.add_argument("-v", "--verbose", type=int, default=None,
                       help="1: progress bars (MC dropout on 100,000+ rows, label fits)")
     pred.set_defaults(func=_cmd_predict)

@@ -345,3 +345,24 @@ def test_labelfit_predict_on_real_lamost(labelfit_model):
     assert len(pred) == 3 and pred["fit_ok"].all()
     assert {"designation", "obsid", "rv", "rv_err", "chi2_reduced"} <= set(pred.columns)
     assert np.all((pred["teff_pred"] > 2800) & (pred["teff_pred"] < 4200))
+
+
+def test_predict_invalid_rows_policy(tmp_path, capsys):
+    import skstellar
+    from skstellar.cli import predict_table
+
+    cat = make_mdwarf_photometry(30, random_state=4)
+    cat.loc[3, "w2mpro"] = np.nan
+    cat.loc[7, "parallax"] = -0.5
+    path = tmp_path / "stars.csv"
+    cat.to_csv(path, index=False)
+    out = tmp_path / "o.csv"
+    assert main(["predict", "mdwarf-feh", str(path), str(out)]) == 2
+    _one_line_error(capsys, "w2mpro")
+    assert main(["predict", "mdwarf-feh", str(path), str(out), "--invalid", "flag"]) == 0
+    pred = read_catalog(out)
+    assert len(pred) == 30 and pred["valid_input"].tolist() == [i not in (3, 7) for i in range(30)]
+    assert np.isnan(pred["fe_h_pred"][[3, 7]]).all() and not pred["in_domain"][[3, 7]].any()
+    good = cat.drop(index=[3, 7])
+    ref = predict_table(skstellar.load_pretrained("mdwarf-feh"), good)
+    np.testing.assert_allclose(pred["fe_h_pred"].drop(index=[3, 7]), ref["fe_h_pred"], rtol=1e-12)
