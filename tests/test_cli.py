@@ -284,6 +284,13 @@ def test_galaxy_fit_on_spectra_table_predict_on_real_lamost(tmp_path, capsys):
     assert main(["predict", str(model), str(table), str(tmp_path / "sim.csv")]) == 0
     sim = read_catalog(tmp_path / "sim.csv")
     assert len(sim) == 40 and np.isfinite(sim["oh_pred"]).all()
+    import joblib
+
+    from skstellar.cli import predict_method, read_method_input
+
+    X, meta = read_method_input("galaxy", str(table))
+    py = predict_method(joblib.load(model), X, meta)
+    np.testing.assert_allclose(sim["oh_pred"], py["oh_pred"], rtol=1e-12)
     # a missing label column is a one-line error
     assert main(["fit", "galaxy", str(table), str(tmp_path / "x.joblib"),
                  "--target", "nope"]) == 2
@@ -366,3 +373,23 @@ def test_predict_invalid_rows_policy(tmp_path, capsys):
     good = cat.drop(index=[3, 7])
     ref = predict_table(skstellar.load_pretrained("mdwarf-feh"), good)
     np.testing.assert_allclose(pred["fe_h_pred"].drop(index=[3, 7]), ref["fe_h_pred"], rtol=1e-12)
+
+
+def test_mdwarf_fit_and_pretrained_predict_on_real_birky_stars(tmp_path):
+    from skstellar.datasets import find_shared_data, load_mdwarf_catalog
+
+    if find_shared_data("mdwarf_photometry") is None:
+        pytest.skip("../shared/data/mdwarf_photometry not available")
+    cat = load_mdwarf_catalog()  # the real file, archive column names
+    path = tmp_path / "birky.fits"
+    write_catalog(cat.drop(columns=[c for c in cat.columns if c.startswith("M_")]).head(400),
+                  path)
+    assert main(["predict", "mdwarf-feh", str(path), str(tmp_path / "feh.csv")]) == 0
+    pred = read_catalog(tmp_path / "feh.csv")
+    assert pred["apogee_id"].tolist() == cat["apogee_id"].head(400).tolist()
+    resid = pred["fe_h_pred"] - cat["fe_h"].head(400).to_numpy()
+    assert resid.std() < 0.1 and pred["in_domain"].mean() > 0.95
+    model = tmp_path / "m.joblib"
+    assert main(["fit", "mdwarf", str(path), str(model), "--max-epochs", "2"]) == 0
+    assert main(["predict", str(model), str(path), str(tmp_path / "p.parquet")]) == 0
+    assert len(read_catalog(tmp_path / "p.parquet")) == 400
