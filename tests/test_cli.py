@@ -253,6 +253,14 @@ def test_photod_fit_predict_simulated(tmp_path):
                                   "FeH_true_pred", "FeH_true_pred_error", "Ar_true_pred",
                                   "Ar_true_pred_error"]
     assert len(pred) == 600 and (pred["Mr_true_pred_error"] > 0).all()
+    import joblib
+
+    from skstellar.cli import predict_method, read_method_input
+
+    X, table = read_method_input("photod", str(path))
+    py = predict_method(joblib.load(model), X, table)
+    np.testing.assert_allclose(pred["FeH_true_pred"], py["FeH_true_pred"], rtol=1e-12)
+    np.testing.assert_allclose(pred["Ar_true_pred_error"], py["Ar_true_pred_error"], rtol=1e-12)
 
 
 def test_photod_predict_on_real_stripe82(tmp_path):
