@@ -401,3 +401,27 @@ def test_mdwarf_fit_and_pretrained_predict_on_real_birky_stars(tmp_path):
     assert main(["fit", "mdwarf", str(path), str(model), "--max-epochs", "2"]) == 0
     assert main(["predict", str(model), str(path), str(tmp_path / "p.parquet")]) == 0
     assert len(read_catalog(tmp_path / "p.parquet")) == 400
+
+
+def test_galaxy_fit_on_real_lamost_files_with_a_labels_catalogue(tmp_path, capsys):
+    from skstellar.datasets import find_shared_data
+
+    folder = find_shared_data("lamost_spectra")
+    if folder is None:
+        pytest.skip("../shared/data/lamost_spectra not available")
+    import pandas as pd
+
+    files = sorted(p.name for p in (folder / "dr1_B6212_sp06").glob("*.fits"))
+    # placeholder labels (these are stars): the test is the join by file name and the run
+    labels = pd.DataFrame({"filename": files[::-1], "oh": np.linspace(8.2, 9.0, len(files))})
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    model = tmp_path / "cnn.joblib"
+    assert main(["fit", "galaxy", str(folder / "dr1_B6212_sp06"), str(model),
+                 "--labels", str(tmp_path / "labels.csv"), "--max-epochs", "1"]) == 0
+    assert main(["predict", str(model), str(folder / "dr1_B6212_sp06"),
+                 str(tmp_path / "o.csv")]) == 0
+    assert len(read_catalog(tmp_path / "o.csv")) == len(files)
+    labels.iloc[1:].to_csv(tmp_path / "short.csv", index=False)  # one file without a label
+    assert main(["fit", "galaxy", str(folder / "dr1_B6212_sp06"), str(tmp_path / "x.joblib"),
+                 "--labels", str(tmp_path / "short.csv")]) == 2
+    _one_line_error(capsys, "not finite")
