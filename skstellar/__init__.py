@@ -21,6 +21,9 @@ _LAZY = {
     "UncertainNNRegressor": "skstellar.xp",
 }
 
+#: Functions of skstellar.pretrained exported at the top level.
+_LAZY.update({"list_pretrained": "skstellar.pretrained", "load_pretrained": "skstellar.pretrained"})
+
 __all__ = sorted(_LAZY) + ["__version__"]
 
 
