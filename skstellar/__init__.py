@@ -21,6 +21,9 @@ _LAZY = {
     "UncertainNNRegressor": "skstellar.xp",
 }
 
+#: Functions of skstellar.pretrained exported at the top level.
+_LAZY.update({"list_pretrained": "skstellar.pretrained", "load_pretrained": "skstellar.pretrained"})
+
 #: Subpackages reachable as ``skstellar.<name>`` after ``import skstellar``:
 #: ``io`` reads real survey files, ``datasets`` simulates them.
 _SUBPACKAGES = ("datasets", "io")

@@ -1,34 +1,47 @@
-"""The ``skstellar`` command line: ``demo``, ``fit`` and ``predict``.
+"""The ``skstellar`` command line: ``predict``, ``fit``, ``list`` and ``demo``.
 
 Examples
 --------
 ::
 
-    skstellar demo mdwarf                       # simulate, train, print paper-vs-ours
-    skstellar demo mdwarf --plots plots/        # ... and save the diagnostic plots
-    skstellar demo xp                           # Gaia XP uncertain network on simulated stars
-    skstellar demo photod                       # LSST photo-D teacher + student, Table 1
-    skstellar demo cyclestarnet                 # short domain adaptation, residuals before/after
+    skstellar predict mdwarf-feh stars.csv feh.csv     # pretrained model, no training
+    skstellar list                                     # the pretrained models
     skstellar fit mdwarf train.fits model.joblib --target fe_h
     skstellar predict model.joblib stars.csv predictions.parquet
+    skstellar fit xp xp_labelled.csv xp.joblib         # Gaia XP continuous table + labels
+    skstellar fit photod stars.parquet photod.joblib --target Mr_true FeH_true Ar_true
+    skstellar fit galaxy spectra.parquet cnn.joblib --target oh
+    skstellar predict cnn.joblib lamost_spectra/ oh.csv
+    skstellar fit labelfit model_spectra.parquet payne.joblib --target teff logg m_h
+    skstellar predict payne.joblib lamost_spectra/ labels.csv --n-jobs 2
+    skstellar demo mdwarf                              # simulate, train, print paper-vs-ours
 
 Catalogues are read and written as CSV, ECSV, FITS, Parquet or VOTable
-(chosen by the file extension); a fitted model is a joblib file holding a
-scikit-learn ``Pipeline``.
+(chosen by the file extension); XP tables as the Gaia archive serves them;
+spectra as LAMOST FITS files (a file, a folder or a glob) or a spectra table.
+A fitted model is a joblib file holding a scikit-learn ``Pipeline`` that
+remembers its method and label names; a pretrained model is loaded by name
+(:func:`skstellar.load_pretrained`). The Python functions behind the
+commands (:func:`read_method_input`, :func:`fit_method`,
+:func:`predict_method`, :func:`load_model`) give identical results.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "make_mdwarf_pipeline"]
+from .reporting import format_table as _table  # noqa: F401  (benchmarks import it from here)
 
-METHODS = ("mdwarf",)
+__all__ = ["main", "build_parser", "make_mdwarf_pipeline", "predict_table", "read_method_input",
+           "make_method_model", "fit_method", "predict_method", "load_model", "model_method"]
+
+METHODS = ("mdwarf", "xp", "photod", "galaxy", "labelfit")
 DEMOS = ("mdwarf", "galaxy", "xp", "photod", "cyclestarnet")
 
 
@@ -62,13 +75,16 @@ def predict_table(model, catalog):
     ----------
     model : estimator or Pipeline
         A fitted skstellar model.
-    catalog : pandas.DataFrame
-        Input catalogue.
+    catalog : pandas.DataFrame or SpectrumBatch
+        Input catalogue (or spectra).
 
     Returns
     -------
     pandas.DataFrame
-        Indexed like ``catalog``.
+        Indexed like ``catalog`` (0..n-1 for spectra). Columns ``prediction``
+        and ``prediction_error`` (``prediction_<i>``, ``prediction_<i>_error``
+        for several targets), or the final step's ``predict_catalog`` table.
+        Models without an uncertainty have no error column.
     """
     import pandas as pd
     from sklearn.pipeline import Pipeline
@@ -76,14 +92,18 @@ def predict_table(model, catalog):
     final, Xt = model, catalog
     if isinstance(model, Pipeline):
         final = model.steps[-1][1]
-        Xt = model[:-1].transform(catalog)
+        if len(model.steps) > 1:
+            Xt = model[:-1].transform(catalog)
+    index = catalog.index if isinstance(catalog, pd.DataFrame) else pd.RangeIndex(len(Xt))
     if hasattr(final, "predict_catalog"):
         out = final.predict_catalog(Xt)
-        out.index = catalog.index
+        out.index = index
         return out
     try:
         mean, std = final.predict(Xt, return_std=True)
-    except TypeError:
+    except (TypeError, ValueError):
+        # No uncertainty for this model (e.g. a CNN without dropout); a genuine
+        # input error is raised again by the plain predict below.
         mean, std = final.predict(Xt), None
     mean = np.asarray(mean)
     cols = {"prediction": mean} if mean.ndim == 1 else {
@@ -94,7 +114,7 @@ def predict_table(model, catalog):
             cols["prediction_error"] = std
         else:
             cols.update({f"prediction_{i}_error": std[:, i] for i in range(std.shape[1])})
-    return pd.DataFrame(cols, index=catalog.index)
+    return pd.DataFrame(cols, index=index)
 
 
 # ----------------------------------------------------------------------- demo
@@ -201,14 +221,6 @@ def _save_mdwarf_plots(folder, y_true, pred, test, out):
         fig.savefig(path, dpi=120, bbox_inches="tight")
         plt.close(fig)
         out(f"Saved {path}")
-
-
-def _table(header, rows):
-    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
-    line = "+".join("-" * (w + 2) for w in widths)
-    fmt = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
-    return "\n".join(["+" + line + "+", fmt(header), "+" + line + "+"]
-                     + [fmt(r) for r in rows] + ["+" + line + "+"])
 
 
 # ------------------------------------------------------------------- commands
@@ -367,51 +379,631 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     return results
 
 
+# ---------------------------------------------------------------- fit/predict
+#: Input columns copied to the output of ``skstellar predict`` when present
+#: (matched case-insensitively), so each prediction can be joined back.
+ID_COLUMNS = ("source_id", "apogee_id", "designation", "obsid", "filename", "star_id", "id",
+              "objid", "object_id", "name", "ra", "dec")
+
+#: Default label column(s) of ``skstellar fit`` for each method.
+DEFAULT_TARGETS = {
+    "mdwarf": ("fe_h",),
+    "xp": ("teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m"),
+    # photod: no default - catalogues already hold an input "Ar" (SFD extinction);
+    # name the label columns, e.g. --target Mr_true FeH_true Ar_true
+    "photod": (),
+    "galaxy": ("oh",),
+    "labelfit": ("teff", "logg", "m_h"),
+}
+
+METHOD_HELP = {
+    "mdwarf": "M-dwarf [Fe/H] from Gaia/2MASS/WISE magnitudes + parallax (catalogue in)",
+    "xp": "Gaia XP uncertain network (XP continuous table in: CSV, ECSV, FITS, VOTable)",
+    "photod": "LSST photo-D moments network: M_r, [Fe/H], A_r (catalogue in)",
+    "galaxy": "galaxy CNN, 12+log(O/H) from spectra (LAMOST FITS file/folder/glob or a "
+              "spectra table .parquet)",
+    "labelfit": "M-dwarf spectral label fit: Payne emulator trained on labelled model spectra "
+                "(spectra table), labels fitted to LAMOST FITS spectra",
+}
+
+
+def _fail(message):
+    """A one-line user error (no traceback)."""
+    raise ValueError(" ".join(str(message).split()))
+
+
+def _check_rows(n, path):
+    if n == 0:
+        _fail(f"{path}: the file has no rows")
+
+
+def _is_spectra_table(path):
+    """A FITS/Parquet file with one spectrum per row (not a LAMOST spectrum file)."""
+    from pathlib import Path
+
+    name = Path(path).name.lower()
+    if name.endswith((".parquet", ".pq")):
+        return True
+    if not name.endswith((".fits", ".fits.gz", ".fit", ".fit.gz")) or not Path(path).is_file():
+        return False
+    from astropy.io import fits
+
+    with fits.open(path, memmap=False) as hdul:
+        return (hdul[0].data is None and len(hdul) > 1
+                and "flux" in [c.lower() for c in getattr(hdul[1], "columns", []).names or []])
+
+
+def read_method_input(method, path):
+    """Read ``path`` as the natural input of ``method``.
+
+    Parameters
+    ----------
+    method : {"mdwarf", "xp", "photod", "galaxy", "labelfit"}
+    path : str
+        Catalogue (mdwarf, photod: CSV, ECSV, FITS, Parquet, VOTable), Gaia XP
+        continuous table (xp), or spectra (galaxy, labelfit: a LAMOST FITS file, a
+        folder or glob of them, or a spectra table written by
+        :func:`skstellar.io.write_spectra_table`).
+
+    Returns
+    -------
+    X : pandas.DataFrame or SpectrumBatch
+        What the method's pipeline takes.
+    table : pandas.DataFrame
+        One row per object: the catalogue itself, or the spectra's ``meta``
+        (ids and labels), in the order of ``X``.
+
+    Raises
+    ------
+    ValueError
+        Wrong file type or an empty file (one-line message naming the file).
+    FileNotFoundError
+        If nothing exists at ``path``.
+    """
+    try:
+        return _read_method_input(method, path)
+    except ValueError as exc:
+        msg = " ".join(str(exc).split())
+        if "No columns to parse" in msg:
+            msg = "the file is empty"
+        if str(path) not in msg:
+            raise ValueError(f"{path}: {msg}") from exc
+        raise
+
+
+def _read_method_input(method, path):
+    import glob
+    import os
+
+    if method in ("mdwarf", "photod"):
+        from .io import read_catalog
+
+        if os.path.isdir(path):
+            _fail(f"{path} is a folder; {method} reads one catalogue file")
+        cat = read_catalog(path)
+        _check_rows(len(cat), path)
+        return cat, cat
+    if method == "xp":
+        from .io import read_xp_continuous
+
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"No such file: {path!r}")
+        cat = read_xp_continuous(path)
+        _check_rows(len(cat), path)
+        return cat, cat
+    if method in ("galaxy", "labelfit"):
+        from .io import read_lamost_spectra, read_spectra_table
+
+        if not (os.path.exists(path) or glob.glob(path)):
+            raise FileNotFoundError(f"No such file or folder: {path!r}")
+        if _is_spectra_table(path):
+            batch = read_spectra_table(path)
+        else:
+            batch = read_lamost_spectra(path)
+        meta = batch.meta.reset_index(drop=True) if batch.meta is not None else None
+        n = len(batch.flux)
+        _check_rows(n, path)
+        import pandas as pd
+
+        return batch, meta if meta is not None else pd.DataFrame(index=range(n))
+    _fail(f"unknown method {method!r}; choose from {', '.join(DEFAULT_TARGETS)}")
+
+
+def id_columns(table, keep=None):
+    """Names of the columns of ``table`` copied next to the predictions."""
+    lower = {c.lower(): c for c in table.columns if isinstance(c, str)}
+    cols = [lower[c] for c in ID_COLUMNS if c in lower]
+    for c in keep or []:
+        if c not in table.columns:
+            _fail(f"--keep column {c!r} is not in the input; columns are {list(table.columns)}")
+        if c not in cols:
+            cols.append(c)
+    return cols
+
+
+class SpectralLabelModel:
+    """The ``labelfit`` method of the CLI: a Payne emulator + per-spectrum label fits.
+
+    ``fit`` trains a :class:`~skstellar.cyclestarnet.PayneEmulator` on
+    labelled rest-frame, continuum-normalised spectra on one wavelength grid
+    (for example the synthetic domain of
+    :func:`skstellar.datasets.make_mdwarf_spectra`, or model spectra);
+    ``predict_catalog`` fits the labels of new spectra with
+    :class:`~skstellar.cyclestarnet.SpectralLabelFitter` (the paper's L-BFGS
+    fit, Zhang et al. Sect. 3.5, without a Cycle-StarNet adapter). Spectra
+    not already on the emulator's grid (observed LAMOST files) are first
+    moved to the rest frame by
+    :class:`~skstellar.preprocessing.RadialVelocityCorrector` (its default
+    M-dwarf template) and continuum-normalised by
+    :class:`~skstellar.preprocessing.continuum.ContinuumNormalizer` (the
+    paper's masks), as in Zhang et al. Sect. 2.4.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        Label columns of the training spectra's ``meta``.
+    max_epochs : int, default=2000
+        Emulator training epochs cap.
+    random_state : int, default=0
+    n_jobs : int or None
+        Worker processes of the label fits.
+    verbose : int, default=0
+        1 shows progress bars of the label fits.
+    """
+
+    def __init__(self, labels, max_epochs=2000, random_state=0, n_jobs=None, verbose=0):
+        self.labels = tuple(labels)
+        self.max_epochs = max_epochs
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.verbose = verbose
+
+    def fit(self, batch, y):
+        """Train the emulator: labels ``y`` (n, n_labels) -> the spectra's flux."""
+        import pandas as pd
+
+        from .cyclestarnet import PayneEmulator
+
+        wave = np.asarray(batch.wavelength)
+        if wave.ndim != 1:
+            w2 = batch.wavelength_2d()
+            if not np.allclose(w2, w2[:1], equal_nan=True):
+                _fail("labelfit trains on spectra sharing one wavelength grid (rest frame, "
+                      "continuum-normalised); resample them first")
+            wave = w2[0]
+        y = np.asarray(y, dtype=np.float64).reshape(len(batch.flux), -1)
+        X = pd.DataFrame(y, columns=list(self.labels))
+        self.emulator_ = PayneEmulator(max_epochs=int(self.max_epochs), wavelength=wave,
+                                       random_state=self.random_state, verbose=self.verbose)
+        self.emulator_.fit(X, np.asarray(batch.flux, dtype=np.float64))
+        self.n_epochs_ = self.emulator_.n_epochs_
+        return self
+
+    def _prepare(self, batch):
+        """Spectra on the emulator grid: as they are, or RV-corrected + normalised."""
+        from .preprocessing import RadialVelocityCorrector
+        from .preprocessing.continuum import ContinuumNormalizer
+
+        grid = np.asarray(self.emulator_.wavelength_)
+        wave = batch.wavelength_2d()
+        if wave.shape[1] == grid.size and np.allclose(wave, grid[None, :], equal_nan=False):
+            return batch, None  # already rest-frame on the emulator's grid
+        lo, hi = float(grid[0]), float(grid[-1])
+        step = float(np.median(np.diff(grid)))
+        rest = RadialVelocityCorrector(window=(lo, hi), step=step,
+                                       on_failure="nan").fit_transform(batch)
+        obs = ContinuumNormalizer(mask="paper", flag_windows=True).fit_transform(rest)
+        if obs.flux.shape[1] != grid.size:
+            _fail(f"the prepared spectra have {obs.flux.shape[1]} pixels but the emulator "
+                  f"{grid.size}")
+        return obs, rest.meta
+
+    def predict_catalog(self, batch):
+        """Fitted labels with errors and fit flags, one row per spectrum.
+
+        Returns
+        -------
+        pandas.DataFrame
+            ``<label>_pred``, ``<label>_pred_error`` (formal curvature errors,
+            :class:`~skstellar.cyclestarnet.fitting.LabelFitResult`), ``rv``
+            and ``rv_err`` [km/s] when the spectra were RV-corrected,
+            ``chi2_reduced``, ``fit_ok``, ``at_bound``.
+        """
+        import pandas as pd
+        from sklearn.frozen import FrozenEstimator
+
+        from .cyclestarnet import SpectralLabelFitter
+
+        obs, rvmeta = self._prepare(batch)
+        fitter = SpectralLabelFitter(FrozenEstimator(self.emulator_), n_jobs=self.n_jobs,
+                                     verbose=self.verbose, random_state=0).fit()
+        res = fitter.fit_labels(obs.flux, ivar=obs.ivar, mask=obs.mask)
+        cols = {}
+        for i, name in enumerate(res.label_names):
+            cols[f"{name}_pred"] = res.labels[:, i]
+            cols[f"{name}_pred_error"] = res.labels_err[:, i]
+        if rvmeta is not None:
+            cols["rv"] = rvmeta["rv"].to_numpy()
+            cols["rv_err"] = rvmeta["rv_err"].to_numpy()
+        cols.update({"chi2_reduced": res.chi2_reduced, "fit_ok": res.fit_ok,
+                     "at_bound": res.any_at_bound})
+        return pd.DataFrame(cols)
+
+    def predict(self, batch):
+        """Fitted labels, shape (n_spectra, n_labels)."""
+        t = self.predict_catalog(batch)
+        return t[[f"{n}_pred" for n in self.labels]].to_numpy()
+
+
+def make_method_model(method, *, targets=None, random_state=0, max_epochs=None, verbose=0,
+                      photometry=True, architecture=None):
+    """The untrained pipeline that ``skstellar fit METHOD`` trains.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        mdwarf: :func:`make_mdwarf_pipeline`; xp:
+        :func:`skstellar.xp.evaluation.make_xp_pipeline`; photod: a one-step
+        pipeline around :class:`~skstellar.photod.PhotoDNetwork`; galaxy:
+        :func:`skstellar.galaxy.evaluation.galaxy_input_pipeline` then
+        :class:`~skstellar.galaxy.SpectralCNNRegressor`. Each carries
+        ``skstellar_method_`` and ``skstellar_labels_`` (what ``predict``
+        needs to read the input and name the outputs).
+    """
+    from sklearn.pipeline import Pipeline
+
+    params = {} if max_epochs is None else {"max_epochs": int(max_epochs)}
+    if method == "mdwarf":
+        if architecture is not None:
+            params["architecture"] = architecture
+        model = make_mdwarf_pipeline(random_state=random_state, verbose=verbose, **params)
+    elif method == "xp":
+        from .xp.evaluation import make_xp_pipeline
+
+        xp_params = {"max_iter": params["max_epochs"]} if params else {}
+        model = make_xp_pipeline(photometry=photometry, random_state=random_state,
+                                 verbose=verbose, **xp_params)
+    elif method == "photod":
+        from .photod import PhotoDNetwork
+
+        model = Pipeline([("network", PhotoDNetwork(random_state=random_state, verbose=verbose,
+                                                     **params))])
+    elif method == "galaxy":
+        from .galaxy import SpectralCNNRegressor
+        from .galaxy.evaluation import galaxy_input_pipeline
+
+        model = Pipeline(galaxy_input_pipeline().steps + [
+            ("cnn", SpectralCNNRegressor(random_state=random_state, verbose=verbose, **params))])
+    elif method == "labelfit":
+        model = Pipeline([("labelfit", SpectralLabelModel(
+            targets or DEFAULT_TARGETS[method], random_state=random_state, verbose=verbose,
+            **params))])
+    else:
+        _fail(f"unknown method {method!r}; choose from {', '.join(DEFAULT_TARGETS)}")
+    model.skstellar_method_ = method
+    model.skstellar_labels_ = tuple(targets or DEFAULT_TARGETS[method])
+    return model
+
+
+def _targets(method, table, targets, path):
+    targets = list(targets or DEFAULT_TARGETS[method])
+    if not targets:
+        _fail(f"{method} needs --target (the label columns, e.g. Mr_true FeH_true Ar_true)")
+    missing = [t for t in targets if t not in table.columns]
+    if missing:
+        _fail(f"label column(s) {missing} not in {path}; columns are {list(table.columns)} "
+              "(choose with --target)")
+    y = np.column_stack([np.asarray(table[t], dtype=np.float64) for t in targets])
+    bad = ~np.isfinite(y)
+    if bad.any():
+        r, c = np.argwhere(bad)[0]
+        _fail(f"label column {targets[c]!r} of {path} is not finite in row {r} "
+              f"({int(bad.any(axis=1).sum())} rows); remove those rows")
+    return targets, (y[:, 0] if len(targets) == 1 else y)
+
+
+def fit_method(method, path, *, targets=None, labels_path=None, random_state=0,
+               max_epochs=None, verbose=0, n_jobs=None, architecture=None):
+    """What ``skstellar fit METHOD PATH MODEL`` does, minus the saving.
+
+    Parameters
+    ----------
+    method : {"mdwarf", "xp", "photod", "galaxy"}
+    path : str
+        Training file(s), read by :func:`read_method_input`.
+    targets : sequence of str, optional
+        Label columns (default :data:`DEFAULT_TARGETS`); for galaxy spectra
+        they come from the spectra's metadata or from ``labels_path``.
+    labels_path : str, optional
+        A catalogue with a ``filename`` column and the label columns, joined
+        to the spectra by file name (galaxy only).
+    n_jobs : int, optional
+        torch threads during training.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Fitted.
+    """
+    from .nn.threads import torch_threads
+
+    X, table = read_method_input(method, path)
+    if labels_path is not None:
+        from .io import read_catalog
+
+        labels = read_catalog(labels_path)
+        if "filename" not in labels.columns or "filename" not in table.columns:
+            _fail(f"--labels {labels_path} must have a 'filename' column matching the spectra")
+        table = table[["filename"]].merge(labels, on="filename", how="left")
+    photometry = True
+    if method == "xp":
+        from .preprocessing.xp import XP_PHOTOMETRY_COLUMNS
+
+        photometry = all(c in table.columns for c in XP_PHOTOMETRY_COLUMNS.values())
+    model = make_method_model(method, targets=targets, random_state=random_state,
+                              max_epochs=max_epochs, verbose=verbose, photometry=photometry,
+                              architecture=architecture)
+    names, y = _targets(method, table, model.skstellar_labels_, path)
+    fit_params = {}
+    if method == "xp":
+        errs = [f"{t}_err" for t in names]
+        if all(e in table.columns for e in errs):
+            err = np.column_stack([np.asarray(table[e], dtype=np.float64) for e in errs])
+            fit_params["uncertainnnregressor__y_err"] = err[:, 0] if err.shape[1] == 1 else err
+    with torch_threads(n_jobs):
+        model.fit(X, y, **fit_params)
+    return model
+
+
+def _final_label_names(model):
+    labels = getattr(model, "skstellar_labels_", None)
+    if labels is None:
+        return None
+    return list(labels)
+
+
+def model_method(model):
+    """The ``skstellar fit`` method a fitted model belongs to (None when it has none).
+
+    Models saved before the method was recorded are recognised by their final
+    estimator's class.
+    """
+    method = getattr(model, "skstellar_method_", None)
+    if method is not None:
+        return method
+    from sklearn.pipeline import Pipeline
+
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    name = type(final).__name__
+    return {"MDwarfMetallicityRegressor": "mdwarf", "UncertainNNRegressor": "xp",
+            "PhotoDNetwork": "photod", "SpectralCNNRegressor": "galaxy",
+            "SpectralLabelModel": "labelfit"}.get(name)
+
+
+def invalid_input_rows(model, catalog):
+    """Rows an M-dwarf pipeline cannot take: a non-finite magnitude or parallax, or parallax <= 0.
+
+    Parameters
+    ----------
+    model : Pipeline
+        Starting with a fitted ``AbsoluteMagnitudes`` step.
+    catalog : pandas.DataFrame
+
+    Returns
+    -------
+    ndarray of bool, shape (n_rows,)
+        True for rows to leave out. Missing *columns* are not handled here
+        (they stay an error).
+    """
+    step = model.steps[0][1]
+    mags = list(getattr(step, "magnitude_columns_", ()))
+    plx = getattr(step, "parallax_column_", None)
+    bad = np.zeros(len(catalog), dtype=bool)
+    for c in mags + ([plx] if plx else []):
+        if c in catalog.columns:
+            v = pd_to_float(catalog[c])
+            bad |= ~np.isfinite(v)
+            if c == plx:
+                with np.errstate(invalid="ignore"):
+                    bad |= ~(v > 0)
+    return bad
+
+
+def pd_to_float(series):
+    """A column as float64, non-numeric entries as NaN."""
+    import pandas as pd
+
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+
+
+def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
+                   invalid="raise"):
+    """Predictions of a fitted model as the table ``skstellar predict`` writes.
+
+    Parameters
+    ----------
+    model : Pipeline
+        From :func:`fit_method`, ``joblib.load`` or
+        :func:`skstellar.load_pretrained`.
+    X : DataFrame or SpectrumBatch
+        As returned by :func:`read_method_input`.
+    table : DataFrame, optional
+        The rows' catalogue/metadata; its id columns (:data:`ID_COLUMNS`)
+        and ``keep`` are copied first.
+    n_jobs : int, optional
+        torch threads during prediction (labelfit: worker processes).
+    verbose : int, optional
+        Sets the final step's ``verbose`` (1: progress bars of MC dropout on
+        100,000+ rows and of the label fits); None leaves it.
+    invalid : {"raise", "flag"}, default="raise"
+        mdwarf only. A row with a NaN magnitude, a NaN or non-positive
+        parallax: "raise" a ValueError naming the column and row; "flag"
+        predicts the other rows and gives those NaN predictions and
+        ``valid_input=False`` (a ``valid_input`` column is then always
+        written).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Id columns, then ``<label>_pred`` and ``<label>_pred_error`` for each
+        label, then the method's flags (mdwarf: validity domain).
+    """
+    import pandas as pd
+
+    from .nn.threads import torch_threads
+
+    from sklearn.pipeline import Pipeline
+
+    final = model.steps[-1][1] if isinstance(model, Pipeline) else model
+    if n_jobs is not None and isinstance(final, SpectralLabelModel):
+        final.n_jobs = n_jobs  # worker processes of the label fits
+    if verbose is not None and hasattr(final, "verbose"):
+        final.verbose = int(verbose)
+    if invalid not in ("raise", "flag"):
+        _fail(f"invalid must be 'raise' or 'flag'; got {invalid!r}")
+    bad = None
+    if invalid == "flag" and isinstance(X, pd.DataFrame) and model_method(model) == "mdwarf":
+        bad = invalid_input_rows(model, X)
+        if bad.all():
+            _fail("no row has finite magnitudes and a positive parallax")
+    with torch_threads(n_jobs):
+        if bad is None:
+            pred = predict_table(model, X)
+        else:
+            good = predict_table(model, X.loc[~bad]).reset_index(drop=True)
+            pred = pd.DataFrame(index=range(len(X)), columns=good.columns)
+            for c in good.columns:
+                col = np.full(len(X), np.nan) if good[c].dtype.kind == "f" else \
+                    np.zeros(len(X), dtype=good[c].dtype)
+                col[~bad] = good[c].to_numpy()
+                pred[c] = col
+            pred["valid_input"] = ~bad
+            if "in_domain" in pred.columns:
+                pred.loc[bad, "in_domain"] = False
+    pred = pred.reset_index(drop=True)
+    labels = _final_label_names(model)
+    if labels is not None:
+        ren = {}
+        if len(labels) == 1:
+            ren = {"prediction": f"{labels[0]}_pred",
+                   "prediction_error": f"{labels[0]}_pred_error"}
+        else:
+            for i, lab in enumerate(labels):
+                ren[f"prediction_{i}"] = f"{lab}_pred"
+                ren[f"prediction_{i}_error"] = f"{lab}_pred_error"
+        pred = pred.rename(columns=ren)
+        order = [c for lab in labels for c in (f"{lab}_pred", f"{lab}_pred_error")
+                 if c in pred.columns]
+        pred = pred[order + [c for c in pred.columns if c not in order]]
+    if table is None:
+        return pred
+    ids = table[id_columns(table, keep)].reset_index(drop=True)
+    ids = ids.loc[:, [c for c in ids.columns if c not in pred.columns]]
+    return pd.concat([ids, pred], axis=1)
+
+
+def load_model(name_or_path):
+    """A pretrained model by name, or a fitted model from a joblib file.
+
+    Raises
+    ------
+    ValueError
+        If it is neither a pretrained name nor a joblib file holding a model.
+    """
+    import os
+
+    from .pretrained import is_pretrained_name, list_pretrained, load_pretrained
+
+    if is_pretrained_name(name_or_path):
+        return load_pretrained(name_or_path)
+    if not os.path.isfile(name_or_path):
+        _fail(f"{name_or_path!r} is neither a pretrained model "
+              f"({', '.join(list_pretrained().names())}) nor a model file")
+    import joblib
+
+    try:
+        model = joblib.load(name_or_path)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a wrong file type
+        _fail(f"{name_or_path} is not a model file written by 'skstellar fit' "
+              f"(joblib could not read it: {type(exc).__name__})")
+    if not hasattr(model, "predict"):
+        _fail(f"{name_or_path} holds a {type(model).__name__}, not a fitted model")
+    return model
+
+
 def _cmd_fit(args):
     import joblib
 
-    from .io import read_catalog
-
-    cat = read_catalog(args.catalog)
-    if args.target not in cat.columns:
-        raise SystemExit(
-            f"error: target column {args.target!r} is not in {args.catalog}; "
-            f"columns are {list(cat.columns)}"
-        )
-    params = {}
-    if args.max_epochs is not None:
-        params["max_epochs"] = args.max_epochs
-    if args.architecture is not None:
-        params["architecture"] = args.architecture
-    model = make_mdwarf_pipeline(random_state=args.random_state, verbose=args.verbose, **params)
     t0 = time.perf_counter()
-    model.fit(cat, cat[args.target])
+    model = fit_method(args.method, args.input, targets=args.target, labels_path=args.labels,
+                       random_state=args.random_state, max_epochs=args.max_epochs,
+                       verbose=args.verbose, n_jobs=args.n_jobs, architecture=args.architecture)
+    if os.path.exists(args.model) and not args.overwrite:
+        _fail(f"{args.model} exists; pass --overwrite to replace it")
     joblib.dump(model, args.model)
-    print(f"Trained on {len(cat)} rows in {time.perf_counter() - t0:.1f} s "
-          f"({model[-1].n_epochs_} epochs); saved {args.model}")
+    final = model.steps[-1][1]
+    epochs = getattr(final, "n_epochs_", None)
+    print(f"Trained {args.method} on {args.input} in {time.perf_counter() - t0:.1f} s"
+          + (f" ({epochs} epochs)" if epochs is not None else "") + f"; saved {args.model}")
     return 0
 
 
 def _cmd_predict(args):
-    import joblib
     import pandas as pd
 
-    from .io import read_catalog, write_catalog
+    from .io import write_catalog
 
-    model = joblib.load(args.model)
-    cat = read_catalog(args.catalog)
+    model = load_model(args.model)
+    method = model_method(model)
+    if method is None:
+        _fail(f"{args.model} holds a {type(model).__name__}, which 'skstellar predict' does "
+              "not run (an emulator maps labels to spectra: use it from Python, e.g. with "
+              "skstellar.SpectralLabelFitter)")
+    X, table = read_method_input(method, args.input)
     t0 = time.perf_counter()
-    pred = predict_table(model, cat)
-    keep = [c for c in (args.keep or []) if c in cat.columns]
-    missing = [c for c in (args.keep or []) if c not in cat.columns]
-    if missing:
-        raise SystemExit(f"error: --keep columns not in the catalogue: {missing}")
-    table = pd.concat([cat[keep], pred], axis=1) if keep else pred
     if args.all_columns:
-        table = pd.concat([cat, pred], axis=1)
-    write_catalog(table.reset_index(drop=True), args.output, overwrite=args.overwrite)
-    print(f"Predicted {len(cat)} rows in {time.perf_counter() - t0:.1f} s; wrote {args.output}")
+        if not isinstance(table, pd.DataFrame):
+            _fail("--all-columns needs a catalogue input")
+        out = predict_method(model, X, None, n_jobs=args.n_jobs, verbose=args.verbose,
+                             invalid=args.invalid)
+        out = pd.concat([table.reset_index(drop=True).drop(
+            columns=[c for c in table.columns if c in out.columns]), out], axis=1)
+    else:
+        out = predict_method(model, X, table, keep=args.keep, n_jobs=args.n_jobs,
+                             verbose=args.verbose, invalid=args.invalid)
+    for c in out.columns:  # array columns (XP coefficients) cannot go into a flat catalogue
+        if out[c].dtype == object and len(out) and isinstance(out[c].iloc[0], np.ndarray):
+            out = out.drop(columns=c)
+    write_catalog(out, args.output, overwrite=args.overwrite)
+    print(f"Predicted {len(out)} rows with {args.model} ({method}) in "
+          f"{time.perf_counter() - t0:.1f} s; wrote {args.output}")
     return 0
+
+
+def _cmd_list(args):
+    from .pretrained import list_pretrained
+
+    print(list_pretrained())
+    return 0
+
+
+_EPILOG = """\
+methods (skstellar fit METHOD ...):
+""" + "\n".join(f"  {k:8s} {v}" for k, v in METHOD_HELP.items()) + """
+
+pretrained models (skstellar predict NAME ...): see 'skstellar list'
+
+examples:
+  skstellar predict mdwarf-feh stars.csv feh.csv        # pretrained, no training
+  skstellar fit mdwarf train.fits model.joblib --target fe_h
+  skstellar predict model.joblib stars.parquet out.parquet --keep source_id
+  skstellar fit xp xp_with_labels.csv xp.joblib --max-epochs 2000
+  skstellar fit galaxy spectra.parquet cnn.joblib --target oh
+  skstellar predict cnn.joblib lamost_folder/ oh.csv
+  skstellar fit labelfit model_spectra.parquet payne.joblib --target teff logg m_h
+  skstellar predict payne.joblib lamost_folder/ labels.csv --n-jobs 2
+  skstellar demo mdwarf
+"""
 
 
 def build_parser():
@@ -419,6 +1011,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="skstellar",
         description="Stellar and galaxy parameters from survey data with honest uncertainties.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -441,37 +1034,72 @@ def build_parser():
     demo.add_argument("-v", "--verbose", type=int, default=0)
     demo.set_defaults(func=_cmd_demo)
 
-    fit = sub.add_parser("fit", help="train a method on a catalogue and save it (joblib)")
+    fit = sub.add_parser(
+        "fit", help="train a method on labelled files and save it (joblib)",
+        description="Train a method and save the fitted pipeline with joblib.\n\n" + "\n".join(
+            f"  {k:8s} {v}" for k, v in METHOD_HELP.items()),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("method", choices=METHODS)
-    fit.add_argument("catalog", help="training catalogue (CSV, ECSV, FITS, Parquet, VOTable)")
+    fit.add_argument("input", help="training file(s): catalogue, XP table or spectra")
     fit.add_argument("model", help="output model file (.joblib)")
-    fit.add_argument("--target", default="fe_h", help="label column (default fe_h)")
-    fit.add_argument("--max-epochs", type=int, default=None)
-    fit.add_argument("--architecture", choices=("paper", "released"), default=None)
+    fit.add_argument("--target", nargs="+", default=None, metavar="COLUMN",
+                     help="label column(s); defaults: " + "; ".join(
+                         f"{k}: {' '.join(v) or '(required)'}" for k, v in DEFAULT_TARGETS.items()))
+    fit.add_argument("--labels", default=None, metavar="CATALOGUE",
+                     help="galaxy: catalogue with 'filename' + label columns, joined to the "
+                          "spectra by file name")
+    fit.add_argument("--max-epochs", type=int, default=None,
+                     help="training epochs cap (xp: iterations)")
+    fit.add_argument("--architecture", choices=("paper", "released"), default=None,
+                     help="mdwarf only")
     fit.add_argument("--random-state", type=int, default=0)
-    fit.add_argument("-v", "--verbose", type=int, default=0)
+    fit.add_argument("--n-jobs", type=int, default=None, help="torch threads")
+    fit.add_argument("--overwrite", action="store_true")
+    fit.add_argument("-v", "--verbose", type=int, default=0,
+                     help="1: per-epoch table and progress bars")
     fit.set_defaults(func=_cmd_fit)
 
-    pred = sub.add_parser("predict", help="predict with a saved model, write a catalogue")
-    pred.add_argument("model", help="model file written by 'skstellar fit' (or any joblib Pipeline)")
-    pred.add_argument("catalog", help="input catalogue (CSV, ECSV, FITS, Parquet, VOTable)")
-    pred.add_argument("output", help="output catalogue; format from the extension")
+    pred = sub.add_parser(
+        "predict", help="predict with a pretrained model or a saved one, write a catalogue")
+    pred.add_argument("model", help="pretrained name (see 'skstellar list', e.g. mdwarf-feh) "
+                                    "or a model file written by 'skstellar fit'")
+    pred.add_argument("input", help="catalogue, XP table, LAMOST FITS file/folder/glob or "
+                                    "spectra table (as the model's method reads)")
+    pred.add_argument("output", help="output catalogue; format from the extension (CSV, ECSV, "
+                                     "FITS, Parquet, VOTable)")
     pred.add_argument("--keep", nargs="*", metavar="COLUMN",
-                      help="input columns to copy to the output (e.g. source_id)")
+                      help="more input columns to copy (id columns such as source_id are "
+                           "always copied)")
     pred.add_argument("--all-columns", action="store_true", help="copy every input column")
+    pred.add_argument("--n-jobs", type=int, default=None, help="torch threads")
     pred.add_argument("--overwrite", action="store_true")
+    pred.add_argument("--invalid", choices=("raise", "flag"), default="raise",
+                      help="mdwarf: rows with a NaN magnitude or a non-positive parallax stop "
+                           "the run (raise, default) or get NaN predictions and "
+                           "valid_input=False (flag)")
+    pred.add_argument("-v", "--verbose", type=int, default=None,
+                      help="1: progress bars (MC dropout on 100,000+ rows, label fits)")
     pred.set_defaults(func=_cmd_predict)
+
+    lst = sub.add_parser("list", help="list the pretrained models shipped with skstellar")
+    lst.set_defaults(func=_cmd_list)
     return parser
 
 
 def main(argv=None):
-    """Entry point of the ``skstellar`` console script."""
+    """Entry point of the ``skstellar`` console script.
+
+    User errors (a missing column, a wrong file type, an empty file, a file
+    that does not exist) print one line ``error: ...`` on stderr and return 2.
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, FileNotFoundError, FileExistsError, OSError, ImportError,
+            KeyError) as exc:
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
         return 2
 
 

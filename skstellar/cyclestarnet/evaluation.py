@@ -598,7 +598,7 @@ def format_cyclestarnet_report(results, table=None):
         The residual/label table, then the timing table.
     """
     if table is None:
-        from ..cli import _table as table
+        from ..reporting import format_table as table
 
     res, lab = results["residuals"], results["labels"]
     hi = res["high_snr"]

@@ -227,7 +227,7 @@ def photod_table1(nn, bayes=None, truth=None, rows=None, bayes_rows=None):
 
 def format_table1(table):
     """Plain-text Table 1, ours next to the paper's (for printing)."""
-    from ..cli import _table
+    from ..reporting import format_table as _table
 
     rows = [(r.comparison, f"{r.parameter} [{r.unit}]", f"{r.n}",
              f"{r.median:+.3f}", f"{r.paper_median:+.3f}",
@@ -401,7 +401,7 @@ def summarise_evaluation(ev):
 
 def print_evaluation(ev, out=print, title="skstellar"):
     """Print Table 1, calibration, uncertainty ratios and timing of :func:`evaluate_photod`."""
-    from ..cli import _table
+    from ..reporting import format_table as _table
 
     out(format_table1(ev["table1"]))
     cal = ev["calibration"]

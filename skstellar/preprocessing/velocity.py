@@ -19,7 +19,10 @@ each star's radial velocity, moves the spectrum to its rest frame and keeps
   refraction) to put a template on the wavelength scale of the data: LAMOST
   wavelengths are in vacuum, and an air/vacuum mismatch alone biases the
   velocity by about 83 km/s;
-* :data:`DEFAULT_WINDOW` (6000, 8900) A and :data:`PAPER_MASK_WINDOWS`.
+* :data:`DEFAULT_WINDOW` (6000, 8900) A and :data:`PAPER_MASK_WINDOWS`;
+* :func:`default_rv_template`, the early-M-dwarf template shipped with the
+  package (built from skstellar's own simulator by
+  ``scripts/build_rv_template.py``), used when no template is given.
 
 The paper fits the velocity together with the labels using its emulator;
 any template (a BT-Settl model, a Payne spectrum, an observed standard) can
@@ -50,12 +53,42 @@ from .spectra import C_KMS, SpectrumResampler, _as_spectra, to_rest_frame
 
 __all__ = [
     "DEFAULT_WINDOW",
+    "DEFAULT_TEMPLATE_PATH",
+    "default_rv_template",
     "PAPER_MASK_WINDOWS",
     "RadialVelocityCorrector",
     "air_to_vacuum",
     "measure_radial_velocity",
     "vacuum_to_air",
 ]
+
+#: The shipped M-dwarf template (``wavelength`` [A, vacuum], ``flux``, ``provenance``).
+DEFAULT_TEMPLATE_PATH = __import__("pathlib").Path(__file__).resolve().parent / "data" / \
+    "mdwarf_rv_template.npz"
+
+
+def default_rv_template():
+    """The early-M-dwarf radial-velocity template shipped with skstellar.
+
+    A synthetic spectrum from skstellar's own simulator
+    (:func:`skstellar.datasets.mdwarf_model_spectrum`; Teff 3600 K, log g
+    4.8, [M/H] 0) at LAMOST's resolving power R = 1800, 5900-9000 A in 0.5 A
+    steps, vacuum wavelengths, with its velocity zero point tied to the
+    BT-Settl M0V model (-25.2 km/s shift measured on 21 real LAMOST M-dwarf
+    spectra). Rebuilt exactly by ``scripts/build_rv_template.py``; see
+    ``docs/pretrained.md``. No third-party spectrum is shipped.
+
+    Returns
+    -------
+    wavelength : ndarray of shape (6201,)
+        Angstrom, vacuum, rest frame.
+    flux : ndarray of shape (6201,)
+        Flux relative to the pseudo-continuum.
+    """
+    with np.load(DEFAULT_TEMPLATE_PATH, allow_pickle=False) as npz:
+        return (np.asarray(npz["wavelength"], dtype=np.float64),
+                np.asarray(npz["flux"], dtype=np.float64))
+
 
 #: Rest-frame wavelength range [Angstrom] kept by the paper (Sect. 2.4).
 DEFAULT_WINDOW = (6000.0, 8900.0)
@@ -548,10 +581,12 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    template : (wavelength, flux) tuple or SpectrumBatch with one spectrum
+    template : None, (wavelength, flux) tuple or SpectrumBatch with one spectrum
         Rest-frame template [Angstrom; any flux unit] on the data's
         vacuum/air scale (LAMOST: vacuum), covering ``rv_window`` widened by
-        the extreme trial velocities. Required.
+        the extreme trial velocities. None (default) uses
+        :func:`default_rv_template`, an early-M-dwarf template at R = 1800 in
+        vacuum (right for LAMOST M dwarfs; for other stars pass your own).
     v_grid : (v_min, v_max, v_step) or ndarray, default=(-500.0, 500.0, 5.0)
         Trial velocities [km/s] (see :func:`measure_radial_velocity`).
     window : (lo, hi), default=(6000.0, 8900.0)
@@ -657,10 +692,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
     def _template(self):
         t = self.template
         if t is None:
-            raise ValueError(
-                "RadialVelocityCorrector needs a template: pass template=(wavelength, flux), e.g. "
-                "a BT-Settl M-dwarf model degraded with template_resolution=1800."
-            )
+            return _template_arrays(*default_rv_template())
         if isinstance(t, SpectrumBatch):
             if len(t) != 1:
                 raise ValueError(f"A template SpectrumBatch must hold 1 spectrum; got {len(t)}.")

@@ -1,0 +1,46 @@
+"""Plain-text tables for reports printed by the command line, demos and benchmarks.
+
+This module sits below :mod:`skstellar.cli` and the per-method evaluation
+modules so that both can format their figures the same way without importing
+each other.
+"""
+
+from __future__ import annotations
+
+__all__ = ["format_table"]
+
+
+def format_table(header, rows):
+    """Format rows as a boxed, left-aligned plain-text table.
+
+    Parameters
+    ----------
+    header : sequence
+        Column titles.
+    rows : sequence of sequence
+        Table rows; each cell is converted with ``str``. Every row must have
+        as many cells as ``header``.
+
+    Returns
+    -------
+    str
+        The table, lines separated by ``"\\n"`` (no trailing newline).
+
+    Raises
+    ------
+    ValueError
+        If a row has a different number of cells than the header.
+    """
+    header = list(header)
+    rows = [list(r) for r in rows]
+    for i, r in enumerate(rows):
+        if len(r) != len(header):
+            raise ValueError(
+                f"Row {i} has {len(r)} cells but the header has {len(header)} columns.")
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = "+" + "+".join("-" * (w + 2) for w in widths) + "+"
+
+    def fmt(r):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
+
+    return "\n".join([line, fmt(header), line] + [fmt(r) for r in rows] + [line])
