@@ -163,14 +163,20 @@ def gaussian_interval(mean, std, alpha=ALPHA_1SIGMA):
 
 # -------------------------------------------------------- variance scaling
 def _scaling_nll(params, r2, vm, vi, fit_scale):
+    # parameters (log a, b^2): b^2 >= 0 keeps a non-zero gradient at b = 0
     if fit_scale:
-        log_a, b = params
+        log_a, b2 = params
         a = np.exp(log_a)
     else:
-        (b,), a = params, 1.0
-    v = a * vm + vi + b * b
+        (b2,), a = params, 1.0
+    v = a * vm + vi + b2
     v = np.maximum(v, 1e-300)
-    return 0.5 * np.mean(np.log(v) + r2 / v)
+    nll = 0.5 * np.mean(np.log(v) + r2 / v)
+    w = 0.5 * (1.0 / v - r2 / v**2)  # d nll / d v, per row
+    grad_b2 = np.mean(w)
+    if fit_scale:
+        return nll, np.array([np.mean(w * vm) * a, grad_b2])
+    return nll, np.array([grad_b2])
 
 
 class VarianceCalibrator:
@@ -209,7 +215,7 @@ class VarianceCalibrator:
         self.fit_floor = fit_floor
         self.warn_below = warn_below
 
-    def fit(self, y_true, y_pred, model_std, input_std=None):
+    def fit(self, y_true, y_pred, model_std, input_std=None, label_std=None):
         """Fit ``a`` and ``b`` on held-out rows.
 
         Parameters
@@ -220,6 +226,10 @@ class VarianceCalibrator:
             Model spread (target unit, >= 0).
         input_std : array-like, same shape, optional
             Propagated measurement error (target unit, >= 0); zero if None.
+        label_std : array-like, same shape, optional
+            Known errors of the held-out labels (target unit, >= 0): the
+            residuals then have variance ``sigma_cal^2 + label_std^2``, and
+            ``sigma_cal`` describes the error against the true value.
 
         Returns
         -------
@@ -234,6 +244,8 @@ class VarianceCalibrator:
         sm = check_std(_as_2d(model_std), p.shape, "model_std")
         si = np.zeros_like(sm) if input_std is None else check_std(
             _as_2d(input_std), p.shape, "input_std")
+        sy = np.zeros_like(sm) if label_std is None else check_std(
+            _as_2d(label_std), p.shape, "label_std")
         L = t.shape[1]
         self.scale_, self.floor_ = np.ones(L), np.zeros(L)
         self.n_samples_ = np.zeros(L, dtype=int)
@@ -250,7 +262,8 @@ class VarianceCalibrator:
                     "held-out rows.", CalibrationWarning, stacklevel=2)
             self.n_samples_[j] = n
             self.scale_[j], self.floor_[j] = self._fit_one(
-                (t[keep, j] - p[keep, j]) ** 2, sm[keep, j] ** 2, si[keep, j] ** 2)
+                (t[keep, j] - p[keep, j]) ** 2, sm[keep, j] ** 2,
+                si[keep, j] ** 2 + sy[keep, j] ** 2)
         return self
 
     def _fit_one(self, r2, vm, vi):
@@ -263,21 +276,30 @@ class VarianceCalibrator:
         fit_floor = bool(self.fit_floor)
         if not fit_scale and not fit_floor:
             return 1.0, 0.0
+        excess = float(np.mean(np.maximum(r2 - vi, 0.0)))
         if fit_scale:
-            # start from the moment estimate of a alone
+            # a few starts (moment estimates of "all scale" and "all floor");
+            # the likelihood is smooth in (log a, b^2), so the best is kept
             mvm = float(np.mean(vm))
-            a0 = max(float(np.mean(np.maximum(r2 - vi, 0.0))) / mvm, 1e-6) if mvm > 0 else 1.0
-            x0 = [np.log(a0), 0.1 if fit_floor else 0.0]
+            a_all = max(excess / mvm, 1e-6)
+            starts = [[np.log(a_all), 0.0], [np.log(max(0.1 * a_all, 1e-6)), 0.5 * excess],
+                      [0.0, 0.5 * excess]]
             bounds = [(-30.0, 30.0), (0.0, None) if fit_floor else (0.0, 0.0)]
         else:
-            x0, bounds = [float(np.sqrt(max(np.mean(r2 - vi), 1e-6)))], [(0.0, None)]
-        res = optimize.minimize(_scaling_nll, x0, args=(r2, vm, vi, fit_scale),
-                                method="L-BFGS-B", bounds=bounds)
+            starts, bounds = [[max(excess, 1e-6)]], [(0.0, None)]
+        best = None
+        for x0 in starts:
+            if not fit_floor and len(x0) == 2:
+                x0 = [x0[0], 0.0]
+            res = optimize.minimize(_scaling_nll, x0, args=(r2, vm, vi, fit_scale), jac=True,
+                                    method="L-BFGS-B", bounds=bounds)
+            if best is None or res.fun < best.fun:
+                best = res
         if fit_scale:
-            a, b = float(np.exp(res.x[0])), float(res.x[1])
+            a, b2 = float(np.exp(best.x[0])), float(best.x[1])
         else:
-            a, b = 1.0, float(res.x[0])
-        return a, abs(b) * unit
+            a, b2 = 1.0, float(best.x[0])
+        return a, float(np.sqrt(max(b2, 0.0))) * unit
 
     def _check_fitted(self):
         if not hasattr(self, "scale_"):
