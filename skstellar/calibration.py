@@ -197,8 +197,9 @@ class VarianceCalibrator:
     fit_floor : bool, default=True
         Fit ``b``; False keeps ``b = 0`` (pure scaling).
     warn_below : int, default=50
-        Warn (:class:`CalibrationWarning`) when fitted on fewer rows; fewer
-        than 3 rows raise a ``ValueError``.
+        Warn (:class:`CalibrationWarning`) when fitted on fewer rows. With
+        fewer than 3 rows only the floor is fitted (``a = 1``); no row at
+        all raises a ``ValueError``.
 
     Attributes
     ----------
@@ -252,9 +253,8 @@ class VarianceCalibrator:
         for j in range(L):
             keep = np.isfinite(t[:, j])
             n = int(keep.sum())
-            if n < _HARD_MIN_ROWS:
-                raise ValueError(f"Calibration needs at least {_HARD_MIN_ROWS} labelled rows "
-                                 f"for target {j}; got {n}.")
+            if n < 1:
+                raise ValueError(f"Calibration needs labelled rows for target {j}; got none.")
             if n < int(self.warn_below):
                 warnings.warn(
                     f"Uncertainty calibration fitted on {n} rows (< {int(self.warn_below)}) "
@@ -263,16 +263,17 @@ class VarianceCalibrator:
             self.n_samples_[j] = n
             self.scale_[j], self.floor_[j] = self._fit_one(
                 (t[keep, j] - p[keep, j]) ** 2, sm[keep, j] ** 2,
-                si[keep, j] ** 2 + sy[keep, j] ** 2)
+                si[keep, j] ** 2 + sy[keep, j] ** 2, scale_ok=n >= _HARD_MIN_ROWS)
         return self
 
-    def _fit_one(self, r2, vm, vi):
+    def _fit_one(self, r2, vm, vi, scale_ok=True):
         # work in units of the residual rms so that both parameters are O(1)
         unit = float(np.sqrt(np.mean(r2)))
         if unit <= 0:
             unit = 1.0
         r2, vm, vi = r2 / unit**2, vm / unit**2, vi / unit**2
-        fit_scale = bool(self.fit_scale) and bool(np.any(vm > 0))
+        # fewer than 3 rows cannot fix two parameters: floor only (a = 1)
+        fit_scale = bool(self.fit_scale) and bool(np.any(vm > 0)) and scale_ok
         fit_floor = bool(self.fit_floor)
         if not fit_scale and not fit_floor:
             return 1.0, 0.0
@@ -458,13 +459,13 @@ class HeldOutCalibrationMixin:
         self.calibrator_ = None
         if self.uncertainty == "calibrated":
             idx = self.validation_indices_
-            if len(idx) < _HARD_MIN_ROWS:
+            if len(idx) < 1:
                 raise ValueError(
                     f"uncertainty='calibrated' calibrates on the validation split, which has "
-                    f"{len(idx)} row(s): use validation_fraction > 0 with enough rows, or "
+                    "no row: use validation_fraction > 0 (enough for >= 50 rows), or "
                     "uncertainty='mc' for the paper's raw MC-dropout spread.")
-            Xv = self._validate_X(_index(X, idx), reset=False)
-            yv = np.asarray(_index(y, idx), dtype=np.float64).reshape(len(idx), -1)
+            Xv = self._validate_X(X, reset=False)[idx]
+            yv = np.asarray(y, dtype=np.float64).reshape(-1, self.n_outputs_)[idx]
             mean, sm, si = self._raw_parts(Xv)
             self.calibrator_ = VarianceCalibrator().fit(yv, mean, sm, si)
         return self
@@ -639,6 +640,8 @@ def _predict_with_std(estimator, X):
     try:
         out = estimator.predict(X, return_std=True)
     except TypeError as exc:
+        if "return_std" not in str(exc):
+            raise
         raise TypeError(
             f"{type(estimator).__name__}.predict does not accept return_std=True; "
             "CalibratedRegressor needs a regressor that predicts an uncertainty "
@@ -776,8 +779,9 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         from sklearn.utils.validation import _check_method_params
 
         self._check_params()
-        validate_data(self, X, y, multi_output=True, y_numeric=True, ensure_min_samples=2,
-                      ensure_all_finite=False, dtype=None, skip_check_array=False)
+        Xv, _ = validate_data(self, X, y, multi_output=True, y_numeric=True,
+                              ensure_min_samples=2, ensure_all_finite=False)
+        X = self._keep_frame(X, Xv)
         y_arr = np.asarray(y, dtype=np.float64)
         base = _default_estimator() if self.estimator is None else self.estimator
         splits, single = self._splits(X, y_arr)
@@ -818,11 +822,19 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self._y_ndim = y_arr.ndim
         return self
 
-    def _raw(self, X):
+    @staticmethod
+    def _keep_frame(X, Xv):
+        """DataFrames go to the wrapped estimator as they are (names); anything else numeric."""
+        return X if hasattr(X, "columns") and hasattr(X, "iloc") else Xv
+
+    def _checked(self, X):
         check_is_fitted(self, "calibrator_")
-        validate_data(self, X, reset=False, ensure_all_finite=False, dtype=None,
-                      skip_check_array=False)
-        return _predict_with_std(self.estimator_, X)
+        Xv = validate_data(self, X, reset=False, ensure_all_finite=False)
+        return self._keep_frame(X, Xv)
+
+    def _raw(self, X):
+        X = self._checked(X)
+        return (X,) + _predict_with_std(self.estimator_, X)
 
     def _cv_plus(self, X, alpha):
         """CV+ interval (Barber et al. 2021) with normalised scores."""
@@ -866,11 +878,8 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         y_std : ndarray, same shape (target unit), only if ``return_std``
         """
         if not return_std:
-            check_is_fitted(self, "calibrator_")
-            validate_data(self, X, reset=False, ensure_all_finite=False, dtype=None,
-                          skip_check_array=False)
-            return np.asarray(self.estimator_.predict(X), dtype=np.float64)
-        mean, std = self._raw(X)
+            return np.asarray(self.estimator_.predict(self._checked(X)), dtype=np.float64)
+        X, mean, std = self._raw(X)
         if self.method == "scaling":
             return mean, self.calibrator_.std(std)
         if self.fold_estimators_:
@@ -892,7 +901,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         lower, upper : ndarray, shaped like the predictions (target unit)
         """
         alpha = _check_alpha(alpha)
-        mean, std = self._raw(X)
+        X, mean, std = self._raw(X)
         if self.method == "scaling":
             return gaussian_interval(mean, self.calibrator_.std(std), alpha)
         if self.fold_estimators_:
@@ -912,7 +921,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if self.method != "scaling":
             raise ValueError("predict_uncertainty needs method='scaling'; conformal intervals "
                              "have no variance decomposition (use predict_interval).")
-        mean, std = self._raw(X)
+        _, mean, std = self._raw(X)
         return uncertainty_parts(mean, std, None, self.calibrator_)
 
     def __sklearn_tags__(self):

@@ -121,8 +121,12 @@ def test_few_calibration_rows_warn_and_too_few_refuse():
     r, s = _heteroscedastic(40)
     with pytest.warns(CalibrationWarning, match="40 rows"):
         VarianceCalibrator().fit(r, 0 * r, s)
-    with pytest.raises(ValueError, match="at least 3"):
-        VarianceCalibrator().fit(r[:2], 0 * r[:2], s[:2])
+    with pytest.warns(CalibrationWarning):
+        two = VarianceCalibrator().fit(r[:2], 0 * r[:2], s[:2])
+    assert two.scale_[0] == 1.0  # two rows: floor only
+    nan = np.full(5, np.nan)
+    with pytest.raises(ValueError, match="labelled rows"):
+        VarianceCalibrator().fit(nan, 0 * r[:5], s[:5])
     with pytest.warns(CalibrationWarning):
         ConformalCalibrator().fit(r, 0 * r, s)
     with warnings.catch_warnings():
