@@ -878,7 +878,8 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         y_std : ndarray, same shape (target unit), only if ``return_std``
         """
         if not return_std:
-            return np.asarray(self.estimator_.predict(self._checked(X)), dtype=np.float64)
+            X = self._checked(X)
+            return np.asarray(self.estimator_.predict(X), dtype=np.float64)
         X, mean, std = self._raw(X)
         if self.method == "scaling":
             return mean, self.calibrator_.std(std)
