@@ -248,3 +248,21 @@ def test_propagate_input_errors_matches_dense_covariance():
     net.train()
     propagate_input_errors(net, X, err)
     assert net.training
+
+
+def test_calibrated_regressor_routes_fit_params_to_a_skstellar_network():
+    from skstellar import UncertainNNRegressor
+
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(300, 4))
+    y = X[:, 0] - 0.5 * X[:, 1] + rng.normal(0, 0.1, 300)
+    y_err = np.full(300, 0.1)
+    net = UncertainNNRegressor(hidden=(16,), batch_size=64, max_iter=60, warmup_iter=0,
+                               n_mc_passes=8, uncertainty="mc", random_state=0)
+    reg = CalibratedRegressor(net, cv=3).fit(X, y, y_err=y_err)
+    assert reg.estimator_.calibrator_ is None  # the wrapped network reports its raw spread
+    assert len(reg.oof_y_) == 300
+    mean, std = reg.predict(X[:10], return_std=True)
+    assert mean.shape == std.shape == (10,) and np.all(std > 0)
+    with pytest.raises(ValueError, match="y_err"):
+        CalibratedRegressor(net, cv=3).fit(X, y, y_err=-y_err)
