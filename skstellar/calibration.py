@@ -461,7 +461,7 @@ class HeldOutCalibrationMixin:
             idx = self.validation_indices_
             if len(idx) < 1:
                 raise ValueError(
-                    f"uncertainty='calibrated' calibrates on the validation split, which has "
+                    "uncertainty='calibrated' calibrates on the validation split, which has "
                     "no row: use validation_fraction > 0 (enough for >= 50 rows), or "
                     "uncertainty='mc' for the paper's raw MC-dropout spread.")
             Xv = self._validate_X(X, reset=False)[idx]
