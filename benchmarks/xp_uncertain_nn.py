@@ -19,6 +19,7 @@ Usage::
     python benchmarks/xp_uncertain_nn.py                   # all parts
     python benchmarks/xp_uncertain_nn.py --n-stars 20000 --max-iter 6000
     python benchmarks/xp_uncertain_nn.py --skip-accuracy   # speed parts only
+    python benchmarks/xp_uncertain_nn.py --accuracy-only --n-stars 8000 --max-iter 3000
 
 Writes ``benchmarks/results/xp_uncertain_nn.json``.
 """
@@ -64,6 +65,20 @@ def accuracy(args):
                   "input", "excess", "z std", "z rob.std"], rows))
     print("(paper: real APOGEE hold-out; ours: simulated, RMSE against the noiseless truth; "
           "z = (truth - prediction) / sigma_total, target std 0.9-1.1)")
+    print("\n== Calibration against the truth: paper's Eq. 11 sigma (uncertainty='mc', before) "
+          "vs the default calibrated sigma (after; a, b fitted on held-out training rows)")
+    rows = []
+    for p in res["per_label"]:
+        f = (lambda v: f"{v:.1f}") if p["label"] == "teff" else (lambda v: f"{v:.3f}")
+        for tag, suffix in (("before (Eq. 11)", "_raw"), ("after (calibrated)", "")):
+            med = p["median_sigma_raw"] if suffix else p["median_sigma_total"]
+            rows.append((p["label"], tag, f(p["rmse_vs_truth"]), f(med),
+                         f"{p['zscore_std_vs_truth' + suffix]:.2f}",
+                         f"{p['cov68_vs_truth' + suffix]:.3f}",
+                         f"{p['cov95_vs_truth' + suffix]:.3f}"))
+    print(_table(["label", "sigma", "RMSE", "median sigma", "z std", "68% cov.", "95% cov."],
+                 rows))
+    print("(bar of issue 12: z std 0.85-1.15 for every label)")
     print("\n== sigma_input vs injected input-noise scale (median over test stars)")
     labels = res["labels"]
     rows = [(f"{t['noise_scale']:g}",) + tuple(f"{t['median_sigma_input_' + c]:.4g}" for c in labels)
@@ -158,6 +173,8 @@ def main(argv=None):
     p.add_argument("--n-throughput", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--skip-accuracy", action="store_true")
+    p.add_argument("--accuracy-only", action="store_true",
+                   help="skip the step-cost and throughput parts")
     p.add_argument("--verbose", type=int, default=0)
     p.add_argument("--out", default=str(Path(__file__).parent / "results" / "xp_uncertain_nn.json"))
     args = p.parse_args(argv)
@@ -167,8 +184,9 @@ def main(argv=None):
     results = {"info": info, "args": vars(args)}
     if not args.skip_accuracy:
         results["accuracy"] = accuracy(args)
-    results["step_cost"] = step_cost(args)
-    results["throughput"] = throughput(args)
+    if not args.accuracy_only:
+        results["step_cost"] = step_cost(args)
+        results["throughput"] = throughput(args)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as fh:
         json.dump(results, fh, indent=2, default=float)

@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "BayesianPhotoD": "skstellar.photod",
+    "CalibratedRegressor": "skstellar.calibration",
     "HybridPhotoD": "skstellar.photod",
     "PhotoDNetwork": "skstellar.photod",
     "CycleStarNet": "skstellar.cyclestarnet",

@@ -673,3 +673,42 @@ def calibration_summary(y_true, y_pred, y_std, nan_policy="raise", target_names=
         _check_positive_std(sj)
         rows.append(_calibration_1d((t[keep, j] - p[keep, j]) / sj))
     return pd.DataFrame(rows, index=pd.Index(names, name="target"))
+
+
+def coverage_curve(y_true, y_pred, y_std, nominal=None, nan_policy="raise"):
+    """Observed coverage of central Gaussian intervals against their nominal coverage.
+
+    For each nominal level ``c`` the interval is ``y_pred -+ k sigma`` with
+    ``k = Phi^-1((1 + c) / 2)`` (``c = 0.683`` gives ``k = 1``); for
+    calibrated Gaussian uncertainties the observed fraction of ``y_true``
+    inside equals ``c`` (the diagonal of a reliability diagram).
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+        Reference and predicted values (target unit).
+    y_std : array-like of shape (n,) or float
+        Predicted 1-sigma uncertainties, strictly positive (target unit).
+    nominal : array-like of float in (0, 1), optional
+        Nominal coverages; default 0.05, 0.10, ..., 0.95 and 0.99.
+    nan_policy : {"raise", "omit"}, default="raise"
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``nominal``, ``observed`` (fractions) and ``k`` (interval
+        half-width in sigma), one row per level.
+    """
+    z = zscore(y_true, y_pred, y_std, nan_policy=nan_policy)
+    if z.ndim != 1:
+        raise ValueError("coverage_curve takes 1-D inputs (one target at a time).")
+    if nominal is None:
+        nominal = np.append(np.arange(0.05, 0.951, 0.05), 0.99)
+    nominal = np.asarray(nominal, dtype=np.float64)
+    if nominal.ndim != 1 or np.any((nominal <= 0) | (nominal >= 1)):
+        raise ValueError("nominal coverages must be a 1-D array of values in (0, 1).")
+    k = stats.norm.ppf(0.5 * (1.0 + nominal))
+    absz = np.abs(z)
+    observed = np.mean(absz[None, :] <= k[:, None], axis=1)
+    return pd.DataFrame({"nominal": nominal, "observed": observed, "k": k})
+

@@ -6,6 +6,8 @@ This module holds the standard plots used to inspect a regressor:
 * :func:`plot_residual_histogram` -- distribution of ``y_pred - y_true``;
 * :func:`plot_zscore_histogram` -- z-scores against N(0, 1), to check the
   predicted uncertainties;
+* :func:`plot_calibration` -- reliability diagram: observed coverage of the
+  Gaussian intervals against their nominal coverage;
 * :func:`plot_cmd` -- a colour-magnitude diagram.
 
 Only matplotlib is needed, and :mod:`matplotlib.pyplot` is imported inside
@@ -26,6 +28,7 @@ from skstellar import metrics
 from skstellar.metrics import _to_float_array
 
 __all__ = [
+    "plot_calibration",
     "plot_cmd",
     "plot_one_to_one",
     "plot_residual_histogram",
@@ -329,6 +332,55 @@ def plot_zscore_histogram(y_true, y_pred, y_std, bins=40, ax=None, fig=None, zma
         ]
     )
     _annotate(ax, text)
+    return fig
+
+
+def plot_calibration(y_true, y_pred, y_std, ax=None, fig=None, label=None, nominal=None):
+    """Reliability diagram: observed vs nominal coverage of Gaussian intervals.
+
+    Each point is one interval ``y_pred -+ k sigma`` with nominal coverage
+    ``c`` (``k = Phi^-1((1 + c) / 2)``) against the fraction of ``y_true``
+    inside it (:func:`skstellar.metrics.coverage_curve`). Calibrated
+    uncertainties lie on the diagonal; a curve below it means the
+    uncertainties are too small (over-confident), above it too large. Call
+    it again with the same ``ax`` and another ``label`` to compare, e.g.,
+    raw MC-dropout and calibrated sigmas.
+
+    Parameters
+    ----------
+    y_true, y_pred : array-like of shape (n,)
+        Reference and predicted values (any common unit).
+    y_std : array-like of shape (n,) or float
+        Predicted 1-sigma uncertainties in the same unit, strictly positive.
+    ax : matplotlib.axes.Axes, optional
+    fig : matplotlib.figure.Figure, optional
+    label : str, optional
+        Legend label of the curve; its z-score std and 68 %/95 % coverages
+        are appended.
+    nominal : array-like, optional
+        Nominal coverages (default 0.05-0.95 in steps of 0.05, and 0.99).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    t, p, e = _finite_1d([y_true, y_pred, y_std], ["y_true", "y_pred", "y_std"])
+    curve = metrics.coverage_curve(t, p, e, nominal=nominal)
+    cal = metrics.calibration_summary(t, p, e)
+    fig, ax = _single_axes(ax, fig, (4.2, 4.2))
+    if not getattr(ax, "_skstellar_diagonal", False):
+        ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+        ax._skstellar_diagonal = True
+    text = (f"z std {cal['zscore_std']:.2f}, 68%: {cal['frac_within_1sigma']:.2f}, "
+            f"95%: {cal['frac_within_2sigma']:.2f}")
+    ax.plot(curve["nominal"], curve["observed"], "o-", ms=3,
+            label=f"{label}: {text}" if label else text)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("Nominal coverage of the Gaussian interval")
+    ax.set_ylabel("Observed coverage")
+    ax.legend(loc="upper left", fontsize="x-small", frameon=False)
     return fig
 
 

@@ -21,7 +21,10 @@ def test_demo_prints_table_and_writes_json(tmp_path, capsys):
     assert figures["n_test"] > 0 and figures["residual_std"] > 0
     assert figures["epochs"] == 3
     assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
-        "mdwarf_one_to_one.png", "mdwarf_residuals.png", "mdwarf_zscores.png"]
+        "mdwarf_calibration.png", "mdwarf_one_to_one.png", "mdwarf_residuals.png",
+        "mdwarf_zscores.png"]
+    assert "calibrated" in out and 0 < figures["coverage_68"] <= 1
+    assert figures["zscore_std_mc"] > 0 and figures["calibration_b"] >= 0
 
 
 @pytest.mark.parametrize("ext", ["csv", "fits", "parquet"])

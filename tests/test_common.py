@@ -7,6 +7,7 @@ import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skstellar import (
+    CalibratedRegressor,
     MDwarfMetallicityRegressor,
     PayneEmulator,
     SpectralCNNClassifier,
@@ -60,6 +61,7 @@ ESTIMATORS = [
     # (test_velocity_indices.py) cover clone/pickle/params.
     RadialVelocityCorrector(),
     PayneEmulator(hidden=(16,), max_epochs=30, batch_size=16, lr=1e-2, random_state=0),
+    CalibratedRegressor(cv=3),
 ]
 
 _TANH_OUTPUT = (

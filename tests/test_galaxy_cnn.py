@@ -55,11 +55,21 @@ def test_regressor_learns_line_strength_and_mc_dropout():
     reg = SpectralCNNRegressor(**{**SMALL, "max_epochs": 25}).fit(X[:200], y[:200])
     pred = reg.predict(X[200:])
     assert np.std(pred - y[200:]) < 0.6 * np.std(y[200:])
+    # the paper's network has no dropout: the calibrated sigma is the held-out floor b
+    _, s = reg.predict(X[:3], return_std=True)
+    np.testing.assert_allclose(s, reg.calibrator_.floor_[0])
+    resid = y[200:] - pred
+    assert 0.5 < np.std(resid / s[0]) < 2.0
     with pytest.raises(ValueError, match="return_std"):
-        reg.predict(X[:3], return_std=True)
+        reg.set_params(uncertainty="mc").predict(X[:3], return_std=True)
     mc = SpectralCNNRegressor(**{**SMALL, "dropout": 0.3, "n_mc_passes": 20}).fit(X, y)
     mean, std = mc.predict(X[:10], return_std=True)
     assert mean.shape == std.shape == (10,) and np.all(std > 0)
+    u = mc.predict_uncertainty(X[:10])
+    np.testing.assert_allclose(u.total_std**2, u.model_std**2 + u.intrinsic_std**2)
+    mc.set_params(uncertainty="mc")
+    _, raw = mc.predict(X[:10], return_std=True)
+    np.testing.assert_allclose(raw, u.raw_std)
 
 
 def test_classifier_string_labels_and_proba():

@@ -203,5 +203,128 @@ def test_bad_input_errors(arrays, catalog):
     with pytest.raises(ValueError, match="M_J"):
         fitted_df.predict(df_bad)
     with pytest.raises(ValueError, match="return_std"):
-        MDwarfMetallicityRegressor(max_epochs=1, n_mc_passes=0, random_state=0).fit(
-            X[:50], y[:50]).predict(X[:5], return_std=True)
+        MDwarfMetallicityRegressor(max_epochs=1, n_mc_passes=0, uncertainty="mc",
+                                   random_state=0).fit(X[:50], y[:50]).predict(
+            X[:5], return_std=True)
+    # without MC dropout the calibrated sigma is the held-out floor b alone
+    with pytest.warns(UserWarning, match="rows"):
+        no_mc = MDwarfMetallicityRegressor(max_epochs=1, n_mc_passes=0, random_state=0).fit(
+            X[:50], y[:50])
+    _, s = no_mc.predict(X[:5], return_std=True)
+    np.testing.assert_allclose(s, no_mc.calibrator_.floor_[0])
+    with pytest.raises(ValueError, match="uncertainty"):
+        MDwarfMetallicityRegressor(uncertainty="bayes").fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="validation_fraction"):
+        MDwarfMetallicityRegressor(max_epochs=1, validation_fraction=0.0).fit(X[:50], y[:50])
+    # the paper's raw spread needs no validation rows
+    MDwarfMetallicityRegressor(max_epochs=1, validation_fraction=0.0, uncertainty="mc",
+                               early_stopping=False).fit(X[:50], y[:50])
+
+
+# ------------------------------------------------------------ calibrated sigma
+def _zstd(y, m, s):
+    return float(np.std((y - m) / s))
+
+
+def test_default_sigma_is_calibrated_and_mc_is_one_parameter_away(catalog):
+    train, test = catalog.iloc[:900], catalog.iloc[900:]
+    pipe = Pipeline([("mags", AbsoluteMagnitudes()),
+                     ("reg", MDwarfMetallicityRegressor(**FAST))]).set_output(transform="pandas")
+    pipe.fit(train, train["fe_h"])
+    reg = pipe[-1]
+    y = test["fe_h"].to_numpy()
+    m, s = pipe.predict(test, return_std=True)
+    reg.set_params(uncertainty="mc")
+    m_mc, s_mc = pipe.predict(test, return_std=True)
+    reg.set_params(uncertainty="calibrated")
+    np.testing.assert_allclose(m, m_mc)  # same predictions, different sigma
+    # the raw MC spread is far too small on held-out stars; calibrated is near 1
+    assert _zstd(y, m, s_mc) > 1.5
+    assert 0.8 < _zstd(y, m, s) < 1.25
+    assert reg.calibrator_.floor_[0] > 0 and len(reg.validation_indices_) == reg.n_valid_
+    u = reg.predict_uncertainty(pipe[:-1].transform(test))
+    np.testing.assert_allclose(u.total_std, s)
+    np.testing.assert_allclose(u.raw_std, s_mc)
+    np.testing.assert_allclose(u.total_std**2, u.model_std**2 + u.input_std**2
+                               + u.intrinsic_std**2)
+    assert np.all(u.input_std == 0)  # no error columns: nothing propagated
+    lo, hi = reg.predict_interval(pipe[:-1].transform(test), alpha=0.05)
+    np.testing.assert_allclose(hi - m, 1.959964 * s, rtol=1e-5)
+    table = reg.predict_catalog(pipe[:-1].transform(test.iloc[:5]))
+    np.testing.assert_allclose(table["fe_h_pred_error"], s[:5], rtol=1e-5)  # float32 MC
+    assert {"fe_h_error_model", "fe_h_error_input", "fe_h_error_intrinsic"} <= set(table)
+
+
+def _error_pipeline(**reg_params):
+    return Pipeline([
+        ("mags", AbsoluteMagnitudes(return_errors=True, distance_error=True)),
+        ("reg", MDwarfMetallicityRegressor(**{**FAST, **reg_params})),
+    ]).set_output(transform="pandas")
+
+
+def test_measurement_errors_propagate_faint_distant_star_gets_larger_sigma(catalog):
+    pipe = _error_pipeline().fit(catalog, catalog["fe_h"])
+    reg = pipe[-1]
+    assert reg.network_features_ == ("M_BP", "M_G", "M_RP", "M_J", "M_H", "M_Ks", "M_W1",
+                                     "M_W2")
+    assert reg.error_features_[3] == "M_J_error"
+    assert reg.module_[1].in_features == 8  # error columns are not network inputs
+    star = catalog.iloc[[0, 0]].copy()
+    # row 1: the same star 4x further away, with 10x larger photometric and
+    # parallax errors (faint and distant)
+    star.iloc[1, star.columns.get_loc("parallax")] /= 4.0
+    shift = 5 * np.log10(4.0)
+    for col in ("phot_bp_mean_mag", "phot_g_mean_mag", "phot_rp_mean_mag", "j_m", "h_m",
+                "ks_m", "w1mpro", "w2mpro"):
+        star.iloc[1, star.columns.get_loc(col)] += shift
+    for col in ("j_msigcom", "h_msigcom", "ks_msigcom", "w1sigmpro", "w2sigmpro",
+                "parallax_error"):
+        star.iloc[1, star.columns.get_loc(col)] *= 10
+    for col in ("phot_bp_mean_flux_over_error", "phot_g_mean_flux_over_error",
+                "phot_rp_mean_flux_over_error"):
+        star.iloc[1, star.columns.get_loc(col)] /= 10
+    u = reg.predict_uncertainty(pipe[:-1].transform(star))
+    assert u.input_std[1] > 5 * u.input_std[0] > 0
+    assert u.total_std[1] > u.total_std[0]
+    assert u.prediction[0] == pytest.approx(u.prediction[1], abs=1e-4)  # same magnitudes
+    # the same network with errors ignored gives no input term
+    reg.set_params(input_errors="ignore")
+    reg2 = MDwarfMetallicityRegressor(**FAST, input_errors="ignore")
+    feats = pipe[:-1].transform(catalog)
+    reg2.fit(feats, catalog["fe_h"])
+    assert np.all(reg2.predict_uncertainty(feats.iloc[:5]).input_std == 0)
+
+
+def test_parallax_error_is_shared_by_all_bands():
+    # a network that uses only a colour is blind to the distance-modulus error
+    import torch
+
+    from skstellar.nn.uncertainty import propagate_input_errors
+
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight[:] = torch.tensor([[1.0, -1.0]])
+    X = np.zeros((1, 2), np.float32)
+    dm = np.array([0.3])
+    err = np.full((1, 2), 0.3)  # all of the error is the shared distance term
+    assert propagate_input_errors(net, X, err, dm)[0, 0] == pytest.approx(0.0, abs=1e-7)
+    assert propagate_input_errors(net, X, err)[0, 0] == pytest.approx(0.3 * np.sqrt(2))
+
+
+def test_bad_error_columns(catalog):
+    feats = _error_pipeline()[:-1].fit_transform(catalog)
+    reg = MDwarfMetallicityRegressor(max_epochs=2, random_state=0).fit(feats, catalog["fe_h"])
+    bad = feats.iloc[:10].copy()
+    bad.iloc[4, bad.columns.get_loc("M_H_error")] = -0.1
+    with pytest.raises(ValueError, match="M_H_error.*negative"):
+        reg.predict(bad, return_std=True)
+    bad = feats.iloc[:10].copy()
+    bad.iloc[2, bad.columns.get_loc("distance_modulus_error")] = 5.0
+    with pytest.raises(ValueError, match="distance_modulus_error.*row 2"):
+        reg.predict(bad, return_std=True)
+    bad = feats.iloc[:10].copy()
+    bad.iloc[3, bad.columns.get_loc("M_W1_error")] = np.nan
+    with pytest.raises(ValueError, match="M_W1_error"):
+        reg.predict(bad, return_std=True)
+    with pytest.raises(ValueError, match="feature names"):
+        reg.predict(feats.iloc[:5, :8])  # error columns seen at fit are required

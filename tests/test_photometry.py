@@ -151,6 +151,21 @@ def test_return_errors_values_and_names(catalog):
     }
 
 
+def test_distance_modulus_error_output(catalog):
+    am = AbsoluteMagnitudes(return_errors=True, distance_error=True)
+    out = am.fit_transform(catalog)
+    assert out.shape == (4, 17)
+    assert list(am.get_feature_names_out())[-1] == "distance_modulus_error"
+    plx, plx_err = catalog["parallax"].to_numpy(), catalog["parallax_error"].to_numpy()
+    np.testing.assert_allclose(out[:, 16], 5 / LN10 * plx_err / plx, rtol=1e-12)
+    # the shared part is inside every band's total error
+    assert np.all(out[:, 8:16] >= out[:, 16:17])
+    np.testing.assert_allclose(out[:, :16], AbsoluteMagnitudes(return_errors=True)
+                               .fit_transform(catalog))
+    with pytest.raises(ValueError, match="distance_error=True needs return_errors"):
+        AbsoluteMagnitudes(distance_error=True).fit(catalog)
+
+
 def test_missing_error_column_is_named(catalog):
     with pytest.raises(ValueError, match="Missing column 'w1sigmpro' for the error of band W1"):
         AbsoluteMagnitudes(return_errors=True).fit(catalog.drop(columns="w1sigmpro"))

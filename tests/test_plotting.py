@@ -147,3 +147,33 @@ def test_cmd_reused_axes_stays_inverted():
 def test_length_mismatch_raises():
     with pytest.raises(ValueError, match="different lengths"):
         plotting.plot_residual_histogram([1.0, 2.0], [1.0])
+
+
+def test_calibration_reliability_diagram(data, tmp_path):
+    t, p, sigma, _ = data
+    fig = plotting.plot_calibration(t, p, sigma, label="calibrated")
+    ax = fig.axes[0]
+    plotting.plot_calibration(t, p, sigma / 3, ax=ax, label="too small")
+    lines = ax.get_lines()
+    assert len(lines) == 3  # diagonal drawn once, two curves
+    good, bad = lines[1].get_ydata(), lines[2].get_ydata()
+    nominal = lines[1].get_xdata()
+    # the calibrated curve follows the diagonal, the over-confident one falls below it
+    assert np.max(np.abs(good - nominal)) < 0.1
+    assert np.all(bad[nominal > 0.3] < nominal[nominal > 0.3] - 0.1)
+    assert "z std" in ax.get_legend().get_texts()[1].get_text()
+    fig.savefig(tmp_path / "cal.png")
+    with pytest.raises(ValueError):
+        plotting.plot_calibration(t, p, -sigma)
+
+
+def test_coverage_curve_values():
+    from skstellar.metrics import coverage_curve
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=20000)
+    curve = coverage_curve(z, np.zeros_like(z), 1.0, nominal=[0.6827, 0.9545])
+    np.testing.assert_allclose(curve["k"], [1.0, 2.0], atol=1e-3)
+    np.testing.assert_allclose(curve["observed"], [0.6827, 0.9545], atol=0.01)
+    with pytest.raises(ValueError, match="nominal"):
+        coverage_curve(z, z, 1.0, nominal=[1.2])

@@ -95,10 +95,22 @@ def test_fit_predict_uncertainty_parts():
     for key in ("prediction", "model_var", "input_var", "excess_var", "total_std"):
         assert u[key].shape == (100, 2) and np.all(np.isfinite(u[key]))
     assert np.all(u["model_var"] > 0) and np.all(u["input_var"] > 0) and np.all(u["excess_var"] > 0)
-    np.testing.assert_allclose(u["total_std"] ** 2, u["model_var"] + u["input_var"] + u["excess_var"])
+    # the paper's Eq. 11 total, and the default calibrated total built from it
+    np.testing.assert_allclose(u["raw_std"] ** 2, u["model_var"] + u["input_var"] + u["excess_var"])
+    a, b = m.calibrator_.scale_, m.calibrator_.floor_
+    np.testing.assert_allclose(u["total_std"] ** 2,
+                               a * (u["model_var"] + u["excess_var"]) + u["input_var"] + b**2)
+    np.testing.assert_allclose(u["input_std"] ** 2, u["input_var"])
     mean, std = m.predict(X[500:], return_std=True)
     np.testing.assert_allclose(mean, u["prediction"])
     np.testing.assert_allclose(std, u["total_std"])
+    m.set_params(uncertainty="mc")
+    np.testing.assert_allclose(m.predict(X[500:], return_std=True)[1], u["raw_std"])
+    lo, hi = m.predict_interval(X[500:], alpha=0.05)
+    np.testing.assert_allclose(hi - mean, 1.959964 * u["raw_std"], rtol=1e-5)
+    m.set_params(uncertainty="calibrated")
+    # calibration rows were held out of training (no validation split: 10 %)
+    assert len(m.calibration_indices_) == 50
     # it learned something: better than predicting the mean
     rmse = np.sqrt(np.mean((mean - truth[500:]) ** 2, 0))
     assert np.all(rmse < 0.8 * truth[500:].std(0))
@@ -362,3 +374,20 @@ def test_detached_jacobian_option_trains():
     full = UncertainNNRegressor(**FAST).fit(X, y, y_err=yerr)
     # same warm-up phase, different gradients once the input term is on
     assert not np.allclose(m.predict(X), full.predict(X))
+
+
+def test_calibration_fixes_overestimated_sigma_and_paper_split_is_kept():
+    X, y, yerr, truth = _data()
+    m = UncertainNNRegressor(**FAST).fit(X[:500], y[:500], y_err=yerr[:500])
+    u = m.predict_uncertainty(X[500:])
+    z_raw = np.std((truth[500:] - u["prediction"]) / u["raw_std"], axis=0)
+    z_cal = np.std((truth[500:] - u["prediction"]) / u["total_std"], axis=0)
+    # calibrated is at least as close to 1 as the raw Eq. 11 total, for every label
+    assert np.all(np.abs(np.log(z_cal)) <= np.abs(np.log(z_raw)) + 0.05)
+    assert np.all((z_cal > 0.7) & (z_cal < 1.4))
+    paper = UncertainNNRegressor(**FAST, uncertainty="mc").fit(X[:500], y[:500], y_err=yerr[:500])
+    assert paper.calibrator_ is None and len(paper.calibration_indices_) == 0
+    with pytest.raises(ValueError, match="uncertainty"):
+        UncertainNNRegressor(uncertainty="x").fit(X[:50], y[:50])
+    with pytest.raises(ValueError, match="refit"):
+        paper.set_params(uncertainty="calibrated").predict(X[:5], return_std=True)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..calibration import HeldOutCalibrationMixin
 from ..nn import BaseNeuralClassifier, BaseNeuralRegressor, build_cnn1d
 
 __all__ = ["SpectralCNNRegressor", "SpectralCNNClassifier"]
@@ -74,7 +75,7 @@ class _SpectralCNNMixin:
         )
 
 
-class SpectralCNNRegressor(_SpectralCNNMixin, BaseNeuralRegressor):
+class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeuralRegressor):
     def _transform_y_fit(self, y2):
         # Train on z-scored targets (12 + log(O/H) ~ 8.5 +- 0.2 would otherwise
         # spend the first epochs moving the output bias); predictions and
@@ -105,10 +106,21 @@ class SpectralCNNRegressor(_SpectralCNNMixin, BaseNeuralRegressor):
     pixels from :class:`skstellar.preprocessing.SpectrumResampler` followed
     by :class:`skstellar.preprocessing.SpectrumMinMaxScaler`).
 
-    ``predict(X, return_std=True)`` needs ``dropout > 0`` (Monte Carlo
-    dropout before the dense layer); the paper's network has no dropout and
-    reports no per-galaxy uncertainty.
-    """ + _PARAMS_DOC
+    **Uncertainties.** The paper reports no per-galaxy uncertainty. With the
+    default ``uncertainty="calibrated"``, ``predict(X, return_std=True)``
+    returns ``sqrt(a sigma_MC^2 + b^2)`` with ``a`` and the floor ``b`` (dex)
+    fitted by maximum likelihood on the validation rows
+    (:class:`skstellar.calibration.VarianceCalibrator`). With the paper's
+    network (``dropout=0``) there is no MC spread, so the uncertainty is the
+    single held-out scatter ``b``, the same for every galaxy (honest on
+    average, not per galaxy: low-S/N spectra have larger errors); set
+    ``dropout > 0`` (e.g. 0.2, Monte Carlo dropout before the dense layer)
+    for per-galaxy uncertainties, calibrated the same way.
+    ``uncertainty="mc"`` returns the raw MC-dropout spread and needs
+    ``dropout > 0``.
+    """ + _PARAMS_DOC + """    uncertainty : {"calibrated", "mc"}, default="calibrated"
+        (Regressor) What ``predict(X, return_std=True)`` returns (see above).
+"""
 
     def __init__(self, channels=(16, 32, 64, 128), convs_per_block=2, kernel_size=3, padding=0,
                  pool_size=3, pool_stride=3, activation="relu", dropout=0.0, hidden_sizes=(),
@@ -116,7 +128,7 @@ class SpectralCNNRegressor(_SpectralCNNMixin, BaseNeuralRegressor):
                  validation_fraction=0.125, early_stopping=True, patience=100,
                  lr_schedule="plateau", lr_factor=0.1, lr_patience=10, n_mc_passes=50,
                  mc_mode="network", random_state=None, device="cpu", verbose=0,
-                 standardize_target=True):
+                 standardize_target=True, uncertainty="calibrated"):
         self.channels = channels
         self.convs_per_block = convs_per_block
         self.kernel_size = kernel_size
@@ -142,6 +154,11 @@ class SpectralCNNRegressor(_SpectralCNNMixin, BaseNeuralRegressor):
         self.device = device
         self.verbose = verbose
         self.standardize_target = standardize_target
+        self.uncertainty = uncertainty
+
+    def _check_params(self):
+        super()._check_params()
+        self._check_uncertainty_param()
 
 
 class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):

@@ -89,6 +89,34 @@ def _model_summary(name, y, p, fit_seconds, predict_seconds, n_predict):
             "fit_seconds": fit_seconds, "predict_per_second": n_predict / predict_seconds}
 
 
+def uncertainty_calibration(model, X, y):
+    """z-score std and 68 %/95 % coverage of a fitted regressor's sigma on test rows.
+
+    Returns
+    -------
+    dict
+        ``"calibrated"`` (the default ``uncertainty="calibrated"`` sigma) and,
+        when the model has an MC-dropout spread, ``"mc"`` (the raw spread):
+        each with ``median_sigma`` (target unit), ``zscore_std``, ``cov68``,
+        ``cov95``; plus the calibration's ``a`` and ``b``.
+    """
+    out = {}
+    u = model.predict_uncertainty(X)
+    pred = np.asarray(u.prediction).ravel()
+    candidates = [("calibrated", np.asarray(u.total_std).ravel())]
+    raw = np.asarray(u.raw_std).ravel()
+    if np.all(raw > 0):
+        candidates.append(("mc", raw))
+    for name, sig in candidates:
+        cal = metrics.calibration_summary(y, pred, sig)
+        out[name] = {"median_sigma": float(np.median(sig)), "zscore_std": cal["zscore_std"],
+                     "cov68": cal["frac_within_1sigma"], "cov95": cal["frac_within_2sigma"]}
+    if getattr(model, "calibrator_", None) is not None:
+        out["a"] = float(model.calibrator_.scale_[0])
+        out["b"] = float(model.calibrator_.floor_[0])
+    return out
+
+
 def evaluate_regression(batch, *, max_epochs=100, random_state=0, baselines=(), verbose=0,
                         cnn_params=None):
     """The paper's regression experiment on a batch of star-forming galaxy spectra.
@@ -134,6 +162,7 @@ def evaluate_regression(batch, *, max_epochs=100, random_state=0, baselines=(), 
     p = cnn.predict(Xte)
     t_pred = time.perf_counter() - t0
     models = [_model_summary("CNN", yte, p, t_fit, t_pred, len(Xte))]
+    models[0]["uncertainty"] = uncertainty_calibration(cnn, Xte, yte)
     n_train = len(Xtr) - cnn.n_valid_
     models[0]["epochs"] = int(cnn.n_epochs_)
     models[0]["epoch_seconds"] = t_fit / max(cnn.n_epochs_, 1)

@@ -283,6 +283,7 @@ class _NeuralEstimatorBase(BaseEstimator):
         self.net_ = net
         self.n_epochs_ = len(net.history)
         self.n_valid_ = n_valid
+        self.validation_indices_ = np.sort(valid_idx)  # rows calibration may use
         return self
 
     # target scaling hooks (identity by default)

@@ -11,7 +11,11 @@ uncertain network first):
   :meth:`TorchCovariance.propagate`, ``diag(J Sigma J^T)`` per sample;
 * :func:`gaussian_nll` -- ``mean_i sum_j [0.5 r^2 exp(-s) + 0.5 s]`` with
   ``s = ln(sum of variances)`` and missing labels masked (Gaia XP paper,
-  Eq. 9-10).
+  Eq. 9-10);
+* :func:`propagate_input_errors` -- ``sqrt(J Sigma J^T)`` of a trained
+  network (dropout off) for per-feature errors plus an optional error
+  common to all features (a distance-modulus error shared by every
+  absolute magnitude), used by the M-dwarf network.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["batched_jacobian", "mlp_forward_with_jacobian", "TorchCovariance", "gaussian_nll"]
+__all__ = ["batched_jacobian", "mlp_forward_with_jacobian", "TorchCovariance", "gaussian_nll",
+           "propagate_input_errors"]
 
 
 def batched_jacobian(outputs, inputs, create_graph=False):
@@ -275,3 +280,65 @@ def gaussian_nll(pred, target, variance, mask=None):
     if mask is not None:
         term = torch.where(mask, term, torch.zeros_like(term))
     return term.sum(dim=1).mean()
+
+
+def propagate_input_errors(module, X, error, common_error=None, n_outputs=None, device="cpu",
+                           chunk_rows=65536):
+    """First-order output errors of a network from input errors (dropout off).
+
+    ``sigma_y^2 = J Sigma J^T`` with ``J = d y / d x`` of the deterministic
+    network (``eval`` mode: BatchNorm uses its running statistics, dropout
+    is off) and ``Sigma = diag(error^2 - common^2) + common^2 * 1 1^T``: each
+    feature has its own error and, optionally, one error fully shared by
+    all features (for absolute magnitudes the distance-modulus error
+    ``5 / ln 10 * sigma_plx / plx``, which moves every band together and
+    cancels in colours). ``error`` is the total error of each feature, so
+    the shared part is included in it.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network mapping (n, d) to (n, n_out); rows must be independent in
+        eval mode.
+    X : ndarray of shape (n, d)
+        Network inputs.
+    error : ndarray of shape (n, d)
+        1-sigma error of each input (same unit as ``X``, >= 0).
+    common_error : ndarray of shape (n,), optional
+        1-sigma error shared by all inputs of a row (<= each ``error``).
+    n_outputs : int, optional
+        Propagate to the first ``n_outputs`` outputs (default all).
+    device : str, default="cpu"
+    chunk_rows : int, default=65536
+        Rows per Jacobian call (bounds memory).
+
+    Returns
+    -------
+    ndarray of shape (n, n_outputs)
+        Output standard deviations in the network's output unit.
+    """
+    X = np.asarray(X, dtype=np.float32)
+    err2 = np.asarray(error, dtype=np.float64) ** 2
+    com2 = None if common_error is None else np.asarray(common_error, dtype=np.float64) ** 2
+    own2 = err2 if com2 is None else np.maximum(err2 - com2[:, None], 0.0)
+    was = module.training
+    module.eval()
+    out = []
+    try:
+        for start in range(0, len(X), int(chunk_rows)):
+            stop = start + int(chunk_rows)
+            xb = torch.as_tensor(X[start:stop], device=device).requires_grad_(True)
+            with torch.enable_grad():
+                y = module(xb)
+                if n_outputs is not None:
+                    y = y[:, :n_outputs]
+                J = batched_jacobian(y, xb).detach().double().cpu().numpy()  # (m, L, d)
+            var = (J**2 * own2[start:stop, None, :]).sum(-1)
+            if com2 is not None:
+                var = var + com2[start:stop, None] * J.sum(-1) ** 2
+            out.append(var)
+    finally:
+        module.train(was)
+    L = n_outputs if n_outputs is not None else 0
+    var = np.concatenate(out) if out else np.empty((0, L))
+    return np.sqrt(var)

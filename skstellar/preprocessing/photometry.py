@@ -34,6 +34,7 @@ from .._validation import (
 )
 
 __all__ = [
+    "DISTANCE_MODULUS_ERROR",
     "AbsoluteMagnitudes",
     "absolute_magnitude",
     "absolute_magnitude_error",
@@ -56,6 +57,11 @@ _FITTED_ATTRIBUTES = (
     "band_labels_",
 )
 _MAGNITUDE = "magnitude"
+#: Output name of the distance-modulus error ``5 / ln 10 * sigma_plx / plx``
+#: [mag] (``distance_error=True``): the part of every ``M_<band>_error``
+#: shared by all bands, which regressors use to build the full covariance
+#: (it cancels in colours).
+DISTANCE_MODULUS_ERROR = "distance_modulus_error"
 _FLUX_OVER_ERROR = "flux_over_error"
 
 
@@ -208,6 +214,13 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
     return_errors : bool, default=False
         Also output ``<prefix><band>_error`` [mag]. A required error column
         that is absent raises a ``ValueError`` naming it.
+    distance_error : bool, default=False
+        With ``return_errors``, also output ``distance_modulus_error`` [mag],
+        ``5 / ln 10 * sigma_plx / plx``: the part of every band's error that
+        comes from the parallax and is therefore shared by all bands (the
+        absolute magnitudes' covariance is ``diag(sigma_m^2) +
+        distance_modulus_error^2``). :class:`skstellar.MDwarfMetallicityRegressor`
+        uses it to propagate the errors with their correlation.
     invalid_parallax : {"raise", "nan"}, default="raise"
         What to do with rows whose parallax is <= 0, NaN (missing) or inf,
         for which no absolute magnitude exists. "raise": ``ValueError``
@@ -283,6 +296,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         return_errors=False,
         invalid_parallax="raise",
         output_prefix="M_",
+        distance_error=False,
     ):
         self.bands = bands
         self.magnitude_columns = magnitude_columns
@@ -292,6 +306,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         self.return_errors = return_errors
         self.invalid_parallax = invalid_parallax
         self.output_prefix = output_prefix
+        self.distance_error = distance_error
 
     # -- scikit-learn plumbing ---------------------------------------------
     def __sklearn_tags__(self):
@@ -317,6 +332,8 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
             raise ValueError(
                 f"invalid_parallax must be 'raise' or 'nan'; got {self.invalid_parallax!r}."
             )
+        if self.distance_error and not self.return_errors:
+            raise ValueError("distance_error=True needs return_errors=True.")
         if not isinstance(self.output_prefix, str):
             raise ValueError(f"output_prefix must be a string; got {self.output_prefix!r}.")
         for pname in ("magnitude_columns", "error_columns"):
@@ -601,8 +618,12 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
                              hint="Only rows with a valid parallax are checked")
         _check_sign(pe, pname, strict=False, what="parallax error", index=index)
         rel = pe / safe_plx
-        E = np.sqrt(sig**2 + (_PLX_TO_MAG * rel)[:, None] ** 2)
+        dm_err = _PLX_TO_MAG * rel
+        E = np.sqrt(sig**2 + dm_err[:, None] ** 2)
         E[~valid] = np.nan
+        if self.distance_error:
+            dm_err = np.where(valid, dm_err, np.nan)
+            return np.hstack([M, E, dm_err[:, None]])
         return np.hstack([M, E])
 
     def _parallax_message(self, plx, valid, index):
@@ -678,7 +699,8 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         -------
         ndarray of float64, shape (n_samples, n_bands) or (n_samples, 2 * n_bands)
             Absolute magnitudes in band order, followed by their errors when
-            ``return_errors``. Rows with an invalid parallax are NaN under
+            ``return_errors`` (and by the distance-modulus error when
+            ``distance_error``, one more column). Rows with an invalid parallax are NaN under
             ``invalid_parallax="nan"``.
         """
         check_is_fitted(self)
@@ -706,6 +728,8 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         names = [f"{self.output_prefix}{b}" for b in labels]
         if self.return_errors:
             names += [_cols.error_name(c) for c in names]
+            if self.distance_error:
+                names.append(DISTANCE_MODULUS_ERROR)
         return np.asarray(names, dtype=object)
 
 

@@ -127,7 +127,9 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
 
     pred = u["prediction"].reshape(n_test, -1)
     tot = u["total_std"].reshape(n_test, -1)
+    raw = u["raw_std"].reshape(n_test, -1)
     cal_truth = calibration_summary(y_true[test], pred, tot, target_names=list(labels))
+    cal_raw = calibration_summary(y_true[test], pred, raw, target_names=list(labels))
     obs_std = np.sqrt(tot**2 + err[test] ** 2)
     cal_obs = calibration_summary(y[test], pred, obs_std, target_names=list(labels))
     per_label = []
@@ -146,6 +148,16 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
             "zscore_std_vs_truth": float(cal_truth.loc[name, "zscore_std"]),
             "zscore_robust_std_vs_truth": float(cal_truth.loc[name, "zscore_robust_std"]),
             "zscore_std_vs_observed": float(cal_obs.loc[name, "zscore_std"]),
+            "cov68_vs_truth": float(cal_truth.loc[name, "frac_within_1sigma"]),
+            "cov95_vs_truth": float(cal_truth.loc[name, "frac_within_2sigma"]),
+            "median_sigma_raw": float(np.median(raw[:, j])),
+            "zscore_std_vs_truth_raw": float(cal_raw.loc[name, "zscore_std"]),
+            "cov68_vs_truth_raw": float(cal_raw.loc[name, "frac_within_1sigma"]),
+            "cov95_vs_truth_raw": float(cal_raw.loc[name, "frac_within_2sigma"]),
+            "calib_a": (float(model.calibrator_.scale_[j]) if model.calibrator_ is not None
+                        else None),
+            "calib_b": (float(model.calibrator_.floor_[j]) if model.calibrator_ is not None
+                        else None),
             "paper_rmse": PAPER_RESULTS.get(name, {}).get("rmse"),
             "paper_median_sigma_total": PAPER_RESULTS.get(name, {}).get("median_sigma_total"),
         })
