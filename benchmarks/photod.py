@@ -64,12 +64,13 @@ from skstellar.photod.hybrid import TARGETS, HybridPhotoD
 PIXELS = (1177, 1178, 1176, 1179, 1171, 1180, 1174, 1189)
 
 
-def make_student(args, seed=None):
+def make_student(args, seed=None, training_loop=None):
     from skstellar.photod.network import PhotoDNetwork
 
     return PhotoDNetwork(max_epochs=args.max_epochs,
                          secondary_max_epochs=min(args.secondary_max_epochs, args.max_epochs),
-                         n_runs=args.n_runs, random_state=seed)
+                         n_runs=args.n_runs, random_state=seed,
+                         training_loop=training_loop or args.training_loop)
 
 
 def make_hybrid(args, teacher=None, **kw):
@@ -78,6 +79,118 @@ def make_hybrid(args, teacher=None, **kw):
                   random_state=args.seed, verbose=args.verbose)
     params.update(kw)
     return HybridPhotoD(**params)
+
+
+def interleaved_speed(args, cat):
+    """Hybrid (ours and the previous training loop) and the full teacher, timed alternately.
+
+    The development machine is shared, so each repeat times, back to back on
+    one core: the hybrid with ``--training-loop`` (ours), the teacher on
+    ``--speed-teacher-stars`` stars (ms/star, extrapolated to the catalogue)
+    and, with ``--anchor-loop``, the hybrid with skorch's loop (the previous
+    implementation). Ratios are formed within a repeat; medians are reported.
+    """
+    from skstellar.photod.teacher import BayesianPhotoD
+
+    teacher = BayesianPhotoD().fit()
+    sub = cat.sample(n=min(args.speed_teacher_stars, len(cat)), random_state=args.seed)
+    rows = []
+    for rep in range(args.speed_repeats):
+        row = {"repeat": rep}
+        with single_core():
+            hyb = make_hybrid(args, teacher=teacher)
+            t0 = time.perf_counter()
+            hyb.fit_predict(cat)
+            row["hybrid_seconds"] = time.perf_counter() - t0
+            row["student_fit_seconds"] = float(hyb.patch_summary_["student_fit_seconds"].sum())
+            row["epochs"] = [m.estimator.run_n_epochs_.tolist()
+                             for m in hyb.patch_models_.values()]
+            t0 = time.perf_counter()
+            teacher.predict_posterior(sub)
+            ms = 1e3 * (time.perf_counter() - t0) / len(sub)
+            row["teacher_ms_per_star"] = ms
+            row["teacher_full_seconds_extrapolated"] = ms * 1e-3 * len(cat)
+            row["speedup_vs_teacher"] = row["teacher_full_seconds_extrapolated"] / \
+                row["hybrid_seconds"]
+            if args.anchor_loop:
+                anc = make_hybrid(args, teacher=teacher,
+                                  student=make_student(args, training_loop="skorch"))
+                t0 = time.perf_counter()
+                anc.fit_predict(cat)
+                row["anchor_hybrid_seconds"] = time.perf_counter() - t0
+                row["anchor_student_fit_seconds"] = float(
+                    anc.patch_summary_["student_fit_seconds"].sum())
+                row["speedup_vs_anchor"] = row["anchor_hybrid_seconds"] / row["hybrid_seconds"]
+                row["anchor_speedup_vs_teacher"] = row["teacher_full_seconds_extrapolated"] / \
+                    row["anchor_hybrid_seconds"]
+        rows.append(row)
+        print(f"  repeat {rep}: hybrid {row['hybrid_seconds']:.1f} s (student fit "
+              f"{row['student_fit_seconds']:.1f} s, epochs {row['epochs']}); teacher "
+              f"{row['teacher_ms_per_star']:.3f} ms/star -> {len(cat)} stars "
+              f"{row['teacher_full_seconds_extrapolated']:.1f} s; speed-up "
+              f"{row['speedup_vs_teacher']:.2f}x"
+              + (f"; previous loop: hybrid {row['anchor_hybrid_seconds']:.1f} s (fit "
+                 f"{row['anchor_student_fit_seconds']:.1f} s), ours {row['speedup_vs_anchor']:.2f}x "
+                 f"faster, its speed-up vs the teacher {row['anchor_speedup_vs_teacher']:.2f}x"
+                 if args.anchor_loop else ""), flush=True)
+    keys = [k for k in rows[0] if k not in ("repeat", "epochs")]
+    median = {k: float(np.median([r[k] for r in rows])) for k in keys}
+    return {"repeats": rows, "median": median}
+
+
+def warm_start_tradeoff(args, cat, pixels):
+    """Per-patch students from scratch vs warm-started from the first patch's student.
+
+    Both hybrids label the same stars (same seed); the first (most
+    populated) patch trains from scratch in both. Reported for the other
+    patches: student training seconds and NN-vs-Bayes robust std on their
+    student-estimated stars (the teacher run on a seeded subset of them).
+    """
+    from skstellar.metrics import robust_std
+    from skstellar.photod.hybrid import WARM_START_PARAMS
+    from skstellar.photod.teacher import BayesianPhotoD
+
+    teacher = BayesianPhotoD().fit()
+    params = dict(WARM_START_PARAMS)
+    if args.warm_epochs:
+        params.update(max_epochs=args.warm_epochs,
+                      secondary_max_epochs=min(args.warm_epochs, params["secondary_max_epochs"]))
+    out = {"warm_start_params": params}
+    results = {}
+    for mode in ("cold", "warm"):
+        kw = {} if mode == "cold" else {"warm_start": "first", "warm_start_params": params}
+        hyb = make_hybrid(args, teacher=teacher, **kw)
+        with single_core():
+            res = hyb.fit_predict(cat)
+        results[mode] = (hyb, res)
+    hyb_w, res_w = results["warm"]
+    first = hyb_w.warm_start_patch_
+    others = (res_w["patch"].to_numpy() != first[1]) & ~res_w["labelled_by_teacher"].to_numpy()
+    pos = np.flatnonzero(others)
+    pos = np.random.default_rng(args.seed).choice(pos, min(len(pos), args.warm_eval_stars),
+                                                  replace=False)
+    post = teacher.predict_posterior(cat.iloc[pos])
+    bayes = np.column_stack([post[t].to_numpy() for t in TARGETS])
+    for mode, (hyb, res) in results.items():
+        summ = hyb.patch_summary_
+        rest = summ[(summ["patch"] != first[1]) & (summ["mode"] == "student")]
+        nn = res[list(TARGETS)].to_numpy()[pos]
+        out[mode] = {"student_fit_seconds_other_patches": float(rest["student_fit_seconds"].sum()),
+                     "n_other_patches": int(len(rest)),
+                     "nn_vs_bayes_robust_std": {t: float(robust_std(nn[:, j] - bayes[:, j]))
+                                                for j, t in enumerate(TARGETS)}}
+    out["fit_speedup_other_patches"] = (out["cold"]["student_fit_seconds_other_patches"]
+                                        / out["warm"]["student_fit_seconds_other_patches"])
+    print(_table(["warm start across patches (patches other than the first)", "cold",
+                  "warm"], [
+        ("student training (s, summed)", f"{out['cold']['student_fit_seconds_other_patches']:.1f}",
+         f"{out['warm']['student_fit_seconds_other_patches']:.1f}"),
+        *[(f"NN vs Bayes robust std {t} ({len(pos)} stars)",
+           f"{out['cold']['nn_vs_bayes_robust_std'][t]:.3f}",
+           f"{out['warm']['nn_vs_bayes_robust_std'][t]:.3f}") for t in TARGETS],
+        ("training speed-up", "", f"{out['fit_speedup_other_patches']:.1f}x"),
+    ]))
+    return out
 
 
 def grid_teacher_cost(cat, n, seed):
@@ -147,45 +260,8 @@ def stripe82(args):
     return ev
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--n-stars", type=int, default=400_000,
-                    help="simulated stars (paper: 434,865)")
-    ap.add_argument("--n-patches", type=int, default=4, help="HEALPix order-4 patches (<= 8)")
-    ap.add_argument("--label-fraction", type=float, default=0.05,
-                    help="fraction labelled by the teacher per patch (paper: 5-10 %%)")
-    ap.add_argument("--label-count", type=int, default=None,
-                    help="labelled stars per patch instead of a fraction (paper: 10,000)")
-    ap.add_argument("--min-labelled", type=int, default=1000)
-    ap.add_argument("--max-epochs", type=int, default=1024, help="paper: 1024")
-    ap.add_argument("--secondary-max-epochs", type=int, default=256, help="paper: 256")
-    ap.add_argument("--n-runs", type=int, default=2, help="paper: 2")
-    ap.add_argument("--teacher-subset", type=int, default=None,
-                    help="time the full teacher on this many stars and extrapolate "
-                         "(default: every star)")
-    ap.add_argument("--grid-teacher-stars", type=int, default=2000,
-                    help="stars timed with photoD's A_r grid (0 to skip)")
-    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2],
-                    help="Dask worker counts to time (none to skip)")
-    ap.add_argument("--skip-stripe82", action="store_true")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("-v", "--verbose", type=int, default=0)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                  "photod.json"))
-    args = ap.parse_args(argv)
-    results = {"config": vars(args).copy(), "paper_timing": PAPER_TIMING}
-
-    pixels = PIXELS[: max(1, min(args.n_patches, len(PIXELS)))]
-    t0 = time.perf_counter()
-    cat = simulate_patch_catalog(args.n_stars, pixels=pixels, random_state=args.seed)
-    print(f"Simulated {len(cat)} LSST stars (SNR > 5 in ugriz) in {len(pixels)} HEALPix order-4 "
-          f"patches {list(pixels)} in {time.perf_counter() - t0:.1f} s. Student: PhotoDNetwork, "
-          f"<= {args.max_epochs} epochs x {args.n_runs} run(s), sigma_B net <= "
-          f"{min(args.secondary_max_epochs, args.max_epochs)} epochs; labelled per patch: "
-          + (f"{args.label_count}" if args.label_count else
-             f"{100 * args.label_fraction:g} % (>= {args.min_labelled})") + ".", flush=True)
-
-    # 1-3: hybrid end to end and the full teacher, side by side on one core
+def evaluate_and_print(args, cat, results):
+    """Sections 1-3: the hybrid and the full teacher side by side on one core; Table 1."""
     hyb = make_hybrid(args)
     ev = evaluate_photod(cat, hyb, full_teacher=True if args.teacher_subset is None
                          else args.teacher_subset, random_state=args.seed)
@@ -221,9 +297,113 @@ def main(argv=None):
             ("speed-up", "27x", f"{est_full / est_hybrid:.1f}x"),
         ]))
     results["simulated"] = sim
+    return ev
+
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--n-stars", type=int, default=400_000,
+                    help="simulated stars (paper: 434,865)")
+    ap.add_argument("--n-patches", type=int, default=4, help="HEALPix order-4 patches (<= 8)")
+    ap.add_argument("--label-fraction", type=float, default=0.05,
+                    help="fraction labelled by the teacher per patch (paper: 5-10 %%)")
+    ap.add_argument("--label-count", type=int, default=None,
+                    help="labelled stars per patch instead of a fraction (paper: 10,000)")
+    ap.add_argument("--min-labelled", type=int, default=1000)
+    ap.add_argument("--max-epochs", type=int, default=1024, help="paper: 1024")
+    ap.add_argument("--secondary-max-epochs", type=int, default=256, help="paper: 256")
+    ap.add_argument("--n-runs", type=int, default=2, help="paper: 2")
+    ap.add_argument("--training-loop", choices=("lean", "skorch"), default="lean",
+                    help="student training loop: lean (ours) or skorch (previous implementation)")
+    ap.add_argument("--speed-repeats", type=int, default=0,
+                    help="interleaved timing repeats of hybrid vs teacher (0 to skip)")
+    ap.add_argument("--speed-teacher-stars", type=int, default=50_000,
+                    help="teacher stars timed per repeat (ms/star extrapolated)")
+    ap.add_argument("--anchor-loop", action="store_true",
+                    help="also time the hybrid with skorch's loop in every repeat")
+    ap.add_argument("--skip-evaluation", action="store_true",
+                    help="skip the Table 1 evaluation run (sections 1-3)")
+    ap.add_argument("--warm-start", action="store_true",
+                    help="measure warm starts across patches (needs --n-patches >= 2)")
+    ap.add_argument("--warm-epochs", type=int, default=None,
+                    help="max epochs of a warm-started student (default WARM_START_PARAMS)")
+    ap.add_argument("--warm-eval-stars", type=int, default=20_000,
+                    help="student stars of the other patches compared with the teacher")
+    ap.add_argument("--teacher-subset", type=int, default=None,
+                    help="time the full teacher on this many stars and extrapolate "
+                         "(default: every star)")
+    ap.add_argument("--grid-teacher-stars", type=int, default=2000,
+                    help="stars timed with photoD's A_r grid (0 to skip)")
+    ap.add_argument("--workers", type=int, nargs="*", default=[1, 2],
+                    help="Dask worker counts to time (none to skip)")
+    ap.add_argument("--skip-stripe82", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("-v", "--verbose", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
+                                                  "photod.json"))
+    args = ap.parse_args(argv)
+    results = {"config": vars(args).copy(), "paper_timing": PAPER_TIMING}
+
+    pixels = PIXELS[: max(1, min(args.n_patches, len(PIXELS)))]
+    t0 = time.perf_counter()
+    cat = simulate_patch_catalog(args.n_stars, pixels=pixels, random_state=args.seed)
+    print(f"Simulated {len(cat)} LSST stars (SNR > 5 in ugriz) in {len(pixels)} HEALPix order-4 "
+          f"patches {list(pixels)} in {time.perf_counter() - t0:.1f} s. Student: PhotoDNetwork, "
+          f"<= {args.max_epochs} epochs x {args.n_runs} run(s), sigma_B net <= "
+          f"{min(args.secondary_max_epochs, args.max_epochs)} epochs; labelled per patch: "
+          + (f"{args.label_count}" if args.label_count else
+             f"{100 * args.label_fraction:g} % (>= {args.min_labelled})") + ".", flush=True)
+
+    ev = None
+    if not args.skip_evaluation:
+        ev = evaluate_and_print(args, cat, results)
+
+    # speed, interleaved: hybrid (ours, and the previous loop) vs the teacher
+    if args.speed_repeats:
+        print("")
+        print(f"Interleaved timing on one core ({args.speed_repeats} repeat(s); the machine may "
+              "be shared, so compare within a repeat):", flush=True)
+        speed = interleaved_speed(args, cat)
+        med = speed["median"]
+        if "grid_teacher" in results.get("simulated", {}):
+            g = results["simulated"]["grid_teacher"]["ms_per_star_grid"]
+            med["grid_teacher_full_seconds_extrapolated"] = g * 1e-3 * len(cat)
+            med["speedup_vs_grid_teacher"] = g * 1e-3 * len(cat) / med["hybrid_seconds"]
+        elif args.grid_teacher_stars:
+            cost, n = grid_teacher_cost(cat, args.grid_teacher_stars, args.seed)
+            med["grid_ms_per_star"] = cost["grid"]
+            med["grid_teacher_full_seconds_extrapolated"] = cost["grid"] * 1e-3 * len(cat)
+            med["speedup_vs_grid_teacher"] = cost["grid"] * 1e-3 * len(cat) / med["hybrid_seconds"]
+        rows = [("hybrid end to end (s, median)", f"{med['hybrid_seconds']:.1f}"),
+                ("full closed-form teacher (s, extrapolated)",
+                 f"{med['teacher_full_seconds_extrapolated']:.1f}"),
+                ("speed-up vs the closed-form teacher (target >= 3x at 400k)",
+                 f"{med['speedup_vs_teacher']:.2f}x")]
+        if "speedup_vs_grid_teacher" in med:
+            rows += [("full A_r-grid teacher (s, extrapolated)",
+                      f"{med['grid_teacher_full_seconds_extrapolated']:.0f}"),
+                     ("speed-up vs the grid teacher (target >= 30x)",
+                      f"{med['speedup_vs_grid_teacher']:.1f}x")]
+        if args.anchor_loop:
+            rows += [("previous loop (skorch): hybrid (s, median)",
+                      f"{med['anchor_hybrid_seconds']:.1f}"),
+                     ("ours vs previous loop", f"{med['speedup_vs_anchor']:.2f}x"),
+                     ("previous loop: speed-up vs the teacher",
+                      f"{med['anchor_speedup_vs_teacher']:.2f}x")]
+        print(_table([f"speed, {len(cat)} stars, {args.label_count or args.label_fraction} "
+                      "labelled (one core)", "value"], rows))
+        results["speed"] = speed
+
+    # warm starts across patches
+    if args.warm_start:
+        print("")
+        print("Warm starts across patches (first patch from scratch, the others fine-tuned):",
+              flush=True)
+        results["warm_start"] = warm_start_tradeoff(args, cat, pixels)
 
     # 4: Dask scale-out
-    if args.workers:
+    if args.workers and ev is not None:
         print("")
         print(f"Dask LocalCluster (processes, 1 thread per worker) on the same {len(cat)} stars "
               f"(in-process, one core: {ev['timing']['hybrid_seconds']:.1f} s):", flush=True)
