@@ -70,7 +70,9 @@ def make_student(args, seed=None, training_loop=None):
     return PhotoDNetwork(max_epochs=args.max_epochs,
                          secondary_max_epochs=min(args.secondary_max_epochs, args.max_epochs),
                          n_runs=args.n_runs, random_state=seed,
-                         training_loop=training_loop or args.training_loop)
+                         training_loop=training_loop or args.training_loop,
+                         batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+                         lr_patience=args.lr_patience)
 
 
 def make_hybrid(args, teacher=None, **kw):
@@ -260,6 +262,18 @@ def stripe82(args):
     return ev
 
 
+def student_epochs(hyb):
+    """Epochs trained per patch: each moments-network run and the sigma_B network."""
+    out = {}
+    for (order, pixel), model in hyb.patch_models_.items():
+        est = model.estimator
+        sec = getattr(est, "secondary_net_", None)
+        out[f"{order}/{pixel}"] = {
+            "runs": [int(e) for e in getattr(est, "run_n_epochs_", [])],
+            "secondary": 0 if sec is None else len(sec.history)}
+    return out
+
+
 def evaluate_and_print(args, cat, results):
     """Sections 1-3: the hybrid and the full teacher side by side on one core; Table 1."""
     hyb = make_hybrid(args)
@@ -272,6 +286,12 @@ def evaluate_and_print(args, cat, results):
     sim["timing"]["inference_speedup_per_star"] = (ev["timing"]["teacher_ms_per_star"]
                                                    / ev["timing"]["student_ms_per_star"])
     sim["patch_summary"] = summ.to_dict(orient="records")
+    sim["student_epochs"] = student_epochs(hyb)
+    n_ep = sum(sum(e["runs"]) + e["secondary"] for e in sim["student_epochs"].values())
+    fit_s = ev["timing"]["hybrid_student_fit_seconds"]
+    print(f"Student training: {n_ep} epochs in {fit_s:.1f} s ({1e3 * fit_s / max(n_ep, 1):.1f} "
+          f"ms per epoch of ~{args.label_count or 0} labelled stars; per patch "
+          f"{sim['student_epochs']}).")
     print(f"Student inference is {sim['timing']['inference_speedup_per_star']:.0f}x faster than "
           "the teacher per star; the hybrid approaches that only when the labelled fraction and "
           "the training time are amortised.")
@@ -314,6 +334,11 @@ def main(argv=None):
     ap.add_argument("--max-epochs", type=int, default=1024, help="paper: 1024")
     ap.add_argument("--secondary-max-epochs", type=int, default=256, help="paper: 256")
     ap.add_argument("--n-runs", type=int, default=2, help="paper: 2")
+    ap.add_argument("--batch-size", type=int, default=1024, help="paper: 1024")
+    ap.add_argument("--lr", type=float, default=1e-3, help="paper: 1e-3")
+    ap.add_argument("--patience", type=int, default=100, help="early stopping; paper: 100")
+    ap.add_argument("--lr-patience", type=int, default=10,
+                    help="plateau epochs before lr x 0.9 (paper silent; Keras default 10)")
     ap.add_argument("--training-loop", choices=("lean", "skorch"), default="lean",
                     help="student training loop: lean (ours) or skorch (previous implementation)")
     ap.add_argument("--speed-repeats", type=int, default=0,
@@ -351,7 +376,8 @@ def main(argv=None):
     print(f"Simulated {len(cat)} LSST stars (SNR > 5 in ugriz) in {len(pixels)} HEALPix order-4 "
           f"patches {list(pixels)} in {time.perf_counter() - t0:.1f} s. Student: PhotoDNetwork, "
           f"<= {args.max_epochs} epochs x {args.n_runs} run(s), sigma_B net <= "
-          f"{min(args.secondary_max_epochs, args.max_epochs)} epochs; labelled per patch: "
+          f"{min(args.secondary_max_epochs, args.max_epochs)} epochs, batch {args.batch_size}, "
+          f"lr {args.lr:g}, patience {args.patience}, loop {args.training_loop}; labelled per patch: "
           + (f"{args.label_count}" if args.label_count else
              f"{100 * args.label_fraction:g} % (>= {args.min_labelled})") + ".", flush=True)
 
