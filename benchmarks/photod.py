@@ -27,15 +27,30 @@ What it measures, prints and writes as JSON:
    10 % with the paper's full training schedule, student vs teacher on the
    other 90 %.
 
+6. Interleaved speed (``--speed-repeats``): per repeat, on one core and
+   back to back, the hybrid end to end, the closed-form teacher on
+   ``--speed-teacher-stars`` stars (ms/star, extrapolated to the catalogue)
+   and, with ``--anchor-loop``, the hybrid with skorch's own training loop
+   (the previous implementation); ratios within a repeat, medians reported.
+   The development machine is shared by several processes, so only ratios
+   measured side by side are comparable.
+7. Warm starts across patches (``--warm-start``, ``--n-patches >= 2``):
+   every patch from scratch vs ``warm_start="first"``; training seconds and
+   NN-vs-Bayes robust std of the patches other than the first.
+
 The paper's configuration is 434,865 stars with 10,000 labelled and a
 network trained up to 1024 epochs twice (plus 256 for the sigma_B network).
-On a 2-core CPU that takes long; ``--n-stars``, ``--max-epochs`` and
-``--n-runs`` shrink it (the printed header says what ran).
+On a 2-core CPU that takes long; ``--n-stars``, ``--max-epochs``,
+``--n-runs``, ``--batch-size``, ``--patience`` change it (the printed header
+says what ran). Every run writes its figures to ``--out`` (JSON).
 
 Usage::
 
     python benchmarks/photod.py                                  # the full recipe
     python benchmarks/photod.py --n-stars 50000 --max-epochs 300 --n-runs 1
+    # issue 14: one patch, 400k stars, 10k labelled (see docs/photod.md, "Speed")
+    python benchmarks/photod.py --n-stars 400000 --n-patches 1 --label-count 10000 \
+        --workers --skip-stripe82 --teacher-subset 20000
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ records. :class:`LeanNeuralNet` keeps skorch's object (``module_``,
 ``EarlyStopping`` and ``LRScheduler``, ``PrintLog``) and replaces only the
 inner loop of an epoch by the plain
 ``zero_grad -> forward -> loss -> backward -> step`` sequence, accumulating
-the epoch loss as a tensor. The batches, their order, the losses and the
+the epoch loss without per-batch history records. The batches, their order, the losses and the
 optimiser updates are those of ``skorch.NeuralNet``.
 """
 
@@ -39,12 +39,14 @@ class LeanNeuralNet(skorch.NeuralNet):
     * the epoch's mean loss (weighted by batch size, as skorch's
       ``PassthroughScoring``) is recorded directly as ``train_loss`` and
       ``valid_loss`` (plus ``*_best`` flags), so there are no per-batch
-      history records and one ``.item()`` per epoch; the default callbacks
+      history records; the default callbacks
       are only ``EpochTimer`` and ``PrintLog``;
     * callbacks still get ``on_batch_begin``/``on_batch_end`` (with
       ``batch``, ``training``, ``loss`` and ``y_pred``), so batch-level
       learning-rate schedules keep working; callbacks that read per-batch
-      history entries do not apply.
+      history entries do not apply; on the CPU the epoch loss is summed
+      as a Python float (one ``.item()`` per batch, which costs nothing
+      there), on other devices as a device tensor.
 
     Extra ``fit`` parameters (passed to the module's ``forward``) fall back
     to skorch's own loop.
@@ -92,12 +94,15 @@ class LeanNeuralNet(skorch.NeuralNet):
         module, criterion, optimizer = self.module_, self.criterion_, self.optimizer_
         self._set_training(training)
         device = torch.device(self.device) if self.device is not None else None
-        total = torch.zeros((), dtype=torch.float64)
+        on_cpu = device is None or device.type == "cpu"
+        # on the CPU a Python float is the cheapest accumulator; elsewhere a device
+        # tensor avoids a synchronisation per batch
+        total = 0.0 if on_cpu else torch.zeros((), dtype=torch.float64, device=device)
         count = n_batches = 0
         with torch.set_grad_enabled(training):
             for batch in iterator:
                 xb, yb = batch
-                if device is not None and device.type != "cpu":
+                if not on_cpu:
                     xb = to_device(xb, device)
                     yb = to_device(yb, device)
                 self.notify("on_batch_begin", batch=batch, training=training)
@@ -109,10 +114,10 @@ class LeanNeuralNet(skorch.NeuralNet):
                     loss.backward()
                     optimizer.step()
                 n = get_len(xb)
-                total += loss.detach().double().cpu() * n
+                total += (loss.item() if on_cpu else loss.detach().double()) * n
                 count += n
                 n_batches += 1
                 self.notify("on_batch_end", batch=batch, training=training, loss=loss,
                             y_pred=y_pred)
-        self._record(prefix, total, count)
+        self._record(prefix, float(total), count)
         self.history.record(prefix + "_batch_count", n_batches)
