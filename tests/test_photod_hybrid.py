@@ -518,6 +518,10 @@ def test_evaluate_photod(teacher):
     tm = ev["timing"]
     assert tm["teacher_full_measured"] and tm["teacher_stars_measured"] == 1200
     assert tm["speedup"] == pytest.approx(tm["teacher_full_seconds"] / tm["hybrid_seconds"])
+    # CPU seconds of this process, bounded by the wall time on one thread
+    assert 0 < tm["hybrid_cpu_seconds"] <= 1.05 * tm["hybrid_seconds"] + 0.05
+    assert tm["cpu_speedup"] == pytest.approx(tm["teacher_full_cpu_seconds"]
+                                              / tm["hybrid_cpu_seconds"])
     # NN vs Bayes on the test set uses the full teacher's values
     rest = ~ev["result"]["labelled_by_teacher"]
     r = ev["result"].loc[rest, "FeH"] - ev["bayes"].loc[rest, "FeH"]
@@ -529,6 +533,7 @@ def test_evaluate_photod(teacher):
     assert not ev2["timing"]["teacher_full_measured"]
     assert ev2["timing"]["teacher_full_seconds"] == pytest.approx(
         ev2["timing"]["teacher_ms_per_star"] * 1.2)
+    assert ev2["timing"]["teacher_full_cpu_seconds"] > 0
     assert ev2["table1"].set_index(["comparison", "parameter"]).loc[
         ("Bayes vs truth", "Ar"), "n"] == 300
     # no truth (real data): only NN vs Bayes
