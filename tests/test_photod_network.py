@@ -447,6 +447,22 @@ def test_warm_start_from_exported_weights(fitted, train, test_set):
     np.testing.assert_array_equal(joblib.load(buf).predict(cat_t), warm.predict(cat_t))
 
 
+def test_quick_schedule_is_a_valid_shorter_recipe(train):
+    from skstellar.photod.network import QUICK_SCHEDULE
+
+    net = PhotoDNetwork(**QUICK_SCHEDULE)
+    default = PhotoDNetwork()
+    assert net.n_runs == 1 < default.n_runs and net.batch_size < default.batch_size
+    assert net.max_epochs < default.max_epochs and net.patience < default.patience
+    # the paper's architecture, loss and learning rate are kept
+    for name in ("hidden_layer_sizes", "activation", "loss_scales", "lr", "lr_factor"):
+        assert net.get_params()[name] == default.get_params()[name]
+    cat, y, _, sigma_b, _ = train
+    fast = PhotoDNetwork(**{**QUICK_SCHEDULE, "max_epochs": 3, "secondary_max_epochs": 2},
+                         random_state=0).fit(cat, y, sigma_b=sigma_b)
+    assert fast.n_epochs_ == 3 and fast.run_valid_losses_.shape == (1,)
+
+
 def test_warm_start_mismatch_errors(fitted, train):
     cat, y, _, sigma_b, _ = train
     w = fitted.export_weights()
