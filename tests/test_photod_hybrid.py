@@ -518,6 +518,10 @@ def test_evaluate_photod(teacher):
     tm = ev["timing"]
     assert tm["teacher_full_measured"] and tm["teacher_stars_measured"] == 1200
     assert tm["speedup"] == pytest.approx(tm["teacher_full_seconds"] / tm["hybrid_seconds"])
+    # CPU seconds of this process, bounded by the wall time on one thread
+    assert 0 < tm["hybrid_cpu_seconds"] <= 1.05 * tm["hybrid_seconds"] + 0.05
+    assert tm["cpu_speedup"] == pytest.approx(tm["teacher_full_cpu_seconds"]
+                                              / tm["hybrid_cpu_seconds"])
     # NN vs Bayes on the test set uses the full teacher's values
     rest = ~ev["result"]["labelled_by_teacher"]
     r = ev["result"].loc[rest, "FeH"] - ev["bayes"].loc[rest, "FeH"]
@@ -529,6 +533,7 @@ def test_evaluate_photod(teacher):
     assert not ev2["timing"]["teacher_full_measured"]
     assert ev2["timing"]["teacher_full_seconds"] == pytest.approx(
         ev2["timing"]["teacher_ms_per_star"] * 1.2)
+    assert ev2["timing"]["teacher_full_cpu_seconds"] > 0
     assert ev2["table1"].set_index(["comparison", "parameter"]).loc[
         ("Bayes vs truth", "Ar"), "n"] == 300
     # no truth (real data): only NN vs Bayes
@@ -553,3 +558,70 @@ def test_stripe82_sample_runs():
     assert list(hyb.patch_models_) == [(4, 0)]  # the sample is HEALPix order-4 pixel 0
     assert out["labelled_by_teacher"].sum() == math.ceil(0.1 * len(cat))
     assert np.isfinite(out[list(TARGETS)].to_numpy()).all()
+
+
+# --------------------------------------------------------------------------
+# Warm starts across patches
+# --------------------------------------------------------------------------
+def test_warm_start_first_patch_then_fine_tune(teacher, catalog, tmp_path):
+    from skstellar.photod.network import PhotoDNetwork, StudentWeights
+
+    net = PhotoDNetwork(hidden_layer_sizes=(16, 16), activation="gelu", max_epochs=60,
+                        secondary_max_epochs=20, n_runs=1, batch_size=64, lr=3e-3)
+    short = {"max_epochs": 3, "secondary_max_epochs": 3, "patience": 5}
+    hyb = make_hybrid(teacher, student=net, warm_start="first", warm_start_params=short)
+    out = hyb.fit_predict(catalog)
+    summ = hyb.patch_summary_
+    students = summ[summ["mode"] == "student"]
+    assert len(students) >= 3
+    first = students.loc[students["n_stars"].idxmax()]
+    assert hyb.warm_start_patch_ == (first["patch_order"], first["patch"])
+    assert not first["warm_start"] and students["warm_start"].sum() == len(students) - 1
+    for key, model in hyb.patch_models_.items():
+        est = model.estimator
+        if key == hyb.warm_start_patch_:
+            assert est.init_weights is None and est.max_epochs == 60
+        else:  # fine-tuned from the first patch's student with the short schedule
+            assert isinstance(est.init_weights, StudentWeights)
+            assert est.max_epochs == 3 and est.n_epochs_ <= 3 and est.n_runs == 1
+    rest = ~out["labelled_by_teacher"].to_numpy()
+    assert np.isfinite(out.loc[rest, [*TARGETS, *(f"{t}_std" for t in TARGETS)]]).all().all()
+
+    # accuracy: the warm 3-epoch students track the teacher better than cold 3-epoch ones
+    cold = make_hybrid(teacher, student=clone(net).set_params(**short)).fit_predict(catalog)
+    bayes, _ = teacher.predict(catalog, return_std=True)
+    others = rest & ~((out["patch"] == hyb.warm_start_patch_[1]).to_numpy())
+    err_warm = np.std(out[list(TARGETS)].to_numpy()[others] - bayes[others], axis=0)
+    err_cold = np.std(cold[list(TARGETS)].to_numpy()[others] - bayes[others], axis=0)
+    assert np.all(err_warm[:2] < 0.8 * err_cold[:2]), (err_warm, err_cold)
+
+    # parameters survive clone; the fitted pipeline survives joblib
+    c = clone(hyb)
+    assert c.warm_start == "first" and c.warm_start_params == short
+    joblib.dump(hyb, tmp_path / "warm.joblib")
+    pd.testing.assert_frame_equal(joblib.load(tmp_path / "warm.joblib").predict(catalog),
+                                  hyb.predict(catalog))
+
+    # explicit weights (a prior student): every student patch starts warm
+    w = hyb.patch_models_[hyb.warm_start_patch_].estimator.export_weights()
+    hyb2 = make_hybrid(teacher, student=net, warm_start=w, warm_start_params=short)
+    hyb2.fit_predict(catalog)
+    s2 = hyb2.patch_summary_
+    assert s2.loc[s2["mode"] == "student", "warm_start"].all()
+    assert hyb2.warm_start_patch_ is None
+    assert isinstance(clone(hyb2).warm_start, StudentWeights)
+
+
+def test_warm_start_errors(teacher, catalog):
+    from skstellar.photod.network import PhotoDNetwork, StudentWeights
+
+    w = StudentWeights({}, None, ("rmag",), TARGETS)
+    with pytest.raises(ValueError, match="init_weights"):
+        make_hybrid(teacher, warm_start=w).fit_predict(catalog)  # KNN student
+    with pytest.raises(ValueError, match="warm_start must be"):
+        make_hybrid(teacher, warm_start="neighbour").fit_predict(catalog)
+    with pytest.raises(ValueError, match="warm_start_params"):
+        make_hybrid(teacher, warm_start="first", warm_start_params=[1]).fit_predict(catalog)
+    with pytest.raises(ValueError, match="fit_predict only"):
+        make_hybrid(teacher, student=PhotoDNetwork(), warm_start="first").fit_predict_dask(
+            catalog)

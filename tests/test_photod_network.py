@@ -1,5 +1,6 @@
 """Tests of skstellar.photod.network: the photo-D moments network and its sigma_B network."""
 
+import io
 import subprocess
 import sys
 import textwrap
@@ -388,3 +389,88 @@ def test_learns_the_bayesian_teacher_on_simulated_lsst_stars():
 ])
 def test_sklearn_compatible(estimator, check):
     check(estimator)
+
+
+# --------------------------------------------------------------------------
+# Training loop and warm starts
+# --------------------------------------------------------------------------
+def test_lean_loop_trains_like_skorch_loop(train):
+    """The lean loop (fused Adam) and skorch's loop run the same batches and updates."""
+    cat, y, _, sigma_b, _ = train
+    kw = {**TINY, "n_runs": 2, "max_epochs": 6}
+    lean = PhotoDNetwork(**kw).fit(cat, y, sigma_b=sigma_b)
+    old = PhotoDNetwork(**kw, training_loop="skorch").fit(cat, y, sigma_b=sigma_b)
+    assert lean.training_loop == "lean" and type(lean.net_).__name__ == "LeanNeuralNet"
+    assert type(old.net_).__name__ == "NeuralNet"
+    np.testing.assert_allclose(lean.run_valid_losses_, old.run_valid_losses_, rtol=1e-4)
+    np.testing.assert_allclose(lean.history_[:, "train_loss"], old.history_[:, "train_loss"],
+                               rtol=1e-4)
+    assert lean.secondary_valid_loss_ == pytest.approx(old.secondary_valid_loss_, rel=1e-4)
+    np.testing.assert_allclose(lean.predict(cat), old.predict(cat), atol=1e-3)
+    with pytest.raises(ValueError, match="training_loop"):
+        PhotoDNetwork(training_loop="fast").fit(cat, y)
+
+
+def test_warm_start_from_exported_weights(fitted, train, test_set):
+    from sklearn.base import clone
+
+    from skstellar.photod.network import StudentWeights
+
+    cat, y, f, sigma_b, _ = train
+    cat_t, _, f_t, _, _ = test_set
+    w = fitted.export_weights()
+    assert isinstance(w, StudentWeights) and w.secondary is not None
+    assert w.input_columns == PHOTOD_INPUT_COLUMNS and w.target_names == TARGET_NAMES
+    # a zero learning rate keeps the imported weights: identical predictions
+    frozen = PhotoDNetwork(**{**FAST, "lr": 1e-12, "max_epochs": 1, "secondary_max_epochs": 1,
+                              "n_runs": 1}, init_weights=w).fit(cat, y, sigma_b=sigma_b)
+    np.testing.assert_allclose(frozen.predict(cat_t, return_std=True),
+                               fitted.predict(cat_t, return_std=True), rtol=1e-5, atol=1e-6)
+    # fine-tuning for 3 epochs stays as accurate as the 30-epoch cold fit, a cold 3-epoch fit
+    # does not
+    short = {**FAST, "max_epochs": 3, "secondary_max_epochs": 3, "n_runs": 1}
+    warm = PhotoDNetwork(**short, init_weights=w).fit(cat, y, sigma_b=sigma_b)
+    cold = PhotoDNetwork(**short).fit(cat, y, sigma_b=sigma_b)
+    assert warm.n_epochs_ == 3 and len(warm.secondary_net_.history) == 3
+    err = {name: (f_t - m.predict(cat_t)).std(0)
+           for name, m in (("warm", warm), ("cold", cold), ("full", fitted))}
+    assert np.all(err["warm"][:2] < 1.2 * err["full"][:2]), err
+    assert np.all(err["warm"][:2] < 0.7 * err["cold"][:2]), err
+    # the weights survive clone and joblib (plain numpy container)
+    c = clone(warm)
+    assert isinstance(c.init_weights, StudentWeights) and c.init_weights is not w
+    for k, v in w.moments.items():
+        np.testing.assert_array_equal(c.init_weights.moments[k], v)
+    buf = io.BytesIO()
+    joblib.dump(warm, buf)
+    buf.seek(0)
+    np.testing.assert_array_equal(joblib.load(buf).predict(cat_t), warm.predict(cat_t))
+
+
+def test_quick_schedule_is_a_valid_shorter_recipe(train):
+    from skstellar.photod.network import QUICK_SCHEDULE
+
+    net = PhotoDNetwork(**QUICK_SCHEDULE)
+    default = PhotoDNetwork()
+    assert net.n_runs == 1 < default.n_runs and net.batch_size < default.batch_size
+    assert net.max_epochs < default.max_epochs and net.patience < default.patience
+    # the paper's architecture, loss and learning rate are kept
+    for name in ("hidden_layer_sizes", "activation", "loss_scales", "lr", "lr_factor"):
+        assert net.get_params()[name] == default.get_params()[name]
+    cat, y, _, sigma_b, _ = train
+    fast = PhotoDNetwork(**{**QUICK_SCHEDULE, "max_epochs": 3, "secondary_max_epochs": 2},
+                         random_state=0).fit(cat, y, sigma_b=sigma_b)
+    assert fast.n_epochs_ == 3 and fast.run_valid_losses_.shape == (1,)
+
+
+def test_warm_start_mismatch_errors(fitted, train):
+    cat, y, _, sigma_b, _ = train
+    w = fitted.export_weights()
+    with pytest.raises(ValueError, match="architecture"):
+        PhotoDNetwork(**TINY, hidden_layer_sizes=(8, 8), activation="gelu",
+                      init_weights=w).fit(cat, y)
+    with pytest.raises(ValueError, match="inputs"):
+        PhotoDNetwork(**TINY, input_columns=PHOTOD_INPUT_COLUMNS[:5],
+                      init_weights=w).fit(cat, y)
+    with pytest.raises(ValueError, match="StudentWeights"):
+        PhotoDNetwork(**TINY, init_weights={"a": 1}).fit(cat, y)

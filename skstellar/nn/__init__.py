@@ -23,6 +23,7 @@ from .builders import (
     count_parameters,
     make_activation,
 )
+from .lean import LeanNeuralNet
 from .losses import LinearWeightedMSELoss
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
 from .optimize import (
@@ -53,6 +54,7 @@ __all__ = [
     "ACTIVATIONS",
     "BaseNeuralClassifier",
     "BaseNeuralRegressor",
+    "LeanNeuralNet",
     "LinearWeightedMSELoss",
     "MC_MODES",
     "build_cnn1d",

@@ -11,7 +11,7 @@
 
 from .evaluation import evaluate_photod, run_photod_demo
 from .hybrid import HybridPhotoD, PatchStudent, healpix_patches
-from .network import MomentLoss, PhotoDNetwork, WeightedMSELoss
+from .network import MomentLoss, PhotoDNetwork, StudentWeights, WeightedMSELoss
 from .teacher import BayesianPhotoD
 
 __all__ = [
@@ -20,6 +20,7 @@ __all__ = [
     "MomentLoss",
     "PatchStudent",
     "PhotoDNetwork",
+    "StudentWeights",
     "WeightedMSELoss",
     "evaluate_photod",
     "healpix_patches",

@@ -52,6 +52,7 @@ from .._validation import (
 
 __all__ = [
     "DEFAULT_PATCH_ORDER",
+    "WARM_START_PARAMS",
     "PHOTOD_FEATURES",
     "TARGETS",
     "HybridPhotoD",
@@ -71,6 +72,10 @@ DEFAULT_PATCH_ORDER = 4
 #: Deepest HEALPix order astropy-healpix (and HATS' ``_healpix_29``) handle.
 _MAX_ORDER = 29
 _SMALL_POLICIES = ("teacher", "raise", "merge")
+#: Student parameters when fine-tuning from a warm start (``warm_start_params=None``):
+#: one run of <= 200 epochs (100 for the sigma_B network), early-stopping patience 30.
+WARM_START_PARAMS = {"n_runs": 1, "max_epochs": 200, "secondary_max_epochs": 100,
+                     "patience": 30}
 _OUT_COLUMNS = ("patch_order", "patch", "labelled_by_teacher",
                 "Mr", "Mr_std", "FeH", "FeH_std", "Ar", "Ar_std",
                 "Mr_sigma_nn", "FeH_sigma_nn", "Ar_sigma_nn",
@@ -413,7 +418,8 @@ def _process(job, frame, order, pixel):
     summary = {"patch_order": int(order), "patch": int(pixel), "n_stars": int(n),
                "n_labelled": 0, "n_student": 0, "mode": "student",
                "teacher_seconds": 0.0, "student_fit_seconds": 0.0,
-               "student_predict_seconds": 0.0}
+               "student_predict_seconds": 0.0,
+               "warm_start": hyb._warm_weights() is not None}
     if small and hyb.small_patch == "raise":
         raise hyb._small_patch_error(order, pixel, n)
     teacher = job.teacher_for(order, pixel)
@@ -425,6 +431,7 @@ def _process(job, frame, order, pixel):
     if small:
         labelled[:] = True
         summary["mode"] = "teacher"
+        summary["warm_start"] = False
     else:
         rng = np.random.default_rng(sel_seed)
         labelled[rng.choice(n, size=n_label, replace=False)] = True
@@ -569,6 +576,20 @@ class HybridPhotoD(BaseEstimator):
         :meth:`fit_predict_dask`.
     verbose : int, default=0
         > 0 prints one line per patch.
+    warm_start : None, "first" or StudentWeights, default=None
+        Warm starts across patches (an option; the paper trains every
+        patch's network from scratch). None: every student starts fresh.
+        A :class:`~skstellar.photod.network.StudentWeights` (a sky-wide
+        prior or a neighbouring patch's student, from
+        ``PhotoDNetwork.export_weights()``): every student starts from it
+        and fine-tunes with ``warm_start_params``. ``"first"``
+        (:meth:`fit_predict` only): the most populated patch trains from
+        scratch first and every other patch starts from its student. The
+        student must take ``init_weights`` (``PhotoDNetwork`` does).
+    warm_start_params : dict or None, default=None
+        Student parameters for fine-tuning from a warm start; None uses
+        :data:`WARM_START_PARAMS` (one run of at most 200 epochs, 100 for
+        the sigma_B network, early-stopping patience 30).
 
     Attributes
     ----------
@@ -580,8 +601,9 @@ class HybridPhotoD(BaseEstimator):
         student.
     patch_summary_ : pandas.DataFrame
         One row per patch: ``patch_order, patch, n_stars, n_labelled,
-        n_student, mode`` ("student" or "teacher") and the seconds spent in
-        the teacher, the student's fit and its prediction.
+        n_student, mode`` ("student" or "teacher"), ``warm_start`` (whether
+        the student started from warm-start weights) and the seconds spent
+        in the teacher, the student's fit and its prediction.
     pixel_to_patch_ : dict
         HEALPix pixel at ``patch_order`` -> its ``(order, pixel)`` patch
         (differs from ``(patch_order, pixel)`` only for merged patches).
@@ -589,6 +611,9 @@ class HybridPhotoD(BaseEstimator):
         Student inputs used.
     fit_seconds_ : float
         Wall-clock time of the last fit [s].
+    warm_start_patch_ : (int, int) or None
+        The patch whose student started the others with
+        ``warm_start="first"`` (None otherwise).
 
     Notes
     -----
@@ -652,6 +677,8 @@ class HybridPhotoD(BaseEstimator):
         random_state=None,
         n_jobs=None,
         verbose=0,
+        warm_start=None,
+        warm_start_params=None,
     ):
         self.teacher = teacher
         self.student = student
@@ -669,6 +696,8 @@ class HybridPhotoD(BaseEstimator):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.verbose = verbose
+        self.warm_start = warm_start
+        self.warm_start_params = warm_start_params
 
     # -- parameters ------------------------------------------------------------
     def _check_params(self):
@@ -687,6 +716,16 @@ class HybridPhotoD(BaseEstimator):
         if isinstance(self.min_labelled, (bool, np.bool_)) or not isinstance(
                 self.min_labelled, (int, np.integer)) or self.min_labelled < 2:
             raise ValueError(f"min_labelled must be an integer >= 2, got {self.min_labelled!r}.")
+        ws = self.warm_start
+        if not (ws is None or (isinstance(ws, str) and ws == "first")
+                or type(ws).__name__ == "StudentWeights"):
+            raise ValueError(
+                "warm_start must be None, 'first' or a StudentWeights (from "
+                f"PhotoDNetwork.export_weights()), got {type(ws).__name__}."
+            )
+        if self.warm_start_params is not None and not isinstance(self.warm_start_params, Mapping):
+            raise ValueError(f"warm_start_params must be a dict of student parameters or None, "
+                             f"got {self.warm_start_params!r}.")
         if self.small_patch not in _SMALL_POLICIES:
             raise ValueError(f"small_patch must be one of {_SMALL_POLICIES}, "
                              f"got {self.small_patch!r}.")
@@ -819,9 +858,11 @@ class HybridPhotoD(BaseEstimator):
         """An unfitted copy holding the parameters only (small to ship to workers)."""
         return type(self)(**self.get_params(deep=False))
 
-    def _job(self, teacher=None, base_seed=None):
+    def _job(self, teacher=None, base_seed=None, warm_start=None):
         teacher = self._prepare_teacher() if teacher is None else teacher
         hybrid = self._plain()
+        if warm_start is not None:
+            hybrid.warm_start = warm_start
         if teacher is not None:
             hybrid.teacher = None  # the fitted one travels in the job, once
         return _PatchJob(hybrid, teacher, self._base_seed() if base_seed is None else base_seed)
@@ -850,6 +891,16 @@ class HybridPhotoD(BaseEstimator):
         frame, y, sigma_b = frame[ok], y[ok], sigma_b[ok]
         X = frame.loc[:, list(feats)].astype(np.float64)
         student = _seed_estimator(self._make_student("student"), seed)
+        warm = self._warm_weights()
+        if warm is not None:
+            if "init_weights" not in student.get_params(deep=False):
+                raise ValueError(
+                    f"warm_start needs a student with an init_weights parameter (such as "
+                    f"PhotoDNetwork); {type(student).__name__} has none."
+                )
+            params = WARM_START_PARAMS if self.warm_start_params is None \
+                else dict(self.warm_start_params)
+            student.set_params(init_weights=warm, **params)
         sig_kw = _fit_kwarg(student, "sigma_b")
         has_std = _predict_has_std(student)
         if sig_kw is not None and has_std:
@@ -879,6 +930,11 @@ class HybridPhotoD(BaseEstimator):
             sigma_nn = np.zeros(len(TARGETS))
         return PatchStudent(student, feats, "holdout+sigma_model", sigma_model=sigma_model,
                             sigma_nn=sigma_nn, n_train=int(train.sum()))
+
+    def _warm_weights(self):
+        """The StudentWeights students start from, or None (cold start)."""
+        ws = self.warm_start
+        return None if ws is None or isinstance(ws, str) else ws
 
     # -- output ----------------------------------------------------------------
     def _empty_result(self, with_row=False):
@@ -1036,19 +1092,31 @@ class HybridPhotoD(BaseEstimator):
         work = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
         groups = [(int(k), _canonical(g)) for k, g in work.groupby(_UNIQ, sort=True)]
 
-        def one(k, g):
-            order, pixel = _key(k)
-            return _process(job, g, order, pixel)
-
+        outs = [None] * len(groups)
+        todo = list(range(len(groups)))
+        self.warm_start_patch_ = None
+        if isinstance(self.warm_start, str) and self.warm_start == "first" and groups:
+            # the most populated patch trains from scratch; the others start from its student
+            first = max(todo, key=lambda i: (len(groups[i][1]), -groups[i][0]))
+            k, g = groups[first]
+            outs[first] = _process(job, g, *_key(k))
+            self._log(outs[first][2])
+            todo.remove(first)
+            model = outs[first][1]
+            if model is not None and hasattr(model.estimator, "export_weights"):
+                job = self._job(teacher=job.teacher, base_seed=job.base_seed,
+                                warm_start=model.estimator.export_weights())
+                self.warm_start_patch_ = _key(k)
         if self.n_jobs in (None, 1):
-            outs = []
-            for k, g in groups:
-                outs.append(one(k, g))
-                self._log(outs[-1][2])
+            for i in todo:
+                k, g = groups[i]
+                outs[i] = _process(job, g, *_key(k))
+                self._log(outs[i][2])
         else:
-            outs = joblib.Parallel(n_jobs=self.n_jobs)(joblib.delayed(_process)(
-                job, g, *_key(k)) for k, g in groups)
-            for o in outs:
+            done = joblib.Parallel(n_jobs=self.n_jobs)(joblib.delayed(_process)(
+                job, groups[i][1], *_key(groups[i][0])) for i in todo)
+            for i, o in zip(todo, done):
+                outs[i] = o
                 self._log(o[2])
         frames, models, summaries = [], {}, []
         for (k, g), (res, model, summary) in zip(groups, outs):
@@ -1184,6 +1252,13 @@ class HybridPhotoD(BaseEstimator):
 
         t_start = time.perf_counter()
         self._check_params()
+        if isinstance(self.warm_start, str):
+            raise ValueError(
+                "warm_start='first' needs one patch trained before the others and is supported "
+                "by fit_predict only; on Dask pass a StudentWeights (e.g. "
+                "PhotoDNetwork.export_weights() of a prior or neighbouring patch's student)."
+            )
+        self.warm_start_patch_ = None
         if isinstance(catalog, dd.DataFrame):
             ddf = catalog
             self._check_columns(ddf.columns)
