@@ -172,7 +172,7 @@ def test_lsdb_catalog(client, mdwarf):
     sky = cat.assign(ra=rng.uniform(0, 360, len(cat)),
                      dec=np.degrees(np.arcsin(rng.uniform(-1, 1, len(cat)))))
     catalog = lsdb.from_dataframe(sky, ra_column="ra", dec_column="dec",
-                                  lowest_order=1, highest_order=3, partition_rows=200)
+                                  lowest_order=0, highest_order=1, partition_rows=400)
     assert catalog.npartitions > 1
     mean, std = dask.compute(*predict_partitions(pipe, catalog, return_std=True))
     ordered = catalog.compute()  # HEALPix order, as the partitions
