@@ -49,8 +49,7 @@ def galaxy():
     from skstellar.galaxy.evaluation import galaxy_input_pipeline
 
     batch = make_galaxy_spectra(96, random_state=3, z_range=(0.0, 0.1))
-    y = np.asarray(batch.meta["log_oh"]) if "log_oh" in batch.meta else \
-        np.random.RandomState(0).normal(8.6, 0.2, len(batch))
+    y = np.asarray(batch.meta["oh"])
     cnn = SpectralCNNRegressor(channels=(4, 8), max_epochs=1, batch_size=32, dropout=0.2,
                                n_mc_passes=5, random_state=0)
     pipe = make_pipeline(galaxy_input_pipeline(step=8.0), cnn).fit(batch, y)
