@@ -190,6 +190,31 @@ def test_transform_equals_dense_reference(mode):
     np.testing.assert_allclose(Z.covariance(), dense, rtol=2e-5, atol=1e-6 * np.abs(dense).max())
 
 
+@pytest.mark.parametrize("mode", ["paper", "exact"])
+def test_chunked_threaded_transform_equals_one_chunk(mode):
+    """Chunks (run on parallel threads) and scattered rows give the one-chunk result."""
+    from skstellar.nn.threads import torch_threads
+
+    rng = np.random.RandomState(12)
+    t = _xp_dict(rng, n=23, k=6, with_phot=False)
+    t["rp_coefficients"][4, 0] = 0.0
+    one = XPNormalizer(photometry=False, covariance=mode, chunk_size=1000).fit_transform(t)
+    with torch_threads(2):
+        many = XPNormalizer(photometry=False, covariance=mode, chunk_size=4).fit_transform(t)
+    np.testing.assert_array_equal(many.values, one.values)
+    for (_, a), (_, b) in zip(many.blocks, one.blocks):
+        np.testing.assert_array_equal(a, b)
+    # rows without a band make the chunks non-contiguous (gather/scatter path)
+    t["bp_coefficients"][[2, 9], :] = np.nan
+    Z = XPNormalizer(photometry=False, covariance=mode, missing_band="nan", chunk_size=4).fit_transform(t)
+    keep = np.setdiff1d(np.arange(23), [2, 9])
+    assert np.all(np.isnan(Z.values[[2, 9]]))
+    np.testing.assert_array_equal(Z.values[keep], one.values[keep])
+    for (_, a), (_, b) in zip(Z.blocks, one.blocks):
+        np.testing.assert_array_equal(a[keep], b[keep])
+        assert np.all(np.isnan(a[[2, 9]]))
+
+
 def test_zero_rp0_uses_its_uncertainty():
     rng = np.random.RandomState(6)
     k = 4

@@ -32,7 +32,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_finite_columns, check_numeric_input
 from .loaders import ArrayBatchLoader
-from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
+from .mc_dropout import MC_MODES, dropout_layers, inference_forward, mc_dropout_predict
 from .threads import torch_threads
 
 __all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier"]
@@ -314,16 +314,41 @@ class _NeuralEstimatorBase(BaseEstimator):
         return a.ravel() if self._y_ndim == 1 else a
 
     def _deterministic(self, X):
+        """One forward pass with dropout off, in row chunks.
+
+        Wide inputs (spectra) run chunk-parallel: each of ``n`` Python
+        threads (``n`` = torch's thread count) pushes whole chunks through
+        the network with one intra-op thread, instead of every layer being
+        split across threads. Small cache-sized chunks and in-place
+        activations (:func:`inference_forward`) cut the memory traffic of the
+        memory-bound early convolutions; on a shared 2-core machine the
+        chunk-parallel scheme also avoids OpenMP barriers waiting on a
+        descheduled thread. A row's output does not depend on the chunking
+        (every layer acts per row in eval mode), so results equal one
+        full-batch call to float32 rounding.
+        """
         module = self.module_
         was = module.training
         module.eval()
-        out = []
-        try:
+        step = self._rows_per_chunk()
+        starts = range(0, len(X), step)
+        forward = inference_forward(module)
+
+        def run(start):
             with torch.inference_mode():
-                step = self._rows_per_chunk()
-                for start in range(0, len(X), step):
-                    xb = torch.as_tensor(X[start : start + step], device=self.device)
-                    out.append(module(xb).float().cpu().numpy())
+                xb = torch.as_tensor(X[start : start + step], device=self.device)
+                return forward(xb).float().cpu().numpy()
+
+        n_workers = min(torch.get_num_threads(), len(starts))
+        wide = int(getattr(self, "n_features_in_", 1)) > 256
+        try:
+            if wide and n_workers > 1 and str(self.device) == "cpu":
+                from concurrent.futures import ThreadPoolExecutor
+
+                with torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
+                    out = list(pool.map(run, starts))
+            else:
+                out = [run(start) for start in starts]
         finally:
             module.train(was)
         return np.concatenate(out) if out else np.empty((0, self.n_outputs_), np.float32)
@@ -332,21 +357,25 @@ class _NeuralEstimatorBase(BaseEstimator):
         """Rows per forward call at prediction time.
 
         Wide inputs (spectra) make wide activations: a CNN on 4201 pixels
-        holds ~16 x 4200 floats per row per layer, so chunks keep a forward
-        call near 2**19 input values (~128 spectra of 4201 pixels), which
-        measured fastest on a 2-core CPU (540 spectra/s against 230 with
-        1024-row chunks) and bounds memory.
+        holds 16 x 4199 floats per row after its first convolution, so a
+        chunk keeps a forward call near 2**17 input values (31 spectra of
+        4201 pixels, ~8 MB for the widest activation, within the shared L3
+        cache) - measured fastest per core on the 2-core CPU (16-32 rows:
+        ~2x the throughput of 124-row chunks, see benchmarks/throughput.py)
+        - and bounds memory. Narrow inputs use large chunks.
         """
         n_features = int(getattr(self, "n_features_in_", 1))
         if n_features <= 256:
             return 65536
-        return max(16, 2**19 // n_features)
+        return max(8, 2**17 // n_features)
 
     def _mc_batch_rows(self, n_passes):
         n_features = int(getattr(self, "n_features_in_", 1))
         if n_features <= 256:
             return None  # mc_dropout_predict's default
-        return max(n_passes, self._rows_per_chunk())
+        # MC passes of wide inputs: ~2**19 input values per forward call
+        # (unchanged; the passes already make each call large).
+        return max(n_passes, 16, 2**19 // n_features)
 
     def _mc(self, X, n_passes, return_samples=False):
         progress = _Progress(len(X), self.verbose and len(X) >= 100_000, "MC dropout")

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["mc_dropout_predict", "dropout_layers", "MC_MODES"]
+__all__ = ["mc_dropout_predict", "dropout_layers", "inference_forward", "MC_MODES"]
 
 MC_MODES = ("network", "per_sample")
 
@@ -42,6 +42,38 @@ _DROPOUT_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
 def dropout_layers(module: nn.Module) -> list[nn.Module]:
     """All dropout layers of ``module`` with a positive drop probability."""
     return [m for m in module.modules() if isinstance(m, _DROPOUT_TYPES) and m.p > 0]
+
+
+_VIEW_LAYERS = (nn.Flatten, nn.Unflatten, nn.Identity, nn.Dropout)
+_FRESH_OUTPUT_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d,
+                        nn.MaxPool1d, nn.AvgPool1d)
+
+
+def inference_forward(module):
+    """An eval-mode forward of ``module`` that applies ReLUs in place where safe.
+
+    For an ``nn.Sequential``, a ``ReLU`` that follows a layer allocating a
+    fresh output (convolution, linear, batch norm, pooling) is applied in
+    place, which saves one allocation and one pass over the largest
+    activations of a CNN; outputs are bit-identical to ``module(x)``. Other
+    modules are returned unchanged. Call it inside ``torch.inference_mode``.
+    """
+    if not isinstance(module, nn.Sequential):
+        return module
+    layers = list(module)
+
+    def forward(x):
+        fresh = False
+        for layer in layers:
+            if fresh and type(layer) is nn.ReLU:
+                x = torch.relu_(x)
+            else:
+                x = layer(x)
+                fresh = isinstance(layer, _FRESH_OUTPUT_LAYERS) or (
+                    fresh and isinstance(layer, _VIEW_LAYERS))
+        return x
+
+    return forward
 
 
 class _DropoutHooks:

@@ -203,8 +203,21 @@ class _PackedPlan:
         hi, lo = np.maximum(a, b), np.minimum(a, b)
         return hi * (hi + 1) // 2 + lo
 
-    def normalise(self, bp, bp_e, R_bp, rp, rp_e, R_rp):
-        """Values (n, 2k-1) and packed covariance blocks of the normalised features."""
+    def normalise(self, bp, bp_e, R_bp, rp, rp_e, R_rp, out=None):
+        """Values (n, 2k-1) and packed covariance blocks of the normalised features.
+
+        Each output covariance row ``f`` of a block is computed from
+        contiguous column slices: ``S_fg = e'_f e'_g R_fg - dy'_f U'_g -
+        K'_f dy'_g`` over ``g <= f`` with primes meaning "divided by
+        ``|c0|``" and ``U'_g = K'_g - dy'_g C_00`` (the expression above,
+        rearranged). Same-band ``R_fg`` of a packed row are one slice of the
+        archive's packed correlation, so there are no gathers: one pass over
+        the correlations and one over the output, vectorised over sources,
+        in float32 like the output. ``out`` (optional) are the arrays the
+        blocks are written into (shape ``(n, len(F))`` each).
+        """
+        import torch
+
         c0 = rp[:, 0]
         zero = c0 == 0
         norm = np.where(zero, rp_e[:, 0], c0)
@@ -213,56 +226,51 @@ class _PackedPlan:
                 "The 0th RP coefficient and its uncertainty are both zero for "
                 f"{int(np.sum(norm == 0))} source(s): they cannot be normalised."
             )
-        inv2 = (1.0 / norm**2).astype(np.float32)[:, None]
+        n, k = len(c0), self.k
         raw = np.hstack([rp[:, 1:], bp])
+        y = raw / norm[:, None]
         # float32 from here on: the output is stored in float32 and no term
         # cancels catastrophically (the c0 terms are <~ the C_ij terms).
-        err = np.hstack([rp_e[:, 1:], bp_e]).astype(np.float32)
-        y = raw / norm[:, None]
-        y32 = y.astype(np.float32)
-        R_rp = R_rp.astype(np.float32, copy=False)
-        R_bp = R_bp.astype(np.float32, copy=False)
+        s = (1.0 / np.abs(norm))[:, None]
+        e = (np.hstack([rp_e[:, 1:], bp_e]) * s).astype(np.float32)  # e'
         is_rp = self.band == 1
-        # K_f = Cov(f, c0): e_f e_0 R_rp(c_f, 0) for RP features, 0 for BP
-        K = np.zeros_like(y32)
-        K[:, is_rp] = err[:, is_rp] * rp_e[:, :1].astype(np.float32) * R_rp[:, self._pos(self.coef[is_rp], 0)]
-        dflag = np.where(is_rp, 1.0, 1.0 if self.deriv_bp else 0.0).astype(np.float32)[None, :] \
-            * (~zero)[:, None]
-        dy = dflag * y32
-        C00 = (rp_e[:, 0] ** 2).astype(np.float32)[:, None]
-        # The per-element work runs in torch: gathers with index_select and
-        # fused in-place multiply-adds (about 2x numpy's speed here).
-        import torch
-
-        Rr, Rb = torch.from_numpy(R_rp), torch.from_numpy(R_bp)
-        e, Kt = torch.from_numpy(err), torch.from_numpy(K)
-        dyt, C00t = torch.from_numpy(np.ascontiguousarray(dy)), torch.from_numpy(C00)
-        inv2t = torch.from_numpy(inv2)
-        out = []
-        for _, F, G in self.blocks:
-            bandF, bandG = self.band[F], self.band[G]
-            pos = self._pos(self.coef[F], self.coef[G])
-            Ft, Gt = torch.from_numpy(F), torch.from_numpy(G)
-            if np.all(bandF == 1) and np.all(bandG == 1):
-                C = Rr.index_select(1, torch.from_numpy(pos))
-            elif np.all(bandF == 0) and np.all(bandG == 0):
-                # all BP pairs in packed order: the packed matrix itself
-                C = Rb.clone() if np.array_equal(pos, np.arange(R_bp.shape[1])) else \
-                    Rb.index_select(1, torch.from_numpy(pos))
-            else:
-                C = torch.zeros((len(y), len(F)), dtype=torch.float32)
-                same_rp, same_bp = (bandF == 1) & (bandG == 1), (bandF == 0) & (bandG == 0)
-                C[:, torch.from_numpy(same_rp)] = Rr.index_select(1, torch.from_numpy(pos[same_rp]))
-                C[:, torch.from_numpy(same_bp)] = Rb.index_select(1, torch.from_numpy(pos[same_bp]))
-            C.mul_(e.index_select(1, Ft)).mul_(e.index_select(1, Gt))
-            if np.any(dflag[:, F]) or np.any(dflag[:, G]):
-                dyF, dyG = dyt.index_select(1, Ft), dyt.index_select(1, Gt)
-                C.addcmul_(dyF, Kt.index_select(1, Gt), value=-1.0)
-                C.addcmul_(dyG, Kt.index_select(1, Ft), value=-1.0)
-                C.addcmul_(dyF.mul_(dyG), C00t.expand_as(C))
-            C.mul_(inv2t)
-            out.append(C.numpy())
-        return y, out
+        dflag = np.where(is_rp, 1.0, 1.0 if self.deriv_bp else 0.0)[None, :] * (~zero)[:, None]
+        dy = (dflag * y * s).astype(np.float32)  # dy'
+        K = np.zeros((n, len(self.band)), np.float32)  # K' = Cov(f, c0) / |c0|
+        K[:, is_rp] = e[:, is_rp] * (rp_e[:, :1] * R_rp[:, self._pos(self.coef[is_rp], 0)])
+        C00 = (rp_e[:, :1] ** 2).astype(np.float32)
+        U = K - dy * C00
+        t = {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in
+             (("e", e), ("dy", dy), ("K", K), ("U", U))}
+        R = {1: torch.from_numpy(np.ascontiguousarray(R_rp, dtype=np.float32)),
+             0: torch.from_numpy(np.ascontiguousarray(R_bp, dtype=np.float32))}
+        results = []
+        for b, (cols, F, _) in enumerate(self.blocks):
+            res = np.empty((n, len(F)), np.float32) if out is None else out[b]
+            dst = torch.from_numpy(res)
+            c0_ = int(cols[0])
+            deriv = bool(np.any(dflag[:, cols]))
+            for r in range(len(cols)):
+                f = c0_ + r
+                row = dst[:, r * (r + 1) // 2 : r * (r + 1) // 2 + r + 1]
+                band, coef = self.band[f], self.coef[f]
+                # same-band columns g of this row: from the band's first feature
+                first = max(c0_, 0 if band == 1 else k - 1)
+                lo = first - c0_
+                if lo > 0:
+                    row[:, :lo].zero_()  # raw BP-RP covariance is zero
+                coef_lo = self.coef[first]
+                start = coef * (coef + 1) // 2
+                src = R[band][:, start + coef_lo : start + coef + 1]
+                same = row[:, lo:]
+                torch.mul(src, t["e"][:, first : f + 1], out=same)
+                same.mul_(t["e"][:, f : f + 1])
+                if deriv:
+                    g = slice(c0_, f + 1)
+                    row.addcmul_(t["dy"][:, f : f + 1], t["U"][:, g], value=-1.0)
+                    row.addcmul_(t["K"][:, f : f + 1], t["dy"][:, g], value=-1.0)
+            results.append(res)
+        return y, results
 
 
 class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
@@ -296,9 +304,13 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         ``"ignore"`` passes them on.
     columns : dict, optional
         Photometry column names overriding :data:`XP_PHOTOMETRY_COLUMNS`.
-    chunk_size : int, default=8192
-        Sources processed at once (bounds memory: dense 55 x 55 matrices
-        exist only per chunk; the output keeps packed float32 triangles).
+    chunk_size : int, default=2048
+        Sources processed at once by one thread (bounds memory: dense
+        55 x 55 matrices exist only per chunk; the output keeps packed
+        float32 triangles). Chunks run on ``torch.get_num_threads()``
+        threads. For catalogues larger than memory, stream row chunks
+        through :func:`skstellar.parallel.iter_chunks` or a Dask cluster
+        (:func:`skstellar.parallel.transform_partitions`).
 
     Attributes
     ----------
@@ -319,7 +331,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
     def __init__(self, photometry=True, covariance="paper", n_coefficients=None,
                  missing_band="raise", check_covariance="raise", columns=None,
-                 chunk_size=8192):
+                 chunk_size=2048):
         self.photometry = photometry
         self.covariance = covariance
         self.n_coefficients = n_coefficients
@@ -481,8 +493,11 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         rows_ok = np.flatnonzero(present)
         n_corr = k * (k - 1) // 2
         step = int(self.chunk_size)
-        for start in range(0, len(rows_ok), step):
+
+        def one_chunk(start):
             idx = rows_ok[start : start + step]
+            if idx[-1] - idx[0] == len(idx) - 1:
+                idx = slice(int(idx[0]), int(idx[-1]) + 1)  # contiguous rows: views, no scatter
             R = {}
             for band, corr in (("bp", bp_r), ("rp", rp_r)):
                 c = np.asarray(corr[idx, :n_corr], dtype=np.float32)
@@ -492,10 +507,33 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                         f"{n_corr} are needed for {k} coefficients."
                     )
                 R[band] = self._checked_correlation(plan.with_diagonal(c), k, X, idx)
-            y, S = plan.normalise(bp[idx, :k], bp_e[idx, :k], R["bp"], rp[idx, :k], rp_e[idx, :k], R["rp"])
+            views = [p[idx] for p in packs] if isinstance(idx, slice) else None
+            y, S = plan.normalise(bp[idx, :k], bp_e[idx, :k], R["bp"], rp[idx, :k], rp_e[idx, :k],
+                                  R["rp"], out=views)
             values[idx] = y
-            for b, Sb in enumerate(S):
-                packs[b][idx] = Sb
+            if views is None:
+                for b, Sb in enumerate(S):
+                    packs[b][idx] = Sb
+
+        # Chunks run in parallel Python threads, each with one torch thread:
+        # the per-row slice kernels are too small to split across threads
+        # (2 OpenMP threads were 2-8x slower than 1 on the shared 2-core
+        # machine), but whole chunks are independent (disjoint output rows).
+        import torch
+
+        from ..nn.threads import torch_threads
+
+        starts = range(0, len(rows_ok), step)
+        n_workers = min(torch.get_num_threads(), len(starts))
+        with torch_threads(1):
+            if n_workers > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(n_workers) as pool:
+                    list(pool.map(one_chunk, starts))
+            else:
+                for start in starts:
+                    one_chunk(start)
         missing = np.flatnonzero(~present)
         for p in packs:
             p[missing] = np.nan
@@ -540,7 +578,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         if not neg.any():
             return Rp
         if self.check_covariance == "raise":
-            bad = idx[neg]
+            bad = (np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx)[neg]
             raise ValueError(
                 f"XP coefficient covariance is not positive semi-definite for {len(bad)} "
                 f"source(s) ({self._source_labels(X, bad)}); check the correlation order "

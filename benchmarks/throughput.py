@@ -1,0 +1,306 @@
+"""Benchmark: survey-size inference throughput of every method, and Dask scale-out (issue 14).
+
+Each target prints ours, the anchor (the previous implementation, run in the
+same process and interleaved with ours, and the issue's target) and the
+ratio, and all figures go to ``benchmarks/results/throughput.json``.
+
+1. ``cnn``: galaxy CNN (``SpectralCNNRegressor``, the paper's network) on
+   4,201-pixel spectra, deterministic predict, spectra/s; previous
+   implementation = the old prediction loop (124-row chunks, one forward
+   call per chunk with torch's intra-op threads). Roofline: FLOPs per
+   spectrum of the network against the measured float32 GEMM rate.
+2. ``mc``: MC-dropout predict (50 passes) of the same CNN with dropout 0.2;
+   the MC code path is unchanged, so this only records its rate.
+3. ``resample``: ``SpectrumResampler`` (3800-8000 A, 1 A) on simulated
+   LAMOST-like galaxy spectra, spectra/s (target >= 20,000); previous
+   implementation loaded from git (``--anchor-ref``).
+4. ``xp``: ``XPNormalizer`` with full covariances, seconds per 100,000
+   sources (target < 10 s); previous implementation loaded from git.
+   The table is a simulated catalogue repeated to ``--n-xp`` rows (the
+   work per row does not depend on its values).
+5. ``dask``: galaxy CNN predict over a dask array on a ``LocalCluster`` with
+   1 worker and with 2 workers (processes, 1 thread each); target >= 1.7x.
+
+Timings on a shared machine are noisy: each figure is the best of
+``--repeats`` interleaved runs and the ratio is taken between runs made
+side by side.
+
+Usage::
+
+    python benchmarks/throughput.py
+    python benchmarks/throughput.py --only cnn xp --repeats 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+import types
+import warnings
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.dirname(HERE)
+ANCHOR_REF = "c67096c"  # the commit before the issue-14 inference work
+TARGETS = {"cnn_spectra_per_s": 3000.0, "resample_spectra_per_s": 20000.0,
+           "xp_seconds_per_1e5": 10.0, "dask_speedup_2_vs_1": 1.7}
+
+
+def load_anchor_module(path, name, ref):
+    """The module at ``path`` as it was at git ``ref`` (the previous implementation)."""
+    src = subprocess.run(["git", "-C", REPO, "show", f"{ref}:{path}"], capture_output=True,
+                         text=True, check=True).stdout
+    package = ".".join(path[:-3].split("/")[:-1])
+    mod = types.ModuleType(f"{package}._anchor_{name}")
+    mod.__package__ = package
+    sys.modules[mod.__name__] = mod
+    exec(compile(src, f"{ref}:{path}", "exec"), mod.__dict__)
+    return mod
+
+
+def best_interleaved(funcs, repeats):
+    """Best wall time of each function over ``repeats`` interleaved rounds."""
+    times = {k: [] for k in funcs}
+    for _ in range(repeats):
+        for k, f in funcs.items():
+            t0 = time.perf_counter()
+            f()
+            times[k].append(time.perf_counter() - t0)
+    return {k: min(v) for k, v in times.items()}, times
+
+
+def line(name, ours, anchor, unit, target=None, higher_better=True):
+    ratio = ours / anchor if higher_better else anchor / ours
+    tgt = "" if target is None else f"  target {target:,.0f} {unit}" if higher_better else \
+        f"  target < {target:g} {unit}"
+    print(f"  {name:38s} ours {ours:10,.1f} {unit}  previous {anchor:10,.1f} {unit}  "
+          f"speed-up {ratio:5.2f}x{tgt}")
+    return ratio
+
+
+# ----------------------------------------------------------------- CNN
+def cnn_flops(module, n_pixels):
+    """Multiply-adds x 2 of one spectrum through a Sequential 1-D CNN."""
+    import torch
+
+    flops, length = 0, n_pixels
+    for layer in module:
+        if isinstance(layer, torch.nn.Conv1d):
+            length = length + 2 * layer.padding[0] - layer.kernel_size[0] + 1
+            flops += 2 * layer.in_channels * layer.out_channels * layer.kernel_size[0] * length
+        elif isinstance(layer, torch.nn.MaxPool1d):
+            length = (length - layer.kernel_size) // layer.stride + 1
+        elif isinstance(layer, torch.nn.Linear):
+            flops += 2 * layer.in_features * layer.out_features
+    return flops
+
+
+def gemm_gflops(threads, size=1536, reps=5):
+    import torch
+
+    from skstellar.nn.threads import torch_threads
+
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    with torch_threads(threads):
+        a @ b
+        best = min(_timed(lambda: a @ b) for _ in range(reps))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(f):
+    t0 = time.perf_counter()
+    f()
+    return time.perf_counter() - t0
+
+
+def old_deterministic(model, X):
+    """The previous prediction loop (before issue 14), for the anchor."""
+    import torch
+
+    module = model.module_.eval()
+    step = max(16, 2**19 // X.shape[1])
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(X), step):
+            out.append(module(torch.as_tensor(X[start:start + step])).float().numpy())
+    return model._format(np.concatenate(out))
+
+
+def bench_cnn(args, res):
+    from skstellar.galaxy import SpectralCNNRegressor
+
+    rng = np.random.RandomState(0)
+    n_pix = 4201
+    model = SpectralCNNRegressor(max_epochs=1, random_state=0).fit(
+        rng.rand(64, n_pix).astype(np.float32), rng.rand(64))
+    X = rng.rand(args.n_cnn, n_pix).astype(np.float32)
+    new, old = model.predict(X[:256]), old_deterministic(model, X[:256])
+    maxdiff = float(np.max(np.abs(new - old)))
+    best, _ = best_interleaved({"ours": lambda: model.predict(X),
+                                "previous": lambda: old_deterministic(model, X)}, args.repeats)
+    ours, prev = len(X) / best["ours"], len(X) / best["previous"]
+    flops = cnn_flops(model.module_, n_pix)
+    g1, g2 = gemm_gflops(1), gemm_gflops(2)
+    print(f"\n== Galaxy CNN, deterministic predict, {len(X)} spectra x {n_pix} px "
+          f"(paper network, {flops / 1e6:.1f} MFLOP per spectrum)")
+    ratio = line("spectra/s", ours, prev, "/s", TARGETS["cnn_spectra_per_s"])
+    need = TARGETS["cnn_spectra_per_s"] * flops / 1e9
+    print(f"  max |ours - previous| = {maxdiff:.2e} (float32 rounding)")
+    print(f"  roofline: the target needs {need:.0f} GFLOP/s; measured float32 GEMM "
+          f"{g1:.0f} GFLOP/s on 1 thread, {g2:.0f} on 2; ours runs at "
+          f"{ours * flops / 1e9:.0f} GFLOP/s ({ours * flops / 1e9 / g2:.0%} of the 2-thread GEMM)")
+    res["cnn"] = {"n_spectra": len(X), "n_pixels": n_pix, "ours_spectra_per_s": ours,
+                  "previous_spectra_per_s": prev, "speedup": ratio,
+                  "target_spectra_per_s": TARGETS["cnn_spectra_per_s"],
+                  "mflop_per_spectrum": flops / 1e6, "target_gflops_needed": need,
+                  "gemm_gflops_1_thread": g1, "gemm_gflops_2_threads": g2,
+                  "ours_gflops": ours * flops / 1e9, "max_abs_diff_vs_previous": maxdiff}
+
+
+def bench_mc(args, res):
+    from skstellar.galaxy import SpectralCNNRegressor
+
+    rng = np.random.RandomState(1)
+    model = SpectralCNNRegressor(max_epochs=1, dropout=0.2, n_mc_passes=50, random_state=0).fit(
+        rng.rand(64, 4201).astype(np.float32), rng.rand(64))
+    X = rng.rand(args.n_mc, 4201).astype(np.float32)
+    best, _ = best_interleaved({"ours": lambda: model.predict(X, return_std=True)}, args.repeats)
+    rate = len(X) / best["ours"]
+    print(f"\n== Galaxy CNN, MC-dropout predict (50 passes, dropout 0.2), {len(X)} spectra")
+    print(f"  spectra/s {rate:,.1f} (MC code path and its chunking unchanged by issue 14)")
+    res["mc"] = {"n_spectra": len(X), "n_passes": 50, "spectra_per_s": rate}
+
+
+# ------------------------------------------------------------ resampler
+def bench_resample(args, res):
+    from skstellar.datasets import make_galaxy_spectra
+    from skstellar.preprocessing import SpectrumResampler
+
+    batch = make_galaxy_spectra(args.n_resample, random_state=0, z_range=(0.0, 0.25))
+    anchor = load_anchor_module("skstellar/preprocessing/spectra.py", "spectra", args.anchor_ref)
+    ours = SpectrumResampler(wave_min=3800.0, wave_max=8000.0, step=1.0).fit(batch)
+    prev = anchor.SpectrumResampler(wave_min=3800.0, wave_max=8000.0, step=1.0).fit(batch)
+    same = np.array_equal(ours.transform(batch[:50]), prev.transform(batch[:50]), equal_nan=True)
+    best, _ = best_interleaved({"ours": lambda: ours.transform(batch),
+                                "previous": lambda: prev.transform(batch)}, args.repeats)
+    r_ours, r_prev = len(batch) / best["ours"], len(batch) / best["previous"]
+    print(f"\n== SpectrumResampler, {len(batch)} simulated spectra ({batch.n_pixels} px) -> "
+          f"4201 px grid (identical output: {same})")
+    ratio = line("spectra/s", r_ours, r_prev, "/s", TARGETS["resample_spectra_per_s"])
+    res["resample"] = {"n_spectra": len(batch), "ours_spectra_per_s": r_ours,
+                       "previous_spectra_per_s": r_prev, "speedup": ratio,
+                       "identical_output": bool(same),
+                       "target_spectra_per_s": TARGETS["resample_spectra_per_s"]}
+
+
+# ------------------------------------------------------------------- XP
+def bench_xp(args, res):
+    import pandas as pd
+
+    from skstellar.datasets import make_xp_catalog
+    from skstellar.preprocessing import XPNormalizer
+
+    base = make_xp_catalog(min(args.n_xp, 20000), random_state=2)
+    reps = -(-args.n_xp // len(base))
+    cat = pd.concat([base] * reps, ignore_index=True).iloc[: args.n_xp]
+    anchor = load_anchor_module("skstellar/preprocessing/xp.py", "xp", args.anchor_ref)
+    ours = XPNormalizer().fit(cat.iloc[:10])
+    prev = anchor.XPNormalizer().fit(cat.iloc[:10])
+    a, b = ours.transform(cat.iloc[:2000]), prev.transform(cat.iloc[:2000])
+    rel = max(float(np.max(np.abs(p - q)) / np.max(np.abs(q)))
+              for (_, p), (_, q) in zip(a.blocks, b.blocks))
+    same_values = bool(np.array_equal(a.values, b.values))
+    best, _ = best_interleaved({"ours": lambda: ours.transform(cat),
+                                "previous": lambda: prev.transform(cat)}, args.repeats)
+    per = 1e5 / len(cat)
+    s_ours, s_prev = best["ours"] * per, best["previous"] * per
+    nbytes = a.nbytes / len(a) if hasattr(a, "nbytes") else float("nan")
+    print(f"\n== XPNormalizer, full covariances (PSD check on), {len(cat)} sources "
+          f"(values identical: {same_values}; covariances max rel. diff {rel:.1e})")
+    ratio = line("seconds per 100,000 sources", s_ours, s_prev, "s",
+                 TARGETS["xp_seconds_per_1e5"], higher_better=False)
+    print(f"  output {nbytes / 1e3:.1f} kB per source: 10^7 sources would need "
+          f"{nbytes * 1e7 / 1e9:.0f} GB at once; skstellar.parallel.iter_chunks / "
+          "transform_partitions keep one chunk in memory")
+    res["xp"] = {"n_sources": len(cat), "ours_s_per_1e5": s_ours, "previous_s_per_1e5": s_prev,
+                 "speedup": ratio, "target_s_per_1e5": TARGETS["xp_seconds_per_1e5"],
+                 "values_identical": same_values, "covariance_max_rel_diff": rel,
+                 "bytes_per_source": nbytes}
+
+
+# ----------------------------------------------------------------- Dask
+def bench_dask(args, res):
+    import dask
+    import dask.array as da
+    from distributed import Client, LocalCluster
+
+    from skstellar.galaxy import SpectralCNNRegressor
+    from skstellar.parallel import predict_partitions
+
+    rng = np.random.RandomState(0)
+    model = SpectralCNNRegressor(max_epochs=1, random_state=0).fit(
+        rng.rand(64, 4201).astype(np.float32), rng.rand(64))
+    X = rng.rand(args.n_dask, 4201).astype(np.float32)
+    x = da.from_array(X, chunks=(args.dask_chunk, -1))
+    ref = model.predict(X[: args.dask_chunk])
+    times = {}
+    for n_workers in (1, 2):
+        with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None, silence_logs=50) as cluster, Client(cluster):
+            warm = predict_partitions(model, x[: args.dask_chunk * n_workers]).compute()
+            np.testing.assert_allclose(warm[: args.dask_chunk], ref, atol=1e-5)
+            best = min(_timed(lambda: dask.compute(predict_partitions(model, x)))
+                       for _ in range(args.repeats))
+            times[n_workers] = best
+    speedup = times[1] / times[2]
+    print(f"\n== Dask LocalCluster (processes, 1 thread each), galaxy CNN predict of "
+          f"{len(X)} spectra in chunks of {args.dask_chunk}")
+    print(f"  1 worker {len(X) / times[1]:,.0f} spectra/s, 2 workers {len(X) / times[2]:,.0f} "
+          f"spectra/s: speed-up {speedup:.2f}x (target >= {TARGETS['dask_speedup_2_vs_1']}x)")
+    res["dask"] = {"n_spectra": len(X), "chunk": args.dask_chunk, "seconds_1_worker": times[1],
+                   "seconds_2_workers": times[2], "speedup": speedup,
+                   "target_speedup": TARGETS["dask_speedup_2_vs_1"]}
+
+
+SECTIONS = {"cnn": bench_cnn, "mc": bench_mc, "resample": bench_resample, "xp": bench_xp,
+            "dask": bench_dask}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--n-cnn", type=int, default=1024)
+    ap.add_argument("--n-mc", type=int, default=64)
+    ap.add_argument("--n-resample", type=int, default=5000)
+    ap.add_argument("--n-xp", type=int, default=100_000)
+    ap.add_argument("--n-dask", type=int, default=2048)
+    ap.add_argument("--dask-chunk", type=int, default=256)
+    ap.add_argument("--anchor-ref", default=ANCHOR_REF,
+                    help="git ref of the previous implementation (default: %(default)s)")
+    ap.add_argument("--json", default=os.path.join(HERE, "results", "throughput.json"))
+    args = ap.parse_args(argv)
+    warnings.simplefilter("ignore")
+    import torch
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {load:.1f} at start (other processes share the cores)")
+    res = {"torch": torch.__version__, "cpus": os.cpu_count(), "load_average_start": load,
+           "repeats": args.repeats, "anchor_ref": args.anchor_ref}
+    for name in args.only:
+        SECTIONS[name](args, res)
+    res["load_average_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    os.makedirs(os.path.dirname(args.json), exist_ok=True)
+    with open(args.json, "w") as fh:
+        json.dump(res, fh, indent=2)
+    print(f"\nWrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
