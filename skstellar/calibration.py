@@ -779,6 +779,11 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         from sklearn.utils.validation import _check_method_params
 
         self._check_params()
+        y_check = np.asarray(y, dtype=np.float64) if np.asarray(y).dtype.kind in "biuf" else None
+        if y_check is not None and not np.all(np.isfinite(y_check)):
+            row = int(np.flatnonzero(~np.isfinite(y_check.reshape(len(y_check), -1)).any(1))[0])
+            raise ValueError(f"y contains NaN or inf (first at row {row}); remove or fill "
+                             "those rows first.")
         Xv, _ = validate_data(self, X, y, multi_output=True, y_numeric=True,
                               ensure_min_samples=2, ensure_all_finite=False)
         X = self._keep_frame(X, Xv)

@@ -836,9 +836,23 @@ READERS = {
     "load_stripe82_sample": LoadStripe82Sample,
 }
 
+
+class CalibratedRegressorSubject(MDwarfSubject):
+    """The calibration meta-estimator around a tiny M-dwarf network (2 folds)."""
+
+    def make(self):
+        from skstellar import CalibratedRegressor, MDwarfMetallicityRegressor
+
+        return CalibratedRegressor(
+            MDwarfMetallicityRegressor(max_epochs=2, batch_size=16, n_mc_passes=3,
+                                       uncertainty="mc", random_state=0),
+            cv=2, warn_below=0, random_state=0)
+
+
 SUBJECTS = {
     "AbsoluteMagnitudes": AbsoluteMagnitudesSubject,
     "BayesianPhotoD": BayesianPhotoDSubject,
+    "CalibratedRegressor": CalibratedRegressorSubject,
     "ContinuumNormalizer": ContinuumNormalizerSubject,
     "CovariantStandardScaler": CovariantStandardScalerSubject,
     "CycleStarNet": CycleStarNetSubject,
@@ -1045,7 +1059,8 @@ EMPTY_OUT = Policy("zero rows in, zero rows out", _empty)
 EXPECTED: dict = {
     # sklearn's feature-name check names the column
     **{(n, "missing_column"): Raises(ValueError, r"missing:\s+- (M_G|logg)")
-       for n in ("MDwarfMetallicityRegressor", "UncertainNNRegressor", "PayneEmulator")},
+       for n in ("MDwarfMetallicityRegressor", "UncertainNNRegressor", "PayneEmulator",
+                 "CalibratedRegressor")},
     **{(n, "column_order"): BY_NAME
        for n in ("AbsoluteMagnitudes", "BayesianPhotoD", "HybridPhotoD", "PhotoDNetwork",
                  "RestFrameShifter", "XPNormalizer")},
