@@ -83,6 +83,28 @@ def _fitted_attributes(estimator):
     return out
 
 
+def _calibrator_state(regressor):
+    """The held-out variance calibration (scale a, floor b per target), or None."""
+    cal = getattr(regressor, "calibrator_", None)
+    if cal is None:
+        return None
+    return {"params": _jsonable({"fit_scale": cal.fit_scale, "fit_floor": cal.fit_floor,
+                                 "warn_below": cal.warn_below}),
+            "scale_": _jsonable(np.asarray(cal.scale_)),
+            "floor_": _jsonable(np.asarray(cal.floor_)),
+            "n_samples_": _jsonable(np.asarray(cal.n_samples_))}
+
+
+def _restore_calibrator(state):
+    from ..calibration import VarianceCalibrator
+
+    cal = VarianceCalibrator(**state["params"])
+    cal.scale_ = np.asarray(state["scale_"], dtype=np.float64)
+    cal.floor_ = np.asarray(state["floor_"], dtype=np.float64)
+    cal.n_samples_ = np.asarray(state["n_samples_"], dtype=int)
+    return cal
+
+
 def save_mdwarf_pipeline(pipeline, folder, card=None):
     """Write a fitted ``AbsoluteMagnitudes -> MDwarfMetallicityRegressor`` pipeline.
 
@@ -124,7 +146,8 @@ def save_mdwarf_pipeline(pipeline, folder, card=None):
             "absolute_magnitudes": {"params": _jsonable(absmag.get_params(deep=False)),
                                     "input_columns": list(absmag.feature_names_in_)},
             "regressor": {"params": _jsonable(reg.get_params(deep=False)),
-                          "fitted": _fitted_attributes(reg)},
+                          "fitted": _fitted_attributes(reg),
+                          "calibrator": _calibrator_state(reg)},
         },
         "card": _jsonable(card or {}),
     }
@@ -194,11 +217,17 @@ def load_mdwarf_pipeline(folder):
     )
     # Build the network with the estimator's own code: one epoch on 4 synthetic rows.
     pipe.set_params(regressor__max_epochs=1, regressor__validation_fraction=0.0,
-                    regressor__verbose=0, regressor__batch_size=4)
+                    regressor__verbose=0, regressor__batch_size=4,
+                    regressor__uncertainty="mc")
     X, y = _synthetic_rows(steps["absolute_magnitudes"]["input_columns"], None)
     pipe.fit(X, y)
     pipe.set_params(**{f"regressor__{k}": reg_params[k]
                        for k in ("max_epochs", "validation_fraction", "verbose", "batch_size")})
+    cal_state = steps["regressor"].get("calibrator")
+    # A model written before calibrated uncertainties existed has no calibrator:
+    # it keeps the raw MC-dropout spread it was published with.
+    pipe.set_params(regressor__uncertainty=reg_params.get("uncertainty", "mc")
+                    if cal_state is not None else "mc")
     reg = pipe.steps[1][1]
     with np.load(folder / _WEIGHTS, allow_pickle=False) as npz:
         state = {k: torch.from_numpy(np.array(npz[k])) for k in npz.files}
@@ -206,6 +235,7 @@ def load_mdwarf_pipeline(folder):
     reg.module_.eval()
     for name, value in steps["regressor"]["fitted"].items():
         setattr(reg, name, value)
+    reg.calibrator_ = _restore_calibrator(cal_state) if cal_state is not None else None
     pipe.card_ = meta.get("card", {})
     return pipe
 

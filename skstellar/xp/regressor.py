@@ -59,6 +59,30 @@ _POSITIVE = {
 }
 
 
+#: Rows per forward call are padded to a multiple of this (see _forward_padded_rows).
+ROW_PADDING = 64
+
+
+def _forward_padded_rows(module, xb, n_passes):
+    """Pass-major forward of ``n_passes`` copies of ``xb`` with the rows padded.
+
+    CPU GEMM kernels take other code paths for other row counts, so a star's
+    float32 output changed in its last bits with the number of stars in the
+    call (scikit-learn's subset-invariance check, atol 1e-7, failed on some
+    CPUs). Padding the rows to a multiple of :data:`ROW_PADDING` (repeating
+    the last row) keeps the kernel's row blocking the same for every call;
+    the padded rows are dropped. Dropout masks are per pass (shared by rows),
+    so the padding does not change them.
+    """
+    m = xb.shape[0]
+    m_pad = -(-m // ROW_PADDING) * ROW_PADDING
+    if m_pad > m:
+        xb = torch.cat([xb, xb[-1:].expand(m_pad - m, -1)])
+    xr = xb.unsqueeze(0).expand(n_passes, m_pad, -1).reshape(n_passes * m_pad, -1)
+    out = module(xr)
+    return out.view(n_passes, m_pad, -1)[:, :m].reshape(n_passes * m, -1)
+
+
 class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
     """Multi-label regressor with model, input and excess uncertainties.
 
@@ -604,7 +628,10 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                     v_input[start:stop] = vin.mean(0).double().cpu().numpy()
                 else:
                     with torch.inference_mode():
-                        out = module(xr)
+                        if tcov is None:
+                            out = _forward_padded_rows(module, xb, P_eff)
+                        else:
+                            out = module(xr)
                     if tcov is not None:
                         # input term from the first n_in passes (0: the
                         # deterministic network, dropout off)
