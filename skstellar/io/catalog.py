@@ -18,7 +18,8 @@ import pandas as pd
 
 from .._validation import check_text_table_complete, reading_file
 
-__all__ = ["read_catalog", "write_catalog", "SUPPORTED_EXTENSIONS", "FORMATS"]
+__all__ = ["read_catalog", "write_catalog", "format_from_extension", "SUPPORTED_EXTENSIONS",
+           "FORMATS"]
 
 #: Canonical format names.
 FORMATS = ("csv", "ecsv", "fits", "parquet", "votable")
@@ -55,6 +56,26 @@ _FORMAT_ALIASES = {
 }
 
 
+def format_from_extension(path, endings):
+    """The format whose file-name ending ``path`` has, or None.
+
+    Parameters
+    ----------
+    path : str or path-like
+    endings : dict
+        Lower-case endings (``".csv.gz"``) mapped to format names; matched
+        case-insensitively, longest first, so ``".csv.gz"`` wins over ``".gz"``.
+
+    Returns
+    -------
+    str or None
+    """
+    name = Path(path).name.lower()
+    for ext in sorted(endings, key=len, reverse=True):
+        if name.endswith(ext):
+            return endings[ext]
+    return None
+
 def _resolve_format(path: Path, format: str | None) -> str:
     """Canonical format from ``format`` or, when None, from the file name."""
     if format is not None:
@@ -65,11 +86,9 @@ def _resolve_format(path: Path, format: str | None) -> str:
                 f"{', '.join(FORMATS)}."
             )
         return _FORMAT_ALIASES[key]
-    name = path.name.lower()
-    # Longest endings first so ".csv.gz" wins over a bare ".gz" test.
-    for ext in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
-        if name.endswith(ext):
-            return SUPPORTED_EXTENSIONS[ext]
+    fmt = format_from_extension(path, SUPPORTED_EXTENSIONS)
+    if fmt is not None:
+        return fmt
     raise ValueError(
         f"Cannot infer the catalogue format of {str(path)!r} from its extension. "
         f"Supported extensions: {', '.join(SUPPORTED_EXTENSIONS)}; "

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .._validation import reading_file
 from ..spectrum import SpectrumBatch
-from .catalog import _frame_to_table, read_catalog
+from .catalog import _frame_to_table, format_from_extension, read_catalog
 
 __all__ = [
     "read_lamost_spectra",
@@ -464,10 +464,9 @@ _TABLE_ENDINGS = {
 
 
 def _table_format(path: Path) -> str:
-    name = path.name.lower()
-    for ext in sorted(_TABLE_ENDINGS, key=len, reverse=True):
-        if name.endswith(ext):
-            return _TABLE_ENDINGS[ext]
+    fmt = format_from_extension(path, _TABLE_ENDINGS)
+    if fmt is not None:
+        return fmt
     raise ValueError(
         f"Cannot tell the table format of {str(path)!r}; spectrum tables must end with "
         f"{', '.join(_TABLE_ENDINGS)} (FITS binary table or Parquet)."
