@@ -26,6 +26,7 @@ __all__ = [
     "column_names",
     "is_named_input",
     "missing_column_error",
+    "row_location",
     "to_frame_like",
 ]
 
@@ -461,8 +462,20 @@ def _array_columns(X):
     return arr, [str(j) for j in range(arr.shape[1])], None
 
 
-def _where(r, index):
+def row_location(r, index=None):
+    """``"row r"`` plus the row's index label as a plain Python value, for messages.
+
+    Parameters
+    ----------
+    r : int
+        Row position.
+    index : sequence or None
+        Row labels (a pandas Index, an array); None gives the position alone.
+    """
     return f"row {r}" + ("" if index is None else f", index {_label(index, r)!r}")
+
+
+_where = row_location
 
 
 def _label(index, r):

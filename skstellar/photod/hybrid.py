@@ -47,6 +47,7 @@ from .._validation import (
     as_float_column,
     check_finite_columns,
     missing_column_error,
+    row_location,
     to_frame_like,
 )
 
@@ -146,7 +147,7 @@ def _check_sky(ra, dec, ra_name, dec_name, index):
     bad = np.abs(dec) > 90.0
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        where = f"row {row}" + (f", index {index[row]!r}" if index is not None else "")
+        where = row_location(row, index)
         raise ValueError(
             f"Column '{dec_name}' has {int(bad.sum())} value(s) outside [-90, 90] deg "
             f"(first at {where}: {dec[row]!r}); declinations must be in degrees."

@@ -39,6 +39,7 @@ from .._validation import (
     check_not_empty,
     is_named_input,
     missing_column_error,
+    row_location,
     to_frame_like,
 )
 from ..io.photod import (
@@ -493,7 +494,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             if bad.any():
                 if self.on_invalid == "raise":
                     row = int(np.flatnonzero(bad)[0])
-                    where = f"row {row}" + (f", index {index[row]!r}" if index is not None else "")
+                    where = row_location(row, index)
                     what = ("the A_r prior needs Ar_max > 0 [mag]" if col == self.ar_max_column
                             else "colour errors must be > 0 [mag]")
                     raise ValueError(
