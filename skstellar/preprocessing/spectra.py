@@ -443,8 +443,8 @@ def _check_wavelengths(w, row0):
         r, c = np.argwhere(back)[0]
         raise ValueError(
             where.format(i=row0 + r)
-            + f" is not strictly increasing: pixel {c} is at {w2[r, c]!r} A and pixel "
-            f"{c + 1} at {w2[r, c + 1]!r} A."
+            + f" is not strictly increasing: pixel {c} is at {float(w2[r, c])!r} A and pixel "
+            f"{c + 1} at {float(w2[r, c + 1])!r} A."
         )
 
 
