@@ -7,7 +7,7 @@ import pytest
 
 from skstellar.covariance import CovariantFeatures, pack_lower, unpack_lower
 from skstellar.preprocessing.scaling import CovariantStandardScaler
-from skstellar.preprocessing.xp import XPNormalizer, normalise_xp_coefficients
+from skstellar.preprocessing.xp import XPNormalizer, _cell_band, normalise_xp_coefficients
 
 
 def _random_cov(rng, n, k, scale):
@@ -151,14 +151,16 @@ def test_normalisation_matches_monte_carlo(mode):
     dr = rng.multivariate_normal(rp[0], Cr[0], size=m)
     feats = np.hstack([dr[:, 1:] / dr[:, :1], db / dr[:, :1]])
     emp = np.cov(feats, rowvar=False)
-    np.testing.assert_allclose(feats.mean(0), np.hstack([y_rp[0], y_bp[0]]), atol=3e-3 * np.abs(feats).mean())
+    np.testing.assert_allclose(feats.mean(0), np.hstack([y_rp[0], y_bp[0]]),
+                               atol=3e-3 * np.abs(feats).mean())
     dense = np.zeros_like(emp)
     for cols, S in blocks:
         dense[np.ix_(cols, cols)] = S[0]
     sd = np.sqrt(np.diag(emp))
     tol = 0.02 * np.outer(sd, sd)  # ~MC precision of 2e5 draws, relative to the scales
     rp_cols = np.arange(k - 1)
-    np.testing.assert_array_less(np.abs(dense - emp)[np.ix_(rp_cols, rp_cols)], tol[np.ix_(rp_cols, rp_cols)])
+    rp_block = np.ix_(rp_cols, rp_cols)
+    np.testing.assert_array_less(np.abs(dense - emp)[rp_block], tol[rp_block])
     if mode == "exact":
         np.testing.assert_array_less(np.abs(dense - emp), tol)
     else:
@@ -206,13 +208,47 @@ def test_chunked_threaded_transform_equals_one_chunk(mode):
         np.testing.assert_array_equal(a, b)
     # rows without a band make the chunks non-contiguous (gather/scatter path)
     t["bp_coefficients"][[2, 9], :] = np.nan
-    Z = XPNormalizer(photometry=False, covariance=mode, missing_band="nan", chunk_size=4).fit_transform(t)
+    Z = XPNormalizer(photometry=False, covariance=mode, missing_band="nan",
+                     chunk_size=4).fit_transform(t)
     keep = np.setdiff1d(np.arange(23), [2, 9])
     assert np.all(np.isnan(Z.values[[2, 9]]))
     np.testing.assert_array_equal(Z.values[keep], one.values[keep])
     for (_, a), (_, b) in zip(Z.blocks, one.blocks):
         np.testing.assert_array_equal(a[keep], b[keep])
         assert np.all(np.isnan(a[[2, 9]]))
+
+
+def test_array_cell_tables_equal_two_d_arrays():
+    """A DataFrame of per-source array cells (fast path, correlations stacked per chunk),
+    the same cells as lists (the general reader) and 2-D arrays give identical outputs;
+    a missing cell still gets the reader's message."""
+    import pandas as pd
+
+    from skstellar.nn.threads import torch_threads
+
+    rng = np.random.RandomState(13)
+    t = _xp_dict(rng, n=17, k=6)
+    ref = XPNormalizer(covariance="exact").fit_transform(t)
+    cells = pd.DataFrame({c: (list(v) if np.ndim(v) == 2 else v) for c, v in t.items()})
+    as_lists = cells.copy()
+    for c in ("bp_coefficients", "rp_coefficient_correlations"):
+        as_lists[c] = [list(a) for a in cells[c]]
+    assert isinstance(cells["bp_coefficient_correlations"].iloc[0], np.ndarray)
+    # the two table forms take the two reading paths
+    assert _cell_band(cells, "rp") is not None and _cell_band(as_lists, "rp") is None
+    for table, chunk in ((cells, 5), (cells, 100), (as_lists, 5)):
+        with torch_threads(2):
+            got = XPNormalizer(covariance="exact", chunk_size=chunk).fit_transform(table)
+        np.testing.assert_array_equal(got.values, ref.values)
+        np.testing.assert_array_equal(got.blocks[0][1], ref.blocks[0][1])
+    short = XPNormalizer(n_coefficients=4, photometry=False).fit_transform(cells)
+    np.testing.assert_array_equal(
+        short.blocks[0][1],
+        XPNormalizer(n_coefficients=4, photometry=False).fit_transform(t).blocks[0][1])
+    holed = cells.copy()
+    holed.at[8, "rp_coefficient_correlations"] = np.full(15, np.nan, np.float32)
+    with pytest.raises(ValueError, match="source_id 1008.*rp_coefficient_correlations"):
+        XPNormalizer(chunk_size=4).fit(cells).transform(holed)
 
 
 def test_zero_rp0_uses_its_uncertainty():
@@ -237,7 +273,8 @@ def test_xp_normalizer_on_array_table():
     assert Z.shape == (5, 2 * 8 - 1 + 5)
     names = norm.get_feature_names_out()
     assert names[0] == "rp_1" and names[7] == "bp_0" and names[-1] == "pseudo_abs_mag"
-    np.testing.assert_allclose(Z.values[:, 7], t["bp_coefficients"][:, 0] / t["rp_coefficients"][:, 0])
+    np.testing.assert_allclose(Z.values[:, 7],
+                               t["bp_coefficients"][:, 0] / t["rp_coefficients"][:, 0])
     np.testing.assert_allclose(
         Z.values[:, -1], t["parallax"] * 10 ** (0.2 * t["phot_rp_mean_mag"]))
     np.testing.assert_allclose(Z.values[:, -2], t["h_m"] - t["w2mpro"])
@@ -254,7 +291,8 @@ def test_photometric_covariance_matches_monte_carlo():
     cov = Z.covariance()[0, -5:, -5:]
     m = 200_000
     fe = 2.5 / np.log(10)
-    s = {"bp": fe / t["phot_bp_mean_flux_over_error"][0], "rp": fe / t["phot_rp_mean_flux_over_error"][0]}
+    s = {"bp": fe / t["phot_bp_mean_flux_over_error"][0],
+         "rp": fe / t["phot_rp_mean_flux_over_error"][0]}
     d = lambda mu, sig: mu + sig * rng.normal(size=m)  # noqa: E731
     BP, RP = d(t["phot_bp_mean_mag"][0], s["bp"]), d(t["phot_rp_mean_mag"][0], s["rp"])
     J, H = d(t["j_m"][0], 0.02), d(t["h_m"][0], 0.03)
@@ -357,8 +395,8 @@ def test_normalizer_real_formats_and_missing_band():
     from skstellar.io import read_xp_continuous
 
     folder = _xp_folder()
-    csv = XPNormalizer(photometry=False).fit_transform(read_xp_continuous(folder / "XP_CONTINUOUS_RAW.csv"))
-    fits = XPNormalizer(photometry=False).fit_transform(read_xp_continuous(folder / "XP_CONTINUOUS_RAW.fits"))
+    csv, fits = (XPNormalizer(photometry=False).fit_transform(
+        read_xp_continuous(folder / f"XP_CONTINUOUS_RAW.{ext}")) for ext in ("csv", "fits"))
     np.testing.assert_allclose(csv.values, fits.values, rtol=1e-12)
     np.testing.assert_allclose(csv.variance(), fits.variance(), rtol=1e-6)
     miss = read_xp_continuous(folder / "XP_CONTINUOUS_RAW_with_missing_BP.csv")
