@@ -247,6 +247,7 @@ def bench_xp(args, res):
     wall = {k: v * per for k, v in best.items()}
     cpu = {k: v * per for k, v in cpu.items()}
     nbytes = a.nbytes / len(a) if hasattr(a, "nbytes") else float("nan")
+    work = xp_working_memory(models, cat)
     print(f"\n== XPNormalizer, full covariances (PSD check on), {len(cat)} sources "
           f"(values identical to previous: {same_values}; covariances max rel. diff {rel:.1e}"
           + ("" if same_last is None else f"; bit-identical to {args.xp_last_ref}: {same_last}")
@@ -258,6 +259,8 @@ def bench_xp(args, res):
              higher_better=False)
     print("  CPU seconds per 100,000 sources (all threads): "
           + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    print(f"  working memory beyond input and output (numpy allocations, tracemalloc), GB for "
+          f"{len(cat)} sources: " + ", ".join(f"{k} {v:.2f}" for k, v in work.items()))
     print(f"  output {nbytes / 1e3:.1f} kB per source: 10^7 sources would need "
           f"{nbytes * 1e7 / 1e9:.0f} GB at once; skstellar.parallel.iter_chunks / "
           "transform_partitions keep one chunk in memory")
@@ -266,7 +269,28 @@ def bench_xp(args, res):
                  "last_ref": args.xp_last_ref or None, "last_s_per_1e5": wall.get("last"),
                  "cpu_s_per_1e5": cpu, "target_s_per_1e5": TARGETS["xp_seconds_per_1e5"],
                  "values_identical": same_values, "covariance_max_rel_diff": rel,
-                 "bit_identical_to_last": same_last, "bytes_per_source": nbytes}
+                 "bit_identical_to_last": same_last, "bytes_per_source": nbytes,
+                 "working_memory_gb": work}
+
+
+def xp_working_memory(models, table):
+    """Peak numpy memory of one ``transform`` of ``table`` beyond its output, GB.
+
+    Measured with ``tracemalloc`` (numpy reports its array allocations to
+    it; torch's own buffers, such as the Cholesky factors of one chunk per
+    thread, are not counted).
+    """
+    import tracemalloc
+
+    out = {}
+    for k, m in models.items():
+        tracemalloc.start()
+        res = m.transform(table)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out[k] = (peak - res.nbytes) / 1e9
+        del res
+    return out
 
 
 # ----------------------------------------------------------------- Dask
