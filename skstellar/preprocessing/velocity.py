@@ -49,7 +49,9 @@ from .continuum import (
     _smooth_ratio,
     window_mask,
 )
-from .spectra import C_KMS, SpectrumResampler, _as_spectra, to_rest_frame
+from .rest_frame import C_KMS, to_rest_frame
+from .spectra import SpectrumResampler
+from .spectra_input import as_spectra
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -234,8 +236,8 @@ def _template_arrays(template_wavelength, template_flux):
     if back.size:
         i = int(back[0])
         raise ValueError(
-            f"Template wavelengths must be strictly increasing; pixel {i} is at {float(tw[i])!r} A and "
-            f"pixel {i + 1} at {float(tw[i + 1])!r} A."
+            f"Template wavelengths must be strictly increasing; pixel {i} is at "
+            f"{float(tw[i])!r} A and pixel {i + 1} at {float(tw[i + 1])!r} A."
         )
     return tw, tf
 
@@ -430,7 +432,7 @@ def measure_radial_velocity(
         )
     if not (isinstance(sigma, numbers.Real) and sigma > 0):
         raise ValueError(f"sigma must be a positive number [A]; got {sigma!r}.")
-    sp = _as_spectra(spectra)
+    sp = as_spectra(spectra)
     if sp is None:
         raise TypeError(
             "spectra must be a SpectrumBatch or a list of (wavelength, flux[, ivar]) tuples; got "
@@ -765,7 +767,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
         if isinstance(X, SpectrumBatch):
             batch = X
         else:
-            sp = None if isinstance(X, np.ndarray) else _as_spectra(X)
+            sp = None if isinstance(X, np.ndarray) else as_spectra(X)
             if sp is None:
                 raise TypeError(
                     "RadialVelocityCorrector needs spectra with wavelengths (a SpectrumBatch or a "
