@@ -12,7 +12,7 @@ each star's radial velocity, moves the spectrum to its rest frame and keeps
   precision and an uncertainty from its curvature;
 * :class:`RadialVelocityCorrector`, a transformer that measures the velocity,
   shifts to the rest frame and resamples onto the 6000-8900 A, 1 A grid
-  (reusing :func:`~skstellar.preprocessing.spectra.to_rest_frame` and
+  (reusing :func:`~skstellar.preprocessing.rest_frame.to_rest_frame` and
   :class:`~skstellar.preprocessing.spectra.SpectrumResampler`), recording
   the velocities in the batch's ``meta``;
 * :func:`air_to_vacuum` / :func:`vacuum_to_air` (Morton 2000 / Ciddor 1996
@@ -578,7 +578,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
     et al., Sect. 2.4): velocity, rest frame, 6000-8900 A at 1 A. The
     velocity comes from :func:`measure_radial_velocity` against ``template``
     (the paper fits it with its emulator), the shift from
-    :func:`~skstellar.preprocessing.spectra.to_rest_frame` and the
+    :func:`~skstellar.preprocessing.rest_frame.to_rest_frame` and the
     resampling from :class:`~skstellar.preprocessing.spectra.SpectrumResampler`.
 
     Parameters
@@ -610,7 +610,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
         Resampling onto the output grid (see ``SpectrumResampler``).
     conserve_flux : bool, default=False
         Multiply the flux by the Doppler factor ``1 + v/c`` when shifting
-        (see :class:`~skstellar.preprocessing.spectra.RestFrameShifter`).
+        (see :class:`~skstellar.preprocessing.rest_frame.RestFrameShifter`).
     on_failure : {"raise", "nan"}, default="raise"
         A spectrum whose velocity cannot be measured (no usable pixel,
         minimum on the edge of ``v_grid``): "raise" a ``ValueError`` naming it,
