@@ -19,7 +19,9 @@ holds that pipeline:
 
 The sky patches live in :mod:`~skstellar.photod.patches`, the student in
 :mod:`~skstellar.photod.student` and the per-patch work shipped to workers in
-:mod:`~skstellar.photod.patch_job`; their public names are re-exported here.
+:mod:`~skstellar.photod.patch_job` and the Dask execution in
+:mod:`~skstellar.photod.dask_run`; the public names of the first three are
+re-exported here.
 
 Distribution uses Dask's own machinery only (``dask.dataframe`` shuffled on
 the patch column, one task per partition run by Dask's scheduler or a
@@ -48,6 +50,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import as_float_column, missing_column_error, to_frame_like
 from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
+from . import dask_run
 from .patch_job import (
     _ROW,
     _UNIQ,
@@ -55,7 +58,6 @@ from .patch_job import (
     _fit_teacher,
     _PatchJob,
     _process,
-    _run_partition,
     _teacher_components,
     teacher_estimates,
 )
@@ -852,70 +854,8 @@ class HybridPhotoD(BaseEstimator):
             As :meth:`fit_predict` (index of the input; for a Dask input,
             its index in partition order).
         """
-        import dask
-        import dask.dataframe as dd
-
-        t_start = time.perf_counter()
-        self._check_params()
-        if isinstance(self.warm_start, str):
-            raise ValueError(
-                "warm_start='first' needs one patch trained before the others and is supported "
-                "by fit_predict only; on Dask pass a StudentWeights (e.g. "
-                "PhotoDNetwork.export_weights() of a prior or neighbouring patch's student)."
-            )
-        self.warm_start_patch_ = None
-        if isinstance(catalog, dd.DataFrame):
-            ddf = catalog
-            self._check_columns(ddf.columns)
-            plain = self._plain()
-            base_d = ddf.map_partitions(
-                lambda p: pd.Series(plain._base_pixels(p), index=p.index, dtype=np.int64),
-                meta=pd.Series(dtype=np.int64))
-            counts = base_d.value_counts().compute()
-            if counts.sum() == 0:
-                raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
-            mapping = self._plan(counts.index.to_numpy(), counts.to_numpy())
-            lengths = ddf.map_partitions(len).compute()
-            offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths))[:-1]]).tolist()
-            index_d = ddf.map_partitions(lambda p: p.index.to_series(),
-                                         meta=pd.Series(dtype=ddf.index.dtype))
-
-            def tag(p, offsets, partition_info=None):
-                start = offsets[partition_info["number"]] if partition_info else 0
-                return p.assign(**{_UNIQ: plain._patch_uniq(plain._base_pixels(p), mapping),
-                                   _ROW: np.arange(start, start + len(p), dtype=np.int64)})
-
-            meta = ddf._meta.assign(**{_UNIQ: np.int64(0), _ROW: np.int64(0)}).iloc[:0]
-            work = ddf.map_partitions(tag, offsets, meta=meta)
-            index = None
-        else:
-            frame, uniq, mapping = self._prepare(catalog)
-            work_pd = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
-            n_patches = len(np.unique(uniq))
-            work = dd.from_pandas(work_pd, npartitions=max(1, min(n_patches, 256)), sort=False)
-            index = frame.index
-        n_parts = npartitions or max(1, min(len(set(mapping.values())), 256))
-        shuffled = work.shuffle(on=_UNIQ, npartitions=int(n_parts), shuffle_method=shuffle_method)
-        job = self._job()
-        job_d = dask.delayed(job, pure=True, traverse=False)
-        tasks = [dask.delayed(_run_partition, pure=True)(part, job_d)
-                 for part in shuffled.to_delayed()]
-        if client is not None:
-            outs = client.gather(client.compute(tasks))
-        else:
-            outs = dask.compute(*tasks)
-        frames, models, summaries = [], {}, []
-        for res, mods, summ in outs:
-            frames.append(res)
-            models.update(mods)
-            summaries.extend(summ)
-            for s in summ:
-                self._log(s)
-        if index is None:
-            index = pd.Index(index_d.compute().to_numpy())
-        result = self._assemble(frames, index)
-        self._store(job, mapping, models, summaries, time.perf_counter() - t_start)
-        return result
+        return dask_run.fit_predict_dask(self, catalog, client=client, npartitions=npartitions,
+                                         shuffle_method=shuffle_method)
 
     def predict_dask(self, ddf):
         """Lazy :meth:`predict` over a ``dask.dataframe`` with ``map_partitions``.
@@ -931,11 +871,7 @@ class HybridPhotoD(BaseEstimator):
             Partition-wise :meth:`predict` tables (same index); compute it
             or write it out (``to_parquet``) without gathering it.
         """
-        check_is_fitted(self, "patch_models_")
-        meta = self._empty_result()
-        meta.index = ddf._meta.index[:0]
-        return ddf.map_partitions(lambda p: self.predict(p) if len(p) else
-                                  self._empty_result().set_axis(p.index[:0]), meta=meta)
+        return dask_run.predict_dask(self, ddf)
 
     # -- persistence -------------------------------------------------------------
     def save_patch_models(self, folder, overwrite=False):
