@@ -62,7 +62,6 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 
 from skstellar.cli import _table
 from skstellar.photod.evaluation import (
@@ -293,9 +292,8 @@ def dask_scaling(args, cat, reference):
 def stripe82(args):
     """Teacher on all 3,981 real Stripe 82 stars, student on 10 %, comparison on the rest."""
     from skstellar.io.photod import load_stripe82_priors, load_stripe82_sample
-    from skstellar.photod.teacher import BayesianPhotoD
-
     from skstellar.photod.network import PhotoDNetwork
+    from skstellar.photod.teacher import BayesianPhotoD
 
     cat = load_stripe82_sample()
     teacher = BayesianPhotoD(prior_maps=load_stripe82_priors(0)).fit()

@@ -889,10 +889,9 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
         label, then the method's flags (mdwarf: validity domain).
     """
     import pandas as pd
+    from sklearn.pipeline import Pipeline
 
     from .nn.threads import torch_threads
-
-    from sklearn.pipeline import Pipeline
 
     final = model.steps[-1][1] if isinstance(model, Pipeline) else model
     if n_jobs is not None and isinstance(final, SpectralLabelModel):
