@@ -180,6 +180,25 @@ def test_iter_chunks_bounded_and_identical(mdwarf):
         next(iter_chunks(pipe, cat, chunk_rows=0))
 
 
+def test_iter_chunks_xp_normalizer_streams_identical_rows():
+    """Bounded memory for XP covariances: each chunk equals the same rows of one call."""
+    from skstellar.datasets import make_xp_catalog
+    from skstellar.preprocessing import XPNormalizer
+
+    cat = make_xp_catalog(50, random_state=5)
+    norm = XPNormalizer(chunk_size=8).fit(cat)
+    full = norm.transform(cat)
+    seen = 0
+    for rows, part in iter_chunks(norm, cat, method="transform", chunk_rows=19):
+        assert len(part) == rows.stop - rows.start <= 19
+        ref = full[rows]
+        np.testing.assert_array_equal(part.values, ref.values)
+        for (_, a), (_, b) in zip(part.blocks, ref.blocks):
+            np.testing.assert_array_equal(a, b)
+        seen += len(part)
+    assert seen == len(cat)
+
+
 def test_bad_inputs(mdwarf):
     pipe, cat = mdwarf
     with pytest.raises(TypeError, match="dask.dataframe"):
