@@ -22,7 +22,7 @@ ratio, and all figures go to ``benchmarks/results/throughput.json``.
    not depend on its values).
 5. ``dask``: galaxy CNN predict of ``--n-dask`` spectra (default 8192, 16
    partitions of 512: about 30 s of work for one core; each task costs the
-   client about 25-30 ms of CPU, so tasks of ~1.5 s keep that at 2 %) on a
+   client about 15-30 ms of CPU, so tasks of ~1.5 s keep that at 2 %) on a
    ``LocalCluster`` with 1 worker and with 2 workers (processes, 1 thread
    each); target >= 1.7x. The partitions are made on the workers, so no
    spectra travel from the client, and the workers import torch before

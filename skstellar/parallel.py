@@ -330,7 +330,7 @@ def predict_partitions(estimator, X, *, return_std=False, method="predict", thre
     rows_per_task : int or None, default=None
         Merge consecutive row chunks of a dask array or ``DaskSpectra`` so
         each task predicts at least this many rows (None keeps the input's
-        chunks). Every task costs the client and scheduler about 25-30 ms
+        chunks). Every task costs the client and scheduler about 15-30 ms
         of CPU on the 2-core test machine, taken from the workers when they
         share its cores: give each task at least a few hundred
         milliseconds of work (e.g. 512 spectra for the galaxy CNN).
