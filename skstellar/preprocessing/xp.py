@@ -237,8 +237,9 @@ class _PackedPlan:
     """Normalisation with covariance propagation done directly on packed triangles.
 
     Equivalent to :func:`normalise_xp_coefficients` but never builds dense
-    matrices: every output covariance element ``S_fg`` is an elementwise
-    function of gathered raw covariance elements,
+    covariance matrices (only the lower triangles of the correlations, one
+    chunk at a time): every output covariance element ``S_fg`` is an
+    elementwise function of raw covariance elements,
     ``(C_fg - d_f y_f K_g - d_g y_g K_f + d_f d_g y_f y_g C_00) / c0^2`` with
     ``K_f = Cov(f, c0)`` and ``d_f`` = 1 where the derivative of the
     normaliser enters (RP features; BP too in "exact" mode; no feature when
