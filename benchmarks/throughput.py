@@ -15,11 +15,20 @@ ratio, and all figures go to ``benchmarks/results/throughput.json``.
    LAMOST-like galaxy spectra, spectra/s (target >= 20,000); previous
    implementation loaded from git (``--anchor-ref``).
 4. ``xp``: ``XPNormalizer`` with full covariances, seconds per 100,000
-   sources (target < 10 s); previous implementation loaded from git.
-   The table is a simulated catalogue repeated to ``--n-xp`` rows (the
-   work per row does not depend on its values).
-5. ``dask``: galaxy CNN predict over a dask array on a ``LocalCluster`` with
-   1 worker and with 2 workers (processes, 1 thread each); target >= 1.7x.
+   sources (target < 10 s); previous implementation loaded from git, and
+   also the version before the dense lower-triangle chunks
+   (``--xp-last-ref``). Wall and process CPU seconds. The table is a
+   simulated catalogue repeated to ``--n-xp`` rows (the work per row does
+   not depend on its values).
+5. ``dask``: galaxy CNN predict of ``--n-dask`` spectra (default 8192, 16
+   partitions of 512: about 30 s of work for one core; each task costs the
+   client about 15-30 ms of CPU, so tasks of ~1.5 s keep that at 2 %) on a
+   ``LocalCluster`` with 1 worker and with 2 workers (processes, 1 thread
+   each); target >= 1.7x. The partitions are made on the workers, so no
+   spectra travel from the client, and the workers import torch before
+   the clock starts. Worker and client CPU seconds are printed with the
+   times: on a shared machine they tell contention from overhead. Run
+   alone with ``python benchmarks/throughput.py --only dask``.
 
 Timings on a shared machine are noisy: each figure is the best of
 ``--repeats`` interleaved runs and the ratio is taken between runs made
@@ -47,6 +56,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 ANCHOR_REF = "c67096c"  # the commit before the issue-14 inference work
+XP_LAST_REF = "bc6e705"  # XPNormalizer before the dense lower-triangle chunks
 TARGETS = {"cnn_spectra_per_s": 3000.0, "resample_spectra_per_s": 20000.0,
            "xp_seconds_per_1e5": 10.0, "dask_speedup_2_vs_1": 1.7}
 
@@ -63,14 +73,23 @@ def load_anchor_module(path, name, ref):
     return mod
 
 
-def best_interleaved(funcs, repeats):
-    """Best wall time of each function over ``repeats`` interleaved rounds."""
+def best_interleaved(funcs, repeats, cpu=None):
+    """Best wall time of each function over ``repeats`` interleaved rounds.
+
+    With a dict ``cpu``, also fills ``cpu[name]`` with the process CPU
+    seconds (all threads) of the run with the best wall time: on a machine
+    shared with other jobs these are steadier than wall times.
+    """
     times = {k: [] for k in funcs}
+    cpus = {k: [] for k in funcs}
     for _ in range(repeats):
         for k, f in funcs.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             f()
             times[k].append(time.perf_counter() - t0)
+            cpus[k].append(time.process_time() - c0)
+    if cpu is not None:
+        cpu.update({k: cpus[k][int(np.argmin(times[k]))] for k in funcs})
     return {k: min(v) for k, v in times.items()}, times
 
 
@@ -208,32 +227,91 @@ def bench_xp(args, res):
     base = make_xp_catalog(min(args.n_xp, 20000), random_state=2)
     reps = -(-args.n_xp // len(base))
     cat = pd.concat([base] * reps, ignore_index=True).iloc[: args.n_xp]
-    anchor = load_anchor_module("skstellar/preprocessing/xp.py", "xp", args.anchor_ref)
-    ours = XPNormalizer().fit(cat.iloc[:10])
-    prev = anchor.XPNormalizer().fit(cat.iloc[:10])
-    a, b = ours.transform(cat.iloc[:2000]), prev.transform(cat.iloc[:2000])
+    models = {"ours": XPNormalizer().fit(cat.iloc[:10])}
+    for label, ref in (("previous", args.anchor_ref), ("last", args.xp_last_ref)):
+        if ref:
+            anchor = load_anchor_module("skstellar/preprocessing/xp.py", f"xp_{label}", ref)
+            models[label] = anchor.XPNormalizer().fit(cat.iloc[:10])
+    outs = {k: m.transform(cat.iloc[:2000]) for k, m in models.items()}
+    a, b = outs["ours"], outs["previous"]
     rel = max(float(np.max(np.abs(p - q)) / np.max(np.abs(q)))
               for (_, p), (_, q) in zip(a.blocks, b.blocks))
     same_values = bool(np.array_equal(a.values, b.values))
-    best, _ = best_interleaved({"ours": lambda: ours.transform(cat),
-                                "previous": lambda: prev.transform(cat)}, args.repeats)
+    same_last = None if "last" not in outs else bool(
+        np.array_equal(a.values, outs["last"].values) and all(
+            np.array_equal(p, q) for (_, p), (_, q) in zip(a.blocks, outs["last"].blocks)))
+    cpu = {}
+    best, _ = best_interleaved({k: (lambda m=m: m.transform(cat)) for k, m in models.items()},
+                               args.repeats, cpu)
     per = 1e5 / len(cat)
-    s_ours, s_prev = best["ours"] * per, best["previous"] * per
+    wall = {k: v * per for k, v in best.items()}
+    cpu = {k: v * per for k, v in cpu.items()}
     nbytes = a.nbytes / len(a) if hasattr(a, "nbytes") else float("nan")
+    work = xp_working_memory(models, cat)
     print(f"\n== XPNormalizer, full covariances (PSD check on), {len(cat)} sources "
-          f"(values identical: {same_values}; covariances max rel. diff {rel:.1e})")
-    ratio = line("seconds per 100,000 sources", s_ours, s_prev, "s",
+          f"(values identical to previous: {same_values}; covariances max rel. diff {rel:.1e}"
+          + ("" if same_last is None else f"; bit-identical to {args.xp_last_ref}: {same_last}")
+          + ")")
+    ratio = line("seconds per 100,000 sources", wall["ours"], wall["previous"], "s",
                  TARGETS["xp_seconds_per_1e5"], higher_better=False)
+    if "last" in wall:
+        line(f"  vs {args.xp_last_ref} (before this change)", wall["ours"], wall["last"], "s",
+             higher_better=False)
+    print("  CPU seconds per 100,000 sources (all threads): "
+          + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()))
+    print(f"  working memory beyond input and output (numpy allocations, tracemalloc), GB for "
+          f"{len(cat)} sources: " + ", ".join(f"{k} {v:.2f}" for k, v in work.items()))
     print(f"  output {nbytes / 1e3:.1f} kB per source: 10^7 sources would need "
           f"{nbytes * 1e7 / 1e9:.0f} GB at once; skstellar.parallel.iter_chunks / "
           "transform_partitions keep one chunk in memory")
-    res["xp"] = {"n_sources": len(cat), "ours_s_per_1e5": s_ours, "previous_s_per_1e5": s_prev,
-                 "speedup": ratio, "target_s_per_1e5": TARGETS["xp_seconds_per_1e5"],
+    res["xp"] = {"n_sources": len(cat), "ours_s_per_1e5": wall["ours"],
+                 "previous_s_per_1e5": wall["previous"], "speedup": ratio,
+                 "last_ref": args.xp_last_ref or None, "last_s_per_1e5": wall.get("last"),
+                 "cpu_s_per_1e5": cpu, "target_s_per_1e5": TARGETS["xp_seconds_per_1e5"],
                  "values_identical": same_values, "covariance_max_rel_diff": rel,
-                 "bytes_per_source": nbytes}
+                 "bit_identical_to_last": same_last, "bytes_per_source": nbytes,
+                 "working_memory_gb": work}
+
+
+def xp_working_memory(models, table):
+    """Peak numpy memory of one ``transform`` of ``table`` beyond its output, GB.
+
+    Measured with ``tracemalloc`` (numpy reports its array allocations to
+    it; torch's own buffers, such as the Cholesky factors of one chunk per
+    thread, are not counted).
+    """
+    import tracemalloc
+
+    out = {}
+    for k, m in models.items():
+        tracemalloc.start()
+        res = m.transform(table)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        out[k] = (peak - res.nbytes) / 1e9
+        del res
+    return out
 
 
 # ----------------------------------------------------------------- Dask
+def dask_block(seed, rows, n_pixels):
+    """One partition of the Dask benchmark's spectra, made where it is needed (on a worker)."""
+    return np.random.default_rng(seed).random((rows, n_pixels), dtype=np.float32)
+
+
+def _warm_worker():
+    """Import torch and the CNN in a worker before the clock starts."""
+    import torch  # noqa: F401
+
+    import skstellar.galaxy  # noqa: F401
+
+    return time.process_time()
+
+
+def _cpu_seconds():
+    return time.process_time()
+
+
 def bench_dask(args, res):
     import dask
     import dask.array as da
@@ -243,27 +321,52 @@ def bench_dask(args, res):
     from skstellar.parallel import predict_partitions
 
     rng = np.random.RandomState(0)
+    n_pix, chunk = 4201, args.dask_chunk
     model = SpectralCNNRegressor(max_epochs=1, random_state=0).fit(
-        rng.rand(64, 4201).astype(np.float32), rng.rand(64))
-    X = rng.rand(args.n_dask, 4201).astype(np.float32)
-    x = da.from_array(X, chunks=(args.dask_chunk, -1))
-    ref = model.predict(X[: args.dask_chunk])
-    times = {}
+        rng.rand(64, n_pix).astype(np.float32), rng.rand(64))
+    n_parts = -(-args.n_dask // chunk)
+    # The partitions are made on the workers (as a survey would be read
+    # there), so no spectra travel from this process; the model goes once.
+    parts = [da.from_delayed(dask.delayed(dask_block, pure=True)(i, chunk, n_pix),
+                             shape=(chunk, n_pix), dtype=np.float32) for i in range(n_parts)]
+    x = da.concatenate(parts)
+    check = [0, n_parts - 1]
+    ref = {i: model.predict(dask_block(i, chunk, n_pix)) for i in check}
+    times, cpu, client_cpu, maxdiff = {}, {}, {}, 0.0
     for n_workers in (1, 2):
         with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None, silence_logs=50) as cluster, Client(cluster):
-            warm = predict_partitions(model, x[: args.dask_chunk * n_workers]).compute()
-            np.testing.assert_allclose(warm[: args.dask_chunk], ref, atol=1e-5)
-            best = min(_timed(lambda: dask.compute(predict_partitions(model, x)))
-                       for _ in range(args.repeats))
-            times[n_workers] = best
+                          dashboard_address=None, silence_logs=50) as cluster, \
+                Client(cluster) as client:
+            client.run(_warm_worker)
+            warm = predict_partitions(model, x[: chunk * 2 * n_workers]).compute()
+            np.testing.assert_allclose(warm[:chunk], ref[0], rtol=0, atol=1e-5)
+            runs = []
+            for _ in range(args.repeats):
+                w0, c0 = sum(client.run(_cpu_seconds).values()), time.process_time()
+                t0 = time.perf_counter()
+                out = predict_partitions(model, x).compute()
+                wall = time.perf_counter() - t0
+                runs.append((wall, sum(client.run(_cpu_seconds).values()) - w0,
+                             time.process_time() - c0))
+            for i in check:  # identical to the in-process predict of the same rows
+                got = out[i * chunk:(i + 1) * chunk]
+                maxdiff = max(maxdiff, float(np.max(np.abs(got - ref[i]))))
+            times[n_workers], cpu[n_workers], client_cpu[n_workers] = min(runs)
     speedup = times[1] / times[2]
+    n = n_parts * chunk
     print(f"\n== Dask LocalCluster (processes, 1 thread each), galaxy CNN predict of "
-          f"{len(X)} spectra in chunks of {args.dask_chunk}")
-    print(f"  1 worker {len(X) / times[1]:,.0f} spectra/s, 2 workers {len(X) / times[2]:,.0f} "
-          f"spectra/s: speed-up {speedup:.2f}x (target >= {TARGETS['dask_speedup_2_vs_1']}x)")
-    res["dask"] = {"n_spectra": len(X), "chunk": args.dask_chunk, "seconds_1_worker": times[1],
-                   "seconds_2_workers": times[2], "speedup": speedup,
+          f"{n} spectra in {n_parts} partitions of {chunk} made on the workers "
+          f"(max |dask - in-process| = {maxdiff:.1e})")
+    for k in (1, 2):
+        print(f"  {k} worker{'s' if k > 1 else ' '}: {times[k]:6.2f} s ({n / times[k]:,.0f} "
+              f"spectra/s); worker CPU {cpu[k]:6.2f} s, client+scheduler CPU {client_cpu[k]:.2f} s")
+    print(f"  speed-up {speedup:.2f}x (target >= {TARGETS['dask_speedup_2_vs_1']}x); the 2-worker "
+          f"run keeps {cpu[2] / (2 * times[2]):.0%} of 2 cores busy (load average "
+          f"{os.getloadavg()[0]:.1f}: other processes take the rest)")
+    res["dask"] = {"n_spectra": n, "chunk": chunk, "n_partitions": n_parts,
+                   "seconds_1_worker": times[1], "seconds_2_workers": times[2],
+                   "worker_cpu_s": cpu, "client_cpu_s": client_cpu, "speedup": speedup,
+                   "max_abs_diff_vs_in_process": maxdiff,
                    "target_speedup": TARGETS["dask_speedup_2_vs_1"]}
 
 
@@ -279,10 +382,13 @@ def main(argv=None):
     ap.add_argument("--n-mc", type=int, default=64)
     ap.add_argument("--n-resample", type=int, default=5000)
     ap.add_argument("--n-xp", type=int, default=100_000)
-    ap.add_argument("--n-dask", type=int, default=2048)
-    ap.add_argument("--dask-chunk", type=int, default=256)
+    ap.add_argument("--n-dask", type=int, default=8192)
+    ap.add_argument("--dask-chunk", type=int, default=512)
     ap.add_argument("--anchor-ref", default=ANCHOR_REF,
                     help="git ref of the previous implementation (default: %(default)s)")
+    ap.add_argument("--xp-last-ref", default=XP_LAST_REF,
+                    help="also time the XP normaliser of this git ref ('' to skip; default: "
+                         "%(default)s, the version before the chunked dense-triangle rewrite)")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "throughput.json"))
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")

@@ -93,6 +93,12 @@ def test_galaxy_cnn_spectra_partitions(client, galaxy):
     ref = pipe.predict(batch, return_std=True)
     np.testing.assert_allclose(mean, ref[0], rtol=0, atol=1e-5)
     np.testing.assert_allclose(std, ref[1], rtol=0, atol=1e-5)
+    # 3 partitions of 40, 40, 16 rows merged into one task of at least 64 rows
+    merged = predict_partitions(pipe, spectra, return_std=True, rows_per_task=64)
+    assert merged[0].numblocks[0] == 1
+    merged = dask.compute(*merged)
+    np.testing.assert_allclose(merged[0], ref[0], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(merged[1], ref[1], rtol=0, atol=1e-5)
     # deterministic pass of the same CNN with a worker thread count set per task
     pipe[-1].set_params(n_mc_passes=0)
     try:
@@ -120,6 +126,27 @@ def test_dask_array_single_and_multi_output(client):
     out = predict_partitions(reg, x).compute()
     np.testing.assert_allclose(out, reg.predict(X), rtol=0, atol=1e-6)
     assert out.shape == (300, 2)
+
+
+def test_rows_per_task_merges_partitions(client):
+    from skstellar.mdwarf import MDwarfMetallicityRegressor
+    from skstellar.parallel import merged_row_chunks
+
+    assert merged_row_chunks((70, 70, 70, 70, 20), 128) == (140, 160)
+    assert merged_row_chunks((70, 70, 70, 70, 20), 1) == (70, 70, 70, 70, 20)
+    assert merged_row_chunks((30,), 100) == (30,)
+    with pytest.raises(ValueError, match="rows_per_task"):
+        merged_row_chunks((10,), 0)
+    rng = np.random.RandomState(1)
+    X = rng.normal(size=(300, 8))
+    reg = MDwarfMetallicityRegressor(max_epochs=2, random_state=0).fit(X, X[:, 0])
+    x = da.from_array(X, chunks=(70, -1))
+    for threads in (None, 1):  # dask-ml's route and ours
+        lazy = predict_partitions(reg, x, rows_per_task=128, threads=threads)
+        assert lazy.chunks[0] == (140, 160)
+        np.testing.assert_allclose(lazy.compute(), reg.predict(X), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="repartition"):
+        predict_partitions(reg, dd.from_pandas(pd.DataFrame(X), npartitions=2), rows_per_task=9)
 
 
 def test_xp_normalizer_covariances_partitioned(client):
@@ -151,6 +178,25 @@ def test_iter_chunks_bounded_and_identical(mdwarf):
     np.testing.assert_allclose(std, ref[1], atol=1e-6)
     with pytest.raises(ValueError, match="chunk_rows"):
         next(iter_chunks(pipe, cat, chunk_rows=0))
+
+
+def test_iter_chunks_xp_normalizer_streams_identical_rows():
+    """Bounded memory for XP covariances: each chunk equals the same rows of one call."""
+    from skstellar.datasets import make_xp_catalog
+    from skstellar.preprocessing import XPNormalizer
+
+    cat = make_xp_catalog(50, random_state=5)
+    norm = XPNormalizer(chunk_size=8).fit(cat)
+    full = norm.transform(cat)
+    seen = 0
+    for rows, part in iter_chunks(norm, cat, method="transform", chunk_rows=19):
+        assert len(part) == rows.stop - rows.start <= 19
+        ref = full[rows]
+        np.testing.assert_array_equal(part.values, ref.values)
+        for (_, a), (_, b) in zip(part.blocks, ref.blocks):
+            np.testing.assert_array_equal(a, b)
+        seen += len(part)
+    assert seen == len(cat)
 
 
 def test_bad_inputs(mdwarf):

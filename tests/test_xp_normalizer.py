@@ -7,7 +7,7 @@ import pytest
 
 from skstellar.covariance import CovariantFeatures, pack_lower, unpack_lower
 from skstellar.preprocessing.scaling import CovariantStandardScaler
-from skstellar.preprocessing.xp import XPNormalizer, normalise_xp_coefficients
+from skstellar.preprocessing.xp import XPNormalizer, _cell_band, normalise_xp_coefficients
 
 
 def _random_cov(rng, n, k, scale):
@@ -216,6 +216,39 @@ def test_chunked_threaded_transform_equals_one_chunk(mode):
     for (_, a), (_, b) in zip(Z.blocks, one.blocks):
         np.testing.assert_array_equal(a[keep], b[keep])
         assert np.all(np.isnan(a[[2, 9]]))
+
+
+def test_array_cell_tables_equal_two_d_arrays():
+    """A DataFrame of per-source array cells (fast path, correlations stacked per chunk),
+    the same cells as lists (the general reader) and 2-D arrays give identical outputs;
+    a missing cell still gets the reader's message."""
+    import pandas as pd
+
+    from skstellar.nn.threads import torch_threads
+
+    rng = np.random.RandomState(13)
+    t = _xp_dict(rng, n=17, k=6)
+    ref = XPNormalizer(covariance="exact").fit_transform(t)
+    cells = pd.DataFrame({c: (list(v) if np.ndim(v) == 2 else v) for c, v in t.items()})
+    as_lists = cells.copy()
+    for c in ("bp_coefficients", "rp_coefficient_correlations"):
+        as_lists[c] = [list(a) for a in cells[c]]
+    assert isinstance(cells["bp_coefficient_correlations"].iloc[0], np.ndarray)
+    # the two table forms take the two reading paths
+    assert _cell_band(cells, "rp") is not None and _cell_band(as_lists, "rp") is None
+    for table, chunk in ((cells, 5), (cells, 100), (as_lists, 5)):
+        with torch_threads(2):
+            got = XPNormalizer(covariance="exact", chunk_size=chunk).fit_transform(table)
+        np.testing.assert_array_equal(got.values, ref.values)
+        np.testing.assert_array_equal(got.blocks[0][1], ref.blocks[0][1])
+    short = XPNormalizer(n_coefficients=4, photometry=False).fit_transform(cells)
+    np.testing.assert_array_equal(
+        short.blocks[0][1],
+        XPNormalizer(n_coefficients=4, photometry=False).fit_transform(t).blocks[0][1])
+    holed = cells.copy()
+    holed.at[8, "rp_coefficient_correlations"] = np.full(15, np.nan, np.float32)
+    with pytest.raises(ValueError, match="source_id 1008.*rp_coefficient_correlations"):
+        XPNormalizer(chunk_size=4).fit(cells).transform(holed)
 
 
 def test_zero_rp0_uses_its_uncertainty():

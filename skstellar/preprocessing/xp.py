@@ -33,6 +33,7 @@ instead; the normaliser is then a constant and the covariance is ``C / e0^2``.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 
 import numpy as np
@@ -117,7 +118,8 @@ def normalise_xp_coefficients(bp, bp_cov, rp, rp_cov, covariance="paper", rp0_er
     yr = y_rp_full * d
     C0 = rp_cov[:, 0, :]  # (n, k): Cov(c0, c_j)
     S_rp = (rp_cov - yr[:, :, None] * C0[:, None, :] - yr[:, None, :] * C0[:, :, None]
-            + yr[:, :, None] * yr[:, None, :] * rp_cov[:, 0, 0][:, None, None]) * inv2[:, None, None]
+            + yr[:, :, None] * yr[:, None, :] * rp_cov[:, 0, 0][:, None, None]
+            ) * inv2[:, None, None]
     S_rp = S_rp[:, 1:, 1:]
     if covariance == "paper":
         S_bp = bp_cov * inv2[:, None, None]
@@ -138,7 +140,12 @@ def normalise_xp_coefficients(bp, bp_cov, rp, rp_cov, covariance="paper", rp0_er
 
 
 def _band_arrays(table, band):
-    """(coefficients, errors, correlations, present) of one XP band."""
+    """(coefficients, errors, correlations, present) of one XP band.
+
+    The correlations are a float32 ``(n, k (k - 1) / 2)`` array, or (fast
+    path of :func:`_cell_band`) the table's object array of per-source
+    cells, stacked chunk by chunk by :func:`correlation_rows`.
+    """
     from ..io.gaia_xp import xp_band_arrays
 
     if isinstance(table, Mapping):
@@ -148,16 +155,91 @@ def _band_arrays(table, band):
             r = np.asarray(table[f"{band}_coefficient_correlations"], dtype=np.float32)
             present = ~np.all(np.isnan(c), axis=1)  # an all-NaN row is a missing band
             return np.asarray(c, np.float64), e, r, present
+    fast = _cell_band(table, band)
+    if fast is not None:
+        return fast
     b = xp_band_arrays(table, band)
     return b.coefficients, b.errors, b.correlations, b.present
+
+
+def _float_cells(table, name):
+    """(object array of 1-D float ndarray cells, their common length) or None."""
+    import operator
+
+    import pandas as pd
+
+    try:
+        col = table[name]
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+    cells = col.to_numpy() if isinstance(col, pd.Series) else col
+    if type(cells) is not np.ndarray or cells.ndim != 1 or cells.dtype != object or not len(cells):
+        return None
+    # C-level loops over the cells (no Python per cell)
+    if set(map(type, cells)) != {np.ndarray} or set(map(operator.attrgetter("ndim"), cells)) != {1}:
+        return None
+    if any(dt.kind != "f" for dt in set(map(operator.attrgetter("dtype"), cells))):
+        return None
+    lengths = set(map(len, cells))
+    return (cells, lengths.pop()) if len(lengths) == 1 else None
+
+
+def _cell_band(table, band):
+    """Fast path of :func:`skstellar.io.xp_band_arrays` for tables of array cells.
+
+    Applies when every coefficient, error and correlation cell of the band
+    is a 1-D float ndarray, all of one length per column, and no source
+    lacks the band (the canonical layout of a simulated or archive
+    catalogue): the coefficients and errors are stacked (as the reader
+    does, without a per-cell parse) and the correlation cells are kept as
+    they are, to be stacked chunk by chunk. Anything else returns None and
+    goes through the reader, which names the offending rows.
+    """
+    parts = [_float_cells(table, f"{band}_{field}")
+             for field in ("coefficients", "coefficient_errors", "coefficient_correlations")]
+    if any(p is None for p in parts):
+        return None
+    (c, k), (e, ke), (r, kr) = parts
+    if ke != k or kr != k * (k - 1) // 2:
+        return None
+    coefficients = np.stack(c).astype(np.float64, copy=False)
+    errors = np.stack(e).astype(np.float64, copy=False)
+    if np.any(np.all(np.isnan(coefficients), 1)) or np.any(np.all(np.isnan(errors), 1)):
+        return None  # missing bands: the reader's checks and messages
+    return coefficients, errors, r, np.ones(len(c), bool)
+
+
+def correlation_rows(correlations, rows, n_corr):
+    """Float32 strict-triangle correlations of some rows, truncated to ``n_corr`` values.
+
+    Parameters
+    ----------
+    correlations : ndarray of shape (n, m) or object ndarray of shape (n,)
+        Correlations of a band as a 2-D array or as per-source 1-D cells.
+    rows : slice or ndarray of int
+        Rows to take.
+    n_corr : int
+        Values kept per row: ``k (k - 1) / 2`` for ``k`` coefficients.
+
+    Returns
+    -------
+    ndarray of shape (n_rows, n_corr), float32
+    """
+    if correlations.dtype == object:
+        cells = correlations[rows]
+        if len(cells) and len(cells[0]) != n_corr:
+            return np.stack([cell[:n_corr] for cell in cells], dtype=np.float32)
+        return np.stack(cells, dtype=np.float32)
+    return np.asarray(correlations[rows, :n_corr], dtype=np.float32)
 
 
 class _PackedPlan:
     """Normalisation with covariance propagation done directly on packed triangles.
 
     Equivalent to :func:`normalise_xp_coefficients` but never builds dense
-    matrices: every output covariance element ``S_fg`` is an elementwise
-    function of gathered raw covariance elements,
+    covariance matrices (only the lower triangles of the correlations, one
+    chunk at a time): every output covariance element ``S_fg`` is an
+    elementwise function of raw covariance elements,
     ``(C_fg - d_f y_f K_g - d_g y_g K_f + d_f d_g y_f y_g C_00) / c0^2`` with
     ``K_f = Cov(f, c0)`` and ``d_f`` = 1 where the derivative of the
     normaliser enters (RP features; BP too in "exact" mode; no feature when
@@ -169,51 +251,51 @@ class _PackedPlan:
         self.band = np.r_[np.ones(k - 1, int), np.zeros(k, int)]  # 1 = RP
         self.coef = np.r_[np.arange(1, k), np.arange(k)]
         m = 2 * k - 1
-        groups = [np.arange(k - 1), np.arange(k - 1, m)] if covariance == "paper" else [np.arange(m)]
+        groups = ([np.arange(k - 1), np.arange(k - 1, m)] if covariance == "paper"
+                  else [np.arange(m)])
         self.deriv_bp = covariance == "exact"
         self.blocks = []
         for cols in groups:
             i, j = np.tril_indices(len(cols))
             F, G = cols[i], cols[j]
             self.blocks.append((cols, F, G))
-        # strict-lower (archive order) -> with-diagonal packed positions
-        si, sj = np.tril_indices(k, -1)
-        self.strict_pos = si * (si + 1) // 2 + sj
-        d = np.arange(k)
-        self.diag_pos = d * (d + 1) // 2 + d
-        ai, aj = np.tril_indices(k)
-        self.pair_a, self.pair_b = ai, aj
 
-    def with_diagonal(self, strict):
-        """Packed float32 correlation with its unit diagonal from the archive's strict triangle.
+    def lower_correlation(self, strict, out):
+        """Write the archive's strict lower triangles into dense matrices with a unit diagonal.
 
-        Row ``a`` of the strict triangle (``a`` values) is copied as one slice,
-        followed by the diagonal 1: 55 slice copies instead of a scatter.
+        Parameters
+        ----------
+        strict : ndarray of shape (n, k (k - 1) / 2), float32
+            Archive correlations (row-by-row strict lower triangle).
+        out : ndarray of shape (n, k, k), float32
+            Destination. Only the lower triangle and the diagonal are
+            written: row ``a`` of the triangle is one slice copy (55 copies
+            instead of a gather); the upper triangle is left as it is (the
+            Cholesky check and the normalisation read only the lower one).
+
+        Returns
+        -------
+        out : ndarray of shape (n, k, k)
         """
-        k = self.k
-        out = np.empty((strict.shape[0], k * (k + 1) // 2), np.float32)
-        for a in range(k):
-            start = a * (a + 1) // 2
-            out[:, start : start + a] = strict[:, a * (a - 1) // 2 : a * (a - 1) // 2 + a]
-            out[:, start + a] = 1.0
+        for a in range(1, self.k):
+            out[:, a, :a] = strict[:, a * (a - 1) // 2 : a * (a - 1) // 2 + a]
+        np.einsum("nii->ni", out)[...] = 1.0
         return out
-
-    @staticmethod
-    def _pos(a, b):
-        hi, lo = np.maximum(a, b), np.minimum(a, b)
-        return hi * (hi + 1) // 2 + lo
 
     def normalise(self, bp, bp_e, R_bp, rp, rp_e, R_rp, out=None):
         """Values (n, 2k-1) and packed covariance blocks of the normalised features.
 
-        Each output covariance row ``f`` of a block is computed from
-        contiguous column slices: ``S_fg = e'_f e'_g R_fg - dy'_f U'_g -
-        K'_f dy'_g`` over ``g <= f`` with primes meaning "divided by
-        ``|c0|``" and ``U'_g = K'_g - dy'_g C_00`` (the expression above,
-        rearranged). Same-band ``R_fg`` of a packed row are one slice of the
-        archive's packed correlation, so there are no gathers: one pass over
-        the correlations and one over the output, vectorised over sources,
-        in float32 like the output. ``out`` (optional) are the arrays the
+        ``R_bp`` and ``R_rp`` are dense ``(n, k, k)`` float32 correlation
+        matrices of which only the lower triangle (with the diagonal) is
+        read (see :meth:`lower_correlation`). Each output covariance row
+        ``f`` of a block is computed from contiguous column slices:
+        ``S_fg = e'_f e'_g R_fg - dy'_f U'_g - K'_f dy'_g`` over ``g <= f``
+        with primes meaning "divided by ``|c0|``" and
+        ``U'_g = K'_g - dy'_g C_00`` (the expression above, rearranged).
+        Same-band ``R_fg`` of a packed row are one slice of a row of the
+        lower triangle, so there are no gathers: one pass over the
+        correlations and one over the output, vectorised over sources, in
+        float32 like the output. ``out`` (optional) are the arrays the
         blocks are written into (shape ``(n, len(F))`` each).
         """
         import torch
@@ -237,7 +319,7 @@ class _PackedPlan:
         dflag = np.where(is_rp, 1.0, 1.0 if self.deriv_bp else 0.0)[None, :] * (~zero)[:, None]
         dy = (dflag * y * s).astype(np.float32)  # dy'
         K = np.zeros((n, len(self.band)), np.float32)  # K' = Cov(f, c0) / |c0|
-        K[:, is_rp] = e[:, is_rp] * (rp_e[:, :1] * R_rp[:, self._pos(self.coef[is_rp], 0)])
+        K[:, is_rp] = e[:, is_rp] * (rp_e[:, :1] * R_rp[:, self.coef[is_rp], 0])
         C00 = (rp_e[:, :1] ** 2).astype(np.float32)
         U = K - dy * C00
         t = {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in
@@ -260,8 +342,7 @@ class _PackedPlan:
                 if lo > 0:
                     row[:, :lo].zero_()  # raw BP-RP covariance is zero
                 coef_lo = self.coef[first]
-                start = coef * (coef + 1) // 2
-                src = R[band][:, start + coef_lo : start + coef + 1]
+                src = R[band][:, coef, coef_lo : coef + 1]
                 same = row[:, lo:]
                 torch.mul(src, t["e"][:, first : f + 1], out=same)
                 same.mul_(t["e"][:, f : f + 1])
@@ -372,7 +453,8 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         return np.asarray(names, dtype=object)
 
     def _read_bands(self, X):
-        if isinstance(X, CovariantFeatures) or (isinstance(X, np.ndarray) and X.dtype.names is None):
+        plain = isinstance(X, np.ndarray) and X.dtype.names is None
+        if isinstance(X, CovariantFeatures) or plain:
             raise ValueError(
                 "XPNormalizer expects a Gaia XP continuous table (DataFrame, astropy "
                 "Table or dict) with bp_/rp_coefficients, _coefficient_errors and "
@@ -465,7 +547,9 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         (bp, bp_e, bp_r, bp_ok), (rp, rp_e, rp_r, rp_ok) = bands["bp"], bands["rp"]
         n = len(bp)
         if n == 0:
-            raise ValueError("Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required.")
+            raise ValueError(
+                "Found array with 0 sample(s) (shape=(0, ...)) while a minimum of 1 is required."
+            )
         present = bp_ok & rp_ok
         if not present.all() and self.missing_band == "raise":
             bad = np.flatnonzero(~present)
@@ -493,20 +577,30 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         rows_ok = np.flatnonzero(present)
         n_corr = k * (k - 1) // 2
         step = int(self.chunk_size)
+        scratch = threading.local()  # per-thread dense correlation buffers, reused by chunks
 
         def one_chunk(start):
             idx = rows_ok[start : start + step]
             if idx[-1] - idx[0] == len(idx) - 1:
                 idx = slice(int(idx[0]), int(idx[-1]) + 1)  # contiguous rows: views, no scatter
+            if not hasattr(scratch, "dense"):
+                # zeroed once: the upper triangles stay zero (only lower ones are written)
+                scratch.dense = {band: np.zeros((min(step, len(rows_ok)), k, k), np.float32)
+                                 for band in ("bp", "rp")}
             R = {}
             for band, corr in (("bp", bp_r), ("rp", rp_r)):
-                c = np.asarray(corr[idx, :n_corr], dtype=np.float32)
+                c = correlation_rows(corr, idx, n_corr)
                 if c.shape[1] != n_corr:
                     raise ValueError(
-                        f"{band.upper()} correlations have {corr.shape[1]} values per source; "
+                        f"{band.upper()} correlations have {c.shape[1]} values per source; "
                         f"{n_corr} are needed for {k} coefficients."
                     )
-                R[band] = self._checked_correlation(plan.with_diagonal(c), k, X, idx)
+                if corr.dtype == object and np.isnan(c[:, 0]).any():
+                    from ..io.gaia_xp import xp_band_arrays
+
+                    xp_band_arrays(X, band)  # an all-NaN cell: the reader's message
+                dense = plan.lower_correlation(c, scratch.dense[band][: len(c)])
+                R[band] = self._checked_correlation(dense, k, X, idx)
             views = [p[idx] for p in packs] if isinstance(idx, slice) else None
             y, S = plan.normalise(bp[idx, :k], bp_e[idx, :k], R["bp"], rp[idx, :k], rp_e[idx, :k],
                                   R["rp"], out=views)
@@ -545,38 +639,38 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             blocks.append((np.arange(m, m + phot.shape[1]), pack_lower(phot_cov)))
         return CovariantFeatures(values, blocks, names)
 
-    def _checked_correlation(self, Rp, k, X, idx):
-        """Check (and optionally repair) packed correlation matrices of one band.
+    def _checked_correlation(self, dense, k, X, idx):
+        """Check (and optionally repair, in place) dense correlation matrices of one band.
 
         ``C = diag(e) R diag(e)`` is positive semi-definite exactly when ``R``
-        is (errors > 0), so the check runs on ``R``.
+        is (errors > 0), so the check runs on ``R``. ``dense`` is ``(n, k,
+        k)`` float32 with the lower triangle and unit diagonal filled (the
+        upper triangle is not read).
         """
         if self.check_covariance == "ignore":
-            return Rp
+            return dense
         import torch
 
-        # Batched float32 Cholesky (torch reports failures per matrix) with a
-        # jitter at the level of the archive's float32 rounding; only the
-        # matrices that fail get an eigen-decomposition.
-        i, j = np.tril_indices(k)
-        flat = np.zeros((k, k), dtype=np.int64)
-        flat[i, j] = np.arange(len(i))
-        flat[j, i] = np.arange(len(i))
-        Rt = torch.from_numpy(np.ascontiguousarray(Rp, dtype=np.float32))
-        dense = Rt.index_select(1, torch.from_numpy(flat.ravel())).view(len(Rp), k, k)
-        dense.diagonal(dim1=1, dim2=2).add_(1e-5)
-        _, info = torch.linalg.cholesky_ex(dense)
+        # Batched float32 Cholesky of the lower triangle (torch reports
+        # failures per matrix) with a jitter at the level of the archive's
+        # float32 rounding on the diagonal; only the matrices that fail get
+        # an eigen-decomposition.
+        Rt = torch.from_numpy(dense)
+        diagonal = Rt.diagonal(dim1=1, dim2=2)
+        diagonal.fill_(float(np.float32(1.0) + np.float32(1e-5)))
+        try:
+            _, info = torch.linalg.cholesky_ex(Rt)
+        finally:
+            diagonal.fill_(1.0)
         failed = np.flatnonzero(info.numpy() > 0)
         if len(failed) == 0:
-            return Rp
-        R = dense[failed].double().numpy()
-        R[:, np.arange(k), np.arange(k)] -= 1e-5
-        w, V = np.linalg.eigh(R)
+            return dense
+        w, V = np.linalg.eigh(dense[failed].astype(np.float64), UPLO="L")
         neg_f = np.any(w < -1e-6, axis=1)
-        neg = np.zeros(len(Rp), bool)
+        neg = np.zeros(len(dense), bool)
         neg[failed[neg_f]] = True
         if not neg.any():
-            return Rp
+            return dense
         if self.check_covariance == "raise":
             bad = (np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx)[neg]
             raise ValueError(
@@ -585,9 +679,8 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                 "(lower triangle, row by row) or set check_covariance='repair'."
             )
         fixed = np.einsum("nij,nj,nkj->nik", V[neg_f], np.clip(w[neg_f], 0.0, None), V[neg_f])
-        out = np.array(Rp, dtype=np.float32, copy=True)
-        out[failed[neg_f]] = fixed[:, i, j]
-        return out
+        dense[failed[neg_f]] = np.tril(fixed)
+        return dense
 
     def _photometry(self, X, n):
         """The 5 photometric features and their 5 x 5 covariance (n, 5, 5)."""
@@ -607,8 +700,10 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         mag = {b: col(b, u.mag, "magnitude") for b in ("BP", "RP", "J", "H", "W1", "W2")}
         plx = col("parallax", u.mas, "parallax")
         sig = {
-            "BP": magnitude_error_from_flux_over_error(col("BP_flux_over_error", None, "flux over error")),
-            "RP": magnitude_error_from_flux_over_error(col("RP_flux_over_error", None, "flux over error")),
+            "BP": magnitude_error_from_flux_over_error(
+                col("BP_flux_over_error", None, "flux over error")),
+            "RP": magnitude_error_from_flux_over_error(
+                col("RP_flux_over_error", None, "flux over error")),
             "J": col("J_error", u.mag, "magnitude error"),
             "H": col("H_error", u.mag, "magnitude error"),
             "W1": col("W1_error", u.mag, "magnitude error"),
