@@ -87,7 +87,7 @@ class StdOnlyStudent(KNNStudent):
 
 @pytest.fixture(scope="module")
 def teacher():
-    return BayesianPhotoD(toy_locus(), toy_priors()).fit()
+    return BayesianPhotoD(locus=toy_locus(), prior_maps=toy_priors()).fit()
 
 
 @pytest.fixture(scope="module")
@@ -357,7 +357,7 @@ def test_photod_network_student(teacher):
     net = PhotoDNetwork(hidden_layer_sizes=(16, 16), activation="gelu", max_epochs=3,
                         secondary_max_epochs=3,
                         n_runs=1, batch_size=64)
-    hyb = HybridPhotoD(teacher, net, label_fraction=0.2, min_labelled=50, random_state=0)
+    hyb = HybridPhotoD(teacher=teacher, student=net, label_fraction=0.2, min_labelled=50, random_state=0)
     out = hyb.fit_predict(cat)
     (key, model), = hyb.patch_models_.items()
     assert model.std_mode == "student" and isinstance(model.estimator, PhotoDNetwork)
@@ -551,7 +551,7 @@ def test_stripe82_sample_runs():
 
     cat = load_stripe82_sample()
     teacher = BayesianPhotoD(prior_maps=load_stripe82_priors(0)).fit()
-    hyb = HybridPhotoD(teacher, KNNStudent(), label_fraction=0.1, min_labelled=100,
+    hyb = HybridPhotoD(teacher=teacher, student=KNNStudent(), label_fraction=0.1, min_labelled=100,
                        random_state=0)
     out = hyb.fit_predict(cat)
     assert len(out) == len(cat) == 3981

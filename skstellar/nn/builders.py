@@ -16,8 +16,10 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "make_activation", "build_mlp", "build_cnn1d", "cnn1d_output_length",
-           "count_parameters"]
+from ..parameters import Satisfies
+
+__all__ = ["ACTIVATION", "ACTIVATIONS", "make_activation", "build_mlp", "build_cnn1d",
+           "cnn1d_output_length", "count_parameters"]
 
 
 class _Linear(nn.Module):
@@ -86,9 +88,17 @@ def make_activation(spec) -> nn.Module:
     raise TypeError(f"Cannot make an activation from {spec!r} ({type(spec).__name__}).")
 
 
+#: The constraint of an activation parameter (see :func:`make_activation`).
+ACTIVATION = Satisfies(
+    make_activation,
+    "an activation name (e.g. 'relu', 'leaky_relu:0.1') or an nn.Module class or instance",
+)
+
+
 def _per_layer(value, n, name):
     """Broadcast a scalar/str option to ``n`` hidden layers, or check a sequence's length."""
-    if isinstance(value, (str, nn.Module, type)) or value is None or not isinstance(value, Sequence):
+    scalar = isinstance(value, (str, nn.Module, type)) or value is None
+    if scalar or not isinstance(value, Sequence):
         return [value] * n
     value = list(value)
     if len(value) != n:
