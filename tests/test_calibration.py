@@ -206,7 +206,7 @@ def test_calibrated_regressor_rejects_models_without_std():
         CalibratedRegressor(estimator=Ridge(), cv=3).fit(X, y)
     with pytest.raises(ValueError, match="method"):
         CalibratedRegressor(method="isotonic").fit(X, y)
-    with pytest.raises(ValueError, match="float cv"):
+    with pytest.raises(ValueError, match="parameter .cv. must be"):
         CalibratedRegressor(cv=1.5).fit(X, y)
 
 

@@ -544,7 +544,7 @@ def test_adapter_two_stage_fit(emulator):
     assert np.all((ratio > 0.7) & (ratio < 1.4))
     assert np.all(np.abs((syn.labels - truth) / syn.labels_err) < 5)
     assert np.all(np.isfinite(syn.chi2)) and syn.converged.all()
-    with pytest.raises(ValueError, match="final_domain must be"):
+    with pytest.raises(ValueError, match="parameter .final_domain. must be"):
         SpectralLabelFitter(emulator=emulator, adapter=adapter, final_domain="both").fit()
     with pytest.raises(ValueError, match="not available with a domain adapter"):
         SpectralLabelFitter(emulator=emulator, adapter=adapter, fit_rv=True).fit()
@@ -590,7 +590,7 @@ def test_sklearn_conventions(emulator, batch64):
         clone(SpectralLabelFitter(emulator=emulator)).fit()
     frozen = clone(SpectralLabelFitter(emulator=FrozenEstimator(emulator), random_state=0)).fit()
     assert frozen.emulator_ is emulator
-    with pytest.raises(ValueError, match="optimizer must be one of"):
+    with pytest.raises(ValueError, match="parameter .optimizer. must be one of"):
         SpectralLabelFitter(emulator=emulator, optimizer="adam").fit()
 
 

@@ -219,13 +219,13 @@ def test_invalid_parameters(toy):
         (dict(quantiles=[0.5, 1.0]), "quantiles"),
         (dict(r_policy="nearest"), "r_policy"),
         (dict(on_invalid="drop"), "on_invalid"),
-        (dict(colour_columns=("ug", "gr")), "equal length"),
+        (dict(colour_columns=("ug", "gr")), "one error per colour"),
         (dict(ar_grid_step=-0.01), "ar_grid_step"),
     ]
     for params, match in bad:
         with pytest.raises(ValueError, match=match):
             BayesianPhotoD(locus=locus, prior_maps=maps, **params).fit()
-    with pytest.raises(ValueError, match="locus must be a ColourLocus"):
+    with pytest.raises(ValueError, match="parameter .locus. must be None or an instance of ColourLocus"):
         BayesianPhotoD(locus="locus", prior_maps=maps).fit()
     short = ColourLocus(mr=locus.mr, feh=locus.feh, colours=locus.colours[..., :3],
                         colour_names=("ug", "gr", "ri"))
