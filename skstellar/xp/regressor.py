@@ -260,7 +260,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         "standardize": ["boolean"],
         "model_variance_passes": [Interval("int", 0, None)],
         "point_estimate": [Options(("median", "mean"))],
-        "input_variance_passes": [Interval("int", 0, None)],
+        "input_variance_passes": [None, Interval("int", 0, None)],
         "jacobian_gradient": ["boolean"],
         "uncertainty": [Options(UNCERTAINTY_MODES)],
         "calibration_fraction": [Interval("real", 0, 1, closed="neither")],
