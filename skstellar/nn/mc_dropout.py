@@ -179,7 +179,8 @@ class _FoldedPasses:
             if isinstance(layer, nn.Linear):
                 width = layer.out_features
                 W = layer.weight.detach().to(device, torch.float32)
-                b = layer.bias.detach().to(device, torch.float32) if layer.bias is not None else None
+                b = (layer.bias.detach().to(device, torch.float32)
+                     if layer.bias is not None else None)
                 if A is None:
                     A_new = W.unsqueeze(0)
                 else:

@@ -42,6 +42,7 @@ from .._validation import (
     row_location,
     to_frame_like,
 )
+from ..columns import PHOTOD_TARGETS
 from ..io.photod import (
     EXTINCTION_COEFFICIENTS,
     ColourLocus,
@@ -55,7 +56,7 @@ from ..parameters import Interval, Options, Rule, SequenceOf, validate_parameter
 __all__ = ["BayesianPhotoD"]
 
 #: Order of the targets returned by predict.
-TARGET_NAMES = ("Mr", "FeH", "Ar")
+TARGET_NAMES = PHOTOD_TARGETS
 #: Grid nodes whose (upper bound of the) log posterior is more than this below
 #: the star's best node are skipped: their total weight is < n_grid * e^-36.
 _LOG_WEIGHT_WINDOW = 40.0
@@ -79,7 +80,7 @@ def _log_ndtr_diff(lo, hi):
 
 
 def _truncnorm_moments(u0, u1):
-    """log Z, mean and variance of a standard normal truncated to [u0, u1]."""
+    """Return log Z, mean and variance of a standard normal truncated to [u0, u1]."""
     log_z = _log_ndtr_diff(u0, u1)
     p0 = np.exp(-0.5 * u0 * u0 - _HALF_LOG_2PI - log_z)
     p1 = np.exp(-0.5 * u1 * u1 - _HALF_LOG_2PI - log_z)
@@ -583,7 +584,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         return out
 
     def _grid_ar(self, chi2p, astar, q2, amax, logp, best):
-        """photoD's discrete A_r grid: per-node log weight and A_r moments, and the A_r marginal."""
+        """Discrete A_r grid as in photoD: per-node log weight and A_r moments, A_r marginal."""
         step = float(self.ar_grid_step)
         n_a = max(int(np.floor(amax.max() / step + 1e-9)) + 1, 2)
         a_grid = step * np.arange(n_a)

@@ -1,8 +1,9 @@
 """Transformers that turn survey catalogues and spectra into model features.
 
 - photometry: :class:`AbsoluteMagnitudes` (apparent magnitudes + parallax);
-- spectra: :class:`SpectrumResampler` (common wavelength grid),
-  :class:`RestFrameShifter`, :class:`SpectrumMinMaxScaler` (per spectrum);
+- spectra: :class:`SpectrumResampler` (common wavelength grid);
+- rest_frame: :class:`RestFrameShifter`, :func:`to_rest_frame`;
+- spectrum_minmax: :class:`SpectrumMinMaxScaler` (per spectrum);
 - continuum: :class:`ContinuumNormalizer` (Gaussian-weighted pseudo-continuum,
   Cycle-StarNet paper Eq. 2-3);
 - velocity: :class:`RadialVelocityCorrector` (template fit, rest frame,
@@ -12,14 +13,15 @@
   per-sample covariance together).
 """
 
+from .continuum import PAPER_MASK_WINDOWS, ContinuumNormalizer, pseudo_continuum, window_mask
 from .photometry import (
     AbsoluteMagnitudes,
     absolute_magnitude,
     absolute_magnitude_error,
     magnitude_error_from_flux_over_error,
 )
-from .continuum import PAPER_MASK_WINDOWS, ContinuumNormalizer, pseudo_continuum, window_mask
 from .scaling import CovariantStandardScaler
+from .spectra import RestFrameShifter, SpectrumMinMaxScaler, SpectrumResampler, to_rest_frame
 from .velocity import (
     DEFAULT_WINDOW,
     RadialVelocityCorrector,
@@ -27,7 +29,6 @@ from .velocity import (
     measure_radial_velocity,
     vacuum_to_air,
 )
-from .spectra import RestFrameShifter, SpectrumMinMaxScaler, SpectrumResampler, to_rest_frame
 from .xp import XPNormalizer, normalise_xp_coefficients
 
 __all__ = [
