@@ -35,7 +35,7 @@ import numpy as np
 
 __all__ = [
     "Constraint", "Interval", "Options", "SequenceOf", "Satisfies", "Rule",
-    "COLUMN_NAMES", "LAYER_SIZES", "RANGE", "SKORCH_CALLBACKS", "is_skorch_callback",
+    "COLUMN_NAMES", "LAYER_SIZES", "NAN", "RANGE", "SKORCH_CALLBACKS", "is_skorch_callback",
     "parameter_constraints", "parameter_rules", "validate_parameters",
 ]
 
@@ -314,6 +314,9 @@ def parameter_rules(estimator_class) -> tuple:
 #: A ``(low, high)`` range of finite numbers with ``low < high``.
 RANGE = SequenceOf(Interval("real"), length=2, increasing=True)
 
+#: NaN (for fill values where a real number or NaN is allowed).
+NAN = Satisfies(lambda v: isinstance(v, numbers.Real) and bool(np.isnan(v)), "NaN")
+
 #: A non-empty sequence of distinct column names.
 COLUMN_NAMES = SequenceOf(str, distinct=True)
 
@@ -345,6 +348,12 @@ def is_skorch_callback(item) -> bool:
 SKORCH_CALLBACKS = SequenceOf(
     Satisfies(is_skorch_callback, "a skorch callback or a (name, callback) pair"), min_length=0
 )
+
+
+def _shown(value) -> str:
+    """``repr(value)``, or the type's name when the repr is long (arrays, weights)."""
+    text = repr(value)
+    return text if len(text) <= 120 else f"a {type(value).__name__}"
 
 
 def _init_parameter_names(estimator) -> set | None:
@@ -386,7 +395,7 @@ def validate_parameters(estimator) -> None:
         else:
             allowed = " or ".join(_describe(k) for k in kinds)
             raise ValueError(
-                f"{owner}: parameter {name!r} must be {allowed}; got {value!r}{detail}."
+                f"{owner}: parameter {name!r} must be {allowed}; got {_shown(value)}{detail}."
             )
     for rule in parameter_rules(estimator):
         values = {name: getattr(estimator, name) for name in rule.names}
@@ -396,5 +405,5 @@ def validate_parameters(estimator) -> None:
         except (ValueError, TypeError) as err:
             ok, detail = False, f" ({err})"
         if not ok:
-            shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+            shown = ", ".join(f"{k}={_shown(v)}" for k, v in values.items())
             raise ValueError(f"{owner}: {rule.requirement}; got {shown}{detail}.")
