@@ -48,6 +48,11 @@ class Constraint:
         raise NotImplementedError
 
 
+def _accepted(result) -> bool:
+    """A check's verdict: anything but ``False`` (Python or numpy) accepts."""
+    return not (isinstance(result, (bool, np.bool_)) and not result)
+
+
 def _is_bool(value) -> bool:
     return isinstance(value, (bool, np.bool_))
 
@@ -207,9 +212,9 @@ class Satisfies(Constraint):
     def is_satisfied_by(self, value) -> bool:
         """Whether ``check(value)`` accepts ``value``."""
         if self.explain:
-            return self.check(value) is not False
+            return _accepted(self.check(value))
         try:
-            return self.check(value) is not False
+            return _accepted(self.check(value))
         except (ValueError, TypeError):
             return False
 
@@ -401,7 +406,7 @@ def validate_parameters(estimator) -> None:
         values = {name: getattr(estimator, name) for name in rule.names}
         detail = ""
         try:
-            ok = rule.holds(**values) is not False
+            ok = _accepted(rule.holds(**values))
         except (ValueError, TypeError) as err:
             ok, detail = False, f" ({err})"
         if not ok:

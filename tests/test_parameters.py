@@ -146,6 +146,9 @@ def test_constraint_kinds():
     names = SequenceOf(str, distinct=True, arrays=False)
     assert names.is_satisfied_by(["a", "b"]) and not names.is_satisfied_by(["a", "a"])
     assert not names.is_satisfied_by(np.array(["a", "b"]))
+    # a numpy False rejects like a Python False (a check that returns an array accepts)
+    assert not Satisfies(lambda v: np.bool_(v > 0), "positive").is_satisfied_by(-1)
+    assert Satisfies(lambda v: np.asarray(v), "array-like").is_satisfied_by([0])
 
 
 def test_tables_merge_along_the_mro_and_skip_what_init_does_not_take():

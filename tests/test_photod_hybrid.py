@@ -254,7 +254,7 @@ def test_small_patch_raise_policy_before_any_work(catalog):
         def predict_posterior(self, X):  # must not be reached
             raise AssertionError("the teacher ran before the small-patch check")
 
-    bomb = ExplodingTeacher(toy_locus(), toy_priors()).fit()
+    bomb = ExplodingTeacher(locus=toy_locus(), prior_maps=toy_priors()).fit()
     hyb = make_hybrid(bomb, label_count=500, small_patch="raise")
     with pytest.raises(ValueError, match=r"HEALPix order 4, pixel \d+\) has \d+ star"):
         hyb.fit_predict(catalog)
@@ -618,7 +618,7 @@ def test_warm_start_errors(teacher, catalog):
     w = StudentWeights({}, None, ("rmag",), TARGETS)
     with pytest.raises(ValueError, match="init_weights"):
         make_hybrid(teacher, warm_start=w).fit_predict(catalog)  # KNN student
-    with pytest.raises(ValueError, match="warm_start must be"):
+    with pytest.raises(ValueError, match="parameter .warm_start. must be"):
         make_hybrid(teacher, warm_start="neighbour").fit_predict(catalog)
     with pytest.raises(ValueError, match="warm_start_params"):
         make_hybrid(teacher, warm_start="first", warm_start_params=[1]).fit_predict(catalog)
