@@ -78,6 +78,13 @@ class Interval(Constraint):
     high: float | None = None
     closed: str = "both"
 
+    def __post_init__(self):
+        if self.kind not in ("int", "real"):
+            raise ValueError(f"Interval kind must be 'int' or 'real', got {self.kind!r}.")
+        if self.closed not in ("both", "left", "right", "neither"):
+            raise ValueError(f"Interval closed must be 'both', 'left', 'right' or 'neither', "
+                             f"got {self.closed!r}.")
+
     def is_satisfied_by(self, value) -> bool:
         """Whether ``value`` is a number of the right kind inside the interval."""
         if _is_bool(value):

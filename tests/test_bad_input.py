@@ -431,7 +431,8 @@ class HybridPhotoDSubject(BayesianPhotoDSubject):
 
         net = PhotoDNetwork(hidden_layer_sizes=(8, 8), activation="gelu", n_runs=1, max_epochs=2,
                             secondary_max_epochs=1, batch_size=32, random_state=0)
-        return HybridPhotoD(teacher=BayesianPhotoD(locus=toy_locus(), prior_maps=toy_priors()), student=net, label_fraction=0.5,
+        teacher = BayesianPhotoD(locus=toy_locus(), prior_maps=toy_priors())
+        return HybridPhotoD(teacher=teacher, student=net, label_fraction=0.5,
                             min_labelled=20, random_state=0)
 
     def data(self):

@@ -361,7 +361,8 @@ def test_truth_outside_bounds_is_flagged(emulator):
     truth = np.array([[3800.0, 5.0, -0.5], [3200.0, 5.0, -0.5]])
     flux = emulator.predict(truth)
     err = np.full_like(flux, 0.01)
-    fitter = SpectralLabelFitter(emulator=emulator, bounds={"teff": (2500.0, 3500.0)}, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, bounds={"teff": (2500.0, 3500.0)},
+                                 random_state=0).fit()
     res = fitter.fit_labels(flux, err)
     assert res.labels[0, 0] <= 3500.0 and res.labels[0, 0] > 3490.0
     assert res.at_bound[0].tolist() == [True, False, False]
@@ -479,7 +480,8 @@ def test_fit_rv_recovers_velocity(emulator):
     flux = np.stack([np.interp(wave * np.sqrt((1 - b) / (1 + b)), wave, r)
                      for b, r in zip(beta, rest)])
     flux += 0.005 * rng.standard_normal(flux.shape)
-    fitter = SpectralLabelFitter(emulator=emulator, fit_rv=True, rv_bounds=(-100, 100), random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, fit_rv=True, rv_bounds=(-100, 100),
+                                 random_state=0).fit()
     res = fitter.fit_labels(flux, np.full_like(flux, 0.005))
     assert res.param_names == ["teff", "logg", "mh", "rv"]
     assert np.all(np.abs(res.rv - rv) < 4 * res.rv_err), (res.rv, res.rv_err)
@@ -557,7 +559,8 @@ def test_batches_eval_rows_and_worker_processes(emulator, batch64):
     # batches, evaluation pieces and processes change only float rounding
     small = SpectralLabelFitter(emulator=emulator, random_state=0, batch_size=20,
                                 eval_batch_size=8).fit().fit_labels(flux, err)
-    assert SpectralLabelFitter(emulator=emulator, random_state=0, batch_size=20).fit()._blocks(64) == [
+    blocks = SpectralLabelFitter(emulator=emulator, random_state=0, batch_size=20).fit()._blocks(64)
+    assert blocks == [
         slice(0, 16), slice(16, 32), slice(32, 48), slice(48, 64)]
     par = SpectralLabelFitter(emulator=emulator, random_state=0, n_jobs=2).fit()
     assert len(par._blocks(64)) == 2
@@ -570,7 +573,8 @@ def test_batches_eval_rows_and_worker_processes(emulator, batch64):
     # random starts are drawn once for all spectra: independent of the batches
     kw = dict(init="random", n_starts=2, random_state=3, max_iter=3)
     a = SpectralLabelFitter(emulator=emulator, **kw).fit().fit_labels(flux[:12], err[:12])
-    b = SpectralLabelFitter(emulator=emulator, batch_size=5, **kw).fit().fit_labels(flux[:12], err[:12])
+    b = SpectralLabelFitter(emulator=emulator, batch_size=5, **kw).fit().fit_labels(flux[:12],
+                                                                                err[:12])
     np.testing.assert_allclose(a.labels, b.labels, rtol=1e-4)
     for bad in ({"n_jobs": 0}, {"eval_batch_size": 0}, {"synthetic_tol": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
@@ -634,7 +638,8 @@ def test_legacy_self_consistency(legacy):
     rng = np.random.default_rng(2)
     truth = emu.x_min_ + (emu.x_max_ - emu.x_min_) * rng.uniform(0.15, 0.85, size=(32, 5))
     flux = emu.predict(truth) + 0.01 * rng.standard_normal((32, 7214))
-    res = SpectralLabelFitter(emulator=emu, random_state=0).fit().fit_labels(flux, np.full_like(flux, 0.01))
+    res = SpectralLabelFitter(emulator=emu, random_state=0).fit().fit_labels(
+        flux, np.full_like(flux, 0.01))
     z = (res.labels - truth) / res.labels_err
     assert np.all(np.abs(z) < 5)
     zstd = z.std(0)

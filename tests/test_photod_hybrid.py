@@ -357,7 +357,8 @@ def test_photod_network_student(teacher):
     net = PhotoDNetwork(hidden_layer_sizes=(16, 16), activation="gelu", max_epochs=3,
                         secondary_max_epochs=3,
                         n_runs=1, batch_size=64)
-    hyb = HybridPhotoD(teacher=teacher, student=net, label_fraction=0.2, min_labelled=50, random_state=0)
+    hyb = HybridPhotoD(teacher=teacher, student=net, label_fraction=0.2, min_labelled=50,
+                       random_state=0)
     out = hyb.fit_predict(cat)
     (key, model), = hyb.patch_models_.items()
     assert model.std_mode == "student" and isinstance(model.estimator, PhotoDNetwork)

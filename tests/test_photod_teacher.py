@@ -141,8 +141,10 @@ def test_noisier_star_is_pulled_towards_the_prior(toy):
 def test_batch_size_invariance(toy, toy_catalog):
     locus, maps = toy
     kw = dict(quantiles=(0.16, 0.5, 0.84))
-    small = BayesianPhotoD(locus=locus, prior_maps=maps, batch_size=7, **kw).fit().predict_posterior(toy_catalog)
-    large = BayesianPhotoD(locus=locus, prior_maps=maps, batch_size=1000, **kw).fit().predict_posterior(toy_catalog)
+    small = BayesianPhotoD(locus=locus, prior_maps=maps, batch_size=7, **kw).fit()
+    small = small.predict_posterior(toy_catalog)
+    large = BayesianPhotoD(locus=locus, prior_maps=maps, batch_size=1000, **kw).fit()
+    large = large.predict_posterior(toy_catalog)
     # equal up to BLAS summation order (the chi^2 expansion is evaluated by matrix products)
     pd.testing.assert_frame_equal(small, large, rtol=1e-8, atol=1e-10)
 
@@ -224,7 +226,8 @@ def test_invalid_parameters(toy):
     for params, match in bad:
         with pytest.raises(ValueError, match=match):
             BayesianPhotoD(locus=locus, prior_maps=maps, **params).fit()
-    with pytest.raises(ValueError, match="parameter .locus. must be None or an instance of ColourLocus"):
+    with pytest.raises(ValueError,
+                       match="parameter .locus. must be None or an instance of ColourLocus"):
         BayesianPhotoD(locus="locus", prior_maps=maps).fit()
     short = ColourLocus(mr=locus.mr, feh=locus.feh, colours=locus.colours[..., :3],
                         colour_names=("ug", "gr", "ri"))
@@ -234,7 +237,8 @@ def test_invalid_parameters(toy):
     with pytest.raises(ValueError, match="do not overlap"):
         BayesianPhotoD(locus=locus, prior_maps=far).fit()
     with pytest.raises(NotFittedError):
-        BayesianPhotoD(locus=locus, prior_maps=maps).predict(pd.DataFrame([star_at(locus, 5, 5, 0.1)]))
+        BayesianPhotoD(locus=locus, prior_maps=maps).predict(
+            pd.DataFrame([star_at(locus, 5, 5, 0.1)]))
 
 
 # --------------------------------------------------------------------------
@@ -339,7 +343,8 @@ def test_runs_on_real_stripe82_stars(real_grids):
     locus, _ = real_grids
     pytest.importorskip("pyarrow")
     stars = load_stripe82_sample().iloc[:200]
-    est = BayesianPhotoD(locus=locus, prior_maps=load_stripe82_priors(0), quantiles=(0.16, 0.84)).fit(stars)
+    est = BayesianPhotoD(locus=locus, prior_maps=load_stripe82_priors(0),
+                         quantiles=(0.16, 0.84)).fit(stars)
     post = est.predict_posterior(stars)
     assert np.isfinite(post.to_numpy()).all()
     assert post["Mr"].between(-2.0, 15.9).all() and post["FeH"].between(-2.5, 0.5).all()

@@ -18,8 +18,8 @@ from ..calibration import HeldOutCalibrationMixin
 from ..columns import MDWARF_FEATURES
 from ..nn import BaseNeuralRegressor, LinearWeightedMSELoss, build_mlp
 from ..nn.builders import ACTIVATION
-from ..parameters import COLUMN_NAMES, LAYER_SIZES, RANGE, Interval, Options
 from ..nn.uncertainty import propagate_input_errors
+from ..parameters import COLUMN_NAMES, LAYER_SIZES, RANGE, Interval, Options
 from ..preprocessing.photometry import DISTANCE_MODULUS_ERROR
 
 _ERROR_SUFFIX = "_error"

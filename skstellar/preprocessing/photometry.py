@@ -10,7 +10,7 @@ No extinction correction is applied.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import astropy.units as u
 import numpy as np

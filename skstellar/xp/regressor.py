@@ -42,7 +42,7 @@ from ..calibration import (
 from ..covariance import CovariantFeatures
 from ..nn.base import _NeuralEstimatorBase, _Progress, _seed_from, _training_threads
 from ..nn.builders import ACTIVATION, build_mlp
-from ..nn.mc_dropout import MC_MODES, _DropoutHooks, _seed_generator
+from ..nn.mc_dropout import _DropoutHooks, _seed_generator
 from ..nn.uncertainty import (
     TorchCovariance,
     _supported_mlp,
