@@ -74,7 +74,7 @@ def real_spectrum_fit(emu, folder):
     mask = np.load(folder / "apogee_mask.npz")["apogee_mask"].astype(bool)
     flux, err = spec["spectrum"].astype(np.float64), spec["spec_err"].astype(np.float64)
     bad = mask | (err > 0.1) | ~np.isfinite(flux)
-    res = SpectralLabelFitter(emu, random_state=0).fit().fit_labels(
+    res = SpectralLabelFitter(emulator=emu, random_state=0).fit().fit_labels(
         flux[None], err[None], bad[None])
     return {name: float(v) for name, v in zip(res.label_names, res.labels[0])}, \
         float(res.chi2_reduced[0]), int(res.n_good_pixels[0])

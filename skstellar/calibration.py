@@ -41,6 +41,8 @@ from sklearn.model_selection import check_cv
 from sklearn.utils import Bunch, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .parameters import Interval, Options, Satisfies, validate_parameters
+
 __all__ = [
     "UNCERTAINTY_MODES",
     "CalibrationWarning",
@@ -403,10 +405,8 @@ class HeldOutCalibrationMixin:
     benchmarks on a test split used for nothing else).
     """
 
-    def _check_uncertainty_param(self):
-        if self.uncertainty not in UNCERTAINTY_MODES:
-            raise ValueError(f"uncertainty must be one of {UNCERTAINTY_MODES}, got "
-                             f"{self.uncertainty!r}.")
+    #: The host's ``uncertainty`` parameter (checked with the host's own table).
+    _parameter_constraints = {"uncertainty": [Options(UNCERTAINTY_MODES)]}
 
     # hooks ------------------------------------------------------------
     def _model_inputs(self, Xv):
@@ -454,8 +454,7 @@ class HeldOutCalibrationMixin:
         -------
         self
         """
-        self._check_uncertainty_param()
-        super().fit(X, y)
+        super().fit(X, y)  # validates the parameters, ``uncertainty`` included
         self.calibrator_ = None
         if self.uncertainty == "calibrated":
             idx = self.validation_indices_
@@ -670,6 +669,14 @@ def _index(X, idx):
     return _safe_indexing(X, idx)
 
 
+def _is_regressor_like(estimator) -> bool:
+    return hasattr(estimator, "fit") and hasattr(estimator, "predict")
+
+
+def _is_splitter(cv) -> bool:
+    return hasattr(cv, "split") or (hasattr(cv, "__iter__") and not isinstance(cv, str))
+
+
 class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
     """Calibrate the uncertainties of any regressor with ``predict(X, return_std=True)``.
 
@@ -731,7 +738,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
     >>> lower, upper = reg.predict_interval(X[:2], alpha=0.05)
     """
 
-    def __init__(self, estimator=None, *, method="scaling", cv=5,
+    def __init__(self, *, estimator=None, method="scaling", cv=5,
                  warn_below=MIN_CALIBRATION_ROWS, random_state=None):
         self.estimator = estimator
         self.method = method
@@ -739,9 +746,14 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self.warn_below = warn_below
         self.random_state = random_state
 
-    def _check_params(self):
-        if self.method not in ("scaling", "conformal"):
-            raise ValueError(f"method must be 'scaling' or 'conformal', got {self.method!r}.")
+    _parameter_constraints = {
+        "estimator": [None, Satisfies(_is_regressor_like, "a regressor with fit and predict")],
+        "method": [Options(("scaling", "conformal"))],
+        "cv": [Interval("int", 2, None), Interval("real", 0, 1, closed="neither"),
+               Satisfies(_is_splitter, "a cross-validation generator or an iterable of splits")],
+        "warn_below": [Interval("int", 0, None)],
+        "random_state": ["random_state"],
+    }
 
     def _splits(self, X, y):
         n = len(y)
@@ -778,7 +790,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         """
         from sklearn.utils.validation import _check_method_params
 
-        self._check_params()
+        validate_parameters(self)
         y_check = np.asarray(y, dtype=np.float64) if np.asarray(y).dtype.kind in "biuf" else None
         if y_check is not None and not np.all(np.isfinite(y_check)):
             row = int(np.flatnonzero(~np.isfinite(y_check.reshape(len(y_check), -1)).any(1))[0])

@@ -654,7 +654,7 @@ class SpectralLabelModel:
         from .cyclestarnet import SpectralLabelFitter
 
         obs, rvmeta = self._prepare(batch)
-        fitter = SpectralLabelFitter(FrozenEstimator(self.emulator_), n_jobs=self.n_jobs,
+        fitter = SpectralLabelFitter(emulator=FrozenEstimator(self.emulator_), n_jobs=self.n_jobs,
                                      verbose=self.verbose, random_state=0).fit()
         res = fitter.fit_labels(obs.flux, ivar=obs.ivar, mask=obs.mask)
         cols = {}

@@ -363,7 +363,7 @@ class SpectralLabelFitterSubject(Subject):
         emu = PayneEmulator(hidden=(8,), max_epochs=2, batch_size=16, random_state=0,
                             wavelength=np.linspace(6000, 6100, 24),
                             label_names=["teff", "logg", "mh"]).fit(lab, _flux(48, 24))
-        return SpectralLabelFitter(emu, max_iter=3, random_state=0)
+        return SpectralLabelFitter(emulator=emu, max_iter=3, random_state=0)
 
     def data(self):
         return _flux(6, 24, seed=2), None
@@ -408,7 +408,7 @@ class BayesianPhotoDSubject(Subject):
 
         from skstellar import BayesianPhotoD
 
-        return BayesianPhotoD(toy_locus(), toy_priors())
+        return BayesianPhotoD(locus=toy_locus(), prior_maps=toy_priors())
 
     def data(self):
         return _lsst_catalog(30), None
@@ -431,7 +431,8 @@ class HybridPhotoDSubject(BayesianPhotoDSubject):
 
         net = PhotoDNetwork(hidden_layer_sizes=(8, 8), activation="gelu", n_runs=1, max_epochs=2,
                             secondary_max_epochs=1, batch_size=32, random_state=0)
-        return HybridPhotoD(BayesianPhotoD(toy_locus(), toy_priors()), net, label_fraction=0.5,
+        teacher = BayesianPhotoD(locus=toy_locus(), prior_maps=toy_priors())
+        return HybridPhotoD(teacher=teacher, student=net, label_fraction=0.5,
                             min_labelled=20, random_state=0)
 
     def data(self):
@@ -844,7 +845,7 @@ class CalibratedRegressorSubject(MDwarfSubject):
         from skstellar import CalibratedRegressor, MDwarfMetallicityRegressor
 
         return CalibratedRegressor(
-            MDwarfMetallicityRegressor(max_epochs=2, batch_size=16, n_mc_passes=3,
+            estimator=MDwarfMetallicityRegressor(max_epochs=2, batch_size=16, n_mc_passes=3,
                                        uncertainty="mc", random_state=0),
             cv=2, warn_below=0, random_state=0)
 

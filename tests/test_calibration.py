@@ -166,7 +166,7 @@ def test_calibrated_regressor_fixes_a_miscalibrated_model(method, cv):
     raw = ScaledStd(0.2).fit(X[:800], y[:800])
     m, s = raw.predict(X[800:], return_std=True)
     assert metrics.calibration_summary(y[800:], m, s)["zscore_std"] > 3
-    reg = CalibratedRegressor(ScaledStd(0.2), method=method, cv=cv, random_state=0)
+    reg = CalibratedRegressor(estimator=ScaledStd(0.2), method=method, cv=cv, random_state=0)
     reg.fit(X[:800], y[:800])
     m, s = reg.predict(X[800:], return_std=True)
     summ = metrics.calibration_summary(y[800:], m, s)
@@ -203,10 +203,10 @@ def test_calibrated_regressor_rejects_models_without_std():
 
     X, y = _linear(200)
     with pytest.raises(TypeError, match="return_std"):
-        CalibratedRegressor(Ridge(), cv=3).fit(X, y)
+        CalibratedRegressor(estimator=Ridge(), cv=3).fit(X, y)
     with pytest.raises(ValueError, match="method"):
         CalibratedRegressor(method="isotonic").fit(X, y)
-    with pytest.raises(ValueError, match="float cv"):
+    with pytest.raises(ValueError, match="parameter .cv. must be"):
         CalibratedRegressor(cv=1.5).fit(X, y)
 
 
@@ -259,10 +259,10 @@ def test_calibrated_regressor_routes_fit_params_to_a_skstellar_network():
     y_err = np.full(300, 0.1)
     net = UncertainNNRegressor(hidden=(16,), batch_size=64, max_iter=60, warmup_iter=0,
                                n_mc_passes=8, uncertainty="mc", random_state=0)
-    reg = CalibratedRegressor(net, cv=3).fit(X, y, y_err=y_err)
+    reg = CalibratedRegressor(estimator=net, cv=3).fit(X, y, y_err=y_err)
     assert reg.estimator_.calibrator_ is None  # the wrapped network reports its raw spread
     assert len(reg.oof_y_) == 300
     mean, std = reg.predict(X[:10], return_std=True)
     assert mean.shape == std.shape == (10,) and np.all(std > 0)
     with pytest.raises(ValueError, match="y_err"):
-        CalibratedRegressor(net, cv=3).fit(X, y, y_err=-y_err)
+        CalibratedRegressor(estimator=net, cv=3).fit(X, y, y_err=-y_err)

@@ -86,7 +86,7 @@ def noisy_spectra(emulator, n, sigma=0.01, seed=0, q=(0.1, 0.9)):
 @pytest.fixture(scope="module")
 def batch64(emulator):
     truth, flux, err = noisy_spectra(emulator, 64)
-    fitter = SpectralLabelFitter(emulator, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, random_state=0).fit()
     return truth, flux, err, fitter.fit_labels(flux, err)
 
 
@@ -329,7 +329,7 @@ def test_self_consistency_and_calibrated_errors(batch64):
 def test_optimizers_agree(emulator, batch64):
     truth, flux, err, ref = batch64
     for opt in ("lm", "torch_lbfgs"):
-        res = SpectralLabelFitter(emulator, optimizer=opt, random_state=0).fit()
+        res = SpectralLabelFitter(emulator=emulator, optimizer=opt, random_state=0).fit()
         res = res.fit_labels(flux[:16], err[:16])
         # the piecewise-linear LeakyReLU emulator has shallow chi^2 kinks: fits
         # may end on either side of one (documented in SpectralLabelFitter.tol)
@@ -340,7 +340,7 @@ def test_optimizers_agree(emulator, batch64):
 
 def test_float64_agrees_with_float32(emulator, batch64):
     truth, flux, err, ref = batch64
-    res = SpectralLabelFitter(emulator, dtype="float64", random_state=0).fit()
+    res = SpectralLabelFitter(emulator=emulator, dtype="float64", random_state=0).fit()
     res = res.fit_labels(flux[:8], err[:8])
     assert np.all(np.abs(res.labels - ref.labels[:8]) < 0.1 * ref.labels_err[:8])
 
@@ -348,7 +348,7 @@ def test_float64_agrees_with_float32(emulator, batch64):
 def test_reproducible_and_predict(emulator, batch64):
     truth, flux, err, ref = batch64
     # (max_iter caps a losing random start that creeps along a shallow valley)
-    fitter = SpectralLabelFitter(emulator, init="random", n_starts=2, max_iter=40,
+    fitter = SpectralLabelFitter(emulator=emulator, init="random", n_starts=2, max_iter=40,
                                  random_state=7).fit()
     a = fitter.fit_labels(flux[:6], err[:6])
     b = fitter.fit_labels(flux[:6], err[:6])
@@ -361,7 +361,8 @@ def test_truth_outside_bounds_is_flagged(emulator):
     truth = np.array([[3800.0, 5.0, -0.5], [3200.0, 5.0, -0.5]])
     flux = emulator.predict(truth)
     err = np.full_like(flux, 0.01)
-    fitter = SpectralLabelFitter(emulator, bounds={"teff": (2500.0, 3500.0)}, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, bounds={"teff": (2500.0, 3500.0)},
+                                 random_state=0).fit()
     res = fitter.fit_labels(flux, err)
     assert res.labels[0, 0] <= 3500.0 and res.labels[0, 0] > 3490.0
     assert res.at_bound[0].tolist() == [True, False, False]
@@ -372,16 +373,16 @@ def test_truth_outside_bounds_is_flagged(emulator):
 
 def test_bounds_outside_emulator_range_raise(emulator):
     with pytest.raises(ValueError, match="Bounds of 'teff' .*leave the emulator's range"):
-        SpectralLabelFitter(emulator, bounds={"teff": (2000.0, 3500.0)}).fit()
+        SpectralLabelFitter(emulator=emulator, bounds={"teff": (2000.0, 3500.0)}).fit()
     with pytest.raises(ValueError, match="lacks"):
-        SpectralLabelFitter(emulator, bounds={"vsini": (0.0, 1.0)}).fit()
+        SpectralLabelFitter(emulator=emulator, bounds={"vsini": (0.0, 1.0)}).fit()
     with pytest.raises(ValueError, match="shape \\(2, 3\\)"):
-        SpectralLabelFitter(emulator, bounds=[[0, 1]]).fit()
+        SpectralLabelFitter(emulator=emulator, bounds=[[0, 1]]).fit()
 
 
 def test_x0_is_checked_and_used(emulator, batch64):
     truth, flux, err, ref = batch64
-    fitter = SpectralLabelFitter(emulator, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, random_state=0).fit()
     with pytest.raises(ValueError, match="x0 row 1: logg = 6 is outside"):
         fitter.fit_labels(flux[:2], err[:2], x0=[[3000, 5, -1], [3000, 6, -1]])
     res = fitter.fit_labels(flux[:2], err[:2], x0=truth[:2])
@@ -390,7 +391,7 @@ def test_x0_is_checked_and_used(emulator, batch64):
 
 def test_pixel_count_mismatch_raises(emulator, batch64):
     _, flux, err, _ = batch64
-    fitter = SpectralLabelFitter(emulator).fit()
+    fitter = SpectralLabelFitter(emulator=emulator).fit()
     with pytest.raises(ValueError, match="199 pixels but the emulator predicts 200"):
         fitter.fit_labels(flux[:2, :-1], err[:2, :-1])
     with pytest.raises(ValueError, match="flux_err has shape"):
@@ -403,7 +404,7 @@ def test_pixel_count_mismatch_raises(emulator, batch64):
 
 def test_bad_pixels_are_masked(emulator, batch64):
     _, flux, err, _ = batch64
-    fitter = SpectralLabelFitter(emulator, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, random_state=0).fit()
     f, e = flux[:4].copy(), err[:4].copy()
     f[0, 10:20] = np.nan
     e[1, 30:35] = 0.0
@@ -421,7 +422,7 @@ def test_bad_pixels_are_masked(emulator, batch64):
 
 def test_all_masked_spectrum_policy(emulator, batch64):
     _, flux, err, ref = batch64
-    fitter = SpectralLabelFitter(emulator, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, random_state=0).fit()
     f = flux[:3].copy()
     f[1] = np.nan
     with pytest.warns(UserWarning, match="1 of 3 spectra \\(first: row 1\\)"):
@@ -443,7 +444,7 @@ def test_ivar_spectrum_batch_and_error_floor(emulator, batch64):
     from skstellar.spectrum import SpectrumBatch
 
     _, flux, err, ref = batch64
-    fitter = SpectralLabelFitter(emulator, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, random_state=0).fit()
     by_ivar = fitter.fit_labels(flux[:3], ivar=err[:3] ** -2)
     same = fitter.fit_labels(flux[:3], err[:3])
     np.testing.assert_allclose(by_ivar.labels, same.labels, rtol=1e-12)
@@ -479,7 +480,8 @@ def test_fit_rv_recovers_velocity(emulator):
     flux = np.stack([np.interp(wave * np.sqrt((1 - b) / (1 + b)), wave, r)
                      for b, r in zip(beta, rest)])
     flux += 0.005 * rng.standard_normal(flux.shape)
-    fitter = SpectralLabelFitter(emulator, fit_rv=True, rv_bounds=(-100, 100), random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, fit_rv=True, rv_bounds=(-100, 100),
+                                 random_state=0).fit()
     res = fitter.fit_labels(flux, np.full_like(flux, 0.005))
     assert res.param_names == ["teff", "logg", "mh", "rv"]
     assert np.all(np.abs(res.rv - rv) < 4 * res.rv_err), (res.rv, res.rv_err)
@@ -493,7 +495,7 @@ def test_fit_rv_needs_wavelength(tmp_path, emulator):
         np.savez(tmp_path / "nowave.npz", **{k: d[k] for k in d.files if k != "wavelength"})
     bare = PayneEmulator.from_npz(tmp_path / "nowave.npz")
     with pytest.raises(ValueError, match="wavelength grid"):
-        SpectralLabelFitter(bare, fit_rv=True).fit()
+        SpectralLabelFitter(emulator=bare, fit_rv=True).fit()
 
 
 class AffineAdapter:
@@ -522,18 +524,18 @@ def test_adapter_two_stage_fit(emulator):
         torch.tensor(emulator.predict(truth), dtype=torch.float32), torch.zeros(12, 1)).numpy()
     flux = observed + 0.01 * rng.standard_normal(observed.shape)
     err = np.full_like(flux, 0.01)
-    fitter = SpectralLabelFitter(emulator, adapter=adapter, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emulator, adapter=adapter, random_state=0).fit()
     res = fitter.fit_labels(flux, err)
     assert adapter.calls > 0 and res.labels_synthetic.shape == (12, 3)
     z = (res.labels - truth) / res.labels_err
     assert np.all(np.abs(z) < 5)
     assert 0.8 < np.mean(res.chi2_reduced) < 1.2
     # without the adapter the domain gap biases the fit
-    plain = SpectralLabelFitter(emulator, random_state=0).fit().fit_labels(flux, err)
+    plain = SpectralLabelFitter(emulator=emulator, random_state=0).fit().fit_labels(flux, err)
     assert np.mean(plain.chi2_reduced) > 5 * np.mean(res.chi2_reduced)
     # final_domain="synthetic": stop after the first stage, never map synthetic -> observed
     calls = adapter.calls
-    syn = SpectralLabelFitter(emulator, adapter=adapter, final_domain="synthetic",
+    syn = SpectralLabelFitter(emulator=emulator, adapter=adapter, final_domain="synthetic",
                               random_state=0).fit().fit_labels(flux, err)
     assert adapter.calls == calls
     np.testing.assert_allclose(syn.labels, syn.labels_synthetic, rtol=1e-6)
@@ -544,22 +546,23 @@ def test_adapter_two_stage_fit(emulator):
     assert np.all((ratio > 0.7) & (ratio < 1.4))
     assert np.all(np.abs((syn.labels - truth) / syn.labels_err) < 5)
     assert np.all(np.isfinite(syn.chi2)) and syn.converged.all()
-    with pytest.raises(ValueError, match="final_domain must be"):
-        SpectralLabelFitter(emulator, adapter=adapter, final_domain="both").fit()
+    with pytest.raises(ValueError, match="parameter .final_domain. must be"):
+        SpectralLabelFitter(emulator=emulator, adapter=adapter, final_domain="both").fit()
     with pytest.raises(ValueError, match="not available with a domain adapter"):
-        SpectralLabelFitter(emulator, adapter=adapter, fit_rv=True).fit()
+        SpectralLabelFitter(emulator=emulator, adapter=adapter, fit_rv=True).fit()
     with pytest.raises(TypeError, match="to_synthetic_torch"):
-        SpectralLabelFitter(emulator, adapter=object()).fit()
+        SpectralLabelFitter(emulator=emulator, adapter=object()).fit()
 
 
 def test_batches_eval_rows_and_worker_processes(emulator, batch64):
     truth, flux, err, ref = batch64
     # batches, evaluation pieces and processes change only float rounding
-    small = SpectralLabelFitter(emulator, random_state=0, batch_size=20,
+    small = SpectralLabelFitter(emulator=emulator, random_state=0, batch_size=20,
                                 eval_batch_size=8).fit().fit_labels(flux, err)
-    assert SpectralLabelFitter(emulator, random_state=0, batch_size=20).fit()._blocks(64) == [
+    blocks = SpectralLabelFitter(emulator=emulator, random_state=0, batch_size=20).fit()._blocks(64)
+    assert blocks == [
         slice(0, 16), slice(16, 32), slice(32, 48), slice(48, 64)]
-    par = SpectralLabelFitter(emulator, random_state=0, n_jobs=2).fit()
+    par = SpectralLabelFitter(emulator=emulator, random_state=0, n_jobs=2).fit()
     assert len(par._blocks(64)) == 2
     res = par.fit_labels(flux, err)
     for other in (small, res):
@@ -569,29 +572,30 @@ def test_batches_eval_rows_and_worker_processes(emulator, batch64):
         assert np.median(np.abs(ratio - 1)) < 0.01 and np.all(np.abs(ratio - 1) < 0.3)
     # random starts are drawn once for all spectra: independent of the batches
     kw = dict(init="random", n_starts=2, random_state=3, max_iter=3)
-    a = SpectralLabelFitter(emulator, **kw).fit().fit_labels(flux[:12], err[:12])
-    b = SpectralLabelFitter(emulator, batch_size=5, **kw).fit().fit_labels(flux[:12], err[:12])
+    a = SpectralLabelFitter(emulator=emulator, **kw).fit().fit_labels(flux[:12], err[:12])
+    b = SpectralLabelFitter(emulator=emulator, batch_size=5, **kw).fit().fit_labels(flux[:12],
+                                                                                err[:12])
     np.testing.assert_allclose(a.labels, b.labels, rtol=1e-4)
     for bad in ({"n_jobs": 0}, {"eval_batch_size": 0}, {"synthetic_tol": 0.0}):
         with pytest.raises(ValueError, match=next(iter(bad))):
-            SpectralLabelFitter(emulator, **bad).fit()
+            SpectralLabelFitter(emulator=emulator, **bad).fit()
 
 
 def test_sklearn_conventions(emulator, batch64):
     _, flux, err, _ = batch64
-    fitter = SpectralLabelFitter(emulator, max_iter=50)
+    fitter = SpectralLabelFitter(emulator=emulator, max_iter=50)
     assert fitter.get_params()["max_iter"] == 50
     with pytest.raises(NotFittedError):
         fitter.fit_labels(flux[:1], err[:1])
     with pytest.raises(NotFittedError, match="emulator is not fitted"):
-        SpectralLabelFitter(PayneEmulator()).fit()
+        SpectralLabelFitter(emulator=PayneEmulator()).fit()
     # clone re-creates a bare nested emulator unfitted; FrozenEstimator keeps it
     with pytest.raises(NotFittedError):
-        clone(SpectralLabelFitter(emulator)).fit()
-    frozen = clone(SpectralLabelFitter(FrozenEstimator(emulator), random_state=0)).fit()
+        clone(SpectralLabelFitter(emulator=emulator)).fit()
+    frozen = clone(SpectralLabelFitter(emulator=FrozenEstimator(emulator), random_state=0)).fit()
     assert frozen.emulator_ is emulator
-    with pytest.raises(ValueError, match="optimizer must be one of"):
-        SpectralLabelFitter(emulator, optimizer="adam").fit()
+    with pytest.raises(ValueError, match="parameter .optimizer. must be one of"):
+        SpectralLabelFitter(emulator=emulator, optimizer="adam").fit()
 
 
 # --------------------------------------------------------------------------
@@ -614,7 +618,7 @@ def test_real_apogee_spectrum_recovers_readme_labels(legacy):
     mask = np.load(folder / "apogee_mask.npz")["apogee_mask"]
     flux, err = spec["spectrum"], spec["spec_err"]
     bad = mask | (err >= 0.1)
-    fitter = SpectralLabelFitter(emu, fit_rv=True, random_state=0).fit()
+    fitter = SpectralLabelFitter(emulator=emu, fit_rv=True, random_state=0).fit()
     res = fitter.fit_labels(flux, err, mask=bad)
     teff, logg, feh, mgfe, vmacro = res.labels[0]
     # README: Teff 4920, log g 4.52, [Fe/H] -0.20, [Mg/Fe] 0.12, vmacro 15.7, RV +0.9, chi2/pix 4.2
@@ -634,7 +638,8 @@ def test_legacy_self_consistency(legacy):
     rng = np.random.default_rng(2)
     truth = emu.x_min_ + (emu.x_max_ - emu.x_min_) * rng.uniform(0.15, 0.85, size=(32, 5))
     flux = emu.predict(truth) + 0.01 * rng.standard_normal((32, 7214))
-    res = SpectralLabelFitter(emu, random_state=0).fit().fit_labels(flux, np.full_like(flux, 0.01))
+    res = SpectralLabelFitter(emulator=emu, random_state=0).fit().fit_labels(
+        flux, np.full_like(flux, 0.01))
     z = (res.labels - truth) / res.labels_err
     assert np.all(np.abs(z) < 5)
     zstd = z.std(0)

@@ -87,7 +87,7 @@ class StdOnlyStudent(KNNStudent):
 
 @pytest.fixture(scope="module")
 def teacher():
-    return BayesianPhotoD(toy_locus(), toy_priors()).fit()
+    return BayesianPhotoD(locus=toy_locus(), prior_maps=toy_priors()).fit()
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +254,7 @@ def test_small_patch_raise_policy_before_any_work(catalog):
         def predict_posterior(self, X):  # must not be reached
             raise AssertionError("the teacher ran before the small-patch check")
 
-    bomb = ExplodingTeacher(toy_locus(), toy_priors()).fit()
+    bomb = ExplodingTeacher(locus=toy_locus(), prior_maps=toy_priors()).fit()
     hyb = make_hybrid(bomb, label_count=500, small_patch="raise")
     with pytest.raises(ValueError, match=r"HEALPix order 4, pixel \d+\) has \d+ star"):
         hyb.fit_predict(catalog)
@@ -357,7 +357,8 @@ def test_photod_network_student(teacher):
     net = PhotoDNetwork(hidden_layer_sizes=(16, 16), activation="gelu", max_epochs=3,
                         secondary_max_epochs=3,
                         n_runs=1, batch_size=64)
-    hyb = HybridPhotoD(teacher, net, label_fraction=0.2, min_labelled=50, random_state=0)
+    hyb = HybridPhotoD(teacher=teacher, student=net, label_fraction=0.2, min_labelled=50,
+                       random_state=0)
     out = hyb.fit_predict(cat)
     (key, model), = hyb.patch_models_.items()
     assert model.std_mode == "student" and isinstance(model.estimator, PhotoDNetwork)
@@ -551,7 +552,7 @@ def test_stripe82_sample_runs():
 
     cat = load_stripe82_sample()
     teacher = BayesianPhotoD(prior_maps=load_stripe82_priors(0)).fit()
-    hyb = HybridPhotoD(teacher, KNNStudent(), label_fraction=0.1, min_labelled=100,
+    hyb = HybridPhotoD(teacher=teacher, student=KNNStudent(), label_fraction=0.1, min_labelled=100,
                        random_state=0)
     out = hyb.fit_predict(cat)
     assert len(out) == len(cat) == 3981
@@ -618,7 +619,7 @@ def test_warm_start_errors(teacher, catalog):
     w = StudentWeights({}, None, ("rmag",), TARGETS)
     with pytest.raises(ValueError, match="init_weights"):
         make_hybrid(teacher, warm_start=w).fit_predict(catalog)  # KNN student
-    with pytest.raises(ValueError, match="warm_start must be"):
+    with pytest.raises(ValueError, match="parameter .warm_start. must be"):
         make_hybrid(teacher, warm_start="neighbour").fit_predict(catalog)
     with pytest.raises(ValueError, match="warm_start_params"):
         make_hybrid(teacher, warm_start="first", warm_start_params=[1]).fit_predict(catalog)

@@ -53,7 +53,7 @@ def toy_catalog(toy):
 @pytest.fixture(scope="module")
 def fitted(toy, toy_catalog):
     locus, maps = toy
-    return BayesianPhotoD(locus, maps).fit(toy_catalog)
+    return BayesianPhotoD(locus=locus, prior_maps=maps).fit(toy_catalog)
 
 
 def star_at(locus, i, j, ar, r=18.0, err=0.002, ar_max=0.5):
@@ -113,7 +113,7 @@ def test_recovers_truth_on_simulated_catalogue(fitted, toy_catalog):
 
 def test_noiseless_star_on_a_grid_node(toy):
     locus, maps = toy
-    est = BayesianPhotoD(locus, maps).fit()
+    est = BayesianPhotoD(locus=locus, prior_maps=maps).fit()
     i, j, ar = 12, 30, 0.2  # [Fe/H] = -0.8, Mr = 6.0
     post = est.predict_posterior(pd.DataFrame([star_at(locus, i, j, ar)]))
     assert post["chi2_min"].iloc[0] < 1e-8  # 0 up to float64 cancellation in the chi^2 expansion
@@ -122,7 +122,7 @@ def test_noiseless_star_on_a_grid_node(toy):
     assert post["Ar"].iloc[0] == pytest.approx(ar, abs=0.005)
     assert post["Mr_std"].iloc[0] < 0.02 and post["Ar_std"].iloc[0] < 0.01
     # the same star in photoD's discrete-A_r mode (A_r = 0.2 is a grid value)
-    grid = BayesianPhotoD(locus, maps, ar_integration="grid").fit()
+    grid = BayesianPhotoD(locus=locus, prior_maps=maps, ar_integration="grid").fit()
     postg = grid.predict_posterior(pd.DataFrame([star_at(locus, i, j, ar)]))
     assert postg["Mr"].iloc[0] == pytest.approx(locus.mr[j], abs=0.02)
     assert postg["Ar"].iloc[0] == pytest.approx(ar, abs=0.005)
@@ -130,7 +130,7 @@ def test_noiseless_star_on_a_grid_node(toy):
 
 def test_noisier_star_is_pulled_towards_the_prior(toy):
     locus, maps = toy
-    est = BayesianPhotoD(locus, maps).fit()
+    est = BayesianPhotoD(locus=locus, prior_maps=maps).fit()
     # far from the prior centre (Mr ~ 6 at r = 18): Mr = 8.5
     rows = pd.DataFrame([star_at(locus, 15, 55, 0.1, err=e) for e in (0.002, 0.05, 0.2)])
     post = est.predict_posterior(rows)
@@ -141,8 +141,10 @@ def test_noisier_star_is_pulled_towards_the_prior(toy):
 def test_batch_size_invariance(toy, toy_catalog):
     locus, maps = toy
     kw = dict(quantiles=(0.16, 0.5, 0.84))
-    small = BayesianPhotoD(locus, maps, batch_size=7, **kw).fit().predict_posterior(toy_catalog)
-    large = BayesianPhotoD(locus, maps, batch_size=1000, **kw).fit().predict_posterior(toy_catalog)
+    small = BayesianPhotoD(locus=locus, prior_maps=maps, batch_size=7, **kw).fit()
+    small = small.predict_posterior(toy_catalog)
+    large = BayesianPhotoD(locus=locus, prior_maps=maps, batch_size=1000, **kw).fit()
+    large = large.predict_posterior(toy_catalog)
     # equal up to BLAS summation order (the chi^2 expansion is evaluated by matrix products)
     pd.testing.assert_frame_equal(small, large, rtol=1e-8, atol=1e-10)
 
@@ -151,8 +153,8 @@ def test_analytic_and_grid_ar_integration_agree(toy, toy_catalog):
     locus, maps = toy
     cat = toy_catalog.iloc[:60]
     qs = (0.16, 0.5, 0.84)
-    ana = BayesianPhotoD(locus, maps, quantiles=qs).fit().predict_posterior(cat)
-    grid = BayesianPhotoD(locus, maps, quantiles=qs, ar_integration="grid",
+    ana = BayesianPhotoD(locus=locus, prior_maps=maps, quantiles=qs).fit().predict_posterior(cat)
+    grid = BayesianPhotoD(locus=locus, prior_maps=maps, quantiles=qs, ar_integration="grid",
                           ar_grid_step=0.001).fit().predict_posterior(cat)
     for col in ("Mr", "FeH", "Mr_std", "FeH_std"):
         np.testing.assert_allclose(ana[col], grid[col], atol=0.01)
@@ -202,12 +204,12 @@ def test_constant_ar_max(toy, toy_catalog):
     locus, maps = toy
     cat = toy_catalog.iloc[:30].copy()
     cat["Ar_max"] = 0.3
-    ref = BayesianPhotoD(locus, maps).fit().predict(cat)
-    const = BayesianPhotoD(locus, maps, ar_max_column=None, ar_max=0.3).fit()
+    ref = BayesianPhotoD(locus=locus, prior_maps=maps).fit().predict(cat)
+    const = BayesianPhotoD(locus=locus, prior_maps=maps, ar_max_column=None, ar_max=0.3).fit()
     np.testing.assert_allclose(const.predict(cat.drop(columns="Ar_max")), ref)
     assert (ref[:, 2] <= 0.3).all()
     with pytest.raises(ValueError, match="ar_max must be a positive number"):
-        BayesianPhotoD(locus, maps, ar_max_column=None).fit()
+        BayesianPhotoD(locus=locus, prior_maps=maps, ar_max_column=None).fit()
 
 
 def test_invalid_parameters(toy):
@@ -218,23 +220,25 @@ def test_invalid_parameters(toy):
         (dict(quantiles=[0.5, 1.0]), "quantiles"),
         (dict(r_policy="nearest"), "r_policy"),
         (dict(on_invalid="drop"), "on_invalid"),
-        (dict(colour_columns=("ug", "gr")), "equal length"),
+        (dict(colour_columns=("ug", "gr")), "one error per colour"),
         (dict(ar_grid_step=-0.01), "ar_grid_step"),
     ]
     for params, match in bad:
         with pytest.raises(ValueError, match=match):
-            BayesianPhotoD(locus, maps, **params).fit()
-    with pytest.raises(ValueError, match="locus must be a ColourLocus"):
-        BayesianPhotoD("locus", maps).fit()
+            BayesianPhotoD(locus=locus, prior_maps=maps, **params).fit()
+    with pytest.raises(ValueError,
+                       match="parameter .locus. must be None or an instance of ColourLocus"):
+        BayesianPhotoD(locus="locus", prior_maps=maps).fit()
     short = ColourLocus(mr=locus.mr, feh=locus.feh, colours=locus.colours[..., :3],
                         colour_names=("ug", "gr", "ri"))
     with pytest.raises(ValueError, match="has 3 colours"):
-        BayesianPhotoD(short, maps).fit()
+        BayesianPhotoD(locus=short, prior_maps=maps).fit()
     far = PriorMaps(r_centres=[18.0], mr=[20.0, 21.0], feh=[0.0, 0.1], density=np.ones((1, 2, 2)))
     with pytest.raises(ValueError, match="do not overlap"):
-        BayesianPhotoD(locus, far).fit()
+        BayesianPhotoD(locus=locus, prior_maps=far).fit()
     with pytest.raises(NotFittedError):
-        BayesianPhotoD(locus, maps).predict(pd.DataFrame([star_at(locus, 5, 5, 0.1)]))
+        BayesianPhotoD(locus=locus, prior_maps=maps).predict(
+            pd.DataFrame([star_at(locus, 5, 5, 0.1)]))
 
 
 # --------------------------------------------------------------------------
@@ -328,7 +332,7 @@ def test_recovers_truth_with_real_locus_and_priors(real_grids):
     locus, maps = real_grids
     cat = make_lsst_catalog(300, locus=locus, prior_maps=maps, r_range=(14, 24),
                             ar_distribution="uniform", random_state=5)
-    post = BayesianPhotoD(locus, maps).fit(cat).predict_posterior(cat)
+    post = BayesianPhotoD(locus=locus, prior_maps=maps).fit(cat).predict_posterior(cat)
     assert np.isfinite(post.to_numpy()).all()
     # paper, Table 1 (Bayes vs truth, TRILEGAL stars): robust std 0.28 mag in Mr
     check_recovery(cat, post, max_rstd_mr=0.4)
@@ -339,7 +343,8 @@ def test_runs_on_real_stripe82_stars(real_grids):
     locus, _ = real_grids
     pytest.importorskip("pyarrow")
     stars = load_stripe82_sample().iloc[:200]
-    est = BayesianPhotoD(locus, load_stripe82_priors(0), quantiles=(0.16, 0.84)).fit(stars)
+    est = BayesianPhotoD(locus=locus, prior_maps=load_stripe82_priors(0),
+                         quantiles=(0.16, 0.84)).fit(stars)
     post = est.predict_posterior(stars)
     assert np.isfinite(post.to_numpy()).all()
     assert post["Mr"].between(-2.0, 15.9).all() and post["FeH"].between(-2.5, 0.5).all()

@@ -363,9 +363,9 @@ def test_empty_and_1d_input(catalog):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"invalid_parallax": "drop"}, "invalid_parallax must be"),
-        ({"bands": "G"}, "bands must be a non-empty sequence"),
-        ({"bands": ("G", "G")}, "duplicates"),
+        ({"invalid_parallax": "drop"}, "parameter .invalid_parallax. must be"),
+        ({"bands": "G"}, "parameter .bands. must be a non-empty sequence"),
+        ({"bands": ("G", "G")}, "all distinct"),
         ({"magnitude_columns": ["a"]}, "magnitude_columns has 1 entries but bands has 8"),
         ({"error_columns": {"g": "x"}}, r"error_columns has key\(s\) \['g'\] that are not in"),
     ],

@@ -33,6 +33,7 @@ from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 from .._validation import check_numeric_input
 from ..nn.base import _seed_from
 from ..nn.threads import torch_threads as _threads
+from ..parameters import LAYER_SIZES, Interval, Options, SequenceOf, validate_parameters
 from ..spectrum import SpectrumBatch
 from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
 
@@ -413,8 +414,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
-        synthetic=None,
         *,
+        synthetic=None,
         domain_channels=(16, 32),
         shared_channels=(64, 128, 128),
         kernel_size=7,
@@ -477,31 +478,39 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.verbose = verbose
 
     # ------------------------------------------------------------ checks
-    def _check_params(self):
-        for name in ("lambda_synth", "lambda_obs", "lambda_adv", "error_floor"):
-            v = float(getattr(self, name))
-            if not (np.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v}.")
-        for name in ("lr", "synthetic_error"):
-            v = float(getattr(self, name))
-            if not (np.isfinite(v) and v > 0):
-                raise ValueError(f"{name} must be > 0, got {v}.")
-        if not np.isfinite(float(self.fill_value)):
-            raise ValueError(f"fill_value must be finite, got {self.fill_value}.")
-        betas = tuple(float(b) for b in self.betas)
-        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}.")
-        for name in ("batch_size", "n_iter", "checkpoint_every", "log_every"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.lr_decay_every is not None and int(self.lr_decay_every) < 1:
-            raise ValueError(f"lr_decay_every must be None or >= 1, got {self.lr_decay_every}.")
-        if not 0.0 < float(self.lr_gamma) <= 1.0:
-            raise ValueError(f"lr_gamma must be in (0, 1], got {self.lr_gamma}.")
-        if self.split_latent not in SPLIT_POLICIES:
-            raise ValueError(
-                f"split_latent must be one of {SPLIT_POLICIES}, got {self.split_latent!r}."
-            )
+    #: Allowed hyperparameter values (checked at ``fit``).
+    _parameter_constraints = {
+        "synthetic": ["no_validation"],  # training data, checked by fit
+        "domain_channels": [LAYER_SIZES],
+        "shared_channels": [LAYER_SIZES],
+        "kernel_size": [Interval("int", 1, None)],
+        "strides": [LAYER_SIZES],
+        "latent_channels": [Interval("int", 1, None)],
+        "split_channels": [Interval("int", 0, None)],
+        "split_width": [Interval("int", 1, None)],
+        "disc_channels": [None, LAYER_SIZES],
+        "tied_init": ["boolean"],
+        "lambda_synth": [Interval("real", 0, None)],
+        "lambda_obs": [Interval("real", 0, None)],
+        "lambda_adv": [Interval("real", 0, None)],
+        "lr": [Interval("real", 0, None, closed="neither")],
+        "betas": [SequenceOf(Interval("real", 0, 1, closed="left"), length=2)],
+        "batch_size": [Interval("int", 1, None)],
+        "n_iter": [Interval("int", 1, None)],
+        "lr_decay_every": [None, Interval("int", 1, None)],
+        "lr_gamma": [Interval("real", 0, 1, closed="right")],
+        "error_floor": [Interval("real", 0, None)],
+        "synthetic_error": [Interval("real", 0, None, closed="neither")],
+        "fill_value": [Interval("real")],
+        "split_latent": [Options(SPLIT_POLICIES)],
+        "checkpoint_path": [None, str, os.PathLike],
+        "checkpoint_every": [Interval("int", 1, None)],
+        "log_every": [Interval("int", 1, None)],
+        "n_threads": [None, Interval("int", 1, None)],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": [Interval("int", 0, None), "boolean"],
+    }
 
     def _arch(self):
         """Architecture settings (what a checkpoint must match)."""
@@ -625,7 +634,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         -------
         self
         """
-        self._check_params()
+        validate_parameters(self)
         synth = synthetic if synthetic is not None else self.synthetic
         if synth is None:
             raise ValueError(

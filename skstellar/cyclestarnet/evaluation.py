@@ -454,9 +454,9 @@ def evaluate_cyclestarnet(
     err = _flux_err(test)
     mask = test.bad_pixels() | window_mask(wave, "paper")[None, :]
     fparams = {"random_state": seeds[5], **(fitter_params or {})}
-    fit0 = SpectralLabelFitter(emu, **fparams).fit()
+    fit0 = SpectralLabelFitter(emulator=emu, **fparams).fit()
     res0, t_fit0 = _timed_fit(fit0, flux, err, mask)
-    fit1 = SpectralLabelFitter(emu, adapter=csn, **fparams).fit()
+    fit1 = SpectralLabelFitter(emulator=emu, adapter=csn, **fparams).fit()
     res1, t_fit1 = _timed_fit(fit1, flux, err, mask)
     say(f"Label fits of {n_test} spectra: {t_fit0:.1f} s without, {t_fit1:.1f} s with "
         "adaptation.")

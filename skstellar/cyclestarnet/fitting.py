@@ -24,6 +24,7 @@ uncertainties are the Gauss-Newton curvature ``(J^T W J)^-1`` at the optimum.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import check_numeric_input
 from ..nn.optimize import METHODS, BoxTransform, fit_batched
 from ..nn.threads import torch_threads as _threads
+from ..parameters import RANGE, Interval, Options, Rule, validate_parameters
 from ..spectrum import SPEED_OF_LIGHT_KMS
 
 __all__ = ["LabelFitResult", "SpectralLabelFitter", "doppler_shift_torch", "SPEED_OF_LIGHT_KMS"]
@@ -339,8 +341,8 @@ class SpectralLabelFitter(BaseEstimator):
 
     def __init__(
         self,
-        emulator=None,
         *,
+        emulator=None,
         bounds=None,
         optimizer="lbfgs",
         max_iter=200,
@@ -408,7 +410,8 @@ class SpectralLabelFitter(BaseEstimator):
             ``fit_rv`` without an emulator wavelength grid.
         """
         emu = self._unwrap_emulator()
-        self._check_options()
+        self._check_adapter_methods()
+        validate_parameters(self)
         names = list(emu.label_names_)
         n_lab = len(names)
         lo, hi = self._resolve_bounds(emu, names)
@@ -418,11 +421,7 @@ class SpectralLabelFitter(BaseEstimator):
                     "fit_rv=True needs the emulator's wavelength grid: pass wavelength= to "
                     "PayneEmulator (or PayneEmulator.from_npz)."
                 )
-            rv_lo, rv_hi = (float(v) for v in self.rv_bounds)
-            if not rv_lo < rv_hi:
-                raise ValueError(
-                    f"rv_bounds must be (low, high) with low < high, got {self.rv_bounds}."
-                )
+            rv_lo, rv_hi = (float(v) for v in self.rv_bounds)  # low < high: validated
             lo, hi = np.append(lo, rv_lo), np.append(hi, rv_hi)
         self.emulator_ = emu
         self.label_names_ = names
@@ -460,49 +459,53 @@ class SpectralLabelFitter(BaseEstimator):
             raise TypeError(f"{type(emu).__name__} has no export_torch(); use a PayneEmulator.")
         return emu
 
-    def _check_options(self):
-        if self.optimizer not in METHODS:
-            raise ValueError(f"optimizer must be one of {METHODS}, got {self.optimizer!r}.")
-        if self.init not in _INITS:
-            raise ValueError(f"init must be one of {_INITS}, got {self.init!r}.")
-        if self.dtype not in _DTYPES:
-            raise ValueError(f"dtype must be one of {tuple(_DTYPES)}, got {self.dtype!r}.")
-        names = ("max_iter", "n_grid", "n_starts")
-        for name in ("batch_size", "eval_batch_size"):
-            if getattr(self, name) != "auto":
-                names += (name,)
-        for name in names:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}.")
-        if self.init == "grid" and int(self.n_starts) > int(self.n_grid):
-            raise ValueError(f"n_starts={self.n_starts} exceeds n_grid={self.n_grid}.")
-        if self.n_jobs is not None and (int(self.n_jobs) == 0 or int(self.n_jobs) < -1):
-            raise ValueError(f"n_jobs must be None, -1 or >= 1, got {self.n_jobs}.")
-        if self.n_threads is not None and int(self.n_threads) < 1:
-            raise ValueError(f"n_threads must be None or >= 1, got {self.n_threads}.")
-        if not float(self.error_floor) >= 0:
-            raise ValueError(f"error_floor must be >= 0, got {self.error_floor}.")
-        if self.final_domain not in ("observed", "synthetic"):
-            raise ValueError(
-                f"final_domain must be 'observed' or 'synthetic', got {self.final_domain!r}."
-            )
-        if not float(self.synthetic_tol) > 0:
-            raise ValueError(f"synthetic_tol must be > 0, got {self.synthetic_tol}.")
-        if not float(self.synthetic_err) > 0:
-            raise ValueError(f"synthetic_err must be > 0, got {self.synthetic_err}.")
-        if self.adapter is not None:
-            for meth in ("to_synthetic_torch", "to_observed_torch"):
-                if not callable(getattr(self.adapter, meth, None)):
-                    raise TypeError(
-                        f"adapter {type(self.adapter).__name__} has no callable {meth}(); a "
-                        "domain adapter needs to_synthetic_torch(flux_obs) and "
-                        "to_observed_torch(flux_synth, flux_obs)."
-                    )
-            if self.fit_rv:
-                raise ValueError(
-                    "fit_rv=True is not available with a domain adapter: Cycle-StarNet works on "
-                    "rest-frame spectra, shift them first "
-                    "(skstellar.preprocessing.RestFrameShifter)."
+    _POSITIVE_INT = Interval("int", 1, None)
+    #: Allowed hyperparameter values (checked by ``fit``).
+    _parameter_constraints = {
+        "emulator": ["no_validation"],  # a fitted PayneEmulator: checked by fit
+        "bounds": [None, Mapping, "no_validation"],  # checked against the emulator by fit
+        "optimizer": [Options(METHODS)],
+        "max_iter": [_POSITIVE_INT],
+        "tol": [Interval("real", 0, None)],
+        "init": [Options(_INITS)],
+        "n_grid": [_POSITIVE_INT],
+        "n_starts": [_POSITIVE_INT],
+        "batch_size": [Options(("auto",)), _POSITIVE_INT],
+        "eval_batch_size": [Options(("auto",)), _POSITIVE_INT],
+        "fit_rv": ["boolean"],
+        "rv_bounds": [RANGE],
+        "adapter": ["no_validation"],  # duck-typed: fit raises TypeError without its methods
+        "synthetic_err": [Interval("real", 0, None, closed="neither")],
+        "synthetic_tol": [Interval("real", 0, None, closed="neither")],
+        "final_domain": [Options(("observed", "synthetic"))],
+        "error_floor": [Interval("real", 0, None)],
+        "dtype": [Options(tuple(_DTYPES))],
+        "n_threads": [None, _POSITIVE_INT],
+        "n_jobs": [None, Options((-1,)), _POSITIVE_INT],
+        "device": [str, torch.device],
+        "random_state": ["random_state"],
+        "verbose": [Interval("int", 0, None), "boolean"],
+    }
+    _parameter_rules = (
+        Rule(("init", "n_starts", "n_grid"),
+             lambda init, n_starts, n_grid: init != "grid" or n_starts <= n_grid,
+             "init='grid' needs n_starts <= n_grid"),
+        Rule(("fit_rv", "adapter"),
+             lambda fit_rv, adapter: not (fit_rv and adapter is not None),
+             "fit_rv=True is not available with a domain adapter: Cycle-StarNet works on "
+             "rest-frame spectra, shift them first (skstellar.preprocessing.RestFrameShifter)"),
+    )
+
+    def _check_adapter_methods(self):
+        """Raise ``TypeError`` (wrong type, as scikit-learn does) for an adapter without methods."""
+        if self.adapter is None:
+            return
+        for meth in ("to_synthetic_torch", "to_observed_torch"):
+            if not callable(getattr(self.adapter, meth, None)):
+                raise TypeError(
+                    f"adapter {type(self.adapter).__name__} has no callable {meth}(); a "
+                    "domain adapter needs to_synthetic_torch(flux_obs) and "
+                    "to_observed_torch(flux_synth, flux_obs)."
                 )
 
     def _resolve_bounds(self, emu, names):

@@ -33,7 +33,8 @@ from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
 from ..nn.base import BaseNeuralRegressor
-from ..nn.builders import build_mlp, make_activation
+from ..nn.builders import ACTIVATION, build_mlp, make_activation
+from ..parameters import LAYER_SIZES, Options, SequenceOf, validate_parameters
 
 __all__ = ["PayneEmulator", "PayneNetwork", "PerPixelNetwork", "OUT_OF_RANGE_POLICIES"]
 
@@ -213,6 +214,7 @@ class PayneEmulator(BaseNeuralRegressor):
 
     def __init__(
         self,
+        *,
         hidden=(300, 300),
         activation="leaky_relu:0.01",
         loss="l1",
@@ -261,17 +263,16 @@ class PayneEmulator(BaseNeuralRegressor):
     def _build_criterion(self):
         return nn.L1Loss() if self.loss == "l1" else nn.MSELoss()
 
-    def _check_params(self):
-        super()._check_params()
-        if self.loss not in ("l1", "mse"):
-            raise ValueError(f"loss must be 'l1' or 'mse', got {self.loss!r}.")
-        if self.out_of_range not in OUT_OF_RANGE_POLICIES:
-            raise ValueError(
-                f"out_of_range must be one of {OUT_OF_RANGE_POLICIES}, got {self.out_of_range!r}."
-            )
-        if len(tuple(self.hidden)) < 1:
-            raise ValueError("hidden needs at least one layer (The Payne uses (300, 300)).")
-        make_activation(self.activation)
+    #: Allowed hyperparameter values (the neural base declares the common ones;
+    #: The Payne uses ``hidden=(300, 300)``).
+    _parameter_constraints = {
+        "hidden": [LAYER_SIZES],
+        "activation": [ACTIVATION],
+        "loss": [Options(("l1", "mse"))],
+        "label_names": [None, SequenceOf(str)],
+        "wavelength": ["no_validation"],  # checked against the pixels at fit
+        "out_of_range": [Options(OUT_OF_RANGE_POLICIES)],
+    }
 
     # ----------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -296,7 +297,7 @@ class PayneEmulator(BaseNeuralRegressor):
             min-max scaled: drop it), if ``wavelength`` does not have one
             entry per pixel, or on NaN/inf input.
         """
-        self._check_params()
+        validate_parameters(self)
         X, y = self._validate_Xy(X, y)
         x64 = X.astype(np.float64)
         x_min, x_max = x64.min(0), x64.max(0)
@@ -525,7 +526,7 @@ class PayneEmulator(BaseNeuralRegressor):
         params.setdefault("hidden", hidden)
         params.setdefault("activation", act)
         est = cls(label_names=label_names, wavelength=wavelength, **params)
-        est._check_params()
+        validate_parameters(est)
         est.x_min_, est.x_max_ = x_min, x_max
         est.n_features_in_ = est.n_labels_ = n_labels
         est.label_names_ = est._resolve_label_names(n_labels)

@@ -12,6 +12,8 @@ import numpy as np
 
 from ..calibration import HeldOutCalibrationMixin
 from ..nn import BaseNeuralClassifier, BaseNeuralRegressor, build_cnn1d
+from ..nn.builders import ACTIVATION
+from ..parameters import Interval, SequenceOf
 
 __all__ = ["SpectralCNNRegressor", "SpectralCNNClassifier"]
 
@@ -122,7 +124,7 @@ class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeura
         (Regressor) What ``predict(X, return_std=True)`` returns (see above).
 """
 
-    def __init__(self, channels=(16, 32, 64, 128), convs_per_block=2, kernel_size=3, padding=0,
+    def __init__(self, *, channels=(16, 32, 64, 128), convs_per_block=2, kernel_size=3, padding=0,
                  pool_size=3, pool_stride=3, activation="relu", dropout=0.0, hidden_sizes=(),
                  lr=1e-3, batch_size=128, max_epochs=100, weight_decay=0.0,
                  validation_fraction=0.125, early_stopping=True, patience=100,
@@ -156,12 +158,23 @@ class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeura
         self.standardize_target = standardize_target
         self.uncertainty = uncertainty
 
-    def _check_params(self):
-        super()._check_params()
-        self._check_uncertainty_param()
+    #: Allowed hyperparameter values (the neural base declares the common ones).
+    _parameter_constraints = {
+        "channels": [SequenceOf(Interval("int", 1, None))],
+        "convs_per_block": [Interval("int", 1, None)],
+        "kernel_size": [Interval("int", 1, None)],
+        "padding": [Interval("int", 0, None)],
+        "pool_size": [Interval("int", 1, None)],
+        "pool_stride": [Interval("int", 1, None)],
+        "activation": [ACTIVATION],
+        "dropout": [Interval("real", 0, 1, closed="left")],
+        "hidden_sizes": [SequenceOf(Interval("int", 1, None), min_length=0)],
+        "standardize_target": ["boolean"],
+    }
 
 
 class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):
+    _parameter_constraints = SpectralCNNRegressor._parameter_constraints
     __doc__ = """1-D CNN classifier for spectra (star-forming vs not).
 
     The regressor's convolutional body with one output per class, each with
@@ -171,7 +184,7 @@ class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):
     ``predict_proba`` returns the per-class sigmoids normalised to one.
     """ + _PARAMS_DOC
 
-    def __init__(self, channels=(16, 32, 64, 128), convs_per_block=2, kernel_size=3, padding=0,
+    def __init__(self, *, channels=(16, 32, 64, 128), convs_per_block=2, kernel_size=3, padding=0,
                  pool_size=3, pool_stride=3, activation="relu", dropout=0.0, hidden_sizes=(),
                  lr=1e-3, batch_size=128, max_epochs=100, weight_decay=0.0,
                  validation_fraction=0.125, early_stopping=True, patience=100,

@@ -17,7 +17,9 @@ from sklearn.utils.validation import check_is_fitted
 from ..calibration import HeldOutCalibrationMixin
 from ..columns import MDWARF_FEATURES
 from ..nn import BaseNeuralRegressor, LinearWeightedMSELoss, build_mlp
+from ..nn.builders import ACTIVATION
 from ..nn.uncertainty import propagate_input_errors
+from ..parameters import COLUMN_NAMES, LAYER_SIZES, RANGE, Interval, Options
 from ..preprocessing.photometry import DISTANCE_MODULUS_ERROR
 
 _ERROR_SUFFIX = "_error"
@@ -195,6 +197,7 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
 
     def __init__(
         self,
+        *,
         hidden_layer_sizes=(64, 64),
         architecture="paper",
         activation=None,
@@ -290,14 +293,24 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
     def _build_criterion(self):
         return LinearWeightedMSELoss(self.weight_slope, self.weight_intercept)
 
-    def _check_params(self):
-        super()._check_params()
-        self._check_uncertainty_param()
-        if self.input_errors not in ("auto", "ignore"):
-            raise ValueError(f"input_errors must be 'auto' or 'ignore', got {self.input_errors!r}.")
-        self._resolved_architecture()
-        if len(self.hidden_layer_sizes) < 1:
-            raise ValueError("hidden_layer_sizes needs at least one layer.")
+    #: Allowed hyperparameter values (the neural base and the calibration
+    #: mixin declare the common ones and ``uncertainty``).
+    _parameter_constraints = {
+        "hidden_layer_sizes": [LAYER_SIZES],
+        "architecture": [Options(sorted(ARCHITECTURES))],
+        "activation": [None, ACTIVATION],
+        "hidden_bias": [None, "boolean"],
+        "dropout": [Interval("real", 0, 1, closed="left")],
+        "output_activation": [None, ACTIVATION],
+        "weight_slope": [Interval("real", 0, None)],
+        "weight_intercept": [Interval("real", 0, None, closed="neither")],
+        "feature_names": [COLUMN_NAMES],
+        "feh_range": [RANGE],
+        "g_minus_j_range": [RANGE],
+        "w1_minus_w2_range": [RANGE],
+        "saturation": [Interval("real", 0, None, closed="neither")],
+        "input_errors": [Options(("auto", "ignore"))],
+    }
 
     # ---------------------------------------------------- input layout
     def _resolve_layout(self):

@@ -31,6 +31,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_finite_columns, check_numeric_input
+from ..parameters import SKORCH_CALLBACKS, Interval, Options, validate_parameters
 from .loaders import ArrayBatchLoader
 from .mc_dropout import MC_MODES, dropout_layers, inference_forward, mc_dropout_predict
 from .threads import torch_threads
@@ -152,20 +153,27 @@ class _NeuralEstimatorBase(BaseEstimator):
     def _build_criterion(self) -> torch.nn.Module:
         return torch.nn.MSELoss()
 
-    def _check_params(self):
-        """Validate hyperparameters (called at the start of ``fit``)."""
-        if not 0.0 <= float(self.validation_fraction) < 1.0:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}."
-            )
-        if self.mc_mode not in MC_MODES:
-            raise ValueError(f"mc_mode must be one of {MC_MODES}, got {self.mc_mode!r}.")
-        if self.lr_schedule not in (None, "plateau"):
-            raise ValueError(f"lr_schedule must be None or 'plateau', got {self.lr_schedule!r}.")
-        if int(self.batch_size) < 1 or int(self.max_epochs) < 1:
-            raise ValueError("batch_size and max_epochs must be >= 1.")
-        if int(self.n_mc_passes) < 0:
-            raise ValueError(f"n_mc_passes must be >= 0, got {self.n_mc_passes}.")
+    #: Allowed values of the hyperparameters (checked at ``fit`` by
+    #: :func:`skstellar.parameters.validate_parameters`; subclasses add theirs).
+    _parameter_constraints = {
+        "lr": [Interval("real", 0, None, closed="neither")],
+        "batch_size": [Interval("int", 1, None)],
+        "max_epochs": [Interval("int", 1, None)],
+        "weight_decay": [Interval("real", 0, None)],
+        "validation_fraction": [Interval("real", 0, 1, closed="left")],
+        "early_stopping": ["boolean"],
+        "patience": [Interval("int", 1, None)],
+        "lr_schedule": [None, Options(("plateau",))],
+        "lr_factor": [Interval("real", 0, 1, closed="neither")],
+        "lr_patience": [Interval("int", 0, None)],
+        "n_mc_passes": [Interval("int", 0, None)],
+        "mc_mode": [Options(MC_MODES)],
+        "random_state": ["random_state"],
+        "device": [str, torch.device],
+        "verbose": [Interval("int", 0, None), "boolean"],
+        # skorch callbacks: None or a list of callbacks / (name, callback) pairs.
+        "callbacks": [None, SKORCH_CALLBACKS],
+    }
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset, dtype=np.float32):
@@ -202,7 +210,7 @@ class _NeuralEstimatorBase(BaseEstimator):
         -------
         self
         """
-        self._check_params()
+        validate_parameters(self)
         X, y = self._validate_Xy(X, y)
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1).astype(np.float32)
@@ -506,7 +514,7 @@ class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
         """
         from sklearn.preprocessing import LabelEncoder
 
-        self._check_params()
+        validate_parameters(self)
         X, y = self._validate_Xy(X, y)
         enc = LabelEncoder().fit(y)
         self.classes_ = enc.classes_

@@ -16,8 +16,10 @@ from collections.abc import Sequence
 
 from torch import nn
 
-__all__ = ["ACTIVATIONS", "make_activation", "build_mlp", "build_cnn1d", "cnn1d_output_length",
-           "count_parameters"]
+from ..parameters import Satisfies
+
+__all__ = ["ACTIVATION", "ACTIVATIONS", "make_activation", "build_mlp", "build_cnn1d",
+           "cnn1d_output_length", "count_parameters"]
 
 
 class _Linear(nn.Module):
@@ -84,6 +86,13 @@ def make_activation(spec) -> nn.Module:
             return _leaky_relu(float(arg))
         return ACTIVATIONS[name]()
     raise TypeError(f"Cannot make an activation from {spec!r} ({type(spec).__name__}).")
+
+
+#: The constraint of an activation parameter (see :func:`make_activation`).
+ACTIVATION = Satisfies(
+    make_activation,
+    "an activation name (e.g. 'relu', 'leaky_relu:0.1') or an nn.Module class or instance",
+)
 
 
 def _per_layer(value, n, name):

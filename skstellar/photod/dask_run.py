@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from ..parameters import validate_parameters
 from .patch_job import _ROW, _UNIQ, _run_partition
 
 __all__ = ["fit_predict_dask", "predict_dask"]
@@ -46,7 +47,7 @@ def fit_predict_dask(hybrid, catalog, client=None, npartitions=None, shuffle_met
     import dask.dataframe as dd
 
     t_start = time.perf_counter()
-    hybrid._check_params()
+    validate_parameters(hybrid)
     if isinstance(hybrid.warm_start, str):
         raise ValueError(
             "warm_start='first' needs one patch trained before the others and is supported "

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +49,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import as_float_column, missing_column_error, to_frame_like
 from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
+from ..parameters import COLUMN_NAMES, Interval, Options, Rule, Satisfies, validate_parameters
 from . import dask_run
 from .patch_job import (
     _ROW,
@@ -62,8 +62,8 @@ from .patch_job import (
     teacher_estimates,
 )
 from .patches import (
+    _MAX_ORDER,
     DEFAULT_PATCH_ORDER,
-    _check_order,
     _check_sky,
     _lonlat_to_healpix,
     healpix_patches,
@@ -102,6 +102,16 @@ _OUT_COLUMNS = ("patch_order", "patch", "labelled_by_teacher",
 # ---------------------------------------------------------------------------
 # The estimator
 # ---------------------------------------------------------------------------
+def _student_features(feature_columns, mag_column, mag_error_column):
+    """The student's input columns: ``feature_columns`` or the paper's 10."""
+    if feature_columns is None:
+        return (mag_column, "ug", "gr", "ri", "iz", mag_error_column,
+                "ugErr", "grErr", "riErr", "izErr")
+    if isinstance(feature_columns, str):
+        return (feature_columns,)
+    return tuple(feature_columns)
+
+
 class HybridPhotoD(BaseEstimator):
     """Hybrid Bayesian + neural photometric distances, one student per HEALPix sky patch.
 
@@ -267,9 +277,9 @@ class HybridPhotoD(BaseEstimator):
 
     def __init__(
         self,
+        *,
         teacher=None,
         student=None,
-        *,
         sigma_student=None,
         patch_order=DEFAULT_PATCH_ORDER,
         label_fraction=0.1,
@@ -307,50 +317,43 @@ class HybridPhotoD(BaseEstimator):
         self.warm_start_params = warm_start_params
 
     # -- parameters ------------------------------------------------------------
-    def _check_params(self):
-        _check_order(self.patch_order)
-        if self.label_count is None:
-            f = self.label_fraction
-            if not (isinstance(f, numbers.Real) and not isinstance(f, bool) and 0 < f < 1):
-                raise ValueError(
-                    f"label_fraction must be a number in (0, 1), got {f!r} (the paper labels "
-                    "5-10 % of each patch)."
-                )
-        elif isinstance(self.label_count, (bool, np.bool_)) or not isinstance(
-                self.label_count, (int, np.integer)) or self.label_count < 2:
-            raise ValueError(f"label_count must be an integer >= 2 or None, "
-                             f"got {self.label_count!r}.")
-        if isinstance(self.min_labelled, (bool, np.bool_)) or not isinstance(
-                self.min_labelled, (int, np.integer)) or self.min_labelled < 2:
-            raise ValueError(f"min_labelled must be an integer >= 2, got {self.min_labelled!r}.")
-        ws = self.warm_start
-        if not (ws is None or (isinstance(ws, str) and ws == "first")
-                or type(ws).__name__ == "StudentWeights"):
-            raise ValueError(
-                "warm_start must be None, 'first' or a StudentWeights (from "
-                f"PhotoDNetwork.export_weights()), got {type(ws).__name__}."
-            )
-        if self.warm_start_params is not None and not isinstance(self.warm_start_params, Mapping):
-            raise ValueError(f"warm_start_params must be a dict of student parameters or None, "
-                             f"got {self.warm_start_params!r}.")
-        if self.small_patch not in _SMALL_POLICIES:
-            raise ValueError(f"small_patch must be one of {_SMALL_POLICIES}, "
-                             f"got {self.small_patch!r}.")
-        for name in ("ra_column", "dec_column", "mag_column", "mag_error_column"):
-            if not isinstance(getattr(self, name), str):
-                raise ValueError(f"{name} must be a column name (str), "
-                                 f"got {getattr(self, name)!r}.")
-        feats = self._features()
-        if len(feats) == 0 or len(set(feats)) != len(feats):
-            raise ValueError(f"feature_columns must be distinct column names, got {feats!r}.")
+    #: Allowed hyperparameter values (checked by ``fit``, ``fit_predict`` and ``predict``).
+    _parameter_constraints = {
+        "teacher": ["no_validation"],  # an estimator or a factory: used (and checked) per patch
+        "student": ["no_validation"],  # a regressor: cloned per patch
+        "sigma_student": ["no_validation"],
+        "patch_order": [Interval("int", 0, _MAX_ORDER)],
+        "label_fraction": [None, Interval("real", 0, 1, closed="neither")],
+        "label_count": [None, Interval("int", 2, None)],
+        "min_labelled": [Interval("int", 2, None)],
+        "small_patch": [Options(_SMALL_POLICIES)],
+        "feature_columns": [None, str, COLUMN_NAMES],
+        "mag_column": [str],
+        "mag_error_column": [str],
+        "ra_column": [str],
+        "dec_column": [str],
+        "random_state": ["random_state"],
+        "n_jobs": [None, Interval("int")],
+        "verbose": [Interval("int", 0, None), "boolean"],
+        "warm_start": [None, Options(("first",)),
+                       Satisfies(lambda ws: type(ws).__name__ == "StudentWeights",
+                                 "a StudentWeights (from PhotoDNetwork.export_weights())")],
+        "warm_start_params": [None, Mapping],
+    }
+    _parameter_rules = (
+        Rule(("label_fraction", "label_count"),
+             lambda label_fraction, label_count: label_count is not None
+             or label_fraction is not None,
+             "label_fraction must be a number in (0, 1) when label_count is None (the paper "
+             "labels 5-10 % of each patch)"),
+        Rule(("feature_columns", "mag_column", "mag_error_column"),
+             lambda **names: len(set(_student_features(**names)))
+             == len(_student_features(**names)),
+             "the student's feature columns must be distinct"),
+    )
 
     def _features(self):
-        if self.feature_columns is None:
-            return (self.mag_column, "ug", "gr", "ri", "iz", self.mag_error_column,
-                    "ugErr", "grErr", "riErr", "izErr")
-        if isinstance(self.feature_columns, str):
-            return (self.feature_columns,)
-        return tuple(self.feature_columns)
+        return _student_features(self.feature_columns, self.mag_column, self.mag_error_column)
 
     def _n_labelled(self, n):
         """Labelled stars a patch of n stars needs (small when n <= this)."""
@@ -615,7 +618,7 @@ class HybridPhotoD(BaseEstimator):
             Stars from several patches (with ``patch=None``), a missing
             column, or a small patch with ``small_patch="raise"``.
         """
-        self._check_params()
+        validate_parameters(self)
         frame = self._as_frame(patch_frame)
         self._check_columns(frame.columns)
         if len(frame) == 0:
@@ -638,7 +641,7 @@ class HybridPhotoD(BaseEstimator):
 
     # -- public: whole catalogue ---------------------------------------------------
     def _prepare(self, catalog):
-        self._check_params()
+        validate_parameters(self)
         frame = self._as_frame(catalog)
         self._check_columns(frame.columns)
         if len(frame) == 0:
@@ -781,7 +784,7 @@ class HybridPhotoD(BaseEstimator):
             order ``("Mr", "FeH", "Ar")``.
         """
         check_is_fitted(self, "patch_models_")
-        self._check_params()
+        validate_parameters(self)
         frame = self._as_frame(catalog)
         self._check_columns(frame.columns)
         if len(frame) == 0:

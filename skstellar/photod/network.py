@@ -25,7 +25,6 @@ trains both networks on the teacher's means and standard deviations.
 from __future__ import annotations
 
 import copy
-import numbers
 
 import astropy.units as u
 import numpy as np
@@ -45,9 +44,18 @@ from .._validation import (
 )
 from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
 from ..nn.base import BaseNeuralRegressor, _seed_from, _silent, _training_threads
-from ..nn.builders import build_mlp
+from ..nn.builders import ACTIVATION, build_mlp
 from ..nn.lean import LeanNeuralNet
 from ..nn.loaders import ArrayBatchLoader
+from ..parameters import (
+    COLUMN_NAMES,
+    LAYER_SIZES,
+    Interval,
+    Options,
+    Rule,
+    SequenceOf,
+    validate_parameters,
+)
 
 __all__ = [
     "PhotoDNetwork",
@@ -519,6 +527,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
 
     def __init__(
         self,
+        *,
         hidden_layer_sizes=PAPER_HIDDEN_LAYER_SIZES,
         activation=PAPER_ACTIVATIONS,
         input_columns=PHOTOD_INPUT_COLUMNS,
@@ -570,60 +579,27 @@ class PhotoDNetwork(BaseNeuralRegressor):
         self.init_weights = init_weights
 
     # ------------------------------------------------------------------ params
-    def _check_params(self):
-        def positive_int(name, minimum=1):
-            v = getattr(self, name)
-            if (isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Integral)
-                    or v < minimum):
-                raise ValueError(f"{name} must be an integer >= {minimum}, got {v!r}.")
-
-        for name in ("n_runs", "batch_size", "max_epochs", "secondary_max_epochs", "patience"):
-            positive_int(name)
-        positive_int("lr_patience", 0)
-        if not 0.0 <= float(self.validation_fraction) < 1.0:
-            raise ValueError(
-                f"validation_fraction must be in [0, 1), got {self.validation_fraction}."
-            )
-        if self.n_runs > 1 and float(self.validation_fraction) == 0.0:
-            raise ValueError(
-                f"n_runs={self.n_runs} needs a validation split to pick the best run: set "
-                "validation_fraction > 0 (the paper uses 0.25) or n_runs=1."
-            )
-        if self.sigma_activation not in _SIGMA_ACTIVATIONS:
-            raise ValueError(f"sigma_activation must be one of {_SIGMA_ACTIVATIONS}, got "
-                             f"{self.sigma_activation!r}.")
-        if self.training_loop not in _TRAINING_LOOPS:
-            raise ValueError(f"training_loop must be one of {_TRAINING_LOOPS}, got "
-                             f"{self.training_loop!r}.")
-        if self.init_weights is not None and not isinstance(self.init_weights, StudentWeights):
-            raise ValueError(
-                "init_weights must be None or a StudentWeights (from a fitted network's "
-                f"export_weights()), got {type(self.init_weights).__name__}."
-            )
-        if self.init not in _INITS:
-            raise ValueError(f"init must be one of {_INITS}, got {self.init!r}.")
-        if self.lr_schedule not in (None, "plateau"):
-            raise ValueError(f"lr_schedule must be None or 'plateau', got {self.lr_schedule!r}.")
-        if not (float(self.lr) > 0 and 0 < float(self.lr_factor) < 1):
-            raise ValueError(
-                f"Need lr > 0 and 0 < lr_factor < 1, got lr={self.lr}, lr_factor={self.lr_factor}."
-            )
-        if len(tuple(self.hidden_layer_sizes)) < 1:
-            raise ValueError("hidden_layer_sizes needs at least one hidden layer.")
-        if self.input_columns is not None:
-            cols = list(self.input_columns)
-            if not cols or not all(isinstance(c, str) for c in cols) or len(set(cols)) != len(cols):
-                raise ValueError(
-                    "input_columns must be None or a non-empty sequence of distinct column names "
-                    f"(str), got {self.input_columns!r}."
-                )
-        if self.loss_scales is not None:
-            s = np.asarray(self.loss_scales, dtype=np.float64).reshape(-1)
-            if s.size == 0 or not np.all(np.isfinite(s)) or np.any(s <= 0):
-                raise ValueError(
-                    f"loss_scales must be None or positive numbers (target units), got "
-                    f"{self.loss_scales!r}."
-                )
+    #: Allowed hyperparameter values (the neural base declares the common ones).
+    _parameter_constraints = {
+        "hidden_layer_sizes": [LAYER_SIZES],
+        "activation": [ACTIVATION, SequenceOf(ACTIVATION)],
+        "input_columns": [None, COLUMN_NAMES],
+        "loss_scales": [None, Interval("real", 0, None, closed="neither"),
+                        SequenceOf(Interval("real", 0, None, closed="neither"))],
+        "standardize": ["boolean"],
+        "sigma_activation": [Options(_SIGMA_ACTIVATIONS)],
+        "init": [Options(_INITS)],
+        "n_runs": [Interval("int", 1, None)],
+        "secondary_max_epochs": [Interval("int", 1, None)],
+        "training_loop": [Options(_TRAINING_LOOPS)],
+        "init_weights": [None, StudentWeights],
+    }
+    _parameter_rules = (
+        Rule(("n_runs", "validation_fraction"),
+             lambda n_runs, validation_fraction: n_runs == 1 or validation_fraction > 0,
+             "n_runs > 1 needs a validation split to pick the best run: set "
+             "validation_fraction > 0 (the paper uses 0.25) or n_runs=1"),
+    )
 
     def _loss_weights(self, n_targets):
         if self.loss_scales is None:
@@ -791,7 +767,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
             Missing input column, NaN/inf in X, y or sigma_b (named), wrong
             number of columns, negative sigma_b, too few rows, bad parameters.
         """
-        self._check_params()
+        validate_parameters(self)
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."

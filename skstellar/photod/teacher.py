@@ -24,7 +24,7 @@ discrete grid of photoD is available as ``ar_integration="grid"``.
 
 from __future__ import annotations
 
-import numbers
+from collections.abc import Mapping
 
 import astropy.units as u
 import numpy as np
@@ -51,6 +51,7 @@ from ..io.photod import (
     load_prior_maps,
     reddening_vector,
 )
+from ..parameters import Interval, Options, Rule, SequenceOf, validate_parameters
 
 __all__ = ["BayesianPhotoD"]
 
@@ -258,9 +259,9 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         locus=None,
         prior_maps=None,
-        *,
         colour_columns=("ug", "gr", "ri", "iz"),
         error_columns=("ugErr", "grErr", "riErr", "izErr"),
         mag_column="rmag",
@@ -299,46 +300,34 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         return tags
 
     # -- parameters ------------------------------------------------------------
-    def _check_params(self):
-        cols = tuple(self.colour_columns)
-        errs = tuple(self.error_columns)
-        if len(cols) == 0 or len(cols) != len(errs):
-            raise ValueError(
-                f"colour_columns and error_columns must be non-empty and of equal length, "
-                f"got {len(cols)} and {len(errs)}."
-            )
-        for name, val in (("mag_column", self.mag_column),):
-            if not isinstance(val, str):
-                raise ValueError(f"{name} must be a column name (str), got {val!r}.")
-        if self.ar_max_column is None:
-            if self.ar_max is None or not (isinstance(self.ar_max, numbers.Real)
-                                           and np.isfinite(self.ar_max) and self.ar_max > 0):
-                raise ValueError(
-                    "With ar_max_column=None, ar_max must be a positive number [mag] "
-                    f"(the upper end of the flat A_r prior), got {self.ar_max!r}."
-                )
-        if self.ar_integration not in ("analytic", "grid"):
-            raise ValueError(
-                f"ar_integration must be 'analytic' or 'grid', got {self.ar_integration!r}."
-            )
-        if not (isinstance(self.ar_grid_step, numbers.Real) and self.ar_grid_step > 0):
-            raise ValueError(
-                f"ar_grid_step must be a positive number [mag], got {self.ar_grid_step!r}."
-            )
-        if self.r_policy not in ("clip", "raise"):
-            raise ValueError(f"r_policy must be 'clip' or 'raise', got {self.r_policy!r}.")
-        if self.on_invalid not in ("raise", "nan"):
-            raise ValueError(f"on_invalid must be 'raise' or 'nan', got {self.on_invalid!r}.")
-        if isinstance(self.batch_size, (bool, np.bool_)) or not isinstance(
-            self.batch_size, (int, np.integer)
-        ) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
-        qs = self._quantile_list()
-        if any(not (0.0 < q < 1.0) for q in qs):
-            raise ValueError(
-                f"quantiles must lie strictly between 0 and 1, got {self.quantiles!r}."
-            )
-        return cols, errs
+    _QUANTILE = Interval("real", 0, 1, closed="neither")
+    #: Allowed hyperparameter values (checked at ``fit``).
+    _parameter_constraints = {
+        "locus": [None, ColourLocus],
+        "prior_maps": [None, PriorMaps],
+        "colour_columns": [SequenceOf(str)],
+        "error_columns": [SequenceOf(str)],
+        "mag_column": [str],
+        "mag_error_column": [None, str],
+        "ar_max_column": [None, str],
+        "ar_max": [None, Interval("real", 0, None, closed="neither")],
+        "extinction_coefficients": [None, Mapping],
+        "ar_integration": [Options(("analytic", "grid"))],
+        "ar_grid_step": [Interval("real", 0, None, closed="neither")],
+        "quantiles": [None, _QUANTILE, SequenceOf(_QUANTILE, min_length=0)],
+        "r_policy": [Options(("clip", "raise"))],
+        "on_invalid": [Options(("raise", "nan"))],
+        "batch_size": [Interval("int", 1, None)],
+    }
+    _parameter_rules = (
+        Rule(("colour_columns", "error_columns"),
+             lambda colour_columns, error_columns: len(colour_columns) == len(error_columns),
+             "colour_columns and error_columns must have one error per colour"),
+        Rule(("ar_max_column", "ar_max"),
+             lambda ar_max_column, ar_max: ar_max_column is not None or ar_max is not None,
+             "with ar_max_column=None, ar_max must be a positive number [mag] (the upper "
+             "end of the flat A_r prior)"),
+    )
 
     def _quantile_list(self):
         if self.quantiles is None:
@@ -385,7 +374,8 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             When ``locus``/``prior_maps`` are None and the shared data folder
             is absent (set ``SKSTELLAR_DATA``).
         """
-        cols, errs = self._check_params()
+        validate_parameters(self)
+        cols, errs = tuple(self.colour_columns), tuple(self.error_columns)
         columns = self._columns(cols, errs)
         if X is not None:
             self._read(X, columns)  # checks that the catalogue has every column

@@ -32,6 +32,7 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, validate_data
 
 from .._validation import check_numeric_input
+from ..parameters import Interval, Options, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
 
 __all__ = [
@@ -467,7 +468,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
     True
     """
 
-    def __init__(self, sigma=30.0, mask=None, flag_windows=False, wavelength=None, truncate=4.0,
+    def __init__(self, *, sigma=30.0, mask=None, flag_windows=False, wavelength=None, truncate=4.0,
                  min_weight=0.0, on_empty="raise", n_jobs=None):
         self.sigma = sigma
         self.mask = mask
@@ -486,13 +487,18 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         return tags
 
     # -- parameters ----------------------------------------------------------
-    def _check_params(self):
-        _check_kernel_params(self.sigma, self.truncate, self.min_weight)
-        if self.on_empty not in ("raise", "nan"):
-            raise ValueError(f"on_empty must be 'raise' or 'nan'; got {self.on_empty!r}.")
-        if not isinstance(self.flag_windows, (bool, np.bool_)):
-            raise ValueError(f"flag_windows must be True or False; got {self.flag_windows!r}.")
-        return _check_windows(self.mask)
+    #: Allowed hyperparameter values (checked by ``fit`` and ``transform``).
+    _parameter_constraints = {
+        "sigma": [Interval("real", 0, None, closed="neither")],
+        "mask": [Satisfies(_check_windows, "None, 'paper' or a sequence of (lo, hi) "
+                           "wavelength windows [A] with lo < hi")],
+        "flag_windows": ["boolean"],
+        "wavelength": ["no_validation"],  # checked against the spectra
+        "truncate": [Interval("real", 0, None, closed="neither")],
+        "min_weight": [Interval("real", 0, 1, closed="left")],
+        "on_empty": [Options(("raise", "nan"))],
+        "n_jobs": [None, Interval("int")],
+    }
 
     def _array_grid(self, n_pixels):
         """Wavelengths and step of plain-array input."""
@@ -523,7 +529,8 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         -------
         self : ContinuumNormalizer
         """
-        windows = self._check_params()
+        validate_parameters(self)
+        windows = _check_windows(self.mask)
         for attr in ("n_features_in_", "feature_names_in_"):
             if attr in self.__dict__:
                 delattr(self, attr)
@@ -584,7 +591,8 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         return effective_n_jobs(self.n_jobs)
 
     def _batch_arrays(self, X):
-        windows = self._check_params()
+        validate_parameters(self)
+        windows = _check_windows(self.mask)
         step = _grid_step(X.wavelength)
         flux = np.asarray(X.flux)
         if flux.dtype.kind != "f":
@@ -603,7 +611,8 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         return flux, bad, step, in_window
 
     def _array_arrays(self, X):
-        windows = self._check_params()
+        validate_parameters(self)
+        windows = _check_windows(self.mask)
         Xa = self._validate_array(X)
         wave = self._check_array_windows(windows, Xa.shape[1])
         step = 1.0 if wave is None else _grid_step(wave)

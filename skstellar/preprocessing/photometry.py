@@ -10,7 +10,7 @@ No extinction correction is applied.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import astropy.units as u
 import numpy as np
@@ -32,6 +32,7 @@ from .._validation import (
     missing_column_error,
     to_frame_like,
 )
+from ..parameters import Options, Rule, SequenceOf, validate_parameters
 
 __all__ = [
     "DISTANCE_MODULUS_ERROR",
@@ -179,6 +180,21 @@ def magnitude_error_from_flux_over_error(flux_over_error):
 # ---------------------------------------------------------------------------
 # Transformer
 # ---------------------------------------------------------------------------
+def _one_column_per_band(bands, **columns):
+    """Whether the one ``*_columns`` parameter in ``columns`` fits ``bands`` (raises why not)."""
+    (name, value), = columns.items()
+    if value is None:
+        return True
+    if isinstance(value, Mapping):
+        unknown = sorted(set(value) - set(bands), key=str)
+        if unknown:
+            raise ValueError(f"{name} has key(s) {unknown} that are not in bands")
+        return True
+    if len(value) != len(bands):
+        raise ValueError(f"{name} has {len(value)} entries but bands has {len(bands)}")
+    return True
+
+
 class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
     """Turn apparent magnitudes and a parallax into absolute magnitudes.
 
@@ -288,6 +304,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         bands=_cols.MDWARF_BANDS,
         magnitude_columns=None,
         parallax_column="parallax",
@@ -317,45 +334,28 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         return tags
 
     # -- parameter handling ------------------------------------------------
-    def _check_params(self):
-        bands = self.bands
-        if isinstance(bands, str) or not isinstance(bands, Sequence) or not len(bands):
-            raise ValueError(
-                f"bands must be a non-empty sequence of band names such as ('G', 'J'); "
-                f"got {bands!r}."
-            )
-        if not all(isinstance(b, str) for b in bands):
-            raise ValueError(f"bands must contain strings; got {bands!r}.")
-        if len(set(bands)) != len(bands):
-            raise ValueError(f"bands contains duplicates: {bands!r}.")
-        if self.invalid_parallax not in ("raise", "nan"):
-            raise ValueError(
-                f"invalid_parallax must be 'raise' or 'nan'; got {self.invalid_parallax!r}."
-            )
-        if self.distance_error and not self.return_errors:
-            raise ValueError("distance_error=True needs return_errors=True.")
-        if not isinstance(self.output_prefix, str):
-            raise ValueError(f"output_prefix must be a string; got {self.output_prefix!r}.")
-        for pname in ("magnitude_columns", "error_columns"):
-            value = getattr(self, pname)
-            if value is None:
-                continue
-            if isinstance(value, Mapping):
-                unknown = sorted(set(value) - set(bands), key=str)
-                if unknown:
-                    raise ValueError(
-                        f"{pname} has key(s) {unknown} that are not in bands {tuple(bands)}."
-                    )
-                continue
-            if isinstance(value, str) or not isinstance(value, Sequence):
-                raise ValueError(f"{pname} must be None, a sequence or a dict; got {value!r}.")
-            if len(value) != len(bands):
-                raise ValueError(
-                    f"{pname} has {len(value)} entries but bands has {len(bands)}."
-                )
-        for pname in ("parallax_column", "parallax_error_column"):
-            if not isinstance(getattr(self, pname), str):
-                raise ValueError(f"{pname} must be a string; got {getattr(self, pname)!r}.")
+    _COLUMNS_PER_BAND = [None, Mapping, SequenceOf(str, min_length=0, arrays=False)]
+    #: Allowed hyperparameter values (checked by ``fit``).
+    _parameter_constraints = {
+        "bands": [SequenceOf(str, distinct=True, arrays=False)],
+        "magnitude_columns": _COLUMNS_PER_BAND,
+        "parallax_column": [str],
+        "parallax_error_column": [str],
+        "error_columns": _COLUMNS_PER_BAND,
+        "return_errors": ["boolean"],
+        "invalid_parallax": [Options(("raise", "nan"))],
+        "output_prefix": [str],
+        "distance_error": ["boolean"],
+    }
+    _parameter_rules = (
+        Rule(("distance_error", "return_errors"),
+             lambda distance_error, return_errors: return_errors or not distance_error,
+             "distance_error=True needs return_errors=True"),
+        Rule(("magnitude_columns", "bands"), _one_column_per_band,
+             "magnitude_columns must name bands (dict) or give one column per band"),
+        Rule(("error_columns", "bands"), _one_column_per_band,
+             "error_columns must name bands (dict) or give one column per band"),
+    )
 
     def _configured_magnitude_columns(self):
         """Column per band, None where unknown."""
@@ -681,7 +681,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         return self._fit_compute(X)
 
     def _fit_compute(self, X):
-        self._check_params()
+        validate_parameters(self)
         for attr in _FITTED_ATTRIBUTES:  # forget a previous fit
             if attr in self.__dict__:
                 delattr(self, attr)

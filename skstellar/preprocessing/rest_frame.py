@@ -14,6 +14,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .._validation import check_finite_columns, check_numeric_input, missing_column_error
+from ..parameters import Rule, validate_parameters
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
 
 __all__ = ["C_KMS", "RestFrameShifter", "to_rest_frame"]
@@ -133,7 +134,7 @@ class RestFrameShifter(TransformerMixin, BaseEstimator):
     array([[5000., 6000.]])
     """
 
-    def __init__(self, z_column="z", rv_column=None, conserve_flux=False):
+    def __init__(self, *, z_column="z", rv_column=None, conserve_flux=False):
         self.z_column = z_column
         self.rv_column = rv_column
         self.conserve_flux = conserve_flux
@@ -145,12 +146,17 @@ class RestFrameShifter(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         return tags
 
-    def _check_params(self):
-        col = self.rv_column if self.rv_column is not None else self.z_column
-        if not isinstance(col, str):
-            raise ValueError(
-                f"z_column / rv_column must be a column name (str); got {col!r}."
-            )
+    #: Allowed hyperparameter values (checked by ``fit`` and ``transform``).
+    _parameter_constraints = {
+        "z_column": [None, str],
+        "rv_column": [None, str],
+        "conserve_flux": ["boolean"],
+    }
+    _parameter_rules = (
+        Rule(("z_column", "rv_column"),
+             lambda z_column, rv_column: rv_column is not None or z_column is not None,
+             "z_column / rv_column must name a meta column (str): set one of them"),
+    )
 
     def fit(self, X, y=None):
         """Check the parameters (nothing is learnt).
@@ -166,7 +172,7 @@ class RestFrameShifter(TransformerMixin, BaseEstimator):
         -------
         self : RestFrameShifter
         """
-        self._check_params()
+        validate_parameters(self)
         return self
 
     def _factors(self, X):
@@ -212,7 +218,7 @@ class RestFrameShifter(TransformerMixin, BaseEstimator):
             wavelengths [Angstrom]; flux x (1 + z) and ivar / (1 + z)**2 when
             ``conserve_flux``.
         """
-        self._check_params()
+        validate_parameters(self)
         factor = self._factors(X)
         wave = X.wavelength_2d() / factor[:, None]
         flux, ivar = X.flux, X.ivar

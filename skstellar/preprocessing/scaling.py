@@ -16,6 +16,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_numeric_input
 from ..covariance import CovariantFeatures
+from ..parameters import validate_parameters
 
 __all__ = ["CovariantStandardScaler"]
 
@@ -44,7 +45,10 @@ class CovariantStandardScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstima
     ``CovariantFeatures`` when the input is one, else an ndarray.
     """
 
-    def __init__(self, with_mean=True, with_std=True):
+    #: Allowed hyperparameter values (checked by ``fit``).
+    _parameter_constraints = {"with_mean": ["boolean"], "with_std": ["boolean"]}
+
+    def __init__(self, *, with_mean=True, with_std=True):
         self.with_mean = with_mean
         self.with_std = with_std
 
@@ -65,6 +69,7 @@ class CovariantStandardScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstima
         -------
         self
         """
+        validate_parameters(self)
         values = self._values(X, reset=True)
         d = values.shape[1]
         self.mean_ = values.mean(axis=0) if self.with_mean else np.zeros(d)

@@ -24,7 +24,6 @@ re-exported here.
 
 from __future__ import annotations
 
-import numbers
 import re
 from concurrent.futures import ThreadPoolExecutor
 
@@ -38,6 +37,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from ..parameters import NAN, Interval, Options, Rule, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
 from .resampling_kernels import _flux_block, _linear_block, _uniform_spacing, _Work
 from .rest_frame import (
@@ -67,6 +67,38 @@ _BLOCK_ELEMENTS_THREADS = 1 << 18
 
 def _format_wavelength(w):
     return repr(round(float(w), 6))
+
+
+def checked_grid(grid):
+    """A user wavelength grid as a float64 array, checked.
+
+    Parameters
+    ----------
+    grid : array-like of shape (n_grid,)
+        Target wavelengths [Angstrom].
+
+    Returns
+    -------
+    ndarray of shape (n_grid,)
+
+    Raises
+    ------
+    ValueError
+        Unless the grid is 1-D, finite, strictly increasing, with at least 2 wavelengths.
+    """
+    grid = np.asarray(grid, dtype=np.float64)
+    if grid.ndim != 1 or grid.shape[0] < 2:
+        raise ValueError(f"grid must be 1-D with at least 2 wavelengths; got shape {grid.shape}")
+    if not np.all(np.isfinite(grid)):
+        raise ValueError("grid has non-finite wavelengths")
+    back = np.flatnonzero(np.diff(grid) <= 0)
+    if back.size:
+        i = int(back[0])
+        raise ValueError(
+            f"grid must be strictly increasing; grid[{i}] = {grid[i]!r} and "
+            f"grid[{i + 1}] = {grid[i + 1]!r}"
+        )
+    return grid
 
 
 class SpectrumResampler(TransformerMixin, BaseEstimator):
@@ -220,6 +252,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
 
     def __init__(
         self,
+        *,
         wave_min=3800.0,
         wave_max=8000.0,
         step=1.0,
@@ -253,60 +286,35 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         return tags
 
     # -- parameters ----------------------------------------------------------
-    def _check_params(self):
-        choices = {
-            "method": ("linear", "flux_conserving"),
-            "output": ("flux", "batch"),
-            "on_empty": ("raise", "nan"),
-            "on_uncovered": ("raise", "nan"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"{name} must be one of {', '.join(map(repr, allowed))}; "
-                    f"got {getattr(self, name)!r}."
-                )
-        if self.max_gap is not None and not (
-            isinstance(self.max_gap, numbers.Real) and self.max_gap > 0
-        ):
-            raise ValueError(
-                f"max_gap must be None or a positive number [A]; got {self.max_gap!r}."
-            )
-        if not isinstance(self.fill_value, numbers.Real):
-            raise ValueError(f"fill_value must be a number (NaN allowed); got {self.fill_value!r}.")
-        if not (isinstance(self.min_coverage, numbers.Real) and 0 <= self.min_coverage <= 1):
-            raise ValueError(f"min_coverage must be in [0, 1]; got {self.min_coverage!r}.")
+    _WAVELENGTH = Interval("real")
+    #: Allowed hyperparameter values (checked by ``fit`` and ``transform``).
+    _parameter_constraints = {
+        "wave_min": [_WAVELENGTH],
+        "wave_max": [_WAVELENGTH],
+        "step": [Interval("real", 0, None, closed="neither")],
+        "grid": [None, Satisfies(checked_grid, "a strictly increasing 1-D array of at least 2 "
+                                 "finite wavelengths [A]")],
+        "method": [Options(("linear", "flux_conserving"))],
+        "max_gap": [None, Interval("real", 0, None, closed="neither")],
+        "fill_value": [Interval("real"), NAN],
+        "output": [Options(("flux", "batch"))],
+        "on_empty": [Options(("raise", "nan"))],
+        "on_uncovered": [Options(("raise", "nan"))],
+        "min_coverage": [Interval("real", 0, 1)],
+        "n_jobs": [None, Interval("int")],
+    }
+    _parameter_rules = (
+        Rule(("grid", "wave_min", "wave_max", "step"),
+             lambda grid, wave_min, wave_max, step: grid is not None
+             or np.floor((wave_max - wave_min) / step + 1e-9) >= 1,
+             "without a grid, wave_min..wave_max at this step needs at least 2 pixels "
+             "(wave_max > wave_min)"),
+    )
 
     def _make_grid(self):
         if self.grid is not None:
-            grid = np.asarray(self.grid, dtype=np.float64)
-            if grid.ndim != 1 or grid.shape[0] < 2:
-                raise ValueError(
-                    f"grid must be 1-D with at least 2 wavelengths; got shape {grid.shape}."
-                )
-            if not np.all(np.isfinite(grid)):
-                raise ValueError("grid has non-finite wavelengths.")
-            back = np.flatnonzero(np.diff(grid) <= 0)
-            if back.size:
-                i = int(back[0])
-                raise ValueError(
-                    f"grid must be strictly increasing; grid[{i}] = {grid[i]!r} and "
-                    f"grid[{i + 1}] = {grid[i + 1]!r}."
-                )
-            return grid
-        for name in ("wave_min", "wave_max", "step"):
-            v = getattr(self, name)
-            if not (isinstance(v, numbers.Real) and np.isfinite(v)):
-                raise ValueError(f"{name} must be a finite number [A]; got {v!r}.")
-        if self.step <= 0:
-            raise ValueError(f"step must be > 0 [A]; got {self.step!r}.")
-        if self.wave_max <= self.wave_min:
-            raise ValueError(
-                f"wave_max ({self.wave_max!r}) must be greater than wave_min ({self.wave_min!r})."
-            )
+            return checked_grid(self.grid)
         n = int(np.floor((self.wave_max - self.wave_min) / self.step + 1e-9)) + 1
-        if n < 2:
-            raise ValueError("The grid wave_min..wave_max at this step has fewer than 2 pixels.")
         return float(self.wave_min) + float(self.step) * np.arange(n)
 
     def _setup_grid(self):
@@ -333,7 +341,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         -------
         self : SpectrumResampler
         """
-        self._check_params()
+        validate_parameters(self)
         for attr in ("n_features_in_", "feature_names_in_"):
             if attr in self.__dict__:
                 delattr(self, attr)
@@ -390,7 +398,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
             ``output="batch"``: see :meth:`transform_batch`.
         """
         check_is_fitted(self, "grid_")
-        self._check_params()
+        validate_parameters(self)
         if self.output == "batch":
             return self.transform_batch(X)
         sp = as_spectra(X)
@@ -417,7 +425,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
             none); ``mask`` True at flagged pixels; ``meta`` copied.
         """
         check_is_fitted(self, "grid_")
-        self._check_params()
+        validate_parameters(self)
         sp = as_spectra(X)
         if sp is None:
             flux, mask = self._array_input(X)

@@ -7,14 +7,12 @@ CNN does; nothing is learnt across spectra.
 
 from __future__ import annotations
 
-import numbers
-from collections.abc import Sequence
-
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, validate_data
 
 from .._validation import check_numeric_input
+from ..parameters import NAN, Interval, Options, SequenceOf, validate_parameters
 from ..spectrum import SpectrumBatch
 from .spectra_input import _float_flux
 
@@ -71,7 +69,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
     array([[0. , 1. , 0. , 0.5]])
     """
 
-    def __init__(self, feature_range=(0.0, 1.0), fill_value=0.0, on_constant="raise"):
+    def __init__(self, *, feature_range=(0.0, 1.0), fill_value=0.0, on_constant="raise"):
         self.feature_range = feature_range
         self.fill_value = fill_value
         self.on_constant = on_constant
@@ -83,21 +81,12 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         tags.transformer_tags.preserves_dtype = ["float64", "float32"]
         return tags
 
-    def _check_params(self):
-        fr = self.feature_range
-        if not (
-            isinstance(fr, Sequence)
-            and len(fr) == 2
-            and all(isinstance(v, numbers.Real) and np.isfinite(v) for v in fr)
-            and fr[0] < fr[1]
-        ):
-            raise ValueError(
-                f"feature_range must be a pair (lo, hi) of finite numbers with lo < hi; got {fr!r}."
-            )
-        if self.fill_value is not None and not isinstance(self.fill_value, numbers.Real):
-            raise ValueError(f"fill_value must be a number or None; got {self.fill_value!r}.")
-        if self.on_constant not in ("raise", "zero"):
-            raise ValueError(f"on_constant must be 'raise' or 'zero'; got {self.on_constant!r}.")
+    #: Allowed hyperparameter values (checked by ``fit`` and ``transform``).
+    _parameter_constraints = {
+        "feature_range": [SequenceOf(Interval("real"), length=2, increasing=True, arrays=False)],
+        "fill_value": [None, Interval("real"), NAN],
+        "on_constant": [Options(("raise", "zero"))],
+    }
 
     def _validate(self, X, reset):
         check_numeric_input(X, allow_nan=True, hint="NaN marks a masked pixel; inf is refused.")
@@ -125,7 +114,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         -------
         self : SpectrumMinMaxScaler
         """
-        self._check_params()
+        validate_parameters(self)
         for attr in ("n_features_in_", "feature_names_in_"):
             if attr in self.__dict__:
                 delattr(self, attr)
@@ -177,7 +166,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
             else float64), ``fill_value`` at masked pixels; a batch for a
             batch (see the class Notes).
         """
-        self._check_params()
+        validate_parameters(self)
         if isinstance(X, SpectrumBatch):
             return self._transform_batch(X)
         Xa = self._validate(X, reset=False)

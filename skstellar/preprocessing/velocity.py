@@ -41,6 +41,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
+from ..parameters import Interval, Options, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
 from .continuum import (
     PAPER_MASK_WINDOWS,
@@ -652,7 +653,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
     ((1, 2901), True)
     """
 
-    def __init__(self, template=None, v_grid=(-500.0, 500.0, 5.0), window=DEFAULT_WINDOW,
+    def __init__(self, *, template=None, v_grid=(-500.0, 500.0, 5.0), window=DEFAULT_WINDOW,
                  step=1.0, rv_window=None, mask="paper", template_resolution=None,
                  pixel_velocity=None, method="linear", conserve_flux=False, on_failure="raise",
                  rv_column="rv"):
@@ -675,22 +676,25 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
         tags.input_tags.allow_nan = True
         return tags
 
-    def _check_params(self):
-        _velocity_grid(self.v_grid)
-        _check_window(self.window)
-        if self.rv_window is not None:
-            _check_window(self.rv_window, "rv_window")
-        _check_windows(self.mask)
-        if not (isinstance(self.step, numbers.Real) and np.isfinite(self.step) and self.step > 0):
-            raise ValueError(f"step must be a positive number [A]; got {self.step!r}.")
-        if self.on_failure not in ("raise", "nan"):
-            raise ValueError(f"on_failure must be 'raise' or 'nan'; got {self.on_failure!r}.")
-        if self.method not in ("linear", "flux_conserving"):
-            raise ValueError(
-                f"method must be 'linear' or 'flux_conserving'; got {self.method!r}."
-            )
-        if not isinstance(self.rv_column, str):
-            raise ValueError(f"rv_column must be a column name (str); got {self.rv_column!r}.")
+    _WINDOW = Satisfies(_check_window, "a pair (lo, hi) of wavelengths [A] with 0 < lo < hi",
+                        explain=False)
+    #: Allowed hyperparameter values (checked by ``fit`` and ``transform``).
+    _parameter_constraints = {
+        "template": ["no_validation"],  # read (and checked) by fit
+        "v_grid": [Satisfies(_velocity_grid, "(v_min, v_max, v_step) in km/s or a uniform "
+                             "increasing ndarray of at least 3 velocities")],
+        "window": [_WINDOW],
+        "step": [Interval("real", 0, None, closed="neither")],
+        "rv_window": [None, _WINDOW],
+        "mask": [Satisfies(_check_windows, "None, 'paper' or a sequence of (lo, hi) "
+                           "wavelength windows [A] with lo < hi")],
+        "template_resolution": [None, Interval("real", 0, None, closed="neither")],
+        "pixel_velocity": [None, Interval("real", 0, None, closed="neither")],
+        "method": [Options(("linear", "flux_conserving"))],
+        "conserve_flux": ["boolean"],
+        "on_failure": [Options(("raise", "nan"))],
+        "rv_column": [str],
+    }
 
     def _template(self):
         t = self.template
@@ -721,7 +725,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
         -------
         self : RadialVelocityCorrector
         """
-        self._check_params()
+        validate_parameters(self)
         self.template_wavelength_, self.template_flux_ = self._template()
         lo, hi = _check_window(self.window)
         n = int(np.floor((hi - lo) / self.step + 1e-9)) + 1
@@ -742,7 +746,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
             The table of :func:`measure_radial_velocity`.
         """
         check_is_fitted(self, "grid_")
-        self._check_params()
+        validate_parameters(self)
         return measure_radial_velocity(
             X, self.template_wavelength_, self.template_flux_, v_grid=self.v_grid,
             window=self.window if self.rv_window is None else self.rv_window, mask=self.mask,

@@ -43,6 +43,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import as_float_column, check_non_negative, missing_column_error, to_frame_like
 from ..columns import GAIA_DR3, TWOMASS, WISE
 from ..covariance import CovariantFeatures, pack_lower
+from ..parameters import Interval, Options, validate_parameters
 from .photometry import magnitude_error_from_flux_over_error
 
 __all__ = ["XPNormalizer", "XP_PHOTOMETRY_COLUMNS", "normalise_xp_coefficients"]
@@ -410,7 +411,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
     magnitude errors come from ``phot_*_mean_flux_over_error``.
     """
 
-    def __init__(self, photometry=True, covariance="paper", n_coefficients=None,
+    def __init__(self, *, photometry=True, covariance="paper", n_coefficients=None,
                  missing_band="raise", check_covariance="raise", columns=None,
                  chunk_size=2048):
         self.photometry = photometry
@@ -433,18 +434,16 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             cols.update(self.columns)
         return cols
 
-    def _check_params(self):
-        if self.covariance not in ("paper", "exact"):
-            raise ValueError(f"covariance must be 'paper' or 'exact', got {self.covariance!r}.")
-        if self.missing_band not in ("raise", "nan"):
-            raise ValueError(f"missing_band must be 'raise' or 'nan', got {self.missing_band!r}.")
-        if self.check_covariance not in ("raise", "repair", "ignore"):
-            raise ValueError(
-                "check_covariance must be 'raise', 'repair' or 'ignore', "
-                f"got {self.check_covariance!r}."
-            )
-        if int(self.chunk_size) < 1:
-            raise ValueError("chunk_size must be >= 1.")
+    #: Allowed hyperparameter values (checked by ``fit`` and ``transform``).
+    _parameter_constraints = {
+        "photometry": ["boolean"],
+        "covariance": [Options(("paper", "exact"))],
+        "n_coefficients": [None, Interval("int", 1, None)],
+        "missing_band": [Options(("raise", "nan"))],
+        "check_covariance": [Options(("raise", "repair", "ignore"))],
+        "columns": [None, Mapping],
+        "chunk_size": [Interval("int", 1, None)],
+    }
 
     def _feature_names(self, k):
         names = [f"rp_{i}" for i in range(1, k)] + [f"bp_{i}" for i in range(k)]
@@ -500,7 +499,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         -------
         self
         """
-        self._check_params()
+        validate_parameters(self)
         bands = self._read_bands(X)
         k = bands["rp"][0].shape[1]
         n = self.n_coefficients
@@ -536,7 +535,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             and a 5 x 5 photometry block.
         """
         check_is_fitted(self, "n_coefficients_")
-        self._check_params()
+        validate_parameters(self)
         bands = self._read_bands(X)
         k = self.n_coefficients_
         if bands["rp"][0].shape[1] < k:

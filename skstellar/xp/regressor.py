@@ -41,8 +41,8 @@ from ..calibration import (
 )
 from ..covariance import CovariantFeatures
 from ..nn.base import _NeuralEstimatorBase, _Progress, _seed_from, _training_threads
-from ..nn.builders import build_mlp
-from ..nn.mc_dropout import MC_MODES, _DropoutHooks, _seed_generator
+from ..nn.builders import ACTIVATION, build_mlp
+from ..nn.mc_dropout import _DropoutHooks, _seed_generator
 from ..nn.uncertainty import (
     TorchCovariance,
     _supported_mlp,
@@ -50,6 +50,7 @@ from ..nn.uncertainty import (
     gaussian_nll,
     mlp_forward_with_jacobian,
 )
+from ..parameters import LAYER_SIZES, Interval, Options, Rule, validate_parameters
 
 __all__ = ["UncertainNNRegressor"]
 
@@ -210,7 +211,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
     the rows.
     """
 
-    def __init__(self, hidden=(128, 128), dropout=0.2, activation="relu",
+    def __init__(self, *, hidden=(128, 128), dropout=0.2, activation="relu",
                  excess_activation="softplus", lr=5e-4, weight_decay=1e-5,
                  batch_size=10000, max_iter=20000, warmup_iter=2500, shuffle=False,
                  input_uncertainty=True, standardize=True, validation_fraction=0.0,
@@ -246,31 +247,30 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         self.verbose = verbose
 
     # ------------------------------------------------------------ checks
-    def _check_params(self):
-        if not 0.0 <= float(self.validation_fraction) < 1.0:
-            raise ValueError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}.")
-        if self.mc_mode not in MC_MODES:
-            raise ValueError(f"mc_mode must be one of {MC_MODES}, got {self.mc_mode!r}.")
-        if self.point_estimate not in ("median", "mean"):
-            raise ValueError(f"point_estimate must be 'median' or 'mean', got {self.point_estimate!r}.")
-        if self.excess_activation not in _POSITIVE:
-            raise ValueError(
-                f"excess_activation must be one of {sorted(_POSITIVE)}, got {self.excess_activation!r}."
-            )
-        if int(self.batch_size) < 1 or int(self.max_iter) < 1:
-            raise ValueError("batch_size and max_iter must be >= 1.")
-        if int(self.warmup_iter) < 0 or int(self.n_mc_passes) < 0 or int(self.model_variance_passes) < 0:
-            raise ValueError("warmup_iter, n_mc_passes and model_variance_passes must be >= 0.")
-        if not 0.0 <= float(self.dropout) < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}.")
-        if self.early_stopping and float(self.validation_fraction) <= 0:
-            raise ValueError("early_stopping=True needs validation_fraction > 0.")
-        if self.uncertainty not in UNCERTAINTY_MODES:
-            raise ValueError(f"uncertainty must be one of {UNCERTAINTY_MODES}, got "
-                             f"{self.uncertainty!r}.")
-        if not 0.0 < float(self.calibration_fraction) < 1.0:
-            raise ValueError(f"calibration_fraction must be in (0, 1), got "
-                             f"{self.calibration_fraction}.")
+    #: Allowed hyperparameter values (the neural base declares the common ones).
+    _parameter_constraints = {
+        "hidden": [LAYER_SIZES],
+        "dropout": [Interval("real", 0, 1, closed="left")],
+        "activation": [ACTIVATION],
+        "excess_activation": [Options(sorted(_POSITIVE))],
+        "max_iter": [Interval("int", 1, None)],
+        "warmup_iter": [Interval("int", 0, None)],
+        "shuffle": ["boolean"],
+        "input_uncertainty": ["boolean"],
+        "standardize": ["boolean"],
+        "model_variance_passes": [Interval("int", 0, None)],
+        "point_estimate": [Options(("median", "mean"))],
+        "input_variance_passes": [None, Interval("int", 0, None)],
+        "jacobian_gradient": ["boolean"],
+        "uncertainty": [Options(UNCERTAINTY_MODES)],
+        "calibration_fraction": [Interval("real", 0, 1, closed="neither")],
+    }
+    _parameter_rules = (
+        Rule(("early_stopping", "validation_fraction"),
+             lambda early_stopping, validation_fraction: not early_stopping
+             or validation_fraction > 0,
+             "early_stopping=True needs validation_fraction > 0"),
+    )
 
     def _validate_features(self, X, reset):
         """(values float64 (n, d), CovariantFeatures or None)."""
@@ -358,7 +358,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         -------
         self
         """
-        self._check_params()
+        validate_parameters(self)
         values, cov = self._validate_features(X, reset=True)
         y, y2, err = self._validate_y(y, y_err, len(values))
         self._y_ndim = y.ndim
