@@ -43,7 +43,9 @@ from .._validation import (
     missing_column_error,
     to_frame_like,
 )
-from ..nn.base import BaseNeuralRegressor, _seed_from, _silent, _training_threads
+from ..nn.base import BaseNeuralRegressor
+from ..nn.threads import training_threads
+from ..nn.training import seed_from, silent
 from ..nn.builders import build_mlp
 from ..nn.lean import LeanNeuralNet
 from ..nn.loaders import ArrayBatchLoader
@@ -732,7 +734,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 callbacks.append(("early_stopping", EarlyStopping(
                     monitor="valid_loss", patience=int(self.patience), threshold=0.0,
                     threshold_mode="abs", load_best=True,
-                    sink=print if self.verbose else _silent)))
+                    sink=print if self.verbose else silent)))
             if self.lr_schedule == "plateau":
                 callbacks.append(("lr_schedule", LRScheduler(
                     policy=torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="valid_loss",
@@ -816,7 +818,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                     "posterior standard deviations must be >= 0."
                 )
 
-        seed = _seed_from(self.random_state)
+        seed = seed_from(self.random_state)
         rng = np.random.RandomState(seed)
         n_valid = int(round(float(self.validation_fraction) * n))
         if float(self.validation_fraction) > 0:
@@ -848,7 +850,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 f"{list(self.input_columns_)} and {L} target(s)."
             )
         nets, losses, epochs = [], [], []
-        with _training_threads(int(self.batch_size), small=4096):
+        with training_threads(int(self.batch_size), small=4096):
             for run in range(int(self.n_runs)):
                 with torch.random.fork_rng(devices=[]):
                     torch.manual_seed(int(run_seeds[run, 0]))

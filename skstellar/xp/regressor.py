@@ -40,7 +40,9 @@ from ..calibration import (
     uncertainty_parts,
 )
 from ..covariance import CovariantFeatures
-from ..nn.base import _NeuralEstimatorBase, _Progress, _seed_from, _training_threads
+from ..nn.base import _NeuralEstimatorBase
+from ..nn.threads import training_threads
+from ..nn.training import Progress, seed_from
 from ..nn.builders import build_mlp
 from ..nn.mc_dropout import MC_MODES, _DropoutHooks, _seed_generator
 from ..nn.uncertainty import (
@@ -385,7 +387,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         ys = np.where(mask, ys, 0.0)
         use_cov = bool(self.input_uncertainty) and cov is not None and len(cov.blocks) > 0
 
-        seed = _seed_from(self.random_state)
+        seed = seed_from(self.random_state)
         rng = np.random.RandomState(seed)
         self.mc_seed_ = int(rng.randint(0, 2**31 - 1))
         n_valid = int(round(float(self.validation_fraction) * n))
@@ -424,7 +426,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         # One thread: these small MLPs gain little from a second thread on 2
         # cores, and lose 10-30x when other processes compete for the cores
         # (measured: 20 ms vs 580 ms per step at batch 500 under load).
-        with torch.random.fork_rng(devices=[]), _training_threads(1):
+        with torch.random.fork_rng(devices=[]), training_threads(1):
             torch.manual_seed(int(rng.randint(0, 2**31 - 1)))
             module = self._build_module(d, L).to(dev)
             opt = torch.optim.Adam(module.parameters(), lr=float(self.lr),
@@ -592,7 +594,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         chunk = self._chunk_rows(P_eff)
         gen = _seed_generator(self.mc_seed_, dev)
         positive = _POSITIVE[self.excess_activation]
-        progress = _Progress(n, self.verbose and n >= 100_000, "MC dropout")
+        progress = Progress(n, self.verbose and n >= 100_000, "MC dropout")
         was = module.training
         module.eval()
         hooks = _DropoutHooks(module, P_eff, self.mc_mode, gen) if use_mc else None
