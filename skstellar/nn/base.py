@@ -44,7 +44,7 @@ from .training import (
     train_net,
 )
 
-__all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier"]
+__all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier", "NeuralEstimatorBase"]
 
 
 def _check_named_columns_finite(X):
@@ -61,8 +61,8 @@ def _check_named_columns_finite(X):
     )
 
 
-class _NeuralEstimatorBase(BaseEstimator):
-    """Shared machinery of skstellar's torch estimators (not used directly).
+class NeuralEstimatorBase(BaseEstimator):
+    """Shared machinery of skstellar's torch estimators (subclassed, not used directly).
 
     Common hyperparameters (each subclass exposes them in its ``__init__``):
 
@@ -383,18 +383,18 @@ class _NeuralEstimatorBase(BaseEstimator):
         return tags
 
 
-class BaseNeuralRegressor(RegressorMixin, _NeuralEstimatorBase):
+class BaseNeuralRegressor(RegressorMixin, NeuralEstimatorBase):
     """Base class for skstellar's torch regressors.
 
     A subclass declares its hyperparameters in ``__init__`` (including the
-    common ones of :class:`_NeuralEstimatorBase`) and implements
+    common ones of :class:`NeuralEstimatorBase`) and implements
     ``_build_module(n_features, n_outputs)`` and ``_build_criterion()``;
     ``fit``, ``predict(X, return_std=True)`` and ``predict_samples`` come
     from here.
     """
 
 
-class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
+class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
     """Base class for skstellar's torch classifiers.
 
     Labels of any type are encoded with ``classes_`` (sorted, as scikit-learn
