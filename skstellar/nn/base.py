@@ -187,8 +187,9 @@ class NeuralEstimatorBase(BaseEstimator):
         rng = np.random.RandomState(seed_from(self.random_state))
         self.mc_seed_ = draw_seed(rng)
         train_idx, valid_idx = seeded_split(len(X), self.validation_fraction, rng)
+        # a subclass without a ``callbacks`` parameter trains with the shortcuts only
         callbacks = merge_callbacks(self._flag_callbacks() if len(valid_idx) else [],
-                                    self.callbacks)
+                                    getattr(self, "callbacks", None))
         loader_seed, init_seed = draw_seed(rng), draw_seed(rng)
         bs = int(self.batch_size)
         self.net_ = train_net(
