@@ -93,7 +93,8 @@ def accuracy_run(cat, architecture, seed, max_epochs, with_errors=False):
     pipe.fit(train, train["fe_h"])
     t_fit = time.perf_counter() - t0
     pred = predict_table(pipe, test)
-    y, p, s = test["fe_h"].to_numpy(), pred["fe_h_pred"].to_numpy(), pred["fe_h_pred_error"].to_numpy()
+    y, p = test["fe_h"].to_numpy(), pred["fe_h_pred"].to_numpy()
+    s = pred["fe_h_pred_error"].to_numpy()
     summ = metrics.residual_summary(y, p)
     reg = pipe[-1]
     after = calibration_figures(y, p, s)

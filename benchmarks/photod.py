@@ -62,7 +62,6 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 
 from skstellar.cli import _table
 from skstellar.photod.evaluation import (
@@ -169,11 +168,13 @@ def interleaved_speed(args, cat):
               f"{row['student_fit_seconds']:.1f} s, epochs {row['epochs']}); teacher "
               f"{row['teacher_ms_per_star']:.3f} ms/star -> {len(cat)} stars "
               f"{row['teacher_full_seconds_extrapolated']:.1f} s; speed-up "
-              f"{row['speedup_vs_teacher']:.2f}x (CPU seconds: hybrid {row['hybrid_cpu_seconds']:.1f}, "
+              f"{row['speedup_vs_teacher']:.2f}x (CPU seconds: hybrid "
+              f"{row['hybrid_cpu_seconds']:.1f}, "
               f"teacher {row['teacher_full_cpu_seconds_extrapolated']:.1f}, "
               f"{row['cpu_speedup_vs_teacher']:.2f}x)"
               + (f"; previous loop: hybrid {row['anchor_hybrid_seconds']:.1f} s (fit "
-                 f"{row['anchor_student_fit_seconds']:.1f} s), ours {row['speedup_vs_anchor']:.2f}x "
+                 f"{row['anchor_student_fit_seconds']:.1f} s), ours "
+                 f"{row['speedup_vs_anchor']:.2f}x "
                  f"faster, its speed-up vs the teacher {row['anchor_speedup_vs_teacher']:.2f}x "
                  f"(CPU seconds {row['anchor_hybrid_cpu_seconds']:.1f}: ours "
                  f"{row['cpu_speedup_vs_anchor']:.2f}x faster)"
@@ -293,9 +294,8 @@ def dask_scaling(args, cat, reference):
 def stripe82(args):
     """Teacher on all 3,981 real Stripe 82 stars, student on 10 %, comparison on the rest."""
     from skstellar.io.photod import load_stripe82_priors, load_stripe82_sample
-    from skstellar.photod.teacher import BayesianPhotoD
-
     from skstellar.photod.network import PhotoDNetwork
+    from skstellar.photod.teacher import BayesianPhotoD
 
     cat = load_stripe82_sample()
     teacher = BayesianPhotoD(prior_maps=load_stripe82_priors(0)).fit()
@@ -422,7 +422,8 @@ def main(argv=None):
           f"patches {list(pixels)} in {time.perf_counter() - t0:.1f} s. Student: PhotoDNetwork, "
           f"<= {args.max_epochs} epochs x {args.n_runs} run(s), sigma_B net <= "
           f"{min(args.secondary_max_epochs, args.max_epochs)} epochs, batch {args.batch_size}, "
-          f"lr {args.lr:g}, patience {args.patience}, loop {args.training_loop}; labelled per patch: "
+          f"lr {args.lr:g}, patience {args.patience}, loop {args.training_loop}; "
+          "labelled per patch: "
           + (f"{args.label_count}" if args.label_count else
              f"{100 * args.label_fraction:g} % (>= {args.min_labelled})") + ".", flush=True)
 

@@ -15,7 +15,8 @@ The rebuild is checked against their notebook's two example stars
 Their weights are not part of skstellar: download the file yourself and pass
 its path (the ``.keras`` zip or the ``model.weights.h5`` inside it)::
 
-    PYTHONPATH=$PWD python benchmarks/pretrained_mdwarf.py --weights /tmp/metamorphosis/metamorphosisNN.keras
+    PYTHONPATH=$PWD python benchmarks/pretrained_mdwarf.py \
+        --weights /tmp/metamorphosis/metamorphosisNN.keras
 
 Without ``--weights`` (or when the file or ``h5py`` is missing) only the
 shipped model is evaluated and the comparison is skipped with a message.

@@ -57,9 +57,11 @@ def accuracy(args):
     rows = []
     for p in res["per_label"]:
         f = (lambda v: f"{v:.1f}") if p["label"] == "teff" else (lambda v: f"{v:.3f}")
-        rows.append((p["label"], f(p["rmse_vs_truth"]), f(p["paper_rmse"]), f"{p['bias_vs_truth']:+.3g}",
+        rows.append((p["label"], f(p["rmse_vs_truth"]), f(p["paper_rmse"]),
+                     f"{p['bias_vs_truth']:+.3g}",
                      f(p["median_sigma_total"]), f(p["paper_median_sigma_total"]),
-                     f(p["median_sigma_model"]), f(p["median_sigma_input"]), f(p["median_sigma_excess"]),
+                     f(p["median_sigma_model"]), f(p["median_sigma_input"]),
+                     f(p["median_sigma_excess"]),
                      f"{p['zscore_std_vs_truth']:.2f}", f"{p['zscore_robust_std_vs_truth']:.2f}"))
     print(_table(["label", "RMSE", "paper RMSE", "bias", "med sigma_tot", "paper", "model",
                   "input", "excess", "z std", "z rob.std"], rows))
@@ -81,7 +83,8 @@ def accuracy(args):
     print("(bar of issue 12: z std 0.85-1.15 for every label)")
     print("\n== sigma_input vs injected input-noise scale (median over test stars)")
     labels = res["labels"]
-    rows = [(f"{t['noise_scale']:g}",) + tuple(f"{t['median_sigma_input_' + c]:.4g}" for c in labels)
+    rows = [(f"{t['noise_scale']:g}",)
+            + tuple(f"{t['median_sigma_input_' + c]:.4g}" for c in labels)
             for t in res["noise_tracking"]]
     print(_table(["noise scale"] + labels, rows))
     base = next(t for t in res["noise_tracking"] if t["noise_scale"] == 1.0)
@@ -99,11 +102,13 @@ def step_cost(args):
 
     cat = make_xp_catalog(args.step_batch, random_state=1)
     X = XPNormalizer().fit_transform(cat)
-    y = np.column_stack([cat[c].to_numpy() for c in ("teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m")])
+    y = np.column_stack([cat[c].to_numpy()
+                         for c in ("teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m")])
     out = {}
     # warm-up fit (first-call costs), then per-step time = difference of two
     # run lengths, best of 3 (the median is noisy on a shared machine)
-    UncertainNNRegressor(batch_size=args.step_batch, max_iter=3, warmup_iter=0, random_state=0).fit(X, y)
+    UncertainNNRegressor(batch_size=args.step_batch, max_iter=3, warmup_iter=0,
+                         random_state=0).fit(X, y)
     for name, warm, jg in (("without", 10**9, True), ("with", 0, True),
                            ("with_detached_jacobian", 0, False)):
         per_step = []
@@ -120,9 +125,11 @@ def step_cost(args):
     out["ratio"] = out["with"] / out["without"]
     out["ratio_detached"] = out["with_detached_jacobian"] / out["without"]
     print(f"\n== Training step, batch {args.step_batch}, 114 features, 6 labels: "
-          f"{out['without'] * 1e3:.1f} ms without the input term, {out['with'] * 1e3:.1f} ms with it "
+          f"{out['without'] * 1e3:.1f} ms without the input term, "
+          f"{out['with'] * 1e3:.1f} ms with it "
           f"-> {out['ratio']:.2f}x (target <= 4x); with a detached Jacobian "
-          f"(jacobian_gradient=False) {out['with_detached_jacobian'] * 1e3:.1f} ms -> {out['ratio_detached']:.2f}x")
+          f"(jacobian_gradient=False) {out['with_detached_jacobian'] * 1e3:.1f} ms "
+          f"-> {out['ratio_detached']:.2f}x")
     return out
 
 
@@ -144,7 +151,8 @@ def throughput(args):
     norm_nocheck_s = time.perf_counter() - t0
     del cat
     y = np.random.RandomState(0).normal(size=(2000, 6))
-    m = UncertainNNRegressor(batch_size=500, max_iter=4, warmup_iter=0, random_state=0).fit(X[:2000], y)
+    m = UncertainNNRegressor(batch_size=500, max_iter=4, warmup_iter=0,
+                             random_state=0).fit(X[:2000], y)
     t0 = time.perf_counter()
     u = m.predict_uncertainty(X)
     pred_s = time.perf_counter() - t0
@@ -156,7 +164,8 @@ def throughput(args):
           f"{norm_s:.1f} s (PSD check on) / {norm_nocheck_s:.1f} s (off) (target < 10 s per 1e5); "
           f"{X.nbytes / 1e9:.2f} GB")
     print(f"   MC prediction, 50 passes with input propagation: {pred_s:.1f} s "
-          f"({n / pred_s:.0f} stars/s; target 100,000 in < 60 s); without input term {pred_noinput_s:.1f} s")
+          f"({n / pred_s:.0f} stars/s; target 100,000 in < 60 s); "
+          f"without input term {pred_noinput_s:.1f} s")
     return {"n_sources": n, "simulate_s": sim_s, "normalise_s": norm_s,
             "normalise_nocheck_s": norm_nocheck_s, "features_gb": X.nbytes / 1e9,
             "predict_with_input_s": pred_s, "predict_without_input_s": pred_noinput_s,
@@ -164,7 +173,8 @@ def throughput(args):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n-stars", type=int, default=20000)
     p.add_argument("--max-iter", type=int, default=6000)
     p.add_argument("--warmup-iter", type=int, default=750)

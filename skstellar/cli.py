@@ -295,7 +295,6 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
     """
     from .xp.evaluation import evaluate_xp
 
-    t0 = time.perf_counter()
     res = evaluate_xp(n_stars=n_stars, random_state=random_state, max_iter=max_iter,
                       warmup_iter=max(1, max_iter // 8), batch_size=batch_size,
                       noise_levels=(1.0, 2.0), verbose=verbose)
@@ -889,10 +888,9 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
         label, then the method's flags (mdwarf: validity domain).
     """
     import pandas as pd
+    from sklearn.pipeline import Pipeline
 
     from .nn.threads import torch_threads
-
-    from sklearn.pipeline import Pipeline
 
     final = model.steps[-1][1] if isinstance(model, Pipeline) else model
     if n_jobs is not None and isinstance(final, SpectralLabelModel):

@@ -98,7 +98,8 @@ def _rows_key(key, n):
     """Normalise a row index; reject column indexing."""
     if isinstance(key, tuple):
         # sklearn's _array_indexing calls X[key, ...]
-        rest = [k for k in key[1:] if k is not Ellipsis and not (isinstance(k, slice) and k == slice(None))]
+        rest = [k for k in key[1:]
+                if k is not Ellipsis and not (isinstance(k, slice) and k == slice(None))]
         if rest:
             raise IndexError(
                 "CovariantFeatures can only be indexed by rows; select feature "
@@ -147,7 +148,8 @@ class CovariantFeatures:
     def __init__(self, values, blocks=(), feature_names=None):
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2:
-            raise ValueError(f"values must be 2-D (n_samples, n_features); got shape {values.shape}.")
+            raise ValueError(
+                f"values must be 2-D (n_samples, n_features); got shape {values.shape}.")
         n, d = values.shape
         seen = np.zeros(d, dtype=bool)
         clean = []
@@ -168,17 +170,20 @@ class CovariantFeatures:
             clean.append((cols, packed))
         self.values = values
         self.blocks = tuple(clean)
-        self.feature_names = None if feature_names is None else np.asarray(feature_names, dtype=object)
+        self.feature_names = (None if feature_names is None
+                              else np.asarray(feature_names, dtype=object))
         if self.feature_names is not None and len(self.feature_names) != d:
             raise ValueError(f"{len(self.feature_names)} feature names for {d} features.")
 
     # -------------------------------------------------------- array protocol
     @property
     def shape(self):
+        """Shape ``(n_samples, n_features)`` of the values."""
         return self.values.shape
 
     @property
     def dtype(self):
+        """Dtype of the values (float64)."""
         return self.values.dtype
 
     def __len__(self):
@@ -224,7 +229,8 @@ class CovariantFeatures:
         variance = np.asarray(variance, dtype=np.float32)
         if variance.shape != values.shape:
             raise ValueError(f"variance shape {variance.shape} != values shape {values.shape}.")
-        return cls(values, [(np.array([j]), variance[:, j : j + 1]) for j in range(values.shape[1])],
+        return cls(values,
+                   [(np.array([j]), variance[:, j : j + 1]) for j in range(values.shape[1])],
                    feature_names)
 
     @classmethod

@@ -11,7 +11,7 @@ __all__ = ["format_table"]
 
 
 def format_table(header, rows):
-    """Format rows as a boxed, left-aligned plain-text table.
+    r"""Format rows as a boxed, left-aligned plain-text table.
 
     Parameters
     ----------
@@ -24,7 +24,7 @@ def format_table(header, rows):
     Returns
     -------
     str
-        The table, lines separated by ``"\\n"`` (no trailing newline).
+        The table, lines separated by ``"\n"`` (no trailing newline).
 
     Raises
     ------

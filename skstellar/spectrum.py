@@ -60,7 +60,8 @@ class SpectrumBatch:
         if self.wavelength.ndim == 1:
             if self.wavelength.shape[0] != p:
                 raise ValueError(
-                    f"Shared wavelength grid has {self.wavelength.shape[0]} pixels but flux has {p}."
+                    f"Shared wavelength grid has {self.wavelength.shape[0]} pixels "
+                    f"but flux has {p}."
                 )
         elif self.wavelength.shape != (n, p):
             raise ValueError(
@@ -85,6 +86,7 @@ class SpectrumBatch:
 
     @property
     def n_pixels(self) -> int:
+        """Number of pixels per spectrum."""
         return self.flux.shape[1]
 
     def wavelength_2d(self) -> np.ndarray:

@@ -1198,10 +1198,11 @@ def _check(outcome, kind, value, ctx):
 
 
 def _exported():
+    from sklearn.base import BaseEstimator
+
     import skstellar
     import skstellar.io
     import skstellar.preprocessing
-    from sklearn.base import BaseEstimator
 
     classes = {n for n in skstellar.__all__ if n != "__version__"}
     classes |= set(skstellar.preprocessing.__all__)

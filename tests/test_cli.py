@@ -89,10 +89,12 @@ def test_xp_demo_runs_end_to_end(tmp_path, capsys):
     assert main(["demo", "xp", "--n-samples", "400", "--max-epochs", "16", "--json", str(js),
                  "--plots", str(plots)]) == 0
     out = capsys.readouterr().out
-    assert "paper RMSE" in out and "51.8" in out and "sigma_input with the input noise doubled" in out
+    assert "paper RMSE" in out and "51.8" in out
+    assert "sigma_input with the input noise doubled" in out
     figures = json.loads(js.read_text())
     assert figures["n_test"] == 100 and figures["n_iter"] == 16
-    assert [p["label"] for p in figures["per_label"]] == ["teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m"]
+    assert ([p["label"] for p in figures["per_label"]]
+            == ["teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m"])
     assert all(p["median_sigma_total"] > 0 for p in figures["per_label"])
     assert (plots / "xp_zscores.png").exists()
 

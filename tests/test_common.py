@@ -158,9 +158,10 @@ CHECKED_ELSEWHERE = {"PhotoDNetwork": "tests/test_photod_network.py"}
 def test_every_exported_estimator_is_checked():
     import inspect
 
+    from sklearn.base import BaseEstimator
+
     import skstellar
     import skstellar.preprocessing
-    from sklearn.base import BaseEstimator
 
     exported = {getattr(skstellar, n) for n in skstellar.__all__ if n != "__version__"}
     exported |= {getattr(skstellar.preprocessing, n) for n in skstellar.preprocessing.__all__}

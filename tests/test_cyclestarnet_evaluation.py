@@ -16,8 +16,8 @@ from skstellar.cyclestarnet.evaluation import (
     residual_rms,
     run_cyclestarnet_demo,
 )
-from skstellar.io import find_shared_data
 from skstellar.datasets.mdwarf_spectra import make_mdwarf_spectra, mdwarf_wavelength_grid
+from skstellar.io import find_shared_data
 
 #: A tiny adapter for 2,901-pixel spectra (32-fold compression, a few hundred weights).
 TINY_ADAPTER = dict(domain_channels=(4,), shared_channels=(8, 8), kernel_size=5,

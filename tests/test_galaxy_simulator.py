@@ -8,7 +8,6 @@ import pytest
 from scipy.stats import spearmanr
 from sklearn.linear_model import Ridge
 
-from skstellar.io import find_shared_data
 from skstellar.datasets.galaxy import (
     CURTI2020_COEFFICIENTS,
     EMISSION_LINES,
@@ -20,6 +19,7 @@ from skstellar.datasets.galaxy import (
     te_scale_metallicity,
     tremonti_mass_metallicity,
 )
+from skstellar.io import find_shared_data
 from skstellar.spectrum import SpectrumBatch
 
 META_COLUMNS = ["z", "snr_r", "log_mstar", "oh", "star_forming", "a_v", "ew_halpha", "n2", "o3n2"]

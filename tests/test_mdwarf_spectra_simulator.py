@@ -8,7 +8,6 @@ import pytest
 from scipy.stats import ks_2samp, spearmanr
 
 from skstellar.cyclestarnet.indices import spectral_subtype_from_tio5, tio5_index
-from skstellar.io import find_shared_data
 from skstellar.datasets.mdwarf_spectra import (
     LABEL_NAMES,
     LABEL_RANGES,
@@ -18,6 +17,7 @@ from skstellar.datasets.mdwarf_spectra import (
     mdwarf_model_spectrum,
     mdwarf_wavelength_grid,
 )
+from skstellar.io import find_shared_data
 from skstellar.preprocessing.continuum import PAPER_MASK_WINDOWS
 from skstellar.spectrum import SpectrumBatch
 

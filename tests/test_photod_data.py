@@ -4,16 +4,17 @@
 import numpy as np
 import pandas as pd
 import pytest
+from photod_toys import toy_locus, toy_priors
 
-from skstellar.io import find_shared_data
 from skstellar.datasets import photod as P
-from skstellar.io import photod as io_photod
 from skstellar.datasets.photod import (
     LSST_GAMMA,
     LSST_M5_COADD,
     lsst_magnitude_error,
     make_lsst_catalog,
 )
+from skstellar.io import find_shared_data
+from skstellar.io import photod as io_photod
 from skstellar.io.photod import (
     EXTINCTION_COEFFICIENTS,
     ColourLocus,
@@ -25,8 +26,6 @@ from skstellar.io.photod import (
     load_stripe82_sample,
     reddening_vector,
 )
-
-from photod_toys import toy_locus, toy_priors
 
 SNR5_MAG = 2.5 / np.log(10.0) / 5.0  # 0.2171 mag
 

@@ -11,13 +11,15 @@ import pandas as pd
 import pytest
 from astropy.table import Table
 from astropy_healpix import HEALPix, healpix_to_lonlat, nside_to_pixel_area
+from photod_toys import toy_locus as _toy_locus
+from photod_toys import toy_priors as _toy_priors
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skstellar.io import find_shared_data
 from skstellar.datasets.photod import make_lsst_catalog
+from skstellar.io import find_shared_data
 from skstellar.photod.evaluation import (
     PAPER_TABLE1,
     evaluate_photod,
@@ -27,8 +29,6 @@ from skstellar.photod.evaluation import (
 )
 from skstellar.photod.hybrid import TARGETS, HybridPhotoD, PatchStudent, healpix_patches
 from skstellar.photod.teacher import BayesianPhotoD
-
-from photod_toys import toy_locus as _toy_locus, toy_priors as _toy_priors
 
 # HybridPhotoD is not run through parametrize_with_checks: it reads named survey columns
 # (ra, dec, photometry) and its "labels" come from the teacher, so the generic random-array

@@ -1,16 +1,17 @@
 """Tests of skstellar.photod.teacher.BayesianPhotoD (the Bayesian photo-D teacher)."""
 
+import astropy.units as u
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
-import astropy.units as u
 from astropy.table import QTable, Table
+from photod_toys import toy_locus, toy_priors
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
-from skstellar.io import find_shared_data
 from skstellar.datasets.photod import make_lsst_catalog
+from skstellar.io import find_shared_data
 from skstellar.io.photod import (
     ColourLocus,
     PriorMaps,
@@ -22,8 +23,6 @@ from skstellar.io.photod import (
 )
 from skstellar.metrics import robust_std
 from skstellar.photod.teacher import BayesianPhotoD
-
-from photod_toys import toy_locus, toy_priors
 
 # scikit-learn's parametrize_with_checks is not run on BayesianPhotoD: it reads named
 # survey columns with physical constraints (colour errors > 0, Ar_max > 0, r inside the

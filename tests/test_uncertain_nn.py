@@ -178,7 +178,8 @@ def test_label_errors_enter_the_likelihood():
     noisy = y + 0.3 * rng.normal(size=y.shape)
     kw = {**FAST, "max_iter": 300}
     without = UncertainNNRegressor(**kw).fit(X, noisy).predict_uncertainty(X)
-    withe = UncertainNNRegressor(**kw).fit(X, noisy, y_err=np.full_like(y, 0.3)).predict_uncertainty(X)
+    withe = (UncertainNNRegressor(**kw).fit(X, noisy, y_err=np.full_like(y, 0.3))
+             .predict_uncertainty(X))
     drop = np.median(without["excess_var"] - withe["excess_var"], axis=0)
     np.testing.assert_allclose(drop, 0.09, rtol=0.4)
 
@@ -232,7 +233,8 @@ def test_bad_inputs():
 def test_early_stopping_and_validation():
     X, y, yerr, _ = _data(n=300)
     m = UncertainNNRegressor(**{**FAST, "max_iter": 2000, "warmup_iter": 10},
-                             validation_fraction=0.2, early_stopping=True, patience=3).fit(X, y, y_err=yerr)
+                             validation_fraction=0.2, early_stopping=True,
+                             patience=3).fit(X, y, y_err=yerr)
     assert m.n_valid_ == 60
     assert "valid_loss" in m.history_[0]
     assert m.n_iter_ < 2000
@@ -302,7 +304,8 @@ def test_derivative_coefficients_and_spectra():
     internal = derivative_spectra(m, X, calibrated=False)
     assert set(internal["band"]) == {"BP", "RP"}
     with pytest.raises(ValueError, match="bp_<i>"):
-        derivative_spectra(UncertainNNRegressor(**{**FAST, "max_iter": 5}).fit(X.values, y), X.values)
+        derivative_spectra(UncertainNNRegressor(**{**FAST, "max_iter": 5}).fit(X.values, y),
+                           X.values)
 
 
 def test_diagnostic_plots():

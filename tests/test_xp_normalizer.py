@@ -151,14 +151,16 @@ def test_normalisation_matches_monte_carlo(mode):
     dr = rng.multivariate_normal(rp[0], Cr[0], size=m)
     feats = np.hstack([dr[:, 1:] / dr[:, :1], db / dr[:, :1]])
     emp = np.cov(feats, rowvar=False)
-    np.testing.assert_allclose(feats.mean(0), np.hstack([y_rp[0], y_bp[0]]), atol=3e-3 * np.abs(feats).mean())
+    np.testing.assert_allclose(feats.mean(0), np.hstack([y_rp[0], y_bp[0]]),
+                               atol=3e-3 * np.abs(feats).mean())
     dense = np.zeros_like(emp)
     for cols, S in blocks:
         dense[np.ix_(cols, cols)] = S[0]
     sd = np.sqrt(np.diag(emp))
     tol = 0.02 * np.outer(sd, sd)  # ~MC precision of 2e5 draws, relative to the scales
     rp_cols = np.arange(k - 1)
-    np.testing.assert_array_less(np.abs(dense - emp)[np.ix_(rp_cols, rp_cols)], tol[np.ix_(rp_cols, rp_cols)])
+    np.testing.assert_array_less(np.abs(dense - emp)[np.ix_(rp_cols, rp_cols)],
+                                 tol[np.ix_(rp_cols, rp_cols)])
     if mode == "exact":
         np.testing.assert_array_less(np.abs(dense - emp), tol)
     else:
@@ -206,7 +208,8 @@ def test_chunked_threaded_transform_equals_one_chunk(mode):
         np.testing.assert_array_equal(a, b)
     # rows without a band make the chunks non-contiguous (gather/scatter path)
     t["bp_coefficients"][[2, 9], :] = np.nan
-    Z = XPNormalizer(photometry=False, covariance=mode, missing_band="nan", chunk_size=4).fit_transform(t)
+    Z = XPNormalizer(photometry=False, covariance=mode, missing_band="nan",
+                     chunk_size=4).fit_transform(t)
     keep = np.setdiff1d(np.arange(23), [2, 9])
     assert np.all(np.isnan(Z.values[[2, 9]]))
     np.testing.assert_array_equal(Z.values[keep], one.values[keep])
@@ -237,7 +240,8 @@ def test_xp_normalizer_on_array_table():
     assert Z.shape == (5, 2 * 8 - 1 + 5)
     names = norm.get_feature_names_out()
     assert names[0] == "rp_1" and names[7] == "bp_0" and names[-1] == "pseudo_abs_mag"
-    np.testing.assert_allclose(Z.values[:, 7], t["bp_coefficients"][:, 0] / t["rp_coefficients"][:, 0])
+    np.testing.assert_allclose(Z.values[:, 7],
+                               t["bp_coefficients"][:, 0] / t["rp_coefficients"][:, 0])
     np.testing.assert_allclose(
         Z.values[:, -1], t["parallax"] * 10 ** (0.2 * t["phot_rp_mean_mag"]))
     np.testing.assert_allclose(Z.values[:, -2], t["h_m"] - t["w2mpro"])
@@ -254,7 +258,8 @@ def test_photometric_covariance_matches_monte_carlo():
     cov = Z.covariance()[0, -5:, -5:]
     m = 200_000
     fe = 2.5 / np.log(10)
-    s = {"bp": fe / t["phot_bp_mean_flux_over_error"][0], "rp": fe / t["phot_rp_mean_flux_over_error"][0]}
+    s = {"bp": fe / t["phot_bp_mean_flux_over_error"][0],
+         "rp": fe / t["phot_rp_mean_flux_over_error"][0]}
     d = lambda mu, sig: mu + sig * rng.normal(size=m)  # noqa: E731
     BP, RP = d(t["phot_bp_mean_mag"][0], s["bp"]), d(t["phot_rp_mean_mag"][0], s["rp"])
     J, H = d(t["j_m"][0], 0.02), d(t["h_m"][0], 0.03)
@@ -357,8 +362,10 @@ def test_normalizer_real_formats_and_missing_band():
     from skstellar.io import read_xp_continuous
 
     folder = _xp_folder()
-    csv = XPNormalizer(photometry=False).fit_transform(read_xp_continuous(folder / "XP_CONTINUOUS_RAW.csv"))
-    fits = XPNormalizer(photometry=False).fit_transform(read_xp_continuous(folder / "XP_CONTINUOUS_RAW.fits"))
+    csv = XPNormalizer(photometry=False).fit_transform(
+        read_xp_continuous(folder / "XP_CONTINUOUS_RAW.csv"))
+    fits = XPNormalizer(photometry=False).fit_transform(
+        read_xp_continuous(folder / "XP_CONTINUOUS_RAW.fits"))
     np.testing.assert_allclose(csv.values, fits.values, rtol=1e-12)
     np.testing.assert_allclose(csv.variance(), fits.variance(), rtol=1e-6)
     miss = read_xp_continuous(folder / "XP_CONTINUOUS_RAW_with_missing_BP.csv")

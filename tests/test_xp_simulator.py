@@ -11,7 +11,6 @@ from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from skstellar.io import find_shared_data
 from skstellar.datasets.gaia_xp import (
     XP_LABELS,
     XP_N_SAMPLES,
@@ -20,6 +19,7 @@ from skstellar.datasets.gaia_xp import (
     xp_design_matrix,
     xp_wavelength_grid,
 )
+from skstellar.io import find_shared_data
 
 K = 55
 ARRAY_COLUMNS = ("coefficients", "coefficient_errors", "coefficient_correlations")

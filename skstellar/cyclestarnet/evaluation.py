@@ -616,7 +616,8 @@ def format_cyclestarnet_report(results, table=None):
          _f(res.get("excess_ratio", float("nan")), ".3f"), "-"),
         (f"  excess ratio, S/N >= {_HIGH_SNR:g}", "-", "1",
          _f(hi.get("excess_ratio", float("nan")), ".3f"), "-"),
-        ("  reference: noiseless truth (noise floor)", "-", _f(res["noise_floor"], ".3f"), "-", "-"),
+        ("  reference: noiseless truth (noise floor)", "-", _f(res["noise_floor"], ".3f"),
+         "-", "-"),
         ("  reference: true labels' model", "-", _f(res["true_labels_synthetic"], ".3f"),
          _f(res["true_labels_adapted"], ".3f"), "-"),
     ]

@@ -73,6 +73,7 @@ class PerPixelNetwork(nn.Module):
         self.b1 = nn.Parameter(torch.as_tensor(np.asarray(b1), dtype=torch.float32).clone())
 
     def forward(self, s):
+        """Flux (n, n_pixels) from scaled labels ``s`` (n, n_labels)."""
         h = torch.sigmoid(torch.nn.functional.linear(s, self.w0, self.b0))
         h = h.view(s.shape[0], self.n_pixels, self.n_hidden)
         return (h * self.w1).sum(-1) + self.b1
@@ -88,6 +89,7 @@ class PerPixelNetwork(nn.Module):
         }
 
     def extra_repr(self):
+        """Sizes shown in the module's repr."""
         return f"n_pixels={self.n_pixels}, n_hidden={self.n_hidden}, n_labels={self.n_labels}"
 
 
@@ -118,6 +120,7 @@ class PayneNetwork(nn.Module):
         return (labels - self.x_min.to(labels.dtype)) / self.x_span.to(labels.dtype) - 0.5
 
     def forward(self, labels):
+        """Flux (n, n_pixels) from labels in physical units (n, n_labels)."""
         return self.body(self.scale(labels))
 
     def forward_scaled(self, scaled):

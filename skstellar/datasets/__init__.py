@@ -8,8 +8,12 @@ a FutureWarning naming the new import.
 """
 
 from ._moved import install_finder, moved_getattr
-from .galaxy import make_galaxy_spectra
 from .gaia_xp import hermite_functions, make_xp_catalog, xp_design_matrix, xp_wavelength_grid
+from .galaxy import make_galaxy_spectra
+from .mdwarf import (
+    make_mdwarf_photometry,
+    mdwarf_absolute_magnitudes,
+)
 from .mdwarf_spectra import (
     MDWARF_ATOMIC_LINES,
     MDWARF_BAND_SYSTEMS,
@@ -25,10 +29,6 @@ from .photod import (
     LSST_M5_SINGLE,
     lsst_magnitude_error,
     make_lsst_catalog,
-)
-from .mdwarf import (
-    make_mdwarf_photometry,
-    mdwarf_absolute_magnitudes,
 )
 
 __all__ = [

@@ -228,14 +228,17 @@ class ColourLocus:
 
     @property
     def valid(self) -> np.ndarray:
+        """Nodes where every colour is finite, bool of shape (n_feh, n_mr)."""
         return np.all(np.isfinite(self.colours), axis=-1)
 
     @property
     def mr_step(self) -> float:
+        """Step of the absolute r magnitude axis [mag]."""
         return float(self.mr[1] - self.mr[0])
 
     @property
     def feh_step(self) -> float:
+        """Step of the metallicity axis [dex]."""
         return float(self.feh[1] - self.feh[0])
 
     def grid_points(self):
@@ -519,6 +522,7 @@ class PriorMaps:
 
     @property
     def n_bins(self) -> int:
+        """Number of r-magnitude bins."""
         return int(self.r_centres.size)
 
     @property

@@ -88,7 +88,8 @@ def make_activation(spec) -> nn.Module:
 
 def _per_layer(value, n, name):
     """Broadcast a scalar/str option to ``n`` hidden layers, or check a sequence's length."""
-    if isinstance(value, (str, nn.Module, type)) or value is None or not isinstance(value, Sequence):
+    if (isinstance(value, (str, nn.Module, type)) or value is None
+            or not isinstance(value, Sequence)):
         return [value] * n
     value = list(value)
     if len(value) != n:

@@ -41,6 +41,7 @@ class LinearWeightedMSELoss(nn.Module):
         self.intercept = float(intercept)
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
+        """Weighted mean squared error, a scalar tensor."""
         if y_pred.shape != y_true.shape:
             # A 1-D target against a (n, 1) output would broadcast to (n, n).
             raise ValueError(
@@ -50,4 +51,5 @@ class LinearWeightedMSELoss(nn.Module):
         return torch.mean((y_pred - y_true) ** 2 * weight)
 
     def extra_repr(self) -> str:
+        """Weight coefficients shown in the module's repr."""
         return f"slope={self.slope}, intercept={self.intercept}"

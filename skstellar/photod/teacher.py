@@ -78,7 +78,7 @@ def _log_ndtr_diff(lo, hi):
 
 
 def _truncnorm_moments(u0, u1):
-    """log Z, mean and variance of a standard normal truncated to [u0, u1]."""
+    """Return log Z, mean and variance of a standard normal truncated to [u0, u1]."""
     log_z = _log_ndtr_diff(u0, u1)
     p0 = np.exp(-0.5 * u0 * u0 - _HALF_LOG_2PI - log_z)
     p1 = np.exp(-0.5 * u1 * u1 - _HALF_LOG_2PI - log_z)
@@ -593,7 +593,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         return out
 
     def _grid_ar(self, chi2p, astar, q2, amax, logp, best):
-        """photoD's discrete A_r grid: per-node log weight and A_r moments, and the A_r marginal."""
+        """Discrete A_r grid as in photoD: per-node log weight and A_r moments, A_r marginal."""
         step = float(self.ar_grid_step)
         n_a = max(int(np.floor(amax.max() / step + 1e-9)) + 1, 2)
         a_grid = step * np.arange(n_a)

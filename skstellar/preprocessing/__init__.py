@@ -12,14 +12,15 @@
   per-sample covariance together).
 """
 
+from .continuum import PAPER_MASK_WINDOWS, ContinuumNormalizer, pseudo_continuum, window_mask
 from .photometry import (
     AbsoluteMagnitudes,
     absolute_magnitude,
     absolute_magnitude_error,
     magnitude_error_from_flux_over_error,
 )
-from .continuum import PAPER_MASK_WINDOWS, ContinuumNormalizer, pseudo_continuum, window_mask
 from .scaling import CovariantStandardScaler
+from .spectra import RestFrameShifter, SpectrumMinMaxScaler, SpectrumResampler, to_rest_frame
 from .velocity import (
     DEFAULT_WINDOW,
     RadialVelocityCorrector,
@@ -27,7 +28,6 @@ from .velocity import (
     measure_radial_velocity,
     vacuum_to_air,
 )
-from .spectra import RestFrameShifter, SpectrumMinMaxScaler, SpectrumResampler, to_rest_frame
 from .xp import XPNormalizer, normalise_xp_coefficients
 
 __all__ = [

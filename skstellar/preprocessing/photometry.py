@@ -1,6 +1,6 @@
-"""Absolute magnitudes from apparent magnitudes and trigonometric parallaxes.
+r"""Absolute magnitudes from apparent magnitudes and trigonometric parallaxes.
 
-The distance modulus with the parallax :math:`\\varpi` in milliarcseconds is
+The distance modulus with the parallax :math:`\varpi` in milliarcseconds is
 ``M = m + 5 log10(parallax / 100)``; :class:`AbsoluteMagnitudes` applies it to
 several bands of a survey catalogue at once, as a scikit-learn transformer,
 optionally propagating the magnitude and parallax errors to first order.

@@ -71,7 +71,8 @@ class CovariantStandardScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstima
         if self.with_std:
             std = values.std(axis=0)
             # Near-constant features (relative to their size) keep scale 1.
-            tiny = std <= 10 * np.finfo(np.float64).eps * np.maximum(np.abs(values).max(axis=0), 1.0)
+            size = np.maximum(np.abs(values).max(axis=0), 1.0)
+            tiny = std <= 10 * np.finfo(np.float64).eps * size
             self.scale_ = np.where(tiny, 1.0, std)
         else:
             self.scale_ = np.ones(d)

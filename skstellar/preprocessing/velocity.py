@@ -234,7 +234,8 @@ def _template_arrays(template_wavelength, template_flux):
     if back.size:
         i = int(back[0])
         raise ValueError(
-            f"Template wavelengths must be strictly increasing; pixel {i} is at {float(tw[i])!r} A and "
+            f"Template wavelengths must be strictly increasing; "
+            f"pixel {i} is at {float(tw[i])!r} A and "
             f"pixel {i + 1} at {float(tw[i + 1])!r} A."
         )
     return tw, tf

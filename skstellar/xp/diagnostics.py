@@ -196,7 +196,8 @@ def plot_uncertainty_parts(prediction, parts, label=0, label_name=None, ax=None,
     for key, name, colour, is_var in styles:
         v = col(parts[key])
         s = np.sqrt(v) if is_var else v
-        med = np.array([np.median(s[idx == b]) if np.any(idx == b) else np.nan for b in range(bins)])
+        med = np.array([np.median(s[idx == b]) if np.any(idx == b) else np.nan
+                        for b in range(bins)])
         ax.plot(centre, med, color=colour, label=name)
     ax.set_xlabel(label_name or f"predicted y{label}")
     ax.set_ylabel("median uncertainty")

@@ -141,9 +141,12 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
             "bias_vs_truth": float(np.mean(r)),
             "rmse_vs_observed": float(np.sqrt(np.mean((pred[:, j] - y[test, j]) ** 2))),
             "median_sigma_total": float(np.median(tot[:, j])),
-            "median_sigma_model": float(np.median(np.sqrt(u["model_var"].reshape(n_test, -1)[:, j]))),
-            "median_sigma_input": float(np.median(np.sqrt(u["input_var"].reshape(n_test, -1)[:, j]))),
-            "median_sigma_excess": float(np.median(np.sqrt(u["excess_var"].reshape(n_test, -1)[:, j]))),
+            "median_sigma_model": float(np.median(
+                np.sqrt(u["model_var"].reshape(n_test, -1)[:, j]))),
+            "median_sigma_input": float(np.median(
+                np.sqrt(u["input_var"].reshape(n_test, -1)[:, j]))),
+            "median_sigma_excess": float(np.median(
+                np.sqrt(u["excess_var"].reshape(n_test, -1)[:, j]))),
             "median_label_error": float(np.nanmedian(err[test, j])),
             "zscore_std_vs_truth": float(cal_truth.loc[name, "zscore_std"]),
             "zscore_robust_std_vs_truth": float(cal_truth.loc[name, "zscore_robust_std"]),
