@@ -105,6 +105,10 @@ class NeuralEstimatorBase(BaseEstimator):
         ``"lr_schedule"`` replaces the shortcut's. Copied at ``fit``.
     """
 
+    #: Improvement early stopping requires: None, skorch's relative 1e-4; a
+    #: number, an absolute threshold (0: any decrease).
+    _early_stopping_threshold = None
+
     #: Train small batches on one thread (right for small dense networks;
     #: convolutional networks on long spectra set it to False).
     _single_thread_training = True
@@ -213,7 +217,8 @@ class NeuralEstimatorBase(BaseEstimator):
         return flag_callbacks(
             early_stopping=self.early_stopping, patience=self.patience,
             lr_schedule=self.lr_schedule, lr_factor=self.lr_factor,
-            lr_patience=self.lr_patience, verbose=self.verbose)
+            lr_patience=self.lr_patience, verbose=self.verbose,
+            threshold=self._early_stopping_threshold)
 
     # target scaling hooks (identity by default)
     def _transform_y_fit(self, y2):

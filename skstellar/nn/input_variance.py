@@ -176,6 +176,11 @@ class InputVarianceNet(LeanNeuralNet):
         warm = int(self.warmup_iter)
         return self.n_iter_ >= warm if training else self.n_iter_ > warm
 
+    def _rows(self, batch):
+        """The batch's row indices, on the device of the likelihood's data."""
+        rows, y = unpack_data(batch)
+        return rows.to(self.criterion_.data["x"].device), y
+
     def infer(self, x, training=False):
         """Forward passes of the rows ``x`` (see :meth:`InputVarianceLikelihood.forward_passes`)."""
         return self.criterion_.forward_passes(self.module_, x, self.input_term(training),
@@ -187,7 +192,7 @@ class InputVarianceNet(LeanNeuralNet):
 
     def train_step_single(self, batch, **fit_params):  # noqa: D102
         self._set_training(True)
-        Xi, yi = unpack_data(batch)
+        Xi, yi = self._rows(batch)
         y_pred = self.infer(Xi, training=True)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         loss.backward()
@@ -196,7 +201,7 @@ class InputVarianceNet(LeanNeuralNet):
     def validation_step(self, batch, **fit_params):  # noqa: D102
         # gradients stay on: the autograd Jacobian needs them
         self._set_training(False)
-        Xi, yi = unpack_data(batch)
+        Xi, yi = self._rows(batch)
         y_pred = self.infer(Xi, training=False)
         return {"loss": self.get_loss(y_pred, yi, X=Xi, training=False), "y_pred": y_pred}
 

@@ -49,7 +49,6 @@ from ..nn.lean import LeanNeuralNet
 from ..nn.threads import training_threads
 from ..nn.training import (
     SEED_MODULUS,
-    flag_callbacks,
     merge_callbacks,
     seed_from,
     seeded_split,
@@ -530,6 +529,9 @@ class PhotoDNetwork(BaseNeuralRegressor):
     >>> mean, std = net.predict(cat, return_std=True)  # columns Mr, FeH, Ar  # doctest: +SKIP
     """
 
+    # any decrease of the validation loss counts, as in the paper's Keras training
+    _early_stopping_threshold = 0.0
+
     def __init__(
         self,
         hidden_layer_sizes=PAPER_HIDDEN_LAYER_SIZES,
@@ -744,13 +746,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
         import skorch
         from skorch.callbacks import EarlyStopping
 
-        built = []
-        if len(valid_idx):
-            # any decrease of the validation loss counts (threshold 0), as in the paper's Keras
-            built = flag_callbacks(
-                early_stopping=self.early_stopping, patience=self.patience,
-                lr_schedule=self.lr_schedule, lr_factor=self.lr_factor,
-                lr_patience=self.lr_patience, verbose=self.verbose, threshold=0.0)
+        built = self._flag_callbacks() if len(valid_idx) else []
         lean = self.training_loop == "lean"
         opt_kw = {"optimizer__fused": True} if lean and _fused_adam_ok(self.device) else {}
         net = train_net(
