@@ -72,7 +72,8 @@ CASES = {
         (_data()[1] > 0).astype(int), 3),
     "UncertainNNRegressor": (
         lambda cb: UncertainNNRegressor(hidden=(8,), batch_size=40, max_iter=12, warmup_iter=0,
-                                        n_mc_passes=3, uncertainty="mc", random_state=0,
+                                        n_mc_passes=3, uncertainty="mc", validation_fraction=0.25,
+                                        random_state=0,
                                         callbacks=cb), *_data(), 4),
     "PhotoDNetwork": (
         lambda cb: PhotoDNetwork(hidden_layer_sizes=(8,), activation="gelu", n_runs=1,
@@ -96,6 +97,19 @@ def test_callback_runs_and_fit_leaves_the_parameter_alone(name):
     plain = make(None).fit(X, y)
     assert plain.net_.optimizer_.param_groups[0]["lr"] == est.lr
     assert not np.array_equal(plain.predict(X), est.predict(X))
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_checkpoint_progress_bar_and_epoch_scoring(name, tmp_path, capsys):
+    make, X, y, _ = CASES[name]
+    est = make([skorch.callbacks.Checkpoint(dirname=str(tmp_path), monitor="valid_loss_best"),
+                skorch.callbacks.ProgressBar(),
+                skorch.callbacks.EpochScoring(lambda net, X, y: float(len(X)), name="n_rows",
+                                              on_train=True)]).fit(X, y)
+    assert (tmp_path / "params.pt").exists()  # the best epoch's weights were saved
+    assert "it/s" in capsys.readouterr().err  # tqdm's bar
+    n_rows = [h["n_rows"] for h in est.history_]
+    assert len(n_rows) == est.n_epochs_ and len(set(n_rows)) == 1 and n_rows[0] > 0
 
 
 @pytest.mark.parametrize("name", ["MDwarfMetallicityRegressor", "UncertainNNRegressor",

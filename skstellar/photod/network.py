@@ -465,7 +465,9 @@ class PhotoDNetwork(BaseNeuralRegressor):
     callbacks : list of skorch callbacks or (name, callback) pairs, default=None
         Run in every net (each run and the sigma_B network get their own
         copies) after the ones ``early_stopping`` and ``lr_schedule`` build
-        (see :func:`skstellar.nn.training.merge_callbacks`).
+        (see :func:`skstellar.nn.training.merge_callbacks`). The moments net
+        outputs the means then the sigmas (``2 L`` columns), which a
+        scoring callback sees.
 
     Attributes
     ----------

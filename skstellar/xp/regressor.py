@@ -197,7 +197,9 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         Run during training after the early stopping ``early_stopping``
         builds (:class:`skstellar.nn.input_variance.WarmupEarlyStopping`),
         e.g. an ``LRScheduler``; see
-        :func:`skstellar.nn.training.merge_callbacks`.
+        :func:`skstellar.nn.training.merge_callbacks`. The net trains on
+        row indices (the labels live in its likelihood), so scoring
+        callbacks need a callable, not a named scikit-learn scorer.
 
     Attributes
     ----------
