@@ -31,6 +31,7 @@ from skstellar.nn.training import (
     SEED_MODULUS,
     flag_callbacks,
     merge_callbacks,
+    plan_training,
     seed_from,
     seeded_split,
 )
@@ -179,6 +180,15 @@ def test_seed_from_and_seeded_split():
     assert len(seeded_split(10, 0.0, np.random.RandomState(0))[1]) == 0
     with pytest.raises(ValueError, match="at least 2 training samples"):
         seeded_split(2, 0.5, np.random.RandomState(0))
+    # a plan draws, in order: MC seed, split, loader seed, init seed
+    plan = plan_training(3, 20, 0.25)
+    rng = np.random.RandomState(3)
+    assert plan.mc_seed == rng.randint(0, SEED_MODULUS)
+    train, valid = seeded_split(20, 0.25, rng)
+    np.testing.assert_array_equal(plan.valid_perm, valid)
+    np.testing.assert_array_equal(plan.train_perm, train)
+    assert (plan.loader_seed, plan.init_seed) == (rng.randint(0, SEED_MODULUS),
+                                                  rng.randint(0, SEED_MODULUS))
 
 
 class _RecordSteps(skorch.callbacks.Callback):

@@ -34,15 +34,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .._validation import check_finite_columns, check_numeric_input
 from .mc_dropout import MC_MODES, dropout_layers, inference_forward, mc_dropout_predict
 from .threads import torch_threads
-from .training import (
-    Progress,
-    draw_seed,
-    flag_callbacks,
-    merge_callbacks,
-    seed_from,
-    seeded_split,
-    train_net,
-)
+from .training import Progress, flag_callbacks, merge_callbacks, plan_training, train_net
 
 __all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier", "NeuralEstimatorBase"]
 
@@ -188,19 +180,18 @@ class NeuralEstimatorBase(BaseEstimator):
         """Seeded split, skorch net, training (:mod:`skstellar.nn.training`); sets ``net_``."""
         import skorch
 
-        rng = np.random.RandomState(seed_from(self.random_state))
-        self.mc_seed_ = draw_seed(rng)
-        train_idx, valid_idx = seeded_split(len(X), self.validation_fraction, rng)
+        plan = plan_training(self.random_state, len(X), self.validation_fraction)
+        self.mc_seed_ = plan.mc_seed
+        train_idx, valid_idx = plan.train_perm, plan.valid_perm
         # a subclass without a ``callbacks`` parameter trains with the shortcuts only
         callbacks = merge_callbacks(self._flag_callbacks() if len(valid_idx) else [],
                                     getattr(self, "callbacks", None))
-        loader_seed, init_seed = draw_seed(rng), draw_seed(rng)
         bs = int(self.batch_size)
         self.net_ = train_net(
             skorch.NeuralNet, lambda: self._build_module(X.shape[1], n_module_outputs),
             self._build_criterion(), X[train_idx], y2[train_idx],
             (X[valid_idx], y2[valid_idx]) if len(valid_idx) else None,
-            init_seed=init_seed, loader_seed=loader_seed, callbacks=callbacks, lr=self.lr,
+            init_seed=plan.init_seed, loader_seed=plan.loader_seed, callbacks=callbacks, lr=self.lr,
             batch_size=bs, max_epochs=self.max_epochs, weight_decay=self.weight_decay,
             device=self.device, verbose=self.verbose,
             # BatchNorm cannot train on a batch of one row: drop a last singleton batch.

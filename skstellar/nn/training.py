@@ -5,7 +5,9 @@ validation split, the callbacks and the skorch net are written once:
 
 * :func:`seed_from` and :func:`draw_seed` -- integer seeds, one modulus
   (:data:`SEED_MODULUS`), from ``random_state``;
-* :func:`seeded_split` -- the seeded train/validation split;
+* :func:`seeded_split` -- the seeded train/validation split, and
+  :func:`plan_training`, which draws the seeds and the split of a fit in one
+  fixed order;
 * :func:`flag_callbacks` -- the skorch callbacks the ``early_stopping`` and
   ``lr_schedule`` shortcuts stand for, and :func:`merge_callbacks`, which
   appends the user's ``callbacks=`` after them;
@@ -19,6 +21,7 @@ validation split, the callbacks and the skorch net are written once:
 from __future__ import annotations
 
 import copy
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -31,8 +34,10 @@ __all__ = [
     "SEED_MODULUS",
     "Progress",
     "draw_seed",
+    "TrainingPlan",
     "flag_callbacks",
     "merge_callbacks",
+    "plan_training",
     "seed_from",
     "seeded_split",
     "silent",
@@ -105,6 +110,41 @@ def seeded_split(n, validation_fraction, rng):
         )
     perm = rng.permutation(n)
     return perm[n_valid:], perm[:n_valid]
+
+
+class TrainingPlan(NamedTuple):
+    """The seeds and the split of one fit (see :func:`plan_training`)."""
+
+    mc_seed: int
+    train_perm: np.ndarray
+    valid_perm: np.ndarray
+    loader_seed: int
+    init_seed: int
+
+
+def plan_training(random_state, n, validation_fraction):
+    """Seeds and split of a fit, drawn once in a fixed order from ``random_state``.
+
+    In order: the MC-dropout seed, the split (:func:`seeded_split`), the
+    batch-shuffling seed, the initialisation seed.
+
+    Parameters
+    ----------
+    random_state : int, RandomState or None
+    n : int
+        Rows given to ``fit``.
+    validation_fraction : float
+        Fraction held out.
+
+    Returns
+    -------
+    TrainingPlan
+        ``train_perm`` and ``valid_perm`` in the permutation's order.
+    """
+    rng = np.random.RandomState(seed_from(random_state))
+    mc_seed = draw_seed(rng)
+    train_perm, valid_perm = seeded_split(n, validation_fraction, rng)
+    return TrainingPlan(mc_seed, train_perm, valid_perm, draw_seed(rng), draw_seed(rng))
 
 
 def silent(*args, **kwargs):

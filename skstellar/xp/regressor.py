@@ -47,15 +47,7 @@ from ..nn.input_variance import (
     WarmupEarlyStopping,
 )
 from ..nn.mc_dropout import MC_MODES, DropoutHooks, seeded_generator
-from ..nn.training import (
-    Progress,
-    draw_seed,
-    merge_callbacks,
-    seed_from,
-    seeded_split,
-    silent,
-    train_net,
-)
+from ..nn.training import Progress, merge_callbacks, plan_training, silent, train_net
 from ..nn.uncertainty import (
     TorchCovariance,
     batched_jacobian,
@@ -406,9 +398,9 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         ys = np.where(mask, ys, 0.0)
         use_cov = bool(self.input_uncertainty) and cov is not None and len(cov.blocks) > 0
 
-        rng = np.random.RandomState(seed_from(self.random_state))
-        self.mc_seed_ = draw_seed(rng)
-        train_perm, valid_perm = seeded_split(n, self.validation_fraction, rng)
+        plan = plan_training(self.random_state, n, self.validation_fraction)
+        self.mc_seed_ = plan.mc_seed
+        train_perm, valid_perm = plan.train_perm, plan.valid_perm
         train_idx, valid_idx = np.sort(train_perm), np.sort(valid_perm)
         n_valid = len(valid_idx)
         calibrate = self.uncertainty == "calibrated"
@@ -440,7 +432,6 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             callbacks.append(("early_stopping", WarmupEarlyStopping(
                 patience=int(self.patience), warmup_iter=warm, batches_per_epoch=n_batches,
                 sink=print if self.verbose else silent)))
-        loader_seed, init_seed = draw_seed(rng), draw_seed(rng)
         # One thread at every batch size: these small MLPs gain little from a
         # second thread on 2 cores, and lose 10-30x when other processes
         # compete for the cores (measured: 20 ms vs 580 ms per step at batch
@@ -449,7 +440,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             InputVarianceNet, lambda: self._build_module(d, L), likelihood,
             torch.as_tensor(train_idx), None,
             (torch.as_tensor(valid_idx), None) if n_valid else None,
-            init_seed=init_seed, loader_seed=loader_seed,
+            init_seed=plan.init_seed, loader_seed=plan.loader_seed,
             callbacks=merge_callbacks(callbacks, self.callbacks), lr=self.lr, batch_size=bs,
             max_epochs=-(-max_iter // n_batches), weight_decay=self.weight_decay, device=dev,
             verbose=self.verbose, drop_last=n_batches > 1 and len(train_idx) % bs == 1,
