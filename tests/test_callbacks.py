@@ -235,3 +235,14 @@ def test_uncertain_nn_callbacks_with_input_covariance_and_early_stopping():
 ])
 def test_sklearn_compatible_with_callbacks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.parametrize("name", ["MDwarfMetallicityRegressor", "UncertainNNRegressor",
+                                  "PhotoDNetwork"])
+def test_verbose_prints_the_epoch_table(name, capsys):
+    make, X, y, _ = CASES[name]
+    make(None).set_params(verbose=1).fit(X, y)
+    out = capsys.readouterr().out
+    assert "train_loss" in out and "valid_loss" in out and "dur" in out
+    make(None).fit(X, y)
+    assert "train_loss" not in capsys.readouterr().out  # silent by default
