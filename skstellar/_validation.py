@@ -34,7 +34,8 @@ __all__ = [
 _MAX_LISTED = 40
 
 
-def _is_pandas_df(X) -> bool:
+def is_pandas_df(X) -> bool:
+    """Whether ``X`` is a pandas DataFrame (False when pandas is missing)."""
     try:
         import pandas as pd
     except ImportError:  # pragma: no cover - pandas is a hard dependency
@@ -42,7 +43,8 @@ def _is_pandas_df(X) -> bool:
     return isinstance(X, pd.DataFrame)
 
 
-def _is_astropy_table(X) -> bool:
+def is_astropy_table(X) -> bool:
+    """Whether ``X`` is an astropy Table (False when astropy is missing)."""
     try:
         from astropy.table import Table
     except ImportError:  # pragma: no cover - astropy is a hard dependency
@@ -65,9 +67,9 @@ def is_named_input(X) -> bool:
         a numpy structured array, and a pandas ``DataFrame`` whose column
         labels are all strings (scikit-learn's rule for feature names).
     """
-    if _is_astropy_table(X):
+    if is_astropy_table(X):
         return True
-    if _is_pandas_df(X):
+    if is_pandas_df(X):
         return len(X.columns) > 0 and all(isinstance(c, str) for c in X.columns)
     if isinstance(X, Mapping):
         return all(isinstance(k, str) for k in X.keys())
@@ -89,9 +91,9 @@ def column_names(X) -> list[str]:
     list of str
         The names, in the container's order.
     """
-    if _is_astropy_table(X):
+    if is_astropy_table(X):
         return list(X.colnames)
-    if _is_pandas_df(X):
+    if is_pandas_df(X):
         return [str(c) for c in X.columns]
     if isinstance(X, Mapping):
         return list(X.keys())
@@ -322,10 +324,10 @@ def to_frame_like(X, columns=None):
         if isinstance(X, np.ndarray):  # structured array
             data = {c: _to_numpy_column(X[c]) for c in wanted}
             n_rows = X.shape[0]
-        elif _is_pandas_df(X):
+        elif is_pandas_df(X):
             data = {c: _to_numpy_column(X[c]) for c in wanted}
             n_rows = len(X)
-        elif _is_astropy_table(X):
+        elif is_astropy_table(X):
             data = {c: _to_numpy_column(X[c]) for c in wanted}
             n_rows = len(X)
         else:  # Mapping
@@ -341,7 +343,7 @@ def to_frame_like(X, columns=None):
                 data[c] = _to_numpy_column(v)
         return data, int(n_rows), True
 
-    if _is_pandas_df(X):
+    if is_pandas_df(X):
         names = [f"x{i}" for i in range(X.shape[1])]
         data = {n: _to_numpy_column(X.iloc[:, i]) for i, n in enumerate(names)}
         if columns is not None:
@@ -445,7 +447,7 @@ def as_str_column(values, name="column"):
 
 def _array_columns(X):
     """(2-D ndarray, column labels for messages, row labels) of a table-like X, or Nones."""
-    if _is_pandas_df(X):
+    if is_pandas_df(X):
         named = is_named_input(X)
         labels = [f"'{c}'" if named else str(j) for j, c in enumerate(X.columns)]
         return X.to_numpy(), labels, X.index

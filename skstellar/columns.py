@@ -97,3 +97,10 @@ def error_name(column: str) -> str:
 
 #: Absolute-magnitude feature names of the M-dwarf network, in order.
 MDWARF_FEATURES = tuple(absolute_name(b) for b in MDWARF_BANDS)
+
+#: LSST photo-D targets (Mrakovčić et al. 2025), in the order of every photo-D
+#: estimator's output columns: M_r [mag], [Fe/H] [dex], A_r [mag].
+PHOTOD_TARGETS = ("Mr", "FeH", "Ar")
+#: The photo-D network inputs in the paper's order (Sect. 2.3): r, u-g, g-r, r-i,
+#: i-z, then their errors [mag].
+PHOTOD_INPUT_COLUMNS = ("rmag", "ug", "gr", "ri", "iz", "rErr", "ugErr", "grErr", "riErr", "izErr")

@@ -67,7 +67,7 @@ _BIN_STATISTICS = ("n", "mean", "median", "std", "robust_std", "mad", "rmse")
 # --------------------------------------------------------------------------
 # input handling
 # --------------------------------------------------------------------------
-def _to_float_array(x, name):
+def to_float_array(x, name):
     """Convert an array-like (list, ndarray, Series, DataFrame) to floats."""
     if hasattr(x, "to_numpy"):
         try:
@@ -114,7 +114,7 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
         _check_nan_policy(nan_policy)
     out = []
     for arr, name in zip(arrays, names):
-        a = _to_float_array(arr, name)
+        a = to_float_array(arr, name)
         if a.ndim not in ndim:
             allowed = " or ".join(f"{d}-D" for d in ndim)
             raise ValueError(f"{name} must be {allowed}, got shape {a.shape}")
@@ -154,7 +154,7 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
 
 def _prepare_std(y_std, shape):
     """Broadcast ``y_std`` (scalar or array) to ``shape`` as floats."""
-    s = _to_float_array(y_std, "y_std")
+    s = to_float_array(y_std, "y_std")
     if s.ndim == 0:
         return np.full(shape, float(s))
     return s
@@ -461,7 +461,7 @@ def _bin_edges(x, bins):
         if lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
         return np.linspace(lo, hi, int(bins) + 1)
-    edges = _to_float_array(bins, "bins")
+    edges = to_float_array(bins, "bins")
     if edges.ndim != 1 or edges.size < 2:
         raise ValueError("bin edges must be a 1-D sequence of at least two values")
     if not np.all(np.isfinite(edges)):
@@ -521,7 +521,7 @@ def binned_statistics(
     arrays = [x, y_true, y_pred]
     names = ["x", "y_true", "y_pred"]
     if y_std is not None:
-        arrays.append(_prepare_std(y_std, np.shape(_to_float_array(y_true, "y_true"))))
+        arrays.append(_prepare_std(y_std, np.shape(to_float_array(y_true, "y_true"))))
         names.append("y_std")
     clean = _prepare(arrays, names, nan_policy)
     xa, t, p = clean[:3]
@@ -588,7 +588,7 @@ def zscore(y_true, y_pred, y_std, nan_policy="raise"):
         If any ``y_std`` is <= 0 or infinite, on empty/mismatched input or
         on NaNs with ``nan_policy="raise"``.
     """
-    s = _prepare_std(y_std, np.shape(_to_float_array(y_true, "y_true")))
+    s = _prepare_std(y_std, np.shape(to_float_array(y_true, "y_true")))
     t, p, s = _prepare([y_true, y_pred, s], ["y_true", "y_pred", "y_std"], nan_policy)
     _check_positive_std(s)
     return (t - p) / s
@@ -652,7 +652,7 @@ def calibration_summary(y_true, y_pred, y_std, nan_policy="raise", target_names=
     """
     _check_nan_policy(nan_policy)
     policy = "keep" if nan_policy == "omit" else "raise"
-    t = _to_float_array(y_true, "y_true")
+    t = to_float_array(y_true, "y_true")
     s = _prepare_std(y_std, t.shape)
     t, p, s = _prepare(
         [t, y_pred, s], ["y_true", "y_pred", "y_std"], policy, ndim=(1, 2)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from skstellar import metrics
-from skstellar.metrics import _to_float_array
+from skstellar.metrics import to_float_array
 
 __all__ = [
     "plot_calibration",
@@ -47,7 +47,7 @@ def _finite_1d(arrays, names):
         if a is None:
             out.append(None)
             continue
-        arr = _to_float_array(a, name)
+        arr = to_float_array(a, name)
         if arr.ndim == 0 and name == "y_std":
             arr = np.full(n if n is not None else 1, float(arr))
         if arr.ndim != 1:

@@ -19,13 +19,13 @@ import pandas as pd
 
 from .. import columns as _cols
 from .._validation import (
-    _is_astropy_table,
-    _is_pandas_df,
     as_float_column,
     as_str_column,
     check_not_empty,
     column_names,
+    is_astropy_table,
     is_named_input,
+    is_pandas_df,
     to_frame_like,
 )
 
@@ -473,7 +473,7 @@ def validity_mask(
 
 
 def _subset(catalog, mask):
-    if _is_pandas_df(catalog) or _is_astropy_table(catalog):
+    if is_pandas_df(catalog) or is_astropy_table(catalog):
         return catalog[mask]
     if isinstance(catalog, Mapping):
         return {

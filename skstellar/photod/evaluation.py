@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from .hybrid import DEFAULT_PATCH_ORDER, TARGETS, HybridPhotoD, _key, _uniq
+from .hybrid import DEFAULT_PATCH_ORDER, TARGETS, HybridPhotoD
+from .patches import patch_key, patch_uniq
 
 __all__ = [
     "PAPER_TABLE1",
@@ -238,16 +239,16 @@ def format_table1(table):
 
 def _run_teacher(hybrid, catalog, result, rows):
     """Teacher posterior (TARGETS means and stds) on catalogue rows ``rows`` (bool), by patch."""
-    from .hybrid import _teacher_estimates
+    from .patch_job import teacher_estimates
 
     job = hybrid._job(teacher=hybrid.teacher_) if hybrid.teacher_ is not None else hybrid._job()
     out = pd.DataFrame(np.nan, index=catalog.index,
                        columns=[*TARGETS, *(f"{t}_std" for t in TARGETS)])
-    keys = _uniq(result["patch_order"].to_numpy(), result["patch"].to_numpy())
+    keys = patch_uniq(result["patch_order"].to_numpy(), result["patch"].to_numpy())
     pos = np.flatnonzero(rows)
     for k in np.unique(keys[pos]):
         sel = pos[keys[pos] == k]
-        m, s, _, _ = _teacher_estimates(job.teacher_for(*_key(k)), catalog.iloc[sel])
+        m, s, _, _ = teacher_estimates(job.teacher_for(*patch_key(k)), catalog.iloc[sel])
         out.iloc[sel, :len(TARGETS)] = m
         out.iloc[sel, len(TARGETS):] = s
     return out

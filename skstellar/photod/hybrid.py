@@ -17,6 +17,12 @@ holds that pipeline:
   completes its uncertainty (Sect. 2.6: sigma_total^2 = sigma_NN^2 + sigma_B^2);
 * :func:`healpix_patches` -- nested HEALPix pixel of each (RA, Dec).
 
+The sky patches live in :mod:`~skstellar.photod.patches`, the student in
+:mod:`~skstellar.photod.student` and the per-patch work shipped to workers in
+:mod:`~skstellar.photod.patch_job` and the Dask execution in
+:mod:`~skstellar.photod.dask_run`; the public names of the first three are
+re-exported here.
+
 Distribution uses Dask's own machinery only (``dask.dataframe`` shuffled on
 the patch column, one task per partition run by Dask's scheduler or a
 ``distributed.Client``); every patch is processed by the same pure function
@@ -27,7 +33,6 @@ in-process one whatever the partitioning.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import numbers
@@ -43,13 +48,29 @@ from sklearn.base import BaseEstimator, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import (
-    as_float_column,
-    check_finite_columns,
-    missing_column_error,
-    row_location,
-    to_frame_like,
+from .._validation import as_float_column, missing_column_error, to_frame_like
+from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
+from . import dask_run
+from .patch_job import (
+    _ROW,
+    _UNIQ,
+    _canonical,
+    _fit_teacher,
+    _PatchJob,
+    _process,
+    _teacher_components,
+    teacher_estimates,
 )
+from .patches import (
+    DEFAULT_PATCH_ORDER,
+    _check_order,
+    _check_sky,
+    _lonlat_to_healpix,
+    healpix_patches,
+    patch_key,
+    patch_uniq,
+)
+from .student import PatchStudent, _as_2d, _fit_kwarg, _predict_has_std, _seed_estimator
 
 __all__ = [
     "DEFAULT_PATCH_ORDER",
@@ -63,15 +84,10 @@ __all__ = [
 
 #: Estimated parameters, in the order of the student's targets (the order of
 #: ``BayesianPhotoD.predict`` and ``PhotoDNetwork``): M_r [mag], [Fe/H] [dex], A_r [mag].
-TARGETS = ("Mr", "FeH", "Ar")
+TARGETS = PHOTOD_TARGETS
 #: The network inputs of Mrakovčić et al. (2025, Sect. 2.3): r, the four colours
 #: and their five errors [mag].
-PHOTOD_FEATURES = ("rmag", "ug", "gr", "ri", "iz", "rErr", "ugErr", "grErr", "riErr", "izErr")
-#: HEALPix order of the default patches: nside = 16, 3,072 pixels of 13.43 deg^2
-#: (order 5 would give 3.36 deg^2); the closest order to the paper's ~10 deg^2.
-DEFAULT_PATCH_ORDER = 4
-#: Deepest HEALPix order astropy-healpix (and HATS' ``_healpix_29``) handle.
-_MAX_ORDER = 29
+PHOTOD_FEATURES = PHOTOD_INPUT_COLUMNS
 _SMALL_POLICIES = ("teacher", "raise", "merge")
 #: Student parameters when fine-tuning from a warm start (``warm_start_params=None``):
 #: one run of <= 200 epochs (100 for the sigma_B network), early-stopping patience 30.
@@ -82,416 +98,6 @@ _OUT_COLUMNS = ("patch_order", "patch", "labelled_by_teacher",
                 "Mr_sigma_nn", "FeH_sigma_nn", "Ar_sigma_nn",
                 "Mr_sigma_b", "FeH_sigma_b", "Ar_sigma_b",
                 "DM", "DM_std", "dist_pc")
-_ROW = "_hybrid_row"
-_UNIQ = "_hybrid_patch"
-
-
-# ---------------------------------------------------------------------------
-# Sky patches
-# ---------------------------------------------------------------------------
-def _lonlat_to_healpix(ra, dec, order):
-    """astropy-healpix's nested pixel index of (ra, dec) [deg] arrays, as int64."""
-    try:
-        from astropy_healpix import lonlat_to_healpix
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise ImportError(
-            "HEALPix sky patches need the astropy-healpix package: pip install astropy-healpix "
-            "(or skstellar[dask])."
-        ) from exc
-    pix = lonlat_to_healpix(np.mod(ra, 360.0) * u.deg, dec * u.deg, 2**order, order="nested")
-    return np.asarray(pix, dtype=np.int64)
-
-
-def healpix_patches(ra, dec, order=DEFAULT_PATCH_ORDER):
-    """Nested HEALPix pixel index of sky positions.
-
-    Parameters
-    ----------
-    ra, dec : array-like of shape (n,) or astropy Quantity
-        ICRS right ascension and declination [deg]; Quantities are converted.
-        RA is taken modulo 360; Dec must lie in [-90, 90].
-    order : int, default=4
-        HEALPix order k (nside = 2^k, 12 4^k pixels of 41,253 / (12 4^k)
-        deg^2: 13.4 deg^2 at k = 4), the HATS/LSDB convention.
-
-    Returns
-    -------
-    ndarray of int64, shape (n,)
-        Pixel indices in the NESTED scheme (so the parent at order k-1 is
-        ``pixel // 4``).
-
-    Raises
-    ------
-    ValueError
-        For NaN/inf coordinates, |Dec| > 90 deg or an invalid order.
-    """
-    order = _check_order(order)
-    ra = as_float_column(ra, "ra", unit=u.deg, kind="right ascension")
-    dec = as_float_column(dec, "dec", unit=u.deg, kind="declination")
-    _check_sky(ra, dec, "ra", "dec", None)
-    return _lonlat_to_healpix(ra, dec, order)
-
-
-def _check_order(order):
-    if isinstance(order, (bool, np.bool_)) or not isinstance(order, (int, np.integer)) \
-            or not 0 <= order <= _MAX_ORDER:
-        raise ValueError(f"patch_order must be an integer HEALPix order in [0, {_MAX_ORDER}], "
-                         f"got {order!r}.")
-    return int(order)
-
-
-def _check_sky(ra, dec, ra_name, dec_name, index):
-    hint = "Every star needs a sky position to be assigned to a patch; fix or drop those rows."
-    check_finite_columns(np.column_stack([ra, dec]), [ra_name, dec_name], what="coordinate",
-                         index=index, hint=hint)
-    bad = np.abs(dec) > 90.0
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        where = row_location(row, index)
-        raise ValueError(
-            f"Column '{dec_name}' has {int(bad.sum())} value(s) outside [-90, 90] deg "
-            f"(first at {where}: {dec[row]!r}); declinations must be in degrees."
-        )
-
-
-def _uniq(order, pixel):
-    """HEALPix NUNIQ id 4 * 4^order + pixel: one integer for an (order, pixel) patch."""
-    from astropy_healpix import level_ipix_to_uniq
-
-    order, pixel = np.broadcast_arrays(np.asarray(order, dtype=np.int64),
-                                       np.asarray(pixel, dtype=np.int64))
-    return np.asarray(level_ipix_to_uniq(order, pixel), dtype=np.int64)
-
-
-def _from_uniq(uniq):
-    """(order, pixel) of NUNIQ ids."""
-    from astropy_healpix import uniq_to_level_ipix
-
-    order, pixel = uniq_to_level_ipix(np.asarray(uniq, dtype=np.int64))
-    return np.asarray(order, dtype=np.int64), np.asarray(pixel, dtype=np.int64)
-
-
-def _key(uniq):
-    """(order, pixel) of one NUNIQ id, as Python ints."""
-    order, pixel = _from_uniq(np.int64(uniq))
-    return int(order), int(pixel)
-
-
-# ---------------------------------------------------------------------------
-# Student helpers
-# ---------------------------------------------------------------------------
-def _final_step(est):
-    steps = getattr(est, "steps", None)
-    return (steps[-1][0], steps[-1][1]) if steps else (None, est)
-
-
-def _has_parameter(func, name):
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params
-
-
-def _fit_kwarg(est, name):
-    """Keyword under which ``est.fit`` takes ``name`` (a Pipeline's last step), or None."""
-    step, last = _final_step(est)
-    if not _has_parameter(last.fit, name):
-        return None
-    return name if step is None else f"{step}__{name}"
-
-
-def _predict_has_std(est):
-    return _has_parameter(_final_step(est)[1].predict, "return_std")
-
-
-def _seed_estimator(est, seed):
-    """Set every ``random_state`` parameter (also nested ones) of ``est`` to ``seed``."""
-    keys = [k for k in est.get_params(deep=True) if k == "random_state"
-            or k.endswith("__random_state")]
-    if keys:
-        est.set_params(**{k: int(seed) for k in keys})
-    return est
-
-
-def _as_2d(a, n, what):
-    a = np.asarray(a, dtype=np.float64)
-    if a.ndim == 1:
-        a = a[:, None]
-    if a.shape != (n, len(TARGETS)):
-        raise ValueError(
-            f"The student's {what} has shape {a.shape}; expected ({n}, {len(TARGETS)}) "
-            f"for the targets {TARGETS}. The student must be a multi-output regressor."
-        )
-    return a
-
-
-class PatchStudent:
-    """One sky patch's fitted student and how its total uncertainty is formed.
-
-    Mrakovčić et al. (2025, Sect. 2.6) combine the network's own scatter
-    about the teacher, sigma_NN, with the teacher's posterior width sigma_B
-    (learned by a secondary network): sigma_total = sqrt(sigma_NN^2 +
-    sigma_B^2) (their eq. 3). Which parts a student supplies decides
-    ``std_mode``:
-
-    ``"student"``
-        The student was trained with the teacher's sigma_B (its ``fit``
-        takes ``sigma_b``) and ``predict(X, return_std=True)`` already
-        returns sigma_total (e.g. ``PhotoDNetwork``).
-    ``"student+sigma_model"``
-        ``predict(..., return_std=True)`` gives sigma_NN; sigma_B comes from
-        ``sigma_model``, a regressor of log sigma_B.
-    ``"holdout+sigma_model"``
-        The student gives no std: sigma_NN is the robust std (1.4826 MAD)
-        of student - teacher on a held-out quarter of the labelled stars
-        (the paper's 75/25 split), one number per target; sigma_B as above.
-
-    Parameters
-    ----------
-    estimator : fitted regressor
-        Maps the feature columns to (M_r [mag], [Fe/H] [dex], A_r [mag]).
-    feature_columns : sequence of str
-        Its input columns, in order.
-    std_mode : {"student", "student+sigma_model", "holdout+sigma_model"}
-    sigma_model : fitted regressor or None
-        Predicts log sigma_B (natural log of mag, mag, dex) per target.
-    sigma_nn : ndarray of shape (3,) or None
-        Constant sigma_NN per target for ``"holdout+sigma_model"``.
-    n_train : int
-        Labelled stars the student was trained on.
-    """
-
-    def __init__(self, estimator, feature_columns, std_mode, sigma_model=None, sigma_nn=None,
-                 n_train=0):
-        self.estimator = estimator
-        self.feature_columns = tuple(feature_columns)
-        self.std_mode = std_mode
-        self.sigma_model = sigma_model
-        self.sigma_nn = None if sigma_nn is None else np.asarray(sigma_nn, dtype=np.float64)
-        self.n_train = int(n_train)
-
-    def __repr__(self):
-        return (f"PatchStudent({type(self.estimator).__name__}, std_mode={self.std_mode!r}, "
-                f"n_train={self.n_train})")
-
-    def features(self, frame):
-        """The student's input matrix (DataFrame of float64 feature columns)."""
-        return frame.loc[:, list(self.feature_columns)].astype(np.float64)
-
-    def predict_components(self, frame):
-        """Means and the parts of their uncertainty for the stars of ``frame``.
-
-        Parameters
-        ----------
-        frame : pandas.DataFrame
-            Holds the feature columns.
-
-        Returns
-        -------
-        dict of ndarray of shape (n, 3)
-            ``mean`` (columns M_r [mag], [Fe/H] [dex], A_r [mag]),
-            ``sigma_nn`` (scatter of the teacher about the student),
-            ``sigma_b`` (the teacher's posterior width, as learned),
-            ``total_std`` = sqrt(sigma_nn^2 + sigma_b^2), same units. Parts a
-            student does not expose are NaN (``std_mode="student"`` without a
-            ``predict_components`` method).
-        """
-        X = self.features(frame)
-        n = len(X)
-        nan = np.full((n, len(TARGETS)), np.nan)
-        est = self.estimator
-        if self.std_mode == "student":
-            if hasattr(est, "predict_components"):
-                comp = est.predict_components(X)
-                mean = _as_2d(comp["mean"], n, "prediction")
-                sig_nn = _as_2d(comp["sigma_nn"], n, "sigma_nn")
-                sig_b = nan if comp.get("sigma_b") is None else _as_2d(comp["sigma_b"], n,
-                                                                      "sigma_b")
-                total = _as_2d(comp["total_std"], n, "std")
-            else:
-                mean, total = est.predict(X, return_std=True)
-                mean, total = _as_2d(mean, n, "prediction"), _as_2d(total, n, "std")
-                sig_nn, sig_b = nan, nan
-            return {"mean": mean, "sigma_nn": sig_nn, "sigma_b": sig_b, "total_std": total}
-        if self.std_mode == "holdout+sigma_model":
-            mean = _as_2d(est.predict(X), n, "prediction")
-            sig_nn = np.broadcast_to(self.sigma_nn, mean.shape).copy()
-        else:
-            mean, sig_nn = est.predict(X, return_std=True)
-            mean, sig_nn = _as_2d(mean, n, "prediction"), _as_2d(sig_nn, n, "std")
-        sig_b = np.exp(_as_2d(self.sigma_model.predict(X), n, "log sigma_B prediction"))
-        return {"mean": mean, "sigma_nn": sig_nn, "sigma_b": sig_b,
-                "total_std": np.sqrt(sig_nn**2 + sig_b**2)}
-
-    def predict(self, frame, return_std=False):
-        """Estimates (and total uncertainties) for the stars of ``frame``.
-
-        Parameters
-        ----------
-        frame : pandas.DataFrame
-            Holds the feature columns.
-        return_std : bool, default=False
-            Also return sigma_total.
-
-        Returns
-        -------
-        mean : ndarray of shape (n, 3)
-            M_r [mag], [Fe/H] [dex], A_r [mag].
-        std : ndarray of shape (n, 3)
-            sigma_total in the same units (only with ``return_std=True``).
-        """
-        if not return_std:
-            return _as_2d(self.estimator.predict(self.features(frame)), len(frame),
-                          "prediction")
-        comp = self.predict_components(frame)
-        return comp["mean"], comp["total_std"]
-
-
-# ---------------------------------------------------------------------------
-# The per-patch job (what travels to workers)
-# ---------------------------------------------------------------------------
-class _PatchJob:
-    """Everything :meth:`HybridPhotoD.process_patch` needs, small enough to ship to workers."""
-
-    def __init__(self, hybrid, teacher, base_seed):
-        self.hybrid = hybrid  # an unfitted clone: parameters only
-        self.teacher = teacher  # fitted estimator, or None for a per-patch factory
-        self.base_seed = int(base_seed)
-
-    def seeds(self, order, pixel):
-        """(selection seed, student seed) of one patch, from random_state and the patch only."""
-        ss = np.random.SeedSequence([self.base_seed, int(order), int(pixel)])
-        a, b = ss.generate_state(2)
-        return int(a), int(b) % (2**31 - 1)
-
-    def teacher_for(self, order, pixel):
-        if self.teacher is not None:
-            return self.teacher
-        return _fit_teacher(self.hybrid.teacher(int(order), int(pixel)))
-
-
-def _fit_teacher(teacher):
-    if not hasattr(teacher, "predict"):
-        raise ValueError(
-            f"The teacher must be an estimator with predict_posterior or predict(X, "
-            f"return_std=True), got {type(teacher).__name__}."
-        )
-    try:
-        check_is_fitted(teacher)
-        return teacher
-    except Exception:  # noqa: BLE001 - not fitted (NotFittedError or no fitted attributes)
-        return clone(teacher).fit()
-
-
-def _teacher_estimates(teacher, frame):
-    """Teacher means and stds (n, 3) in TARGETS order, plus DM and its std when provided."""
-    if hasattr(teacher, "predict_posterior"):
-        post = teacher.predict_posterior(frame)
-        mean = np.column_stack([post[t].to_numpy(np.float64) for t in TARGETS])
-        std = np.column_stack([post[f"{t}_std"].to_numpy(np.float64) for t in TARGETS])
-        dm = post["DM"].to_numpy(np.float64) if "DM" in post else None
-        dm_std = post["DM_std"].to_numpy(np.float64) if "DM_std" in post else None
-        return mean, std, dm, dm_std
-    m, s = teacher.predict(frame, return_std=True)
-    names = tuple(getattr(teacher, "target_names_", ("Mr", "FeH", "Ar")))
-    order = [names.index(t) for t in TARGETS]
-    return np.asarray(m)[:, order], np.asarray(s)[:, order], None, None
-
-
-def _teacher_components(mean, std):
-    """The teacher's estimates in PatchStudent.predict_components form (sigma_NN = 0)."""
-    return {"mean": mean, "sigma_nn": np.zeros_like(std), "sigma_b": std, "total_std": std}
-
-
-def _put(comp, rows, values):
-    for k in comp:
-        comp[k][rows] = values[k]
-
-
-def _process(job, frame, order, pixel):
-    """Process the stars of one patch (rows in canonical order); see HybridPhotoD.process_patch."""
-    hyb = job.hybrid
-    n = len(frame)
-    n_label = hyb._n_labelled(n)
-    small = n <= n_label
-    sel_seed, student_seed = job.seeds(order, pixel)
-    summary = {"patch_order": int(order), "patch": int(pixel), "n_stars": int(n),
-               "n_labelled": 0, "n_student": 0, "mode": "student",
-               "teacher_seconds": 0.0, "student_fit_seconds": 0.0,
-               "student_predict_seconds": 0.0,
-               "warm_start": hyb._warm_weights() is not None}
-    if small and hyb.small_patch == "raise":
-        raise hyb._small_patch_error(order, pixel, n)
-    teacher = job.teacher_for(order, pixel)
-    comp = {k: np.full((n, len(TARGETS)), np.nan)
-            for k in ("mean", "sigma_nn", "sigma_b", "total_std")}
-    dm = np.full(n, np.nan)
-    dm_std = np.full(n, np.nan)
-    labelled = np.zeros(n, dtype=bool)
-    if small:
-        labelled[:] = True
-        summary["mode"] = "teacher"
-        summary["warm_start"] = False
-    else:
-        rng = np.random.default_rng(sel_seed)
-        labelled[rng.choice(n, size=n_label, replace=False)] = True
-    lab = np.flatnonzero(labelled)
-    t0 = time.perf_counter()
-    m_t, s_t, dm_t, dms_t = _teacher_estimates(teacher, frame.iloc[lab])
-    summary["teacher_seconds"] = time.perf_counter() - t0
-    _put(comp, lab, _teacher_components(m_t, s_t))
-    if dm_t is not None:
-        dm[lab] = dm_t
-    if dms_t is not None:
-        dm_std[lab] = dms_t
-    summary["n_labelled"] = int(lab.size)
-    model = None
-    rest = np.flatnonzero(~labelled)
-    if rest.size:
-        t0 = time.perf_counter()
-        model = hyb._fit_student(frame.iloc[lab], m_t, s_t, student_seed, (order, pixel))
-        summary["student_fit_seconds"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        _put(comp, rest, model.predict_components(frame.iloc[rest]))
-        summary["student_predict_seconds"] = time.perf_counter() - t0
-        summary["n_student"] = int(rest.size)
-    result = hyb._result_frame(frame, order, pixel, labelled, comp, dm, dm_std)
-    return result, model, summary
-
-
-def _canonical(grp):
-    """Rows of one patch in a canonical order: by index label, ties by input position.
-
-    The labelled subset is drawn in this order, so it depends on the stars
-    (their index labels) and not on how a catalogue was partitioned or
-    ordered. Unsortable index labels fall back to the input position.
-    """
-    grp = grp.sort_values(_ROW, kind="stable")
-    try:
-        order = np.argsort(grp.index.to_numpy(), kind="stable")
-    except TypeError:
-        return grp
-    return grp.iloc[order]
-
-
-def _run_partition(part, job):
-    """Process every patch present in one Dask partition (a pandas DataFrame)."""
-    frames, models, summaries = [], {}, []
-    if len(part):
-        for uniq, grp in part.groupby(_UNIQ, sort=True):
-            order, pixel = _key(uniq)
-            grp = _canonical(grp)
-            res, model, summary = _process(job, grp, order, pixel)
-            res[_ROW] = grp[_ROW].to_numpy()
-            frames.append(res)
-            summaries.append(summary)
-            if model is not None:
-                models[(order, pixel)] = model
-    if not frames:
-        return job.hybrid._empty_result(with_row=True), models, summaries
-    return pd.concat(frames), models, summaries
-
 
 # ---------------------------------------------------------------------------
 # The estimator
@@ -832,10 +438,10 @@ class HybridPhotoD(BaseEstimator):
     def _patch_uniq(self, base_pixels, mapping):
         """NUNIQ patch id per star (unknown pixels keep their own pixel at patch_order)."""
         order = int(self.patch_order)
-        uniq_of = {b: int(_uniq(o, p)) for b, (o, p) in mapping.items()}
+        uniq_of = {b: int(patch_uniq(o, p)) for b, (o, p) in mapping.items()}
         s = pd.Series(base_pixels)
         mapped = s.map(uniq_of)
-        own = _uniq(order, base_pixels)
+        own = patch_uniq(order, base_pixels)
         return np.where(mapped.isna().to_numpy(), own,
                         mapped.fillna(0).to_numpy(dtype=np.int64))
 
@@ -1100,22 +706,22 @@ class HybridPhotoD(BaseEstimator):
             # the most populated patch trains from scratch; the others start from its student
             first = max(todo, key=lambda i: (len(groups[i][1]), -groups[i][0]))
             k, g = groups[first]
-            outs[first] = _process(job, g, *_key(k))
+            outs[first] = _process(job, g, *patch_key(k))
             self._log(outs[first][2])
             todo.remove(first)
             model = outs[first][1]
             if model is not None and hasattr(model.estimator, "export_weights"):
                 job = self._job(teacher=job.teacher, base_seed=job.base_seed,
                                 warm_start=model.estimator.export_weights())
-                self.warm_start_patch_ = _key(k)
+                self.warm_start_patch_ = patch_key(k)
         if self.n_jobs in (None, 1):
             for i in todo:
                 k, g = groups[i]
-                outs[i] = _process(job, g, *_key(k))
+                outs[i] = _process(job, g, *patch_key(k))
                 self._log(outs[i][2])
         else:
             done = joblib.Parallel(n_jobs=self.n_jobs)(joblib.delayed(_process)(
-                job, groups[i][1], *_key(groups[i][0])) for i in todo)
+                job, groups[i][1], *patch_key(groups[i][0])) for i in todo)
             for i, o in zip(todo, done):
                 outs[i] = o
                 self._log(o[2])
@@ -1185,7 +791,7 @@ class HybridPhotoD(BaseEstimator):
         frames = []
         work = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
         for k, g in work.groupby(_UNIQ, sort=True):
-            order, pixel = _key(k)
+            order, pixel = patch_key(k)
             model = self.patch_models_.get((order, pixel))
             n = len(g)
             nan = np.full(n, np.nan)
@@ -1196,7 +802,7 @@ class HybridPhotoD(BaseEstimator):
                 if job is None:
                     job = self._job(teacher=self.teacher_) if self.teacher_ is not None \
                         else self._job()
-                m, s, dm, dms = _teacher_estimates(job.teacher_for(order, pixel), g)
+                m, s, dm, dms = teacher_estimates(job.teacher_for(order, pixel), g)
                 res = self._result_frame(g, order, pixel, np.ones(n, bool),
                                          _teacher_components(m, s),
                                          nan if dm is None else dm, nan if dms is None else dms)
@@ -1248,70 +854,8 @@ class HybridPhotoD(BaseEstimator):
             As :meth:`fit_predict` (index of the input; for a Dask input,
             its index in partition order).
         """
-        import dask
-        import dask.dataframe as dd
-
-        t_start = time.perf_counter()
-        self._check_params()
-        if isinstance(self.warm_start, str):
-            raise ValueError(
-                "warm_start='first' needs one patch trained before the others and is supported "
-                "by fit_predict only; on Dask pass a StudentWeights (e.g. "
-                "PhotoDNetwork.export_weights() of a prior or neighbouring patch's student)."
-            )
-        self.warm_start_patch_ = None
-        if isinstance(catalog, dd.DataFrame):
-            ddf = catalog
-            self._check_columns(ddf.columns)
-            plain = self._plain()
-            base_d = ddf.map_partitions(
-                lambda p: pd.Series(plain._base_pixels(p), index=p.index, dtype=np.int64),
-                meta=pd.Series(dtype=np.int64))
-            counts = base_d.value_counts().compute()
-            if counts.sum() == 0:
-                raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
-            mapping = self._plan(counts.index.to_numpy(), counts.to_numpy())
-            lengths = ddf.map_partitions(len).compute()
-            offsets = np.concatenate([[0], np.cumsum(np.asarray(lengths))[:-1]]).tolist()
-            index_d = ddf.map_partitions(lambda p: p.index.to_series(),
-                                         meta=pd.Series(dtype=ddf.index.dtype))
-
-            def tag(p, offsets, partition_info=None):
-                start = offsets[partition_info["number"]] if partition_info else 0
-                return p.assign(**{_UNIQ: plain._patch_uniq(plain._base_pixels(p), mapping),
-                                   _ROW: np.arange(start, start + len(p), dtype=np.int64)})
-
-            meta = ddf._meta.assign(**{_UNIQ: np.int64(0), _ROW: np.int64(0)}).iloc[:0]
-            work = ddf.map_partitions(tag, offsets, meta=meta)
-            index = None
-        else:
-            frame, uniq, mapping = self._prepare(catalog)
-            work_pd = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
-            n_patches = len(np.unique(uniq))
-            work = dd.from_pandas(work_pd, npartitions=max(1, min(n_patches, 256)), sort=False)
-            index = frame.index
-        n_parts = npartitions or max(1, min(len(set(mapping.values())), 256))
-        shuffled = work.shuffle(on=_UNIQ, npartitions=int(n_parts), shuffle_method=shuffle_method)
-        job = self._job()
-        job_d = dask.delayed(job, pure=True, traverse=False)
-        tasks = [dask.delayed(_run_partition, pure=True)(part, job_d)
-                 for part in shuffled.to_delayed()]
-        if client is not None:
-            outs = client.gather(client.compute(tasks))
-        else:
-            outs = dask.compute(*tasks)
-        frames, models, summaries = [], {}, []
-        for res, mods, summ in outs:
-            frames.append(res)
-            models.update(mods)
-            summaries.extend(summ)
-            for s in summ:
-                self._log(s)
-        if index is None:
-            index = pd.Index(index_d.compute().to_numpy())
-        result = self._assemble(frames, index)
-        self._store(job, mapping, models, summaries, time.perf_counter() - t_start)
-        return result
+        return dask_run.fit_predict_dask(self, catalog, client=client, npartitions=npartitions,
+                                         shuffle_method=shuffle_method)
 
     def predict_dask(self, ddf):
         """Lazy :meth:`predict` over a ``dask.dataframe`` with ``map_partitions``.
@@ -1327,11 +871,7 @@ class HybridPhotoD(BaseEstimator):
             Partition-wise :meth:`predict` tables (same index); compute it
             or write it out (``to_parquet``) without gathering it.
         """
-        check_is_fitted(self, "patch_models_")
-        meta = self._empty_result()
-        meta.index = ddf._meta.index[:0]
-        return ddf.map_partitions(lambda p: self.predict(p) if len(p) else
-                                  self._empty_result().set_axis(p.index[:0]), meta=meta)
+        return dask_run.predict_dask(self, ddf)
 
     # -- persistence -------------------------------------------------------------
     def save_patch_models(self, folder, overwrite=False):

@@ -43,6 +43,7 @@ from .._validation import (
     missing_column_error,
     to_frame_like,
 )
+from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
 from ..nn.base import BaseNeuralRegressor
 from ..nn.builders import build_mlp
 from ..nn.lean import LeanNeuralNet
@@ -69,9 +70,7 @@ __all__ = [
 ]
 
 #: Targets, in the order of :meth:`BayesianPhotoD.predict`: M_r [mag], [Fe/H] [dex], A_r [mag].
-TARGET_NAMES = ("Mr", "FeH", "Ar")
-#: The ten inputs in the paper's order (Sect. 2.3): r, u-g, g-r, r-i, i-z, then their errors [mag].
-PHOTOD_INPUT_COLUMNS = ("rmag", "ug", "gr", "ri", "iz", "rErr", "ugErr", "grErr", "riErr", "izErr")
+TARGET_NAMES = PHOTOD_TARGETS
 #: Hidden-layer widths of the tuned architecture (Sect. 3.2).
 PAPER_HIDDEN_LAYER_SIZES = (45, 45, 42, 33, 36)
 #: Their activations (Sect. 3.2).
@@ -174,7 +173,7 @@ class MomentLoss(_TargetWeightedLoss):
     """
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        """The loss ``L`` (a scalar) of predictions (n, 2 L) against targets (n, L)."""
+        """The moment loss of ``y_pred`` given ``y_true`` (a scalar tensor)."""
         if y_true.ndim == 1:
             y_true = y_true[:, None]
         n_targets = y_true.shape[1]
@@ -205,7 +204,7 @@ class WeightedMSELoss(_TargetWeightedLoss):
     """
 
     def forward(self, y_pred: torch.Tensor, y_true: torch.Tensor) -> torch.Tensor:
-        """The weighted MSE (a scalar) of predictions against targets, both (n, L)."""
+        """Weighted mean squared error (a scalar tensor); see the class docstring."""
         if y_true.ndim == 1:
             y_true = y_true[:, None]
         if y_pred.shape != y_true.shape:

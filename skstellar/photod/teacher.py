@@ -42,6 +42,7 @@ from .._validation import (
     row_location,
     to_frame_like,
 )
+from ..columns import PHOTOD_TARGETS
 from ..io.photod import (
     EXTINCTION_COEFFICIENTS,
     ColourLocus,
@@ -54,7 +55,7 @@ from ..io.photod import (
 __all__ = ["BayesianPhotoD"]
 
 #: Order of the targets returned by predict.
-TARGET_NAMES = ("Mr", "FeH", "Ar")
+TARGET_NAMES = PHOTOD_TARGETS
 #: Grid nodes whose (upper bound of the) log posterior is more than this below
 #: the star's best node are skipped: their total weight is < n_grid * e^-36.
 _LOG_WEIGHT_WINDOW = 40.0

@@ -1,8 +1,9 @@
 """Transformers that turn survey catalogues and spectra into model features.
 
 - photometry: :class:`AbsoluteMagnitudes` (apparent magnitudes + parallax);
-- spectra: :class:`SpectrumResampler` (common wavelength grid),
-  :class:`RestFrameShifter`, :class:`SpectrumMinMaxScaler` (per spectrum);
+- spectra: :class:`SpectrumResampler` (common wavelength grid);
+- rest_frame: :class:`RestFrameShifter`, :func:`to_rest_frame`;
+- spectrum_minmax: :class:`SpectrumMinMaxScaler` (per spectrum);
 - continuum: :class:`ContinuumNormalizer` (Gaussian-weighted pseudo-continuum,
   Cycle-StarNet paper Eq. 2-3);
 - velocity: :class:`RadialVelocityCorrector` (template fit, rest frame,

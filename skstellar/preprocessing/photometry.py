@@ -23,12 +23,12 @@ from sklearn.utils.validation import (
 
 from .. import columns as _cols
 from .._validation import (
-    _is_pandas_df,
     as_float_column,
     check_finite_columns,
     check_not_empty,
     column_names,
     is_named_input,
+    is_pandas_df,
     missing_column_error,
     to_frame_like,
 )
@@ -472,7 +472,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
                 names = column_names(X)
                 known = {c for c in self._configured_magnitude_columns() if c is not None}
                 known.add(self.parallax_column)
-                if _is_pandas_df(X) and not known.intersection(names):
+                if is_pandas_df(X) and not known.intersection(names):
                     warnings.warn(
                         f"None of the configured columns ({', '.join(sorted(known))}) is in "
                         f"the DataFrame; its {len(names)} columns are read positionally as "
@@ -501,7 +501,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
 
     def _as_positional(self, X, named):
         """Tables and dicts read positionally become DataFrames (units converted)."""
-        if not named or _is_pandas_df(X):
+        if not named or is_pandas_df(X):
             return X
         import pandas as pd
 
@@ -548,7 +548,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         out = {
             "mags": mags,
             "plx": plx,
-            "index": X.index if _is_pandas_df(X) else None,
+            "index": X.index if is_pandas_df(X) else None,
         }
         if self.return_errors:
             errs = []
@@ -579,7 +579,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         out = {
             "mags": Xa[:, mag_idx],
             "plx": Xa[:, plx_idx],
-            "index": X_orig.index if _is_pandas_df(X_orig) else None,
+            "index": X_orig.index if is_pandas_df(X_orig) else None,
         }
         if self.return_errors:
             out["errs"] = Xa[:, err_idx]

@@ -12,7 +12,7 @@ each star's radial velocity, moves the spectrum to its rest frame and keeps
   precision and an uncertainty from its curvature;
 * :class:`RadialVelocityCorrector`, a transformer that measures the velocity,
   shifts to the rest frame and resamples onto the 6000-8900 A, 1 A grid
-  (reusing :func:`~skstellar.preprocessing.spectra.to_rest_frame` and
+  (reusing :func:`~skstellar.preprocessing.rest_frame.to_rest_frame` and
   :class:`~skstellar.preprocessing.spectra.SpectrumResampler`), recording
   the velocities in the batch's ``meta``;
 * :func:`air_to_vacuum` / :func:`vacuum_to_air` (Morton 2000 / Ciddor 1996
@@ -49,7 +49,9 @@ from .continuum import (
     _smooth_ratio,
     window_mask,
 )
-from .spectra import C_KMS, SpectrumResampler, _as_spectra, to_rest_frame
+from .rest_frame import C_KMS, to_rest_frame
+from .spectra import SpectrumResampler
+from .spectra_input import as_spectra
 
 __all__ = [
     "DEFAULT_WINDOW",
@@ -431,7 +433,7 @@ def measure_radial_velocity(
         )
     if not (isinstance(sigma, numbers.Real) and sigma > 0):
         raise ValueError(f"sigma must be a positive number [A]; got {sigma!r}.")
-    sp = _as_spectra(spectra)
+    sp = as_spectra(spectra)
     if sp is None:
         raise TypeError(
             "spectra must be a SpectrumBatch or a list of (wavelength, flux[, ivar]) tuples; got "
@@ -577,7 +579,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
     et al., Sect. 2.4): velocity, rest frame, 6000-8900 A at 1 A. The
     velocity comes from :func:`measure_radial_velocity` against ``template``
     (the paper fits it with its emulator), the shift from
-    :func:`~skstellar.preprocessing.spectra.to_rest_frame` and the
+    :func:`~skstellar.preprocessing.rest_frame.to_rest_frame` and the
     resampling from :class:`~skstellar.preprocessing.spectra.SpectrumResampler`.
 
     Parameters
@@ -609,7 +611,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
         Resampling onto the output grid (see ``SpectrumResampler``).
     conserve_flux : bool, default=False
         Multiply the flux by the Doppler factor ``1 + v/c`` when shifting
-        (see :class:`~skstellar.preprocessing.spectra.RestFrameShifter`).
+        (see :class:`~skstellar.preprocessing.rest_frame.RestFrameShifter`).
     on_failure : {"raise", "nan"}, default="raise"
         A spectrum whose velocity cannot be measured (no usable pixel,
         minimum on the edge of ``v_grid``): "raise" a ``ValueError`` naming it,
@@ -766,7 +768,7 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
         if isinstance(X, SpectrumBatch):
             batch = X
         else:
-            sp = None if isinstance(X, np.ndarray) else _as_spectra(X)
+            sp = None if isinstance(X, np.ndarray) else as_spectra(X)
             if sp is None:
                 raise TypeError(
                     "RadialVelocityCorrector needs spectra with wavelengths (a SpectrumBatch or a "
