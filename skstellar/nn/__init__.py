@@ -11,7 +11,13 @@
 - optimize: batched, bounded per-object optimisers (:func:`fit_batched`,
   :func:`batched_lbfgs`, :class:`BoxTransform`, :func:`forward_jacobian`,
   ...);
-- threads: :class:`torch_threads` (torch's thread count for a block).
+- threads: :class:`torch_threads` (torch's thread count for a block) and
+  :class:`training_threads`;
+- training: the one training core of every neural estimator
+  (:func:`seed_from`, :func:`seeded_split`, :func:`plan_training`,
+  :func:`flag_callbacks`, :func:`merge_callbacks`, :func:`train_net`);
+- input_variance: the Jacobian input-variance likelihood as skorch hooks
+  (:class:`InputVarianceNet`).
 """
 
 from .base import BaseNeuralClassifier, BaseNeuralRegressor
@@ -23,6 +29,7 @@ from .builders import (
     count_parameters,
     make_activation,
 )
+from .input_variance import InputVarianceLikelihood, InputVarianceNet, WarmupEarlyStopping
 from .lean import LeanNeuralNet
 from .losses import LinearWeightedMSELoss
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
@@ -36,7 +43,16 @@ from .optimize import (
     forward_jacobian,
     gauss_newton_covariance,
 )
-from .threads import torch_threads
+from .threads import torch_threads, training_threads
+from .training import (
+    SEED_MODULUS,
+    flag_callbacks,
+    merge_callbacks,
+    plan_training,
+    seed_from,
+    seeded_split,
+    train_net,
+)
 from .uncertainty import TorchCovariance, batched_jacobian, gaussian_nll
 
 __all__ = [
@@ -65,4 +81,15 @@ __all__ = [
     "make_activation",
     "mc_dropout_predict",
     "torch_threads",
+    "training_threads",
+    "InputVarianceLikelihood",
+    "InputVarianceNet",
+    "WarmupEarlyStopping",
+    "SEED_MODULUS",
+    "flag_callbacks",
+    "merge_callbacks",
+    "plan_training",
+    "seed_from",
+    "seeded_split",
+    "train_net",
 ]
