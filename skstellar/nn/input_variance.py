@@ -75,6 +75,10 @@ class InputVarianceLikelihood(torch.nn.Module):
         self.model_variance_passes = int(model_variance_passes)
         self.jacobian_gradient = bool(jacobian_gradient)
 
+    def release(self):
+        """Drop the training data and covariance (after training; keeps pickles small)."""
+        self.data, self.covariance = None, None
+
     def passes(self, training):
         """Stochastic passes per batch (``K``; 1 when evaluating)."""
         K = self.model_variance_passes
@@ -171,7 +175,7 @@ class InputVarianceNet(LeanNeuralNet):
 
     def input_term(self, training):
         """Whether the loss includes the input term now."""
-        if self.criterion_.covariance is None:
+        if getattr(self.criterion_, "covariance", None) is None:
             return False
         warm = int(self.warmup_iter)
         return self.n_iter_ >= warm if training else self.n_iter_ > warm

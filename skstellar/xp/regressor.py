@@ -447,6 +447,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             valid_batch_size=max(n_valid, 1), single_thread_below=2**62,
             iterator_train__shuffle=bool(self.shuffle), max_iter=max_iter, warmup_iter=warm,
         )
+        likelihood.release()  # a saved model does not carry its training set
         module = self.net_.module_
         module.eval()
         self._module = module
