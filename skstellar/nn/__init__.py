@@ -13,11 +13,11 @@
   ...);
 - threads: :class:`torch_threads` (torch's thread count for a block) and
   :class:`training_threads`;
-- training: the one training core of every neural estimator
-  (:func:`seed_from`, :func:`seeded_split`, :func:`plan_training`,
-  :func:`flag_callbacks`, :func:`merge_callbacks`, :func:`train_net`);
-- input_variance: the Jacobian input-variance likelihood as skorch hooks
-  (:class:`InputVarianceNet`).
+- :mod:`skstellar.nn.training`: the one training core of every neural
+  estimator (``seed_from``, ``seeded_split``, ``plan_training``,
+  ``flag_callbacks``, ``merge_callbacks``, ``train_net``);
+- :mod:`skstellar.nn.input_variance`: the Jacobian input-variance
+  likelihood as skorch hooks (``InputVarianceNet``).
 """
 
 from .base import BaseNeuralClassifier, BaseNeuralRegressor
@@ -29,7 +29,6 @@ from .builders import (
     count_parameters,
     make_activation,
 )
-from .input_variance import InputVarianceLikelihood, InputVarianceNet, WarmupEarlyStopping
 from .lean import LeanNeuralNet
 from .losses import LinearWeightedMSELoss
 from .mc_dropout import MC_MODES, dropout_layers, mc_dropout_predict
@@ -43,16 +42,7 @@ from .optimize import (
     forward_jacobian,
     gauss_newton_covariance,
 )
-from .threads import torch_threads, training_threads
-from .training import (
-    SEED_MODULUS,
-    flag_callbacks,
-    merge_callbacks,
-    plan_training,
-    seed_from,
-    seeded_split,
-    train_net,
-)
+from .threads import torch_threads
 from .uncertainty import TorchCovariance, batched_jacobian, gaussian_nll
 
 __all__ = [
@@ -81,15 +71,4 @@ __all__ = [
     "make_activation",
     "mc_dropout_predict",
     "torch_threads",
-    "training_threads",
-    "InputVarianceLikelihood",
-    "InputVarianceNet",
-    "WarmupEarlyStopping",
-    "SEED_MODULUS",
-    "flag_callbacks",
-    "merge_callbacks",
-    "plan_training",
-    "seed_from",
-    "seeded_split",
-    "train_net",
 ]
