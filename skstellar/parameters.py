@@ -36,8 +36,18 @@ import numpy as np
 __all__ = [
     "Constraint", "Interval", "Options", "SequenceOf", "Satisfies", "Rule",
     "COLUMN_NAMES", "LAYER_SIZES", "NAN", "RANGE", "SKORCH_CALLBACKS", "is_skorch_callback",
-    "parameter_constraints", "parameter_rules", "validate_parameters",
+    "parameter_constraints", "parameter_rules", "validate_parameters", "InvalidParameterError",
 ]
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A hyperparameter outside its declared constraints.
+
+    A ``ValueError`` (what scikit-learn's estimator checks expect of a bad
+    value) and a ``TypeError`` (what code expects of a value of the wrong
+    type), as scikit-learn's own ``InvalidParameterError`` is, so either
+    ``except`` catches it.
+    """
 
 
 class Constraint:
@@ -406,7 +416,7 @@ def validate_parameters(estimator) -> None:
                 detail = f" ({str(err).rstrip('.')})"
         else:
             allowed = " or ".join(_describe(k) for k in kinds)
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{owner}: parameter {name!r} must be {allowed}; got {_shown(value)}{detail}."
             )
     for rule in parameter_rules(estimator):
@@ -418,4 +428,4 @@ def validate_parameters(estimator) -> None:
             ok, detail = False, f" ({err})"
         if not ok:
             shown = ", ".join(f"{k}={_shown(v)}" for k, v in values.items())
-            raise ValueError(f"{owner}: {rule.requirement}; got {shown}{detail}.")
+            raise InvalidParameterError(f"{owner}: {rule.requirement}; got {shown}{detail}.")

@@ -195,10 +195,10 @@ def test_every_neural_estimator_is_covered():
     import inspect
 
     import skstellar
-    from skstellar.nn.base import _NeuralEstimatorBase
+    from skstellar.nn.base import NeuralEstimatorBase
 
     neural = {n for n in skstellar.__all__ if n != "__version__"
               and inspect.isclass(getattr(skstellar, n))
-              and (issubclass(getattr(skstellar, n), _NeuralEstimatorBase)
+              and (issubclass(getattr(skstellar, n), NeuralEstimatorBase)
                    or n == "CycleStarNet")}
     assert neural <= set(ESTIMATORS), f"not in the reproducibility test: {neural - set(ESTIMATORS)}"

@@ -31,8 +31,8 @@ from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from .._validation import check_numeric_input
-from ..nn.base import _seed_from
 from ..nn.threads import torch_threads as _threads
+from ..nn.training import SEED_MODULUS, Progress, seed_from
 from ..parameters import LAYER_SIZES, Interval, Options, SequenceOf, validate_parameters
 from ..spectrum import SpectrumBatch
 from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
@@ -693,8 +693,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         config = {**arch, "n_pixels": P, "padded_length": L, "flux_offset": self.flux_offset_,
                   "flux_scale": self.flux_scale_}
 
-        rng0 = np.random.default_rng(_seed_from(self.random_state))
-        seeds = [int(s) for s in rng0.integers(0, 2**31 - 1, 4)]
+        rng0 = np.random.default_rng(seed_from(self.random_state))
+        seeds = [int(s) for s in rng0.integers(0, SEED_MODULUS, 4)]
         init_seed, data_seed, bank_seed, sample_seed = seeds
         self.sample_seed_ = sample_seed
         with torch.random.fork_rng(devices=[]), _threads(self.n_threads):
@@ -778,11 +778,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         lam_a = float(self.lambda_adv)
         b, n_iter = int(self.batch_size), int(self.n_iter)
         log_every, ck_every = int(self.log_every), int(self.checkpoint_every)
-        bar = None
-        if self.verbose and start < n_iter:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=n_iter, initial=start, desc="CycleStarNet", unit="it")
+        bar = Progress(n_iter, self.verbose and start < n_iter, "CycleStarNet", unit="it",
+                       initial=start)
         gen.train(), disc_s.train(), disc_o.train()
         d_params = list(disc_s.parameters()) + list(disc_o.parameters())
         t0 = time.perf_counter()
@@ -825,17 +822,16 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     history.append(record)
                     acc = {k: 0.0 for k in _HISTORY_KEYS}
                     acc_n = 0
-                    if bar is not None:
-                        bar.set_postfix(loss=f"{record['loss']:.4g}",
-                                        rec_obs=f"{record['rec_obs']:.3g}",
-                                        rec_synth=f"{record['rec_synth']:.3g}", refresh=False)
-                if bar is not None:
-                    bar.update(1)
+                    postfix = {"loss": f"{record['loss']:.4g}",
+                               "rec_obs": f"{record['rec_obs']:.3g}",
+                               "rec_synth": f"{record['rec_synth']:.3g}"}
+                else:
+                    postfix = {}
+                bar(1, **postfix)
                 if path is not None and (done % ck_every == 0 or done == n_iter):
                     save(done)
         finally:
-            if bar is not None:
-                bar.close()
+            bar.close()
         self.training_time_ = time.perf_counter() - t0
         self.n_iter_ = max(start, n_iter)
         if acc_n:  # a last, shorter block (checkpoints keep it open for resuming)

@@ -37,6 +37,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._validation import check_numeric_input
 from ..nn.optimize import METHODS, BoxTransform, fit_batched
 from ..nn.threads import torch_threads as _threads
+from ..nn.training import Progress, draw_seed, seed_from
 from ..parameters import RANGE, Interval, Options, Rule, validate_parameters
 from ..spectrum import SPEED_OF_LIGHT_KMS
 
@@ -430,17 +431,10 @@ class SpectralLabelFitter(BaseEstimator):
         self.n_params_ = len(self.param_names_)
         self.n_pixels_ = int(emu.n_pixels_)
         self.bounds_ = np.vstack([lo, hi])
-        rng = np.random.RandomState(self._seed())
+        rng = np.random.RandomState(seed_from(self.random_state))
         self.grid_labels_ = self._make_grid(lo[:n_lab], hi[:n_lab], rng)
-        self.start_seed_ = int(rng.randint(0, 2**31 - 1))
+        self.start_seed_ = draw_seed(rng)
         return self
-
-    def _seed(self):
-        from sklearn.utils import check_random_state
-
-        if isinstance(self.random_state, (int, np.integer)):
-            return int(self.random_state) % (2**31 - 1)
-        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
     def _unwrap_emulator(self):
         emu = self.emulator
@@ -547,7 +541,7 @@ class SpectralLabelFitter(BaseEstimator):
 
         n = int(self.n_grid)
         m = int(np.ceil(np.log2(max(n, 2))))
-        sob = qmc.Sobol(d=len(lo), scramble=True, seed=int(rng.randint(0, 2**31 - 1)))
+        sob = qmc.Sobol(d=len(lo), scramble=True, seed=draw_seed(rng))
         u = sob.random_base2(m)[:n]
         return lo + (hi - lo) * u
 
@@ -780,7 +774,8 @@ class SpectralLabelFitter(BaseEstimator):
             other = None
         blocks = self._blocks(len(rows_ok))
         n_jobs = self._n_jobs(len(blocks))
-        progress = _progress(len(blocks), self.verbose)
+        progress = Progress(len(blocks), self.verbose and len(blocks) > 1, "label fits",
+                            unit="batch")
 
         def payload(sl):
             return (f[rows_ok[sl]], w[rows_ok[sl]], good[rows_ok[sl]],
@@ -988,22 +983,3 @@ def _fit_block_in_worker(fitter, f, w, good, x0, other):
         res, syn = fitter._fit_chunk(module, wave, dt, grid_flux, np.array(f), np.array(w),
                                      np.array(good), x0, other)
     return res, syn
-
-
-class _progress:
-    """Progress bar over batches when verbose (tqdm), else a no-op."""
-
-    def __init__(self, total, verbose):
-        self.bar = None
-        if verbose and total > 1:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc="label fits", unit="batch")
-
-    def __call__(self):
-        if self.bar is not None:
-            self.bar.update(1)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()

@@ -58,6 +58,10 @@ _PARAMS_DOC = """
     random_state : int, RandomState or None, default=None
     device : str, default="cpu"
     verbose : int, default=0
+        1 prints skorch's per-epoch table.
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Run after the ones ``early_stopping`` and ``lr_schedule`` build
+        (see :func:`skstellar.nn.training.merge_callbacks`).
     standardize_target : bool, default=True
         (Regressor) train on z-scored targets and map predictions back; the
         paper is silent on target scaling.
@@ -77,7 +81,7 @@ class _SpectralCNNMixin:
         )
 
 
-class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeuralRegressor):
+class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeuralRegressor):  # noqa: D101 (__doc__ set below)
     def _transform_y_fit(self, y2):
         # Train on z-scored targets (12 + log(O/H) ~ 8.5 +- 0.2 would otherwise
         # spend the first epochs moving the output bias); predictions and
@@ -130,7 +134,7 @@ class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeura
                  validation_fraction=0.125, early_stopping=True, patience=100,
                  lr_schedule="plateau", lr_factor=0.1, lr_patience=10, n_mc_passes=50,
                  mc_mode="network", random_state=None, device="cpu", verbose=0,
-                 standardize_target=True, uncertainty="calibrated"):
+                 standardize_target=True, uncertainty="calibrated", callbacks=None):
         self.channels = channels
         self.convs_per_block = convs_per_block
         self.kernel_size = kernel_size
@@ -157,6 +161,7 @@ class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeura
         self.verbose = verbose
         self.standardize_target = standardize_target
         self.uncertainty = uncertainty
+        self.callbacks = callbacks
 
     #: Allowed hyperparameter values (the neural base declares the common ones).
     _parameter_constraints = {
@@ -173,7 +178,7 @@ class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeura
     }
 
 
-class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):
+class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):  # noqa: D101 (__doc__ set below)
     _parameter_constraints = SpectralCNNRegressor._parameter_constraints
     __doc__ = """1-D CNN classifier for spectra (star-forming vs not).
 
@@ -189,7 +194,8 @@ class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):
                  lr=1e-3, batch_size=128, max_epochs=100, weight_decay=0.0,
                  validation_fraction=0.125, early_stopping=True, patience=100,
                  lr_schedule="plateau", lr_factor=0.1, lr_patience=10, n_mc_passes=50,
-                 mc_mode="network", random_state=None, device="cpu", verbose=0):
+                 mc_mode="network", random_state=None, device="cpu", verbose=0,
+                 callbacks=None):
         params = dict(locals())
         params.pop("self")
         params.pop("__class__", None)

@@ -169,6 +169,11 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
     random_state : int, RandomState or None, default=None
     device : str, default="cpu"
     verbose : int, default=0
+        1 prints skorch's per-epoch table.
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Run after the ones ``early_stopping`` and ``lr_schedule`` build, e.g.
+        ``[skorch.callbacks.LRScheduler(policy="StepLR", step_size=100)]``
+        (see :func:`skstellar.nn.training.merge_callbacks`).
 
     Attributes
     ----------
@@ -228,6 +233,7 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         random_state=None,
         device="cpu",
         verbose=0,
+        callbacks=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.architecture = architecture
@@ -259,6 +265,7 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------- network
     def _resolved_architecture(self):

@@ -11,7 +11,13 @@
 - optimize: batched, bounded per-object optimisers (:func:`fit_batched`,
   :func:`batched_lbfgs`, :class:`BoxTransform`, :func:`forward_jacobian`,
   ...);
-- threads: :class:`torch_threads` (torch's thread count for a block).
+- threads: :class:`torch_threads` (torch's thread count for a block) and
+  :class:`training_threads`;
+- :mod:`skstellar.nn.training`: the one training core of every neural
+  estimator (``seed_from``, ``seeded_split``, ``plan_training``,
+  ``flag_callbacks``, ``merge_callbacks``, ``train_net``);
+- :mod:`skstellar.nn.input_variance`: the Jacobian input-variance
+  likelihood as skorch hooks (``InputVarianceNet``).
 """
 
 from .base import BaseNeuralClassifier, BaseNeuralRegressor

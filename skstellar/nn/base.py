@@ -12,7 +12,9 @@ in one clean class). It provides, for every method:
   validation split, the data-loader shuffling and the MC-dropout masks,
   without touching the caller's global torch RNG;
 * a seeded validation split with early stopping (best weights kept in
-  memory) and an optional ``ReduceLROnPlateau`` schedule;
+  memory) and an optional ``ReduceLROnPlateau`` schedule, and any skorch
+  callbacks given as ``callbacks=`` (the training core is
+  :mod:`skstellar.nn.training`);
 * float32 inside (float64 accepted), CPU by default (``device``), skorch's
   epoch table as progress when ``verbose``.
 
@@ -27,23 +29,15 @@ from __future__ import annotations
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_finite_columns, check_numeric_input
 from ..parameters import SKORCH_CALLBACKS, Interval, Options, validate_parameters
-from .loaders import ArrayBatchLoader
 from .mc_dropout import MC_MODES, dropout_layers, inference_forward, mc_dropout_predict
 from .threads import torch_threads
+from .training import Progress, flag_callbacks, merge_callbacks, plan_training, train_net
 
-__all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier"]
-
-
-def _seed_from(random_state) -> int:
-    """An int seed from an int, a RandomState or None (fresh entropy)."""
-    if isinstance(random_state, (int, np.integer)):
-        return int(random_state) % (2**31 - 1)
-    return int(check_random_state(random_state).randint(0, 2**31 - 1))
+__all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier", "NeuralEstimatorBase"]
 
 
 def _check_named_columns_finite(X):
@@ -60,45 +54,8 @@ def _check_named_columns_finite(X):
     )
 
 
-class _training_threads(torch_threads):
-    """Train small mini-batches on one CPU thread.
-
-    For the small dense networks and batches (<= 256 rows) of these methods,
-    torch's intra-op thread synchronisation costs more than it saves: on a
-    2-core machine one thread trains several times faster per epoch, and much
-    faster still when other processes share the cores. Larger batches keep
-    torch's thread setting. The previous setting is restored afterwards.
-    """
-
-    def __init__(self, batch_size, small=256, enabled=True):
-        super().__init__(1 if (enabled and batch_size <= small) else None)
-
-
-def _silent(*args, **kwargs):
-    """A sink that prints nothing (picklable, unlike a lambda)."""
-
-
-class _Progress:
-    """tqdm progress bar for MC passes when verbose, else a no-op."""
-
-    def __init__(self, total, verbose, desc):
-        self.bar = None
-        if verbose:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc, unit="star")
-
-    def __call__(self, n):
-        if self.bar is not None:
-            self.bar.update(n)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
-
-
-class _NeuralEstimatorBase(BaseEstimator):
-    """Shared machinery of skstellar's torch estimators (not used directly).
+class NeuralEstimatorBase(BaseEstimator):
+    """Shared machinery of skstellar's torch estimators (subclassed, not used directly).
 
     Common hyperparameters (each subclass exposes them in its ``__init__``):
 
@@ -134,7 +91,16 @@ class _NeuralEstimatorBase(BaseEstimator):
     verbose : int
         0 silent; 1 prints skorch's per-epoch table and a progress bar for
         long MC predictions.
+    callbacks : None or list of skorch callbacks or (name, callback) pairs
+        Run during training after the ones the shortcuts above build
+        (``EarlyStopping``, ``LRScheduler``, ``Checkpoint``, ``EpochScoring``,
+        ``ProgressBar``, ...); one named ``"early_stopping"`` or
+        ``"lr_schedule"`` replaces the shortcut's. Copied at ``fit``.
     """
+
+    #: Improvement early stopping requires: None, skorch's relative 1e-4; a
+    #: number, an absolute threshold (0: any decrease).
+    _early_stopping_threshold = None
 
     #: Train small batches on one thread (right for small dense networks;
     #: convolutional networks on long spectra set it to False).
@@ -143,7 +109,7 @@ class _NeuralEstimatorBase(BaseEstimator):
     _common_params = (
         "lr", "batch_size", "max_epochs", "weight_decay", "validation_fraction",
         "early_stopping", "patience", "lr_schedule", "lr_factor", "lr_patience",
-        "n_mc_passes", "mc_mode", "random_state", "device", "verbose",
+        "n_mc_passes", "mc_mode", "random_state", "device", "verbose", "callbacks",
     )
 
     # ------------------------------------------------------------------ hooks
@@ -219,80 +185,39 @@ class _NeuralEstimatorBase(BaseEstimator):
         return self._train(X, y2, self.n_outputs_)
 
     def _train(self, X, y2, n_module_outputs):
-        """Seeded split, skorch net, training; sets ``net_`` and friends."""
+        """Seeded split, skorch net, training (:mod:`skstellar.nn.training`); sets ``net_``."""
         import skorch
-        from skorch.callbacks import EarlyStopping, LRScheduler
-        from skorch.dataset import Dataset
-        from skorch.helper import predefined_split
 
-        seed = _seed_from(self.random_state)
-        rng = np.random.RandomState(seed)
-        self.mc_seed_ = int(rng.randint(0, 2**31 - 1))
-
-        n = len(X)
-        n_valid = int(round(float(self.validation_fraction) * n))
-        if self.validation_fraction > 0 and n_valid < 1:
-            n_valid = 1
-        if n - n_valid < 2:
-            raise ValueError(
-                f"Need at least 2 training samples after holding out "
-                f"validation_fraction={self.validation_fraction}; got n_samples={n}."
-            )
-        perm = rng.permutation(n)
-        valid_idx, train_idx = perm[:n_valid], perm[n_valid:]
-        X_train, y_train = X[train_idx], y2[train_idx]
-
-        callbacks = []
-        train_split = None
-        if n_valid > 0:
-            train_split = predefined_split(Dataset(X[valid_idx], y2[valid_idx]))
-            if self.early_stopping:
-                callbacks.append(
-                    ("early_stopping", EarlyStopping(
-                        monitor="valid_loss", patience=int(self.patience), load_best=True,
-                        sink=print if self.verbose else _silent,
-                    ))
-                )
-            if self.lr_schedule == "plateau":
-                callbacks.append(
-                    ("lr_schedule", LRScheduler(
-                        policy=torch.optim.lr_scheduler.ReduceLROnPlateau,
-                        monitor="valid_loss", factor=float(self.lr_factor),
-                        patience=int(self.lr_patience),
-                    ))
-                )
-        # BatchNorm cannot train on a batch of one row: drop a last singleton batch.
-        drop_last = len(X_train) % int(self.batch_size) == 1
-
-        loader_gen = torch.Generator().manual_seed(int(rng.randint(0, 2**31 - 1)))
-        with torch.random.fork_rng(devices=[]), _training_threads(int(self.batch_size), enabled=self._single_thread_training):
-            torch.manual_seed(int(rng.randint(0, 2**31 - 1)))
-            module = self._build_module(X.shape[1], n_module_outputs)
-            net = skorch.NeuralNet(
-                module=module,
-                criterion=self._build_criterion(),
-                optimizer=torch.optim.Adam,
-                optimizer__weight_decay=float(self.weight_decay),
-                lr=float(self.lr),
-                batch_size=int(self.batch_size),
-                max_epochs=int(self.max_epochs),
-                train_split=train_split,
-                callbacks=callbacks,
-                device=self.device,
-                verbose=int(self.verbose),
-                iterator_train=ArrayBatchLoader,
-                iterator_valid=ArrayBatchLoader,
-                iterator_train__shuffle=True,
-                iterator_train__generator=loader_gen,
-                iterator_train__drop_last=drop_last,
-                iterator_valid__batch_size=max(int(self.batch_size), 4096),
-            )
-            net.fit(X_train, y_train)
-        self.net_ = net
-        self.n_epochs_ = len(net.history)
-        self.n_valid_ = n_valid
+        plan = plan_training(self.random_state, len(X), self.validation_fraction)
+        self.mc_seed_ = plan.mc_seed
+        train_idx, valid_idx = plan.train_perm, plan.valid_perm
+        # a subclass without a ``callbacks`` parameter trains with the shortcuts only
+        callbacks = merge_callbacks(self._flag_callbacks() if len(valid_idx) else [],
+                                    getattr(self, "callbacks", None))
+        bs = int(self.batch_size)
+        self.net_ = train_net(
+            skorch.NeuralNet, lambda: self._build_module(X.shape[1], n_module_outputs),
+            self._build_criterion(), X[train_idx], y2[train_idx],
+            (X[valid_idx], y2[valid_idx]) if len(valid_idx) else None,
+            init_seed=plan.init_seed, loader_seed=plan.loader_seed, callbacks=callbacks, lr=self.lr,
+            batch_size=bs, max_epochs=self.max_epochs, weight_decay=self.weight_decay,
+            device=self.device, verbose=self.verbose,
+            # BatchNorm cannot train on a batch of one row: drop a last singleton batch.
+            drop_last=len(train_idx) % bs == 1,
+            single_thread_below=256 if self._single_thread_training else 0,
+        )
+        self.n_epochs_ = len(self.net_.history)
+        self.n_valid_ = len(valid_idx)
         self.validation_indices_ = np.sort(valid_idx)  # rows calibration may use
         return self
+
+    def _flag_callbacks(self):
+        """Callbacks of the ``early_stopping``/``lr_schedule`` shortcuts (with a split)."""
+        return flag_callbacks(
+            early_stopping=self.early_stopping, patience=self.patience,
+            lr_schedule=self.lr_schedule, lr_factor=self.lr_factor,
+            lr_patience=self.lr_patience, verbose=self.verbose,
+            threshold=self._early_stopping_threshold)
 
     # target scaling hooks (identity by default)
     def _transform_y_fit(self, y2):
@@ -310,7 +235,7 @@ class _NeuralEstimatorBase(BaseEstimator):
 
     @property
     def history_(self):
-        """skorch's per-epoch training history (train/valid loss, ...)."""
+        """The per-epoch training history of skorch (train/valid loss, ...)."""
         check_is_fitted(self, "net_")
         return self.net_.history
 
@@ -386,7 +311,7 @@ class _NeuralEstimatorBase(BaseEstimator):
         return max(n_passes, 16, 2**19 // n_features)
 
     def _mc(self, X, n_passes, return_samples=False):
-        progress = _Progress(len(X), self.verbose and len(X) >= 100_000, "MC dropout")
+        progress = Progress(len(X), self.verbose and len(X) >= 100_000, "MC dropout")
         try:
             return mc_dropout_predict(
                 self.module_, X, n_passes, mode=self.mc_mode, random_state=self.mc_seed_,
@@ -463,18 +388,18 @@ class _NeuralEstimatorBase(BaseEstimator):
         return tags
 
 
-class BaseNeuralRegressor(RegressorMixin, _NeuralEstimatorBase):
+class BaseNeuralRegressor(RegressorMixin, NeuralEstimatorBase):
     """Base class for skstellar's torch regressors.
 
     A subclass declares its hyperparameters in ``__init__`` (including the
-    common ones of :class:`_NeuralEstimatorBase`) and implements
+    common ones of :class:`NeuralEstimatorBase`) and implements
     ``_build_module(n_features, n_outputs)`` and ``_build_criterion()``;
     ``fit``, ``predict(X, return_std=True)`` and ``predict_samples`` come
     from here.
     """
 
 
-class BaseNeuralClassifier(ClassifierMixin, _NeuralEstimatorBase):
+class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
     """Base class for skstellar's torch classifiers.
 
     Labels of any type are encoded with ``classes_`` (sorted, as scikit-learn

@@ -71,6 +71,7 @@ class LeanNeuralNet(skorch.NeuralNet):
         return [("epoch_timer", EpochTimer()), ("print_log", PrintLog())]
 
     def on_train_begin(self, net, X=None, y=None, **kwargs):
+        """Reset the best-loss bookkeeping of the ``*_best`` flags."""
         self._lean_best_ = {}
 
     def _record(self, prefix, total, count):

@@ -32,7 +32,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["mc_dropout_predict", "dropout_layers", "inference_forward", "MC_MODES"]
+__all__ = ["mc_dropout_predict", "dropout_layers", "inference_forward", "MC_MODES", "DropoutHooks",
+           "seeded_generator"]
 
 MC_MODES = ("network", "per_sample")
 
@@ -76,11 +77,22 @@ def inference_forward(module):
     return forward
 
 
-class _DropoutHooks:
+class DropoutHooks:
     """Context manager that turns the dropout layers of an eval-mode module stochastic.
 
     Inputs must be pass-major: a batch of ``n_passes * n_rows`` rows where rows
     ``[k * n_rows, (k + 1) * n_rows)`` belong to pass ``k``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Network whose dropout layers sample masks inside the block.
+    n_passes : int
+        Monte Carlo passes stacked in each batch.
+    mode : {"network", "per_sample"}
+        One mask per pass shared by the rows, or one per row and pass.
+    generator : torch.Generator
+        Draws the masks.
     """
 
     def __init__(self, module, n_passes, mode, generator):
@@ -312,7 +324,8 @@ class _FoldedPasses:
         return layer(h)
 
 
-def _seed_generator(random_state, device) -> torch.Generator:
+def seeded_generator(random_state, device) -> torch.Generator:
+    """A torch generator on ``device`` seeded from an int, a ``RandomState`` or None (entropy)."""
     gen = torch.Generator(device=device)
     if random_state is None:
         gen.seed()
@@ -394,7 +407,7 @@ def mc_dropout_predict(
     x_all = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
     x_all = x_all.to(dtype=torch.float32)
     n = x_all.shape[0]
-    gen = _seed_generator(random_state, device)
+    gen = seeded_generator(random_state, device)
 
     was_training = module.training
     module.eval()
@@ -410,7 +423,7 @@ def mc_dropout_predict(
     mean_all = std_all = samples_all = None
     try:
         with torch.inference_mode():
-            hooks = _DropoutHooks(module, n_passes, mode, gen) if folded is None else None
+            hooks = DropoutHooks(module, n_passes, mode, gen) if folded is None else None
             if hooks is not None:
                 hooks.__enter__()
             try:

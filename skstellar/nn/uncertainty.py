@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 __all__ = ["batched_jacobian", "mlp_forward_with_jacobian", "TorchCovariance", "gaussian_nll",
-           "propagate_input_errors"]
+           "is_supported_mlp", "propagate_input_errors"]
 
 
 def batched_jacobian(outputs, inputs, create_graph=False):
@@ -63,7 +63,19 @@ def batched_jacobian(outputs, inputs, create_graph=False):
 _PIECEWISE_LINEAR = (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Identity)
 
 
-def _supported_mlp(module):
+def is_supported_mlp(module):
+    """Whether ``module`` is a ``Sequential`` MLP :func:`mlp_forward_with_jacobian` supports.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    bool
+        True for a ``Sequential`` of linear layers, dropout and elementwise
+        activations.
+    """
     from .builders import _Linear
 
     if not isinstance(module, torch.nn.Sequential):
@@ -112,7 +124,7 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_f
     """
     from .builders import _Linear
 
-    if not _supported_mlp(module):
+    if not is_supported_mlp(module):
         raise TypeError("mlp_forward_with_jacobian needs a Sequential of Linear, elementwise "
                         "activations and Dropout; use batched_jacobian.")
     linears, gains = [], []  # gains[k]: per-row elementwise factor after linear k

@@ -44,11 +44,11 @@ import joblib
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from .._validation import as_float_column, missing_column_error, to_frame_like
 from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
+from ..nn.training import seed_from
 from ..parameters import COLUMN_NAMES, Interval, Options, Rule, Satisfies, validate_parameters
 from . import dask_run
 from .patch_job import (
@@ -459,10 +459,7 @@ class HybridPhotoD(BaseEstimator):
         return _fit_teacher(self.teacher)
 
     def _base_seed(self):
-        if isinstance(self.random_state, (int, np.integer)) and not isinstance(
-                self.random_state, (bool, np.bool_)):
-            return int(self.random_state) % (2**32)
-        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+        return seed_from(self.random_state)
 
     def _plain(self):
         """An unfitted copy holding the parameters only (small to ship to workers)."""

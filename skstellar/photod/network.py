@@ -43,10 +43,17 @@ from .._validation import (
     to_frame_like,
 )
 from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
-from ..nn.base import BaseNeuralRegressor, _seed_from, _silent, _training_threads
+from ..nn.base import BaseNeuralRegressor
 from ..nn.builders import ACTIVATION, build_mlp
 from ..nn.lean import LeanNeuralNet
-from ..nn.loaders import ArrayBatchLoader
+from ..nn.threads import training_threads
+from ..nn.training import (
+    SEED_MODULUS,
+    merge_callbacks,
+    seed_from,
+    seeded_split,
+    train_net,
+)
 from ..parameters import (
     COLUMN_NAMES,
     LAYER_SIZES,
@@ -462,6 +469,12 @@ class PhotoDNetwork(BaseNeuralRegressor):
         to fine-tune. The architecture, inputs and number of targets must
         match. A network the weights lack (no secondary network) starts
         fresh.
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Run in every net (each run and the sigma_B network get their own
+        copies) after the ones ``early_stopping`` and ``lr_schedule`` build
+        (see :func:`skstellar.nn.training.merge_callbacks`). The moments net
+        outputs the means then the sigmas (``2 L`` columns), which a
+        scoring callback sees.
 
     Attributes
     ----------
@@ -525,6 +538,9 @@ class PhotoDNetwork(BaseNeuralRegressor):
     >>> mean, std = net.predict(cat, return_std=True)  # columns Mr, FeH, Ar  # doctest: +SKIP
     """
 
+    # any decrease of the validation loss counts, as in the paper's Keras training
+    _early_stopping_threshold = 0.0
+
     def __init__(
         self,
         *,
@@ -552,6 +568,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
         verbose=0,
         training_loop="lean",
         init_weights=None,
+        callbacks=None,
     ):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -577,6 +594,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
         self.verbose = verbose
         self.training_loop = training_loop
         self.init_weights = init_weights
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------------ params
     #: Allowed hyperparameter values (the neural base declares the common ones).
@@ -695,46 +713,37 @@ class PhotoDNetwork(BaseNeuralRegressor):
         return TARGET_NAMES if n == len(TARGET_NAMES) else tuple(f"y{j}" for j in range(n))
 
     # ------------------------------------------------------------------ training
-    def _fit_net(self, module, criterion, X, y, train_idx, valid_idx, max_epochs, seeds):
-        """Train one skorch net on the given split; return (net, kept loss)."""
-        import skorch
-        from skorch.callbacks import EarlyStopping, LRScheduler
-        from skorch.dataset import Dataset
-        from skorch.helper import predefined_split
+    def _fit_net(self, build_module, criterion, X, y, train_idx, valid_idx, max_epochs, seeds):
+        """Train one net on the given split (:func:`skstellar.nn.training.train_net`).
 
-        callbacks, train_split = [], None
-        if len(valid_idx):
-            train_split = predefined_split(Dataset(X[valid_idx], y[valid_idx]))
-            if self.early_stopping:
-                callbacks.append(("early_stopping", EarlyStopping(
-                    monitor="valid_loss", patience=int(self.patience), threshold=0.0,
-                    threshold_mode="abs", load_best=True,
-                    sink=print if self.verbose else _silent)))
-            if self.lr_schedule == "plateau":
-                callbacks.append(("lr_schedule", LRScheduler(
-                    policy=torch.optim.lr_scheduler.ReduceLROnPlateau, monitor="valid_loss",
-                    factor=float(self.lr_factor), patience=int(self.lr_patience))))
-        loader_gen = torch.Generator().manual_seed(int(seeds[1]))
-        bs = int(self.batch_size)
+        ``seeds`` are (module initialisation, batch shuffling). Returns the
+        net and its kept loss (validation loss of the kept epoch, else the
+        last training loss).
+        """
+        import skorch
+        from skorch.callbacks import EarlyStopping
+
+        built = self._flag_callbacks() if len(valid_idx) else []
         lean = self.training_loop == "lean"
-        net_class = LeanNeuralNet if lean else skorch.NeuralNet
         opt_kw = {"optimizer__fused": True} if lean and _fused_adam_ok(self.device) else {}
-        net = net_class(
-            module=module, criterion=criterion, optimizer=torch.optim.Adam, **opt_kw,
-            optimizer__weight_decay=float(self.weight_decay), lr=float(self.lr),
-            batch_size=bs, max_epochs=int(max_epochs), train_split=train_split,
-            callbacks=callbacks, device=self.device, verbose=int(self.verbose),
-            iterator_train=ArrayBatchLoader, iterator_valid=ArrayBatchLoader,
-            iterator_train__shuffle=True, iterator_train__generator=loader_gen,
-            iterator_valid__batch_size=max(bs, _VALID_BATCH),
+        net = train_net(
+            LeanNeuralNet if lean else skorch.NeuralNet, build_module, criterion,
+            X[train_idx], y[train_idx],
+            (X[valid_idx], y[valid_idx]) if len(valid_idx) else None,
+            init_seed=seeds[0], loader_seed=seeds[1],
+            callbacks=merge_callbacks(built, self.callbacks), lr=self.lr,
+            batch_size=self.batch_size, max_epochs=max_epochs, weight_decay=self.weight_decay,
+            device=self.device, verbose=self.verbose, valid_batch_size=_VALID_BATCH,
+            single_thread_below=4096, **opt_kw,
         )
-        net.fit(X[train_idx], y[train_idx])
         hist = net.history
         if not len(valid_idx):
             return net, float(hist[-1, "train_loss"])
         losses = np.asarray(hist[:, "valid_loss"], dtype=np.float64)
-        if self.early_stopping:
-            es = dict(net.callbacks_)["early_stopping"]
+        # the kept weights are the best epoch's when an EarlyStopping restores them
+        es = next((cb for _, cb in net.callbacks_
+                   if isinstance(cb, EarlyStopping) and cb.load_best), None)
+        if es is not None and getattr(es, "best_epoch_", 0):
             epochs = np.asarray(hist[:, "epoch"])
             return net, float(losses[np.flatnonzero(epochs == es.best_epoch_)[0]])
         return net, float(losses[-1])
@@ -793,20 +802,11 @@ class PhotoDNetwork(BaseNeuralRegressor):
                     "posterior standard deviations must be >= 0."
                 )
 
-        seed = _seed_from(self.random_state)
-        rng = np.random.RandomState(seed)
-        n_valid = int(round(float(self.validation_fraction) * n))
-        if float(self.validation_fraction) > 0:
-            n_valid = max(n_valid, 1)
-        if n - n_valid < 2:
-            raise ValueError(
-                f"Need at least 2 training rows after holding out validation_fraction="
-                f"{self.validation_fraction}; got n_samples={n}."
-            )
-        perm = rng.permutation(n)
-        valid_idx, train_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
-        secondary_seeds = rng.randint(0, 2**31 - 1, size=2)
-        run_seeds = rng.randint(0, 2**31 - 1, size=(int(self.n_runs), 2))
+        rng = np.random.RandomState(seed_from(self.random_state))
+        train_idx, valid_idx = (np.sort(i) for i in seeded_split(n, self.validation_fraction, rng))
+        n_valid = len(valid_idx)
+        secondary_seeds = rng.randint(0, SEED_MODULUS, size=2)
+        run_seeds = rng.randint(0, SEED_MODULUS, size=(int(self.n_runs), 2))
 
         x_mean, x_scale = _mean_scale(Xv[train_idx])
         y_mean, y_scale = _mean_scale(y2[train_idx])
@@ -825,16 +825,17 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 f"{list(self.input_columns_)} and {L} target(s)."
             )
         nets, losses, epochs = [], [], []
-        with _training_threads(int(self.batch_size), small=4096):
+        def moments_module():
+            head = _MomentHead(y_scale, y_mean, self.sigma_activation)
+            module = self._wrap(self._build_module(n_feat, 2 * L), x_mean, x_scale, head)
+            if warm is not None:
+                _load_weights(module, warm.moments, "moments network")
+            return module
+
+        with training_threads(int(self.batch_size), small=4096):
             for run in range(int(self.n_runs)):
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(int(run_seeds[run, 0]))
-                    head = _MomentHead(y_scale, y_mean, self.sigma_activation)
-                    module = self._wrap(self._build_module(n_feat, 2 * L), x_mean, x_scale, head)
-                    if warm is not None:
-                        _load_weights(module, warm.moments, "moments network")
-                    net, loss = self._fit_net(module, MomentLoss(weights), Xv, y32, train_idx,
-                                              valid_idx, self.max_epochs, run_seeds[run])
+                net, loss = self._fit_net(moments_module, MomentLoss(weights), Xv, y32,
+                                          train_idx, valid_idx, self.max_epochs, run_seeds[run])
                 nets.append(net)
                 losses.append(loss)
                 epochs.append(len(net.history))
@@ -849,15 +850,17 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 b_mean, b_scale = _mean_scale(sb2[train_idx])
                 if not self.standardize:
                     b_mean, b_scale = np.zeros(L), np.ones(L)
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(int(secondary_seeds[0]))
+
+                def secondary_module():
                     module = self._wrap(self._build_module(n_feat, L), x_mean, x_scale,
                                         _Affine(b_scale, b_mean))
                     if warm is not None and warm.secondary is not None:
                         _load_weights(module, warm.secondary, "sigma_B network")
-                    net, loss = self._fit_net(module, WeightedMSELoss(weights), Xv,
-                                              sb2.astype(np.float32), train_idx, valid_idx,
-                                              self.secondary_max_epochs, secondary_seeds)
+                    return module
+
+                net, loss = self._fit_net(secondary_module, WeightedMSELoss(weights), Xv,
+                                          sb2.astype(np.float32), train_idx, valid_idx,
+                                          self.secondary_max_epochs, secondary_seeds)
                 self.secondary_net_, self.secondary_valid_loss_ = net, loss
         self.valid_indices_ = valid_idx
         self.n_valid_ = n_valid

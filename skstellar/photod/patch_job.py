@@ -17,6 +17,7 @@ from sklearn.base import clone
 from sklearn.utils.validation import check_is_fitted
 
 from ..columns import PHOTOD_TARGETS as TARGETS
+from ..nn.training import SEED_MODULUS
 from .patches import patch_key
 
 __all__ = ["teacher_estimates"]
@@ -39,7 +40,7 @@ class _PatchJob:
         """(selection seed, student seed) of one patch, from random_state and the patch only."""
         ss = np.random.SeedSequence([self.base_seed, int(order), int(pixel)])
         a, b = ss.generate_state(2)
-        return int(a), int(b) % (2**31 - 1)
+        return int(a), int(b) % SEED_MODULUS
 
     def teacher_for(self, order, pixel):
         if self.teacher is not None:

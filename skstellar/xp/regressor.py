@@ -23,8 +23,6 @@ By default the total is then calibrated on held-out rows with the shared
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import torch
 from sklearn.base import RegressorMixin
@@ -40,24 +38,27 @@ from ..calibration import (
     uncertainty_parts,
 )
 from ..covariance import CovariantFeatures
-from ..nn.base import _NeuralEstimatorBase, _Progress, _seed_from, _training_threads
+from ..nn.base import NeuralEstimatorBase
 from ..nn.builders import ACTIVATION, build_mlp
-from ..nn.mc_dropout import _DropoutHooks, _seed_generator
+from ..nn.input_variance import (
+    POSITIVE_MAPS,
+    InputVarianceLikelihood,
+    InputVarianceNet,
+    WarmupEarlyStopping,
+)
+from ..nn.mc_dropout import DropoutHooks, seeded_generator
+from ..nn.training import Progress, merge_callbacks, plan_training, silent, train_net
 from ..nn.uncertainty import (
     TorchCovariance,
-    _supported_mlp,
     batched_jacobian,
-    gaussian_nll,
+    is_supported_mlp,
     mlp_forward_with_jacobian,
 )
 from ..parameters import LAYER_SIZES, Interval, Options, Rule, validate_parameters
 
 __all__ = ["UncertainNNRegressor"]
 
-_POSITIVE = {
-    "softplus": torch.nn.functional.softplus,
-    "exp": torch.exp,
-}
+_POSITIVE = POSITIVE_MAPS
 
 
 #: Rows per forward call are padded to a multiple of this (see _forward_padded_rows).
@@ -84,7 +85,7 @@ def _forward_padded_rows(module, xb, n_passes):
     return out.view(n_passes, m_pad, -1)[:, :m].reshape(n_passes * m, -1)
 
 
-class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
+class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
     """Multi-label regressor with model, input and excess uncertainties.
 
     The default configuration is the Gaia XP paper's (Sect. 3.1): an MLP
@@ -182,8 +183,16 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
     random_state : int, RandomState or None
     device : str, default="cpu"
     verbose : int, default=0
-        Print the loss every ``max(1, n_epochs // 20)`` epochs; progress bar for
-        long predictions.
+        1 prints skorch's per-epoch table (train/valid loss, iteration,
+        whether the input term is on) and a progress bar for long
+        predictions.
+    callbacks : list of skorch callbacks or (name, callback) pairs, default=None
+        Run during training after the early stopping ``early_stopping``
+        builds (:class:`skstellar.nn.input_variance.WarmupEarlyStopping`),
+        e.g. an ``LRScheduler``; see
+        :func:`skstellar.nn.training.merge_callbacks`. The net trains on
+        row indices (the labels live in its likelihood), so scoring
+        callbacks need a callable, not a named scikit-learn scorer.
 
     Attributes
     ----------
@@ -191,8 +200,11 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         Number of labels.
     n_iter_ : int
         Optimiser steps done.
-    history_ : list of dict
-        Per-epoch ``train_loss`` (and ``valid_loss``), iteration, time.
+    history_ : skorch.callbacks.History (a list of dict)
+        Per-epoch ``train_loss`` (and ``valid_loss``), ``iteration``,
+        ``input_term``, ``dur`` (seconds).
+    net_ : skstellar.nn.input_variance.InputVarianceNet
+        The trained skorch net.
     x_mean_, x_scale_, y_mean_, y_scale_ : ndarray
         Standardisation constants.
     calibrator_ : VarianceCalibrator or None
@@ -218,7 +230,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                  early_stopping=False, patience=20, model_variance_passes=2, n_mc_passes=50,
                  mc_mode="network", point_estimate="median", input_variance_passes=0,
                  jacobian_gradient=True, uncertainty="calibrated", calibration_fraction=0.1,
-                 random_state=None, device="cpu", verbose=0):
+                 random_state=None, device="cpu", verbose=0, callbacks=None):
         self.hidden = hidden
         self.dropout = dropout
         self.activation = activation
@@ -245,6 +257,7 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------ checks
     #: Allowed hyperparameter values (the neural base declares the common ones).
@@ -385,17 +398,11 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         ys = np.where(mask, ys, 0.0)
         use_cov = bool(self.input_uncertainty) and cov is not None and len(cov.blocks) > 0
 
-        seed = _seed_from(self.random_state)
-        rng = np.random.RandomState(seed)
-        self.mc_seed_ = int(rng.randint(0, 2**31 - 1))
-        n_valid = int(round(float(self.validation_fraction) * n))
-        if self.validation_fraction > 0:
-            n_valid = max(n_valid, 1)
-        if n - n_valid < 2:
-            raise ValueError(f"Need at least 2 training samples; got n_samples={n} with "
-                             f"validation_fraction={self.validation_fraction}.")
-        perm = rng.permutation(n)
-        valid_idx, train_idx = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
+        plan = plan_training(self.random_state, n, self.validation_fraction)
+        self.mc_seed_ = plan.mc_seed
+        train_perm, valid_perm = plan.train_perm, plan.valid_perm
+        train_idx, valid_idx = np.sort(train_perm), np.sort(valid_perm)
+        n_valid = len(valid_idx)
         calibrate = self.uncertainty == "calibrated"
         cal_idx = valid_idx
         if calibrate and n_valid == 0:
@@ -406,136 +413,47 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                 raise ValueError(f"Need at least 2 training samples after holding out "
                                  f"calibration_fraction={self.calibration_fraction}; got "
                                  f"n_samples={n}.")
-            cal_idx, train_idx = np.sort(perm[:n_cal]), np.sort(perm[n_cal:])
+            cal_idx, train_idx = np.sort(train_perm[:n_cal]), np.sort(train_perm[n_cal:])
 
         dev = self.device
         T = lambda a: torch.as_tensor(np.asarray(a, dtype=np.float32), device=dev)  # noqa: E731
-        data = {
-            "x": T(xs), "y": T(ys), "vy": T(vy),
-            "m": torch.as_tensor(mask, device=dev),
-        }
-        tcov = None
-        if use_cov:
-            tcov = TorchCovariance(cov.affine(self.x_mean_, self.x_scale_), device=dev)
-
-        gen = torch.Generator().manual_seed(int(rng.randint(0, 2**31 - 1)))
-        positive = _POSITIVE[self.excess_activation]
-        self._history = []
-        # One thread: these small MLPs gain little from a second thread on 2
-        # cores, and lose 10-30x when other processes compete for the cores
-        # (measured: 20 ms vs 580 ms per step at batch 500 under load).
-        with torch.random.fork_rng(devices=[]), _training_threads(1):
-            torch.manual_seed(int(rng.randint(0, 2**31 - 1)))
-            module = self._build_module(d, L).to(dev)
-            opt = torch.optim.Adam(module.parameters(), lr=float(self.lr),
-                                   weight_decay=float(self.weight_decay))
-
-            K_model = int(self.model_variance_passes)
-            analytic = _supported_mlp(module)
-            jac_grad = bool(self.jacobian_gradient)
-
-            def loss_on(rows, with_input, training):
-                # K stochastic passes of the same rows (K >= 2 estimates
-                # sigma_model^2 per star, detached, for s of Eq. 10)
-                K = K_model if training and K_model >= 2 else 1
-                B = len(rows)
-                xb = data["x"][rows]
-                xk = xb.repeat(K, 1) if K > 1 else xb
-                J = None
-                if with_input and analytic:
-                    # the input term uses the Jacobian of the first pass only
-                    # (one more sample of the same network family; halves the
-                    # Jacobian cost for K = 2)
-                    out1, J = mlp_forward_with_jacobian(module, xb, L,
-                                                        create_graph=training and jac_grad)
-                    if not (training and jac_grad):
-                        J = J.detach()
-                    out = out1 if K == 1 else torch.cat([out1, module(xb.repeat(K - 1, 1))])
-                else:
-                    if with_input:
-                        xk = xk.detach().requires_grad_(True)
-                    out = module(xk)
-                mu, exc = out[:, :L], positive(out[:, L:])
-                var = (data["vy"][rows] if K == 1 else data["vy"][rows].repeat(K, 1)) + exc
-                if K > 1:
-                    vm = mu.detach().view(K, B, L).var(0, unbiased=True)
-                    var = var + vm.repeat(K, 1)
-                if with_input:
-                    if J is None:
-                        J = batched_jacobian(mu, xk, create_graph=training and jac_grad)
-                        vin = tcov.propagate(J.view(K, B, L, -1), rows).reshape(K * B, L)
-                    else:
-                        vin = tcov.propagate(J, rows)
-                        vin = vin.repeat(K, 1) if K > 1 else vin
-                    var = var + vin
-                var = var.clamp_min(1e-12)
-                y_t, m_t = data["y"][rows], data["m"][rows]
-                if K > 1:
-                    y_t, m_t = y_t.repeat(K, 1), m_t.repeat(K, 1)
-                return gaussian_nll(mu, y_t, var, m_t)
-
-            tr = torch.as_tensor(train_idx, device=dev)
-            va = torch.as_tensor(valid_idx, device=dev)
-            bs = int(self.batch_size)
-            n_batches = -(-len(tr) // bs)
-            max_iter, warm = int(self.max_iter), int(self.warmup_iter)
-            n_epochs = -(-max_iter // n_batches)
-            best, best_state, since_best = np.inf, None, 0
-            it = 0
-            t0 = time.perf_counter()
-            print_every = max(1, n_epochs // 20)
-            for epoch in range(n_epochs):
-                module.train()
-                order = tr[torch.randperm(len(tr), generator=gen)] if self.shuffle else tr
-                losses = []
-                for b in range(n_batches):
-                    if it >= max_iter:
-                        break
-                    rows = order[b * bs : (b + 1) * bs]
-                    if len(rows) < 2 and n_batches > 1:
-                        continue
-                    with_input = use_cov and it >= warm
-                    loss = loss_on(rows, with_input, training=True)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    losses.append(float(loss.detach()))
-                    it += 1
-                rec = {"epoch": epoch + 1, "iteration": it, "train_loss": float(np.mean(losses)),
-                       "input_term": bool(use_cov and it > warm), "time_s": time.perf_counter() - t0}
-                if n_valid > 0:
-                    module.eval()
-                    vloss = loss_on(va, use_cov and it > warm, training=False)
-                    rec["valid_loss"] = float(vloss.detach())
-                    # Losses with and without the input term are not comparable:
-                    # restart the best-loss bookkeeping when the term switches on.
-                    if use_cov and warm > 0 and it - n_batches < warm <= it:
-                        best, since_best = np.inf, 0
-                    if rec["valid_loss"] < best:
-                        best, since_best = rec["valid_loss"], 0
-                        if self.early_stopping:
-                            best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
-                    else:
-                        since_best += 1
-                self._history.append(rec)
-                if self.verbose and (epoch % print_every == 0 or epoch == n_epochs - 1):
-                    msg = f"epoch {rec['epoch']:5d}  iter {it:6d}  train_loss {rec['train_loss']:.4f}"
-                    if "valid_loss" in rec:
-                        msg += f"  valid_loss {rec['valid_loss']:.4f}"
-                    print(msg + f"  {rec['time_s']:.1f}s")
-                if it >= max_iter:
-                    break
-                if self.early_stopping and since_best >= int(self.patience) and not (
-                        use_cov and it < warm):
-                    break
-            if best_state is not None:
-                module.load_state_dict(best_state)
+        likelihood = InputVarianceLikelihood(
+            {"x": T(xs), "y": T(ys), "vy": T(vy), "m": torch.as_tensor(mask, device=dev)},
+            TorchCovariance(cov.affine(self.x_mean_, self.x_scale_), device=dev)
+            if use_cov else None,
+            n_labels=L, excess_activation=self.excess_activation,
+            model_variance_passes=int(self.model_variance_passes),
+            jacobian_gradient=bool(self.jacobian_gradient))
+        bs, max_iter = int(self.batch_size), int(self.max_iter)
+        n_batches = -(-len(train_idx) // bs)
+        warm = int(self.warmup_iter) if use_cov else 0
+        callbacks = []
+        if n_valid > 0 and self.early_stopping:
+            callbacks.append(("early_stopping", WarmupEarlyStopping(
+                patience=int(self.patience), warmup_iter=warm, batches_per_epoch=n_batches,
+                sink=print if self.verbose else silent)))
+        # One thread at every batch size: these small MLPs gain little from a
+        # second thread on 2 cores, and lose 10-30x when other processes
+        # compete for the cores (measured: 20 ms vs 580 ms per step at batch
+        # 500 under load).
+        self.net_ = train_net(
+            InputVarianceNet, lambda: self._build_module(d, L), likelihood,
+            torch.as_tensor(train_idx), None,
+            (torch.as_tensor(valid_idx), None) if n_valid else None,
+            init_seed=plan.init_seed, loader_seed=plan.loader_seed,
+            callbacks=merge_callbacks(callbacks, self.callbacks), lr=self.lr, batch_size=bs,
+            max_epochs=-(-max_iter // n_batches), weight_decay=self.weight_decay, device=dev,
+            verbose=self.verbose, drop_last=n_batches > 1 and len(train_idx) % bs == 1,
+            valid_batch_size=max(n_valid, 1), single_thread_below=2**62,
+            iterator_train__shuffle=bool(self.shuffle), max_iter=max_iter, warmup_iter=warm,
+        )
+        likelihood.release()  # a saved model does not carry its training set
+        module = self.net_.module_
         module.eval()
         self._module = module
-        self.n_iter_ = it
-        self.n_epochs_ = len(self.history_)
+        self.n_iter_ = self.net_.n_iter_
+        self.n_epochs_ = len(self.net_.history)
         self.n_valid_ = n_valid
-        self.net_ = None  # trained with a plain torch loop (see Notes of the module)
         self.calibration_indices_ = cal_idx if calibrate else np.empty(0, dtype=int)
         self.calibrator_ = None
         if calibrate:
@@ -551,9 +469,9 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
     # ---------------------------------------------------------- internals
     @property
     def history_(self):
-        """Per-epoch records: ``epoch``, ``iteration``, ``train_loss`` (``valid_loss``)."""
-        check_is_fitted(self, "_history")
-        return self._history
+        """Per-epoch records (skorch ``History``): ``epoch``, ``iteration``, ``train_loss``, ...."""
+        check_is_fitted(self, "_module")
+        return self.net_.history
 
     @property
     def module_(self):
@@ -590,13 +508,13 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
         v_exc = np.empty((n, L), np.float64)
         samples = np.empty((P_eff, n, L), np.float32) if return_samples else None
         chunk = self._chunk_rows(P_eff)
-        gen = _seed_generator(self.mc_seed_, dev)
+        gen = seeded_generator(self.mc_seed_, dev)
         positive = _POSITIVE[self.excess_activation]
-        progress = _Progress(n, self.verbose and n >= 100_000, "MC dropout")
+        progress = Progress(n, self.verbose and n >= 100_000, "MC dropout")
         was = module.training
         module.eval()
-        hooks = _DropoutHooks(module, P_eff, self.mc_mode, gen) if use_mc else None
-        analytic = _supported_mlp(module)
+        hooks = DropoutHooks(module, P_eff, self.mc_mode, gen) if use_mc else None
+        analytic = is_supported_mlp(module)
         n_input_passes = self.input_variance_passes
         if n_input_passes is not None:
             n_input_passes = min(int(n_input_passes), P_eff) if use_mc else 0
@@ -681,7 +599,8 @@ class UncertainNNRegressor(RegressorMixin, _NeuralEstimatorBase):
                 _, J = mlp_forward_with_jacobian(module, xr, L, create_graph=False, dropout_fn=fn)
         else:
             if fn is not None:
-                raise ValueError("input_variance_passes >= 1 needs a Sequential MLP; use None or 0.")
+                raise ValueError(
+                    "input_variance_passes >= 1 needs a Sequential MLP; use None or 0.")
             xr = xr.detach().requires_grad_(True)
             with torch.enable_grad():
                 J = batched_jacobian(module(xr)[:, :L], xr).detach()
