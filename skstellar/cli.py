@@ -29,7 +29,6 @@ commands (:func:`read_method_input`, :func:`fit_method`,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ import time
 import numpy as np
 
 from .reporting import format_table as _table  # noqa: F401  (benchmarks import it from here)
+from .reporting import write_json
 
 __all__ = ["main", "build_parser", "make_mdwarf_pipeline", "predict_table", "read_method_input",
            "make_method_model", "fit_method", "predict_method", "load_model", "model_method"]
@@ -209,10 +209,7 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
         "the validation stars); uncertainty='mc' gives the paper's MC-dropout std.")
     if plots:
         _save_mdwarf_plots(plots, y_true, pred, test, out, s_mc)
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(results, fh, indent=2)
-        out(f"Wrote {json_path}")
+    write_json(json_path, results, out)
     return results
 
 
@@ -348,10 +345,7 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         path = os.path.join(plots, "xp_zscores.png")
         fig.savefig(path, dpi=110)
         out(f"Saved {path}")
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(res, fh, indent=2, default=float)
-        out(f"Wrote {json_path}")
+    write_json(json_path, res, out, default=float)
     return res
 
 
@@ -411,10 +405,7 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     results = {k: v for k, v in cnn.items()}
     results.update({"resample_per_second": res["resample_per_second"],
                     "snr_bins": snr.to_dict(orient="list")})
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(results, fh, indent=2, default=float)
-        out(f"Wrote {json_path}")
+    write_json(json_path, results, out, default=float)
     return results
 
 

@@ -35,7 +35,6 @@ Angstrom, Teff is in K, log g and [M/H] in dex, times in seconds.
 
 from __future__ import annotations
 
-import json
 import numbers
 import time
 import warnings
@@ -45,6 +44,7 @@ from sklearn.utils import check_random_state
 
 from .. import metrics
 from .._validation import check_integer
+from ..reporting import write_json
 
 __all__ = [
     "PAPER_FIGURES",
@@ -725,8 +725,5 @@ def run_cyclestarnet_demo(n_iter=300, n_train=300, n_test=60, n_emulator=1500,
         "values on real LAMOST data; ours are against the simulation's truth (see "
         "skstellar.datasets.mdwarf_spectra.make_mdwarf_spectra). Longer runs: "
         "python benchmarks/cycle_starnet.py")
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(_jsonable(results), fh, indent=2)
-        out(f"Wrote {json_path}")
+    write_json(json_path, _jsonable(results), out)
     return results
