@@ -1094,6 +1094,7 @@ def read_xp_avro(path):
     out = {"source_id": source_ids, "solution_id": solution_ids}
 
     solution_scalars = {
+        "standard_deviation": ("standardDeviation", "float"),
         "n_parameters": ("numberOfParameters", "int"),
         "chi_squared": ("chiSquared", "float"),
         "degrees_of_freedom": ("degreesOfFreedom", "int"),
@@ -1133,9 +1134,6 @@ def read_xp_avro(path):
                 covs[i] = mats[j]
         out[f"{band}_coefficients"] = coeffs
         out[f"{band}_covariance"] = covs
-        sd = [_avro_get(s, "standardDeviation") for s in sols]
-        out[f"{band}_standard_deviation"] = np.array(
-            [np.nan if v is None else v for v in sd], dtype=np.float64)
         for field, (key, kind) in {**solution_scalars, **spec_scalars}.items():
             src = sols if field in solution_scalars else specs
             vals = [_avro_get(s, key) for s in src]
