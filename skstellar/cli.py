@@ -246,32 +246,30 @@ def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
 
 
 # ------------------------------------------------------------------- commands
+#: Each demo: its function (module, name), the keywords that take ``--n-samples``
+#: and ``--max-epochs``, and the other command-line options it accepts.
+DEMO_RUNNERS = {
+    "mdwarf": ("skstellar.cli", "run_mdwarf_demo", "n_samples", "max_epochs",
+               ("plots", "architecture")),
+    "galaxy": ("skstellar.cli", "run_galaxy_demo", "n_spectra", "max_epochs", ()),
+    "cyclestarnet": ("skstellar.cyclestarnet.evaluation", "run_cyclestarnet_demo", "n_train",
+                     "n_iter", ()),
+    "photod": ("skstellar.photod.evaluation", "run_photod_demo", "n_stars", "max_epochs", ()),
+    "xp": ("skstellar.cli", "run_xp_demo", "n_stars", "max_iter", ("plots",)),
+}
+
+
 def _cmd_demo(args):
-    if args.method == "mdwarf":
-        run_mdwarf_demo(n_samples=args.n_samples or 5000, random_state=args.random_state,
-                        max_epochs=args.max_epochs or 300, plots=args.plots,
-                        json_path=args.json, architecture=args.architecture,
-                        verbose=args.verbose)
-    elif args.method == "galaxy":
-        run_galaxy_demo(n_spectra=args.n_samples or 2000, random_state=args.random_state,
-                        max_epochs=args.max_epochs or 10, json_path=args.json,
-                        verbose=args.verbose)
-    elif args.method == "cyclestarnet":
-        from .cyclestarnet.evaluation import run_cyclestarnet_demo
+    import importlib
 
-        run_cyclestarnet_demo(n_iter=args.max_epochs or 300, n_train=args.n_samples or 300,
-                              random_state=args.random_state, json_path=args.json,
-                              verbose=args.verbose)
-    elif args.method == "photod":
-        from .photod.evaluation import run_photod_demo
-
-        run_photod_demo(n_stars=args.n_samples or 30000, random_state=args.random_state,
-                        max_epochs=args.max_epochs or 500, json_path=args.json,
-                        verbose=args.verbose)
-    elif args.method == "xp":
-        run_xp_demo(n_stars=args.n_samples or 6000, random_state=args.random_state,
-                    max_iter=args.max_epochs or 1500, json_path=args.json, plots=args.plots,
-                    verbose=args.verbose)
+    module, name, size_kw, epochs_kw, options = DEMO_RUNNERS[args.method]
+    kwargs = {"random_state": args.random_state, "json_path": args.json, "verbose": args.verbose}
+    kwargs.update({opt: getattr(args, opt) for opt in options})
+    if args.n_samples:  # 0 or absent: the demo's default
+        kwargs[size_kw] = args.n_samples
+    if args.max_epochs:
+        kwargs[epochs_kw] = args.max_epochs
+    getattr(importlib.import_module(module), name)(**kwargs)
     return 0
 
 
