@@ -783,13 +783,6 @@ def fit_method(method, path, *, targets=None, labels_path=None, random_state=0,
     return model
 
 
-def _final_label_names(model):
-    labels = getattr(model, "skstellar_labels_", None)
-    if labels is None:
-        return None
-    return list(labels)
-
-
 def model_method(model):
     """The ``skstellar fit`` method a fitted model belongs to (None when it has none).
 
@@ -908,19 +901,16 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
             if "in_domain" in pred.columns:
                 pred.loc[bad, "in_domain"] = False
     pred = pred.reset_index(drop=True)
-    labels = _final_label_names(model)
+    labels = getattr(model, "skstellar_labels_", None)
     if labels is not None:
+        # predict_table names one target "prediction", several "prediction_<i>"
+        n = len(labels)
+        keys = ["prediction"] if n == 1 else [f"prediction_{i}" for i in range(n)]
         ren = {}
-        if len(labels) == 1:
-            ren = {"prediction": f"{labels[0]}_pred",
-                   "prediction_error": f"{labels[0]}_pred_error"}
-        else:
-            for i, lab in enumerate(labels):
-                ren[f"prediction_{i}"] = f"{lab}_pred"
-                ren[f"prediction_{i}_error"] = f"{lab}_pred_error"
+        for key, lab in zip(keys, labels):
+            ren.update({key: f"{lab}_pred", f"{key}_error": f"{lab}_pred_error"})
         pred = pred.rename(columns=ren)
-        order = [c for lab in labels for c in (f"{lab}_pred", f"{lab}_pred_error")
-                 if c in pred.columns]
+        order = [c for c in ren.values() if c in pred.columns]
         pred = pred[order + [c for c in pred.columns if c not in order]]
     if table is None:
         return pred
