@@ -324,14 +324,8 @@ def to_frame_like(X, columns=None):
     if is_named_input(X):
         names = column_names(X)
         wanted = names if columns is None else [c for c in columns if c in set(names)]
-        if isinstance(X, np.ndarray):  # structured array
-            data = {c: _to_numpy_column(X[c]) for c in wanted}
-            n_rows = X.shape[0]
-        elif is_pandas_df(X):
-            data = {c: _to_numpy_column(X[c]) for c in wanted}
-            n_rows = len(X)
-        elif is_astropy_table(X):
-            data = {c: _to_numpy_column(X[c]) for c in wanted}
+        if isinstance(X, np.ndarray) or is_pandas_df(X) or is_astropy_table(X):
+            data = {c: _to_numpy_column(X[c]) for c in wanted}  # (structured array or table)
             n_rows = len(X)
         else:  # Mapping
             lengths = {k: _num_rows(v) for k, v in X.items()}
@@ -706,7 +700,7 @@ def check_non_negative(values, names, what="error", *, index=None, hint=None):
     )
 
 
-def check_integer(name, value, minimum=1):
+def check_integer(name, value, minimum=1, *, kind=None):
     """Return ``value`` as an int, or raise a ``ValueError`` if it is no integer >= ``minimum``.
 
     Parameters
@@ -717,6 +711,9 @@ def check_integer(name, value, minimum=1):
         Candidate count; booleans are refused.
     minimum : int, default=1
         Smallest accepted value.
+    kind : str, optional
+        What ``value`` must be, for the message (default ``"an integer >=
+        <minimum>"``; e.g. ``"a positive integer"``).
 
     Returns
     -------
@@ -729,7 +726,8 @@ def check_integer(name, value, minimum=1):
     """
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
             or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+        kind = f"an integer >= {minimum}" if kind is None else kind
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
     return int(value)
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
-from .._validation import check_range_pair
+from .._validation import check_integer, check_range_pair
 from ..io.photod import (
     EXTINCTION_COEFFICIENTS,
     PHOTOD_BANDS,
@@ -277,9 +277,7 @@ def make_lsst_catalog(
     --------
     >>> cat = make_lsst_catalog(1000, random_state=0)  # doctest: +SKIP
     """
-    if isinstance(n_stars, (bool, np.bool_)) or not isinstance(n_stars, (int, np.integer)) \
-            or n_stars < 1:
-        raise ValueError(f"n_stars must be a positive integer, got {n_stars!r}.")
+    check_integer("n_stars", n_stars, kind="a positive integer")
     r_lo, r_hi = check_range_pair("r_range", r_range)
     ra_lo, ra_hi = check_range_pair("ra_range", ra_range)
     dec_lo, dec_hi = check_range_pair("dec_range", dec_range)
