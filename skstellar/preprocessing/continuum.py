@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_array, validate_data
 from .._validation import check_numeric_input
 from ..parameters import Interval, Options, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
+from .spectra_input import forget_input_features
 
 __all__ = [
     "PAPER_MASK_WINDOWS",
@@ -531,9 +532,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         """
         validate_parameters(self)
         windows = _check_windows(self.mask)
-        for attr in ("n_features_in_", "feature_names_in_"):
-            if attr in self.__dict__:
-                delattr(self, attr)
+        forget_input_features(self)
         if isinstance(X, SpectrumBatch):
             _grid_step(X.wavelength)
         else:
