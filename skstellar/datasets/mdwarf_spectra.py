@@ -361,7 +361,6 @@ def _model_components():
 
 
 _COMPONENTS = _model_components()
-_GAP_COMPONENTS = ("TiO_8430", "forest", "telluric")
 
 
 def _model_basis(lam):
