@@ -375,18 +375,15 @@ def _parse_cells(col, dtype, name, source_ids=None, float32_round=False):
 
 def _dense_column(col):
     """A 2-D numeric column (fixed-length arrays) as float64 with NaN, else None."""
-    if isinstance(col, (pd.Series, pd.Index)):
+    if isinstance(col, (pd.Series, pd.Index, list, tuple)):
         return None
-    if isinstance(col, (list, tuple)):
+    if getattr(col, "ndim", None) != 2 or getattr(col, "dtype", None) is None:
         return None
-    arr = col
-    if not hasattr(arr, "ndim") or arr.ndim != 2 or getattr(arr, "dtype", None) is None:
+    if col.dtype.kind not in "iuf":
         return None
-    if arr.dtype.kind not in "iuf":
-        return None
-    if np.ma.isMaskedArray(arr) or hasattr(arr, "mask"):
-        return np.ma.filled(np.ma.asarray(arr).astype(np.float64), np.nan)
-    return np.asarray(arr, dtype=np.float64)
+    if np.ma.isMaskedArray(col) or hasattr(col, "mask"):
+        return np.ma.filled(np.ma.asarray(col).astype(np.float64), np.nan)
+    return np.asarray(col, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- reading
