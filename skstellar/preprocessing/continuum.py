@@ -536,9 +536,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         if isinstance(X, SpectrumBatch):
             _grid_step(X.wavelength)
         else:
-            check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
-            Xa = validate_data(self, X, reset=True, dtype=(np.float64, np.float32),
-                               ensure_all_finite="allow-nan")
+            Xa = self._validate_array(X, reset=True)
             self._check_array_windows(windows, Xa.shape[1])
         return self
 
@@ -551,11 +549,11 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             )
         return wave
 
-    def _validate_array(self, X):
+    def _validate_array(self, X, reset=False):
         check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
         kw = dict(dtype=(np.float64, np.float32), ensure_all_finite="allow-nan")
-        if hasattr(self, "n_features_in_"):
-            return validate_data(self, X, reset=False, **kw)
+        if reset or hasattr(self, "n_features_in_"):
+            return validate_data(self, X, reset=reset, **kw)
         return check_array(X, **kw)
 
     # -- core ----------------------------------------------------------------
