@@ -468,7 +468,9 @@ def test_fast_schedule_is_the_quick_one_with_larger_batches_and_lr(train):
 
     net, quick = PhotoDNetwork(**FAST_SCHEDULE), PhotoDNetwork(**QUICK_SCHEDULE)
     assert net.batch_size == 2 * quick.batch_size and net.lr == 2 * quick.lr
-    for name in ("n_runs", "max_epochs", "secondary_max_epochs", "patience",
+    # no early stop before max_epochs (the best epoch is still kept)
+    assert net.patience >= net.max_epochs
+    for name in ("n_runs", "max_epochs", "secondary_max_epochs",
                  "hidden_layer_sizes", "activation", "loss_scales", "lr_factor"):
         assert net.get_params()[name] == quick.get_params()[name]
     cat, y, _, sigma_b, _ = train
