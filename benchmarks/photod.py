@@ -412,7 +412,17 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "photod.json"))
+    ap.add_argument("--schedule", choices=("quick", "fast"), default=None,
+                    help="use QUICK_SCHEDULE or FAST_SCHEDULE of skstellar.photod.network "
+                         "(overrides the flags the schedule sets: --n-runs, --batch-size, "
+                         "--max-epochs, --secondary-max-epochs, --patience; fast also --lr)")
     args = ap.parse_args(argv)
+    if args.schedule is not None:
+        from skstellar.photod import network
+
+        schedule = {"quick": network.QUICK_SCHEDULE, "fast": network.FAST_SCHEDULE}
+        for key, value in schedule[args.schedule].items():
+            setattr(args, key, value)
     results = {"config": vars(args).copy(), "paper_timing": PAPER_TIMING}
 
     pixels = PIXELS[: max(1, min(args.n_patches, len(PIXELS)))]

@@ -21,6 +21,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from skstellar import (
     MDwarfMetallicityRegressor,
+    PayneEmulator,
     PhotoDNetwork,
     SpectralCNNClassifier,
     SpectralCNNRegressor,
@@ -80,6 +81,9 @@ CASES = {
         lambda cb: PhotoDNetwork(hidden_layer_sizes=(8,), activation="gelu", n_runs=1,
                                  max_epochs=3, batch_size=32, random_state=0, callbacks=cb),
         *_photod_data(), 3),
+    "PayneEmulator": (
+        lambda cb: PayneEmulator(hidden=(8,), max_epochs=3, batch_size=16, random_state=0,
+                                 callbacks=cb), _data()[0][:, :2], _data()[0][:, 2:], 3),
 }
 
 

@@ -463,6 +463,23 @@ def test_quick_schedule_is_a_valid_shorter_recipe(train):
     assert fast.n_epochs_ == 3 and fast.run_valid_losses_.shape == (1,)
 
 
+def test_fast_schedule_is_the_quick_one_with_larger_batches_and_lr(train):
+    from skstellar.photod.network import FAST_SCHEDULE, QUICK_SCHEDULE
+
+    net, quick = PhotoDNetwork(**FAST_SCHEDULE), PhotoDNetwork(**QUICK_SCHEDULE)
+    assert net.batch_size == 2 * quick.batch_size and net.lr == 2 * quick.lr
+    # no early stop before max_epochs (the best epoch is still kept)
+    assert net.patience >= net.max_epochs
+    for name in ("n_runs", "max_epochs", "secondary_max_epochs",
+                 "hidden_layer_sizes", "activation", "loss_scales", "lr_factor"):
+        assert net.get_params()[name] == quick.get_params()[name]
+    cat, y, _, sigma_b, _ = train
+    fast = PhotoDNetwork(**{**FAST_SCHEDULE, "max_epochs": 3, "secondary_max_epochs": 2},
+                         random_state=0).fit(cat, y, sigma_b=sigma_b)
+    assert fast.n_epochs_ == 3 and fast.net_.batch_size == 512
+    assert fast.net_.optimizer_.param_groups[0]["lr"] == pytest.approx(2e-3)
+
+
 def test_warm_start_mismatch_errors(fitted, train):
     cat, y, _, sigma_b, _ = train
     w = fitted.export_weights()

@@ -180,6 +180,12 @@ class PayneEmulator(BaseNeuralRegressor):
         Seeds weight initialisation, the validation split and shuffling.
     device : str, default="cpu"
     verbose : int, default=0
+    callbacks : None or list of skorch callbacks or (name, callback) pairs, default=None
+        Extra skorch callbacks (e.g. ``LRScheduler``, ``Checkpoint``,
+        ``EpochScoring``), appended after the ones the ``early_stopping`` and
+        ``lr_schedule`` shortcuts build; a callback named ``"early_stopping"``
+        or ``"lr_schedule"`` replaces that shortcut's (see
+        :mod:`skstellar.nn.training`).
 
     Attributes
     ----------
@@ -234,6 +240,7 @@ class PayneEmulator(BaseNeuralRegressor):
         random_state=None,
         device="cpu",
         verbose=0,
+        callbacks=None,
     ):
         self.hidden = hidden
         self.activation = activation
@@ -254,6 +261,7 @@ class PayneEmulator(BaseNeuralRegressor):
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
+        self.callbacks = callbacks
 
     # ------------------------------------------------------------- network
     def _build_module(self, n_features, n_outputs):
