@@ -9,6 +9,7 @@ and row, as the project's conventions require.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 from collections.abc import Mapping
 
@@ -16,6 +17,8 @@ import numpy as np
 
 __all__ = [
     "as_float_column",
+    "check_integer",
+    "check_range_pair",
     "as_str_column",
     "check_finite_columns",
     "check_non_negative",
@@ -321,14 +324,8 @@ def to_frame_like(X, columns=None):
     if is_named_input(X):
         names = column_names(X)
         wanted = names if columns is None else [c for c in columns if c in set(names)]
-        if isinstance(X, np.ndarray):  # structured array
-            data = {c: _to_numpy_column(X[c]) for c in wanted}
-            n_rows = X.shape[0]
-        elif is_pandas_df(X):
-            data = {c: _to_numpy_column(X[c]) for c in wanted}
-            n_rows = len(X)
-        elif is_astropy_table(X):
-            data = {c: _to_numpy_column(X[c]) for c in wanted}
+        if isinstance(X, np.ndarray) or is_pandas_df(X) or is_astropy_table(X):
+            data = {c: _to_numpy_column(X[c]) for c in wanted}  # (structured array or table)
             n_rows = len(X)
         else:  # Mapping
             lengths = {k: _num_rows(v) for k, v in X.items()}
@@ -701,3 +698,73 @@ def check_non_negative(values, names, what="error", *, index=None, hint=None):
         f"Column '{names[c]}' has {int(bad[:, c].sum())} negative {what}(s) "
         f"(first at {_where(r, index)})." + (f" {hint}" if hint else "")
     )
+
+
+def check_integer(name, value, minimum=1, *, kind=None):
+    """Return ``value`` as an int, or raise a ``ValueError`` if it is no integer >= ``minimum``.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name, for the message.
+    value : object
+        Candidate count; booleans are refused.
+    minimum : int, default=1
+        Smallest accepted value.
+    kind : str, optional
+        What ``value`` must be, for the message (default ``"an integer >=
+        <minimum>"``; e.g. ``"a positive integer"``).
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        E.g. ``"n_train must be an integer >= 1, got 0."``
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
+            or value < minimum:
+        kind = f"an integer >= {minimum}" if kind is None else kind
+        raise ValueError(f"{name} must be {kind}, got {value!r}.")
+    return int(value)
+
+
+def check_range_pair(name, value, lower=-np.inf, upper=np.inf, *, allow_equal=False,
+                     domain="allowed"):
+    """Return a finite ``(low, high)`` pair of floats inside ``[lower, upper]``.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name, for the messages.
+    value : sequence of two numbers
+        The candidate range (same unit as ``lower`` and ``upper``).
+    lower, upper : float, default=-inf, inf
+        Bounds the range must lie within.
+    allow_equal : bool, default=False
+        Accept ``low == high``.
+    domain : str, default="allowed"
+        What the bounds are, for the message (``"calibrated"``).
+
+    Returns
+    -------
+    (float, float)
+
+    Raises
+    ------
+    ValueError
+        When ``value`` is not two numbers, not finite and increasing, or
+        outside ``[lower, upper]``.
+    """
+    try:
+        low, high = (float(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}.") from exc
+    ok = low <= high if allow_equal else low < high
+    if not (np.isfinite(low) and np.isfinite(high) and ok):
+        raise ValueError(f"{name} must satisfy low < high (finite), got {value!r}.")
+    if low < lower or high > upper:
+        raise ValueError(f"{name}={value!r} lies outside the {domain} domain [{lower}, {upper}].")
+    return low, high

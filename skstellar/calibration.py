@@ -408,10 +408,7 @@ class HeldOutCalibrationMixin:
     #: The host's ``uncertainty`` parameter (checked with the host's own table).
     _parameter_constraints = {"uncertainty": [Options(UNCERTAINTY_MODES)]}
 
-    # hooks ------------------------------------------------------------
-    def _model_inputs(self, Xv):
-        return Xv, None
-
+    # hooks (and NeuralEstimatorBase._model_inputs) ------------------
     def _input_std(self, inputs, error_info):  # pragma: no cover - hosts with errors override
         return None
 

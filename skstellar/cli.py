@@ -29,7 +29,6 @@ commands (:func:`read_method_input`, :func:`fit_method`,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -37,6 +36,7 @@ import time
 import numpy as np
 
 from .reporting import format_table as _table  # noqa: F401  (benchmarks import it from here)
+from .reporting import write_json
 
 __all__ = ["main", "build_parser", "make_mdwarf_pipeline", "predict_table", "read_method_input",
            "make_method_model", "fit_method", "predict_method", "load_model", "model_method"]
@@ -209,10 +209,7 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
         "the validation stars); uncertainty='mc' gives the paper's MC-dropout std.")
     if plots:
         _save_mdwarf_plots(plots, y_true, pred, test, out, s_mc)
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(results, fh, indent=2)
-        out(f"Wrote {json_path}")
+    write_json(json_path, results, out)
     return results
 
 
@@ -249,32 +246,30 @@ def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
 
 
 # ------------------------------------------------------------------- commands
+#: Each demo: its function (module, name), the keywords that take ``--n-samples``
+#: and ``--max-epochs``, and the other command-line options it accepts.
+DEMO_RUNNERS = {
+    "mdwarf": ("skstellar.cli", "run_mdwarf_demo", "n_samples", "max_epochs",
+               ("plots", "architecture")),
+    "galaxy": ("skstellar.cli", "run_galaxy_demo", "n_spectra", "max_epochs", ()),
+    "cyclestarnet": ("skstellar.cyclestarnet.evaluation", "run_cyclestarnet_demo", "n_train",
+                     "n_iter", ()),
+    "photod": ("skstellar.photod.evaluation", "run_photod_demo", "n_stars", "max_epochs", ()),
+    "xp": ("skstellar.cli", "run_xp_demo", "n_stars", "max_iter", ("plots",)),
+}
+
+
 def _cmd_demo(args):
-    if args.method == "mdwarf":
-        run_mdwarf_demo(n_samples=args.n_samples or 5000, random_state=args.random_state,
-                        max_epochs=args.max_epochs or 300, plots=args.plots,
-                        json_path=args.json, architecture=args.architecture,
-                        verbose=args.verbose)
-    elif args.method == "galaxy":
-        run_galaxy_demo(n_spectra=args.n_samples or 2000, random_state=args.random_state,
-                        max_epochs=args.max_epochs or 10, json_path=args.json,
-                        verbose=args.verbose)
-    elif args.method == "cyclestarnet":
-        from .cyclestarnet.evaluation import run_cyclestarnet_demo
+    import importlib
 
-        run_cyclestarnet_demo(n_iter=args.max_epochs or 300, n_train=args.n_samples or 300,
-                              random_state=args.random_state, json_path=args.json,
-                              verbose=args.verbose)
-    elif args.method == "photod":
-        from .photod.evaluation import run_photod_demo
-
-        run_photod_demo(n_stars=args.n_samples or 30000, random_state=args.random_state,
-                        max_epochs=args.max_epochs or 500, json_path=args.json,
-                        verbose=args.verbose)
-    elif args.method == "xp":
-        run_xp_demo(n_stars=args.n_samples or 6000, random_state=args.random_state,
-                    max_iter=args.max_epochs or 1500, json_path=args.json, plots=args.plots,
-                    verbose=args.verbose)
+    module, name, size_kw, epochs_kw, options = DEMO_RUNNERS[args.method]
+    kwargs = {"random_state": args.random_state, "json_path": args.json, "verbose": args.verbose}
+    kwargs.update({opt: getattr(args, opt) for opt in options})
+    if args.n_samples:  # 0 or absent: the demo's default
+        kwargs[size_kw] = args.n_samples
+    if args.max_epochs:
+        kwargs[epochs_kw] = args.max_epochs
+    getattr(importlib.import_module(module), name)(**kwargs)
     return 0
 
 
@@ -348,10 +343,7 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         path = os.path.join(plots, "xp_zscores.png")
         fig.savefig(path, dpi=110)
         out(f"Saved {path}")
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(res, fh, indent=2, default=float)
-        out(f"Wrote {json_path}")
+    write_json(json_path, res, out, default=float)
     return res
 
 
@@ -411,10 +403,7 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     results = {k: v for k, v in cnn.items()}
     results.update({"resample_per_second": res["resample_per_second"],
                     "snr_bins": snr.to_dict(orient="list")})
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(results, fh, indent=2, default=float)
-        out(f"Wrote {json_path}")
+    write_json(json_path, results, out, default=float)
     return results
 
 
@@ -794,13 +783,6 @@ def fit_method(method, path, *, targets=None, labels_path=None, random_state=0,
     return model
 
 
-def _final_label_names(model):
-    labels = getattr(model, "skstellar_labels_", None)
-    if labels is None:
-        return None
-    return list(labels)
-
-
 def model_method(model):
     """The ``skstellar fit`` method a fitted model belongs to (None when it has none).
 
@@ -919,19 +901,16 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
             if "in_domain" in pred.columns:
                 pred.loc[bad, "in_domain"] = False
     pred = pred.reset_index(drop=True)
-    labels = _final_label_names(model)
+    labels = getattr(model, "skstellar_labels_", None)
     if labels is not None:
+        # predict_table names one target "prediction", several "prediction_<i>"
+        n = len(labels)
+        keys = ["prediction"] if n == 1 else [f"prediction_{i}" for i in range(n)]
         ren = {}
-        if len(labels) == 1:
-            ren = {"prediction": f"{labels[0]}_pred",
-                   "prediction_error": f"{labels[0]}_pred_error"}
-        else:
-            for i, lab in enumerate(labels):
-                ren[f"prediction_{i}"] = f"{lab}_pred"
-                ren[f"prediction_{i}_error"] = f"{lab}_pred_error"
+        for key, lab in zip(keys, labels):
+            ren.update({key: f"{lab}_pred", f"{key}_error": f"{lab}_pred_error"})
         pred = pred.rename(columns=ren)
-        order = [c for lab in labels for c in (f"{lab}_pred", f"{lab}_pred_error")
-                 if c in pred.columns]
+        order = [c for c in ren.values() if c in pred.columns]
         pred = pred[order + [c for c in pred.columns if c not in order]]
     if table is None:
         return pred

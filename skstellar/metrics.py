@@ -377,6 +377,28 @@ def _target_names(y, k, target_names):
     return names
 
 
+def _summary_per_target(arrays, y_true, target_names, summarise, what):
+    """``summarise(*columns)`` of the rows without NaN in any input, per target.
+
+    One dict for 1-D ``arrays``; for 2-D ones a DataFrame with one row per
+    target (column), each target dropping its own NaN rows.
+    """
+    if arrays[0].ndim == 1:
+        keep = ~np.any([np.isnan(a) for a in arrays], axis=0)
+        if not keep.any():
+            raise ValueError("no rows left after omitting NaN values")
+        return summarise(*(a[keep] for a in arrays))
+    names = _target_names(y_true, arrays[0].shape[1], target_names)
+    rows = []
+    for j, name in enumerate(names):
+        cols = [a[:, j] for a in arrays]
+        keep = ~np.any([np.isnan(c) for c in cols], axis=0)
+        if not keep.any():
+            raise ValueError(f"target {name!r} has no non-NaN {what}")
+        rows.append(summarise(*(c[keep] for c in cols)))
+    return pd.DataFrame(rows, index=pd.Index(names, name="target"))
+
+
 def _residual_summary_1d(t, p):
     r = p - t
     return {
@@ -433,19 +455,7 @@ def residual_summary(y_true, y_pred, nan_policy="raise", target_names=None):
     _check_nan_policy(nan_policy)
     policy = "keep" if nan_policy == "omit" else "raise"
     t, p = _prepare([y_true, y_pred], ["y_true", "y_pred"], policy, ndim=(1, 2))
-    if t.ndim == 1:
-        keep = ~(np.isnan(t) | np.isnan(p))
-        if not keep.any():
-            raise ValueError("no rows left after omitting NaN values")
-        return _residual_summary_1d(t[keep], p[keep])
-    names = _target_names(y_true, t.shape[1], target_names)
-    rows = []
-    for j in range(t.shape[1]):
-        keep = ~(np.isnan(t[:, j]) | np.isnan(p[:, j]))
-        if not keep.any():
-            raise ValueError(f"target {names[j]!r} has no non-NaN pairs")
-        rows.append(_residual_summary_1d(t[keep, j], p[keep, j]))
-    return pd.DataFrame(rows, index=pd.Index(names, name="target"))
+    return _summary_per_target([t, p], y_true, target_names, _residual_summary_1d, "pairs")
 
 
 # --------------------------------------------------------------------------
@@ -598,7 +608,9 @@ def zscore(y_true, y_pred, y_std, nan_policy="raise"):
 _EXPECTED_WITHIN = {k: float(special.erf(k / np.sqrt(2.0))) for k in (1, 2, 3)}
 
 
-def _calibration_1d(z):
+def _calibration_1d(t, p, s):
+    _check_positive_std(s)
+    z = (t - p) / s
     out = {
         "n": int(z.size),
         "zscore_mean": _mean(z),
@@ -657,22 +669,7 @@ def calibration_summary(y_true, y_pred, y_std, nan_policy="raise", target_names=
     t, p, s = _prepare(
         [t, y_pred, s], ["y_true", "y_pred", "y_std"], policy, ndim=(1, 2)
     )
-    if t.ndim == 1:
-        keep = ~(np.isnan(t) | np.isnan(p) | np.isnan(s))
-        if not keep.any():
-            raise ValueError("no rows left after omitting NaN values")
-        _check_positive_std(s[keep])
-        return _calibration_1d((t[keep] - p[keep]) / s[keep])
-    names = _target_names(y_true, t.shape[1], target_names)
-    rows = []
-    for j in range(t.shape[1]):
-        keep = ~(np.isnan(t[:, j]) | np.isnan(p[:, j]) | np.isnan(s[:, j]))
-        if not keep.any():
-            raise ValueError(f"target {names[j]!r} has no non-NaN rows")
-        sj = s[keep, j]
-        _check_positive_std(sj)
-        rows.append(_calibration_1d((t[keep, j] - p[keep, j]) / sj))
-    return pd.DataFrame(rows, index=pd.Index(names, name="target"))
+    return _summary_per_target([t, p, s], y_true, target_names, _calibration_1d, "rows")
 
 
 def coverage_curve(y_true, y_pred, y_std, nominal=None, nan_policy="raise"):

@@ -54,9 +54,6 @@ __all__ = [
     "worker_torch_threads",
 ]
 
-_METHODS = ("predict", "predict_proba", "transform")
-
-
 def _require_dask():
     try:
         import dask  # noqa: F401

@@ -7,7 +7,9 @@ each other.
 
 from __future__ import annotations
 
-__all__ = ["format_table"]
+import json
+
+__all__ = ["format_table", "write_json"]
 
 
 def format_table(header, rows):
@@ -44,3 +46,25 @@ def format_table(header, rows):
         return "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths)) + " |"
 
     return "\n".join([line, fmt(header), line] + [fmt(r) for r in rows] + [line])
+
+
+def write_json(path, results, out=print, default=None):
+    """Write ``results`` to ``path`` as indented JSON when ``path`` is given, and say so.
+
+    Parameters
+    ----------
+    path : str or path-like or None
+        Output file; None or "" writes nothing.
+    results : dict
+        JSON-serialisable figures.
+    out : callable, default=print
+        Receives the line ``"Wrote <path>"``.
+    default : callable, optional
+        Passed to :func:`json.dump` for objects it cannot serialise (``float``
+        for numpy scalars).
+    """
+    if not path:
+        return
+    with open(path, "w") as fh:
+        json.dump(results, fh, indent=2, default=default)
+    out(f"Wrote {path}")

@@ -899,11 +899,12 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """Flux (n, P) from a network output (n, L)."""
         return self._crop(y) * self.flux_scale_ + self.flux_offset_
 
-    def _run(self, fn, flux, spectra_out=True, normalised=False):
+    def _run(self, fn, flux, spectra_out=True, normalised=False, row_args=()):
         """Apply ``fn`` to float32 spectra in chunks (no grad); float64 numpy output.
 
-        ``fn`` gets normalised padded spectra; its output is mapped back to
-        flux (``spectra_out``) or returned as is (latents).
+        ``fn`` gets normalised padded spectra, then the same rows of each
+        tensor in ``row_args``; its output is mapped back to flux
+        (``spectra_out``) or returned as is (latents).
         """
         out = []
         step = self._chunk_rows()
@@ -911,7 +912,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             for start in range(0, len(flux), step):
                 chunk = np.ascontiguousarray(flux[start:start + step])
                 x = torch.from_numpy(chunk).to(self.device)
-                y = fn(self._pad(x) if normalised else self._to_net(x))
+                rows = [a[start:start + step].to(self.device) for a in row_args]
+                y = fn(self._pad(x) if normalised else self._to_net(x), *rows)
                 out.append((self._from_net(y) if spectra_out else y).float().cpu().numpy())
         if not out:
             shape = (0, self.n_features_in_) if spectra_out else (0, *self.split_shape_)
@@ -980,14 +982,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         """
         flux, good = self._map_input(X, "X")
         z = torch.from_numpy(self._split_array(split, len(flux)))
-        step = self._chunk_rows()
-        gen = self.generator_
-        parts = []
-        for start in range(0, len(flux), step):
-            zs = z[start:start + step].to(self.device)
-            parts.append(self._run(lambda x, zs=zs: gen.synth_to_obs(x, zs),
-                                   flux[start:start + step]))
-        out = np.concatenate(parts) if parts else np.empty((0, self.n_features_in_))
+        out = self._run(self.generator_.synth_to_obs, flux, row_args=(z,))
         return self._wrap(X, self._nan_empty_rows(out, good, "inverse_transform"))
 
     def encode_split(self, X):

@@ -35,7 +35,6 @@ Angstrom, Teff is in K, log g and [M/H] in dex, times in seconds.
 
 from __future__ import annotations
 
-import json
 import numbers
 import time
 import warnings
@@ -44,6 +43,8 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from .. import metrics
+from .._validation import check_integer
+from ..reporting import write_json
 
 __all__ = [
     "PAPER_FIGURES",
@@ -104,11 +105,6 @@ FAST_ADAPTER_PARAMS = dict(domain_channels=(8, 16), shared_channels=(32, 64, 64)
 # ---------------------------------------------------------------------------
 # Small measurements
 # ---------------------------------------------------------------------------
-def _check_int(name, value, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) \
-            or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def residual_rms(flux, flux_err, model, mask=None):
@@ -238,8 +234,8 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
     from ..datasets.mdwarf_spectra import make_mdwarf_spectra
     from ..preprocessing.continuum import ContinuumNormalizer
 
-    n_spectra = _check_int("n_spectra", n_spectra)
-    repeats = _check_int("repeats", repeats)
+    n_spectra = check_integer("n_spectra", n_spectra)
+    repeats = check_integer("repeats", repeats)
     _, obs = make_mdwarf_spectra(1, n_spectra, normalized=False, random_state=random_state)
     norm = ContinuumNormalizer(mask="paper")
     best, out = np.inf, None
@@ -399,9 +395,9 @@ def evaluate_cyclestarnet(
     for name, value in (("n_synthetic", n_synthetic), ("n_observed", n_observed),
                         ("n_test", n_test), ("n_iter", n_iter), ("n_emulator", n_emulator),
                         ("emulator_epochs", emulator_epochs)):
-        _check_int(name, value, minimum=2 if name in ("n_test", "n_emulator") else 1)
+        check_integer(name, value, minimum=2 if name in ("n_test", "n_emulator") else 1)
     if n_continuum is not None:
-        _check_int("n_continuum", n_continuum)
+        check_integer("n_continuum", n_continuum)
     if not isinstance(random_state, numbers.Integral):
         raise ValueError(
             f"random_state must be an int (it seeds every step), got {random_state!r}."
@@ -708,7 +704,7 @@ def run_cyclestarnet_demo(n_iter=300, n_train=300, n_test=60, n_emulator=1500,
     dict
         The :func:`evaluate_cyclestarnet` result (with ``"fitted"``).
     """
-    n_train = _check_int("n_train", n_train)
+    n_train = check_integer("n_train", n_train)
     out(f"Cycle-StarNet demo: {n_train} synthetic + {n_train} observed unpaired training "
         f"spectra, {n_test} paired test spectra (2,901 pixels, 6000-8900 A), a "
         f"{'x'.join(str(h) for h in emulator_hidden)} Payne emulator, a reduced Cycle-StarNet "
@@ -729,8 +725,5 @@ def run_cyclestarnet_demo(n_iter=300, n_train=300, n_test=60, n_emulator=1500,
         "values on real LAMOST data; ours are against the simulation's truth (see "
         "skstellar.datasets.mdwarf_spectra.make_mdwarf_spectra). Longer runs: "
         "python benchmarks/cycle_starnet.py")
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(_jsonable(results), fh, indent=2)
-        out(f"Wrote {json_path}")
+    write_json(json_path, _jsonable(results), out)
     return results

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from functools import partial
 
 import torch
 from torch import nn
@@ -148,26 +149,19 @@ def closing_length(n_pixels: int, kernel_size: int, strides: Sequence[int],
     return a * m + b, m
 
 
-def _conv_chain(channels, kernel_size, strides, *, last_activation=True):
-    """``Conv1d -> LeakyReLU`` for each consecutive pair of ``channels``."""
+def _conv_chain(channels, kernel_size, strides, *, last_activation=True, layer=nn.Conv1d):
+    """``layer -> LeakyReLU`` (``Conv1d`` by default) for each consecutive pair of ``channels``."""
     layers: list[nn.Module] = []
     n = len(channels) - 1
     for i, (c_in, c_out, s) in enumerate(zip(channels[:-1], channels[1:], strides)):
-        layers.append(nn.Conv1d(int(c_in), int(c_out), int(kernel_size), stride=int(s)))
+        layers.append(layer(int(c_in), int(c_out), int(kernel_size), stride=int(s)))
         if i < n - 1 or last_activation:
             layers.append(make_activation(LEAKY))
     return layers
 
 
-def _deconv_chain(channels, kernel_size, strides, *, last_activation=True):
-    """``ConvTranspose1d -> LeakyReLU`` for each consecutive pair of ``channels``."""
-    layers: list[nn.Module] = []
-    n = len(channels) - 1
-    for i, (c_in, c_out, s) in enumerate(zip(channels[:-1], channels[1:], strides)):
-        layers.append(nn.ConvTranspose1d(int(c_in), int(c_out), int(kernel_size), stride=int(s)))
-        if i < n - 1 or last_activation:
-            layers.append(make_activation(LEAKY))
-    return layers
+#: ``ConvTranspose1d -> LeakyReLU`` chains (the decoders).
+_deconv_chain = partial(_conv_chain, layer=nn.ConvTranspose1d)
 
 
 class CycleStarNetGenerator(nn.Module):

@@ -21,6 +21,8 @@ import pandas as pd
 from scipy.special import ndtr, ndtri
 from sklearn.utils import check_random_state
 
+from .._validation import check_integer
+
 __all__ = [
     "XP_BANDS",
     "XP_LABELS",
@@ -957,11 +959,7 @@ def make_xp_catalog(
     >>> bool((truth["true_teff"] >= 3500).all())
     True
     """
-    if isinstance(n_stars, (bool, np.bool_)) or not isinstance(n_stars, (int, np.integer)):
-        raise ValueError(f"n_stars must be a positive integer, got {n_stars!r}.")
-    if n_stars < 1:
-        raise ValueError(f"n_stars must be a positive integer, got {n_stars!r}.")
-    n = int(n_stars)
+    n = check_integer("n_stars", n_stars, kind="a positive integer")
     k = _check_n_coefficients(n_coefficients)
     labels = _check_labels(labels)
     try:

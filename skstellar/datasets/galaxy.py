@@ -16,6 +16,7 @@ import pandas as pd
 from scipy.special import erf, expit, gammainc, gammaincinv, ndtr, ndtri
 from sklearn.utils import check_random_state
 
+from .._validation import check_range_pair
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
 
 __all__ = [
@@ -319,17 +320,6 @@ def _calzetti_inv_micron(x):
 # ----------------------------------------------------------------------------
 
 
-def _check_pair(name, value, lower, upper, allow_equal=False):
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}.") from exc
-    ok = low <= high if allow_equal else low < high
-    if not (np.isfinite(low) and np.isfinite(high) and ok):
-        raise ValueError(f"{name} must satisfy low < high (finite), got {value!r}.")
-    if low < lower or high > upper:
-        raise ValueError(f"{name}={value!r} lies outside the allowed domain [{lower}, {upper}].")
-    return low, high
 
 
 def _truncated_normal(rng, mean, sigma, low, high):
@@ -792,8 +782,8 @@ def make_galaxy_spectra(
         raise ValueError(
             f"star_forming_fraction must lie in [0, 1], got {star_forming_fraction!r}."
         )
-    z_range = _check_pair("z_range", z_range, 0.0, 1.0)
-    snr_range = _check_pair("snr_range", snr_range, 1e-3, 1e4, allow_equal=True)
+    z_range = check_range_pair("z_range", z_range, 0.0, 1.0)
+    snr_range = check_range_pair("snr_range", snr_range, 1e-3, 1e4, allow_equal=True)
     wave_min, wave_max, log_step = float(wave_min), float(wave_max), float(log_step)
     if not (np.isfinite(wave_min) and np.isfinite(wave_max) and 0 < wave_min < wave_max):
         raise ValueError(f"Need 0 < wave_min < wave_max, got {wave_min!r}, {wave_max!r}.")

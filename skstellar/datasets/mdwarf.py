@@ -15,6 +15,7 @@ from scipy.interpolate import CubicSpline
 from scipy.special import ndtr, ndtri
 from sklearn.utils import check_random_state
 
+from .._validation import check_range_pair
 from ..columns import (
     BAND_COLUMNS,
     BAND_ERROR_COLUMNS,
@@ -110,18 +111,6 @@ _FEH_ERROR_RANGE = (0.05, 0.09)
 _COLOUR_SPLINE = CubicSpline(_MKS_NODES, _COLOUR_TABLE.T, axis=0, bc_type="natural")
 
 
-def _check_range(name, value, lower, upper):
-    try:
-        low, high = (float(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}.") from exc
-    if not (np.isfinite(low) and np.isfinite(high) and low < high):
-        raise ValueError(f"{name} must satisfy low < high (finite), got {value!r}.")
-    if low < lower or high > upper:
-        raise ValueError(
-            f"{name}={value!r} lies outside the calibrated domain [{lower}, {upper}]."
-        )
-    return low, high
 
 
 def mdwarf_absolute_magnitudes(spectral_type, fe_h) -> np.ndarray:
@@ -362,8 +351,9 @@ def make_mdwarf_photometry(
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
     if n_samples < 1:
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-    feh_lo, feh_hi = _check_range("feh_range", feh_range, -1.0, 1.0)
-    spt_lo, spt_hi = _check_range("spectral_type_range", spectral_type_range, 0.0, 5.0)
+    feh_lo, feh_hi = check_range_pair("feh_range", feh_range, -1.0, 1.0, domain="calibrated")
+    spt_lo, spt_hi = check_range_pair("spectral_type_range", spectral_type_range, 0.0, 5.0,
+                                      domain="calibrated")
     if feh_distribution not in ("birky", "uniform"):
         raise ValueError(
             f"feh_distribution must be 'birky' or 'uniform', got {feh_distribution!r}."

@@ -31,15 +31,19 @@ model tuned to the index scale of M dwarfs at R ~ 2000, not a line list.
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import pandas as pd
 import scipy.fft as sp_fft
 from scipy.special import expit, ndtr, ndtri
 from sklearn.utils import Bunch, check_random_state
 
-from .._validation import check_finite_columns, column_names, is_named_input, missing_column_error
+from .._validation import (
+    check_finite_columns,
+    check_integer,
+    column_names,
+    is_named_input,
+    missing_column_error,
+)
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
 
 __all__ = [
@@ -248,7 +252,7 @@ def draw_mdwarf_labels(n, random_state=None):
     (log g rises towards cooler, lower-mass dwarfs and, at fixed Teff, for
     metal-poor ones), plus Normal(0, 0.04) scatter truncated to [4.5, 5.5].
     """
-    n = _check_count("n", n, minimum=0)
+    n = check_integer("n", n, minimum=0)
     rng = check_random_state(random_state)
     teff = 3000.0 + 1000.0 * rng.beta(2.2, 1.5, size=n)
     m_h = _truncated_normal(rng, np.full(n, -0.15), 0.30, *LABEL_RANGES["m_h"])
@@ -258,12 +262,6 @@ def draw_mdwarf_labels(n, random_state=None):
     return pd.DataFrame({"teff": teff, "logg": logg, "m_h": m_h})
 
 
-def _check_count(name, value, minimum=1):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
 
 
 def _as_labels(labels):
@@ -363,7 +361,6 @@ def _model_components():
 
 
 _COMPONENTS = _model_components()
-_GAP_COMPONENTS = ("TiO_8430", "forest", "telluric")
 
 
 def _model_basis(lam):
@@ -851,8 +848,8 @@ def make_mdwarf_spectra(
     >>> bool(obs.meta["snr"].between(5, 100).all())
     True
     """
-    n_synthetic = _check_count("n_synthetic", n_synthetic)
-    n_observed = _check_count("n_observed", n_observed)
+    n_synthetic = check_integer("n_synthetic", n_synthetic)
+    n_observed = check_integer("n_observed", n_observed)
     if paired and n_synthetic != n_observed:
         raise ValueError(
             f"paired=True needs n_synthetic == n_observed (the same stars in both "

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils import check_random_state
 
+from .._validation import check_integer, check_range_pair
 from ..io.photod import (
     EXTINCTION_COEFFICIENTS,
     PHOTOD_BANDS,
@@ -124,14 +125,6 @@ def lsst_magnitude_error(mag, band, m5=None, *, gamma=None, floor=LSST_ERROR_FLO
 # ---------------------------------------------------------------------------
 # Simulator
 # ---------------------------------------------------------------------------
-def _check_pair(name, value):
-    try:
-        lo, hi = (float(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{name} must be a (low, high) pair of numbers, got {value!r}.") from exc
-    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
-        raise ValueError(f"{name} must satisfy low < high (finite), got {value!r}.")
-    return lo, hi
 
 
 #: Rotation from ICRS (equatorial) to Galactic unit vectors
@@ -284,12 +277,10 @@ def make_lsst_catalog(
     --------
     >>> cat = make_lsst_catalog(1000, random_state=0)  # doctest: +SKIP
     """
-    if isinstance(n_stars, (bool, np.bool_)) or not isinstance(n_stars, (int, np.integer)) \
-            or n_stars < 1:
-        raise ValueError(f"n_stars must be a positive integer, got {n_stars!r}.")
-    r_lo, r_hi = _check_pair("r_range", r_range)
-    ra_lo, ra_hi = _check_pair("ra_range", ra_range)
-    dec_lo, dec_hi = _check_pair("dec_range", dec_range)
+    check_integer("n_stars", n_stars, kind="a positive integer")
+    r_lo, r_hi = check_range_pair("r_range", r_range)
+    ra_lo, ra_hi = check_range_pair("ra_range", ra_range)
+    dec_lo, dec_hi = check_range_pair("dec_range", dec_range)
     if not (-90 <= dec_lo and dec_hi <= 90):
         raise ValueError(f"dec_range must lie within [-90, 90], got {dec_range!r}.")
     if ar_distribution not in ("dust_layer", "uniform"):

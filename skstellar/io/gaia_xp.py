@@ -375,18 +375,15 @@ def _parse_cells(col, dtype, name, source_ids=None, float32_round=False):
 
 def _dense_column(col):
     """A 2-D numeric column (fixed-length arrays) as float64 with NaN, else None."""
-    if isinstance(col, (pd.Series, pd.Index)):
+    if isinstance(col, (pd.Series, pd.Index, list, tuple)):
         return None
-    if isinstance(col, (list, tuple)):
+    if getattr(col, "ndim", None) != 2 or getattr(col, "dtype", None) is None:
         return None
-    arr = col
-    if not hasattr(arr, "ndim") or arr.ndim != 2 or getattr(arr, "dtype", None) is None:
+    if col.dtype.kind not in "iuf":
         return None
-    if arr.dtype.kind not in "iuf":
-        return None
-    if np.ma.isMaskedArray(arr) or hasattr(arr, "mask"):
-        return np.ma.filled(np.ma.asarray(arr).astype(np.float64), np.nan)
-    return np.asarray(arr, dtype=np.float64)
+    if np.ma.isMaskedArray(col) or hasattr(col, "mask"):
+        return np.ma.filled(np.ma.asarray(col).astype(np.float64), np.nan)
+    return np.asarray(col, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- reading
@@ -1094,6 +1091,7 @@ def read_xp_avro(path):
     out = {"source_id": source_ids, "solution_id": solution_ids}
 
     solution_scalars = {
+        "standard_deviation": ("standardDeviation", "float"),
         "n_parameters": ("numberOfParameters", "int"),
         "chi_squared": ("chiSquared", "float"),
         "degrees_of_freedom": ("degreesOfFreedom", "int"),
@@ -1133,9 +1131,6 @@ def read_xp_avro(path):
                 covs[i] = mats[j]
         out[f"{band}_coefficients"] = coeffs
         out[f"{band}_covariance"] = covs
-        sd = [_avro_get(s, "standardDeviation") for s in sols]
-        out[f"{band}_standard_deviation"] = np.array(
-            [np.nan if v is None else v for v in sd], dtype=np.float64)
         for field, (key, kind) in {**solution_scalars, **spec_scalars}.items():
             src = sols if field in solution_scalars else specs
             vals = [_avro_get(s, key) for s in src]

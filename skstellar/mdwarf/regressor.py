@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from sklearn.utils.validation import check_is_fitted
 
+from .._validation import check_non_negative
 from ..calibration import HeldOutCalibrationMixin
 from ..columns import MDWARF_FEATURES
 from ..nn import BaseNeuralRegressor, LinearWeightedMSELoss, build_mlp
@@ -359,11 +360,7 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         err[:, has] = Xv[:, self._error_index[has]]
         names = np.asarray(self.feature_names_in_, dtype=object)
         cols = list(self._error_index[has]) + ([self._dm_index] if self._dm_index >= 0 else [])
-        for c in cols:
-            bad = Xv[:, c] < 0
-            if bad.any():
-                raise ValueError(f"Column '{names[c]}' has {int(bad.sum())} negative error(s) "
-                                 f"(first at row {int(np.argmax(bad))}).")
+        check_non_negative(Xv[:, cols], names[cols])
         dm = None if self._dm_index < 0 else np.asarray(Xv[:, self._dm_index], np.float64)
         if dm is not None and has.any():
             excess = dm[:, None] > err[:, has] * (1 + 1e-4) + 1e-6
@@ -379,23 +376,6 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         err, dm = info
         return propagate_input_errors(self.module_, inputs, err, dm, n_outputs=self.n_outputs_,
                                       device=self.device)
-
-    def predict_samples(self, X, n_passes=None):
-        """All Monte Carlo dropout passes (the raw model spread, no calibration).
-
-        Returns
-        -------
-        samples : ndarray of shape (n_passes, n_samples) or (n_passes, n_samples, n_targets)
-        """
-        check_is_fitted(self, "net_")
-        Xv = self._validate_X(X, reset=False)
-        inputs, _ = self._model_inputs(Xv)
-        n_passes = int(self.n_mc_passes if n_passes is None else n_passes)
-        if n_passes < 2 or not self._has_dropout():
-            raise ValueError("predict_samples needs n_passes >= 2 and dropout in the network.")
-        _, _, samples = self._mc(inputs, n_passes, return_samples=True)
-        s = samples.astype(np.float64)
-        return s[..., 0] if self._y_ndim == 1 else s
 
     # ------------------------------------------------------- validity domain
     def _column_index(self, name):

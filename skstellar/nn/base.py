@@ -219,6 +219,10 @@ class NeuralEstimatorBase(BaseEstimator):
             lr_patience=self.lr_patience, verbose=self.verbose,
             threshold=self._early_stopping_threshold)
 
+    def _model_inputs(self, Xv):
+        """(network inputs, input-error information or None) of validated ``Xv`` (hook)."""
+        return Xv, None
+
     # target scaling hooks (identity by default)
     def _transform_y_fit(self, y2):
         return y2
@@ -371,11 +375,11 @@ class NeuralEstimatorBase(BaseEstimator):
         samples : ndarray of shape (n_passes, n_samples) or (n_passes, n_samples, n_targets)
         """
         check_is_fitted(self, "net_")
-        X = self._validate_X(X, reset=False)
+        inputs, _ = self._model_inputs(self._validate_X(X, reset=False))
         n_passes = int(self.n_mc_passes if n_passes is None else n_passes)
         if n_passes < 2 or not self._has_dropout():
             raise ValueError("predict_samples needs n_passes >= 2 and dropout in the network.")
-        _, _, samples = self._mc(X, n_passes, return_samples=True)
+        _, _, samples = self._mc(inputs, n_passes, return_samples=True)
         P, n = samples.shape[:2]
         s = self._inverse_transform_y(samples.reshape(P * n, -1).astype(np.float64))
         s = s.reshape(P, n, -1)

@@ -25,7 +25,6 @@ module measures the same numbers for skstellar:
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..reporting import write_json
 from .hybrid import DEFAULT_PATCH_ORDER, TARGETS, HybridPhotoD
 from .patches import patch_key, patch_uniq
 
@@ -516,8 +516,5 @@ def run_photod_demo(n_stars=30000, random_state=0, max_epochs=500, out=print, js
         "hybrid's speed-up is at most 1 / label_fraction and needs large patches (LSST: ~10^5-"
         "10^6 stars each) or a slower teacher. Full comparison: python benchmarks/photod.py")
     res = summarise_evaluation(ev)
-    if json_path:
-        with open(json_path, "w") as fh:
-            json.dump(res, fh, indent=2)
-        out(f"Wrote {json_path}")
+    write_json(json_path, res, out)
     return res

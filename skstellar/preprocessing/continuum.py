@@ -34,6 +34,7 @@ from sklearn.utils.validation import check_array, validate_data
 from .._validation import check_numeric_input
 from ..parameters import Interval, Options, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
+from .spectra_input import forget_input_features
 
 __all__ = [
     "PAPER_MASK_WINDOWS",
@@ -531,15 +532,11 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         """
         validate_parameters(self)
         windows = _check_windows(self.mask)
-        for attr in ("n_features_in_", "feature_names_in_"):
-            if attr in self.__dict__:
-                delattr(self, attr)
+        forget_input_features(self)
         if isinstance(X, SpectrumBatch):
             _grid_step(X.wavelength)
         else:
-            check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
-            Xa = validate_data(self, X, reset=True, dtype=(np.float64, np.float32),
-                               ensure_all_finite="allow-nan")
+            Xa = self._validate_array(X, reset=True)
             self._check_array_windows(windows, Xa.shape[1])
         return self
 
@@ -552,11 +549,11 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             )
         return wave
 
-    def _validate_array(self, X):
+    def _validate_array(self, X, reset=False):
         check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
         kw = dict(dtype=(np.float64, np.float32), ensure_all_finite="allow-nan")
-        if hasattr(self, "n_features_in_"):
-            return validate_data(self, X, reset=False, **kw)
+        if reset or hasattr(self, "n_features_in_"):
+            return validate_data(self, X, reset=reset, **kw)
         return check_array(X, **kw)
 
     # -- core ----------------------------------------------------------------

@@ -45,7 +45,7 @@ from .rest_frame import (
     RestFrameShifter,
     to_rest_frame,
 )
-from .spectra_input import as_spectra
+from .spectra_input import as_spectra, forget_input_features
 from .spectrum_minmax import SpectrumMinMaxScaler
 
 __all__ = [
@@ -342,9 +342,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         self : SpectrumResampler
         """
         validate_parameters(self)
-        for attr in ("n_features_in_", "feature_names_in_"):
-            if attr in self.__dict__:
-                delattr(self, attr)
+        forget_input_features(self)
         self._setup_grid()
         sp = as_spectra(X)
         if sp is None:

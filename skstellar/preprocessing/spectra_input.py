@@ -15,7 +15,18 @@ import numpy as np
 
 from ..spectrum import SpectrumBatch
 
-__all__ = ["as_spectra"]
+__all__ = ["as_spectra", "forget_input_features"]
+
+
+def forget_input_features(estimator):
+    """Delete ``n_features_in_`` and ``feature_names_in_`` left by an earlier ``fit``.
+
+    For stateless spectrum transformers refitted on spectra of another length
+    (or on a :class:`~skstellar.spectrum.SpectrumBatch`, which sets neither).
+    """
+    for attr in ("n_features_in_", "feature_names_in_"):
+        if attr in estimator.__dict__:
+            delattr(estimator, attr)
 
 
 @dataclass

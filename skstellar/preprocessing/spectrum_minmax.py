@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_array, validate_data
 from .._validation import check_numeric_input
 from ..parameters import NAN, Interval, Options, SequenceOf, validate_parameters
 from ..spectrum import SpectrumBatch
-from .spectra_input import _float_flux
+from .spectra_input import _float_flux, forget_input_features
 
 __all__ = ["SpectrumMinMaxScaler"]
 
@@ -115,9 +115,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         self : SpectrumMinMaxScaler
         """
         validate_parameters(self)
-        for attr in ("n_features_in_", "feature_names_in_"):
-            if attr in self.__dict__:
-                delattr(self, attr)
+        forget_input_features(self)
         if not isinstance(X, SpectrumBatch):
             self._validate(X, reset=True)
         return self

@@ -698,17 +698,10 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
 
         mag = {b: col(b, u.mag, "magnitude") for b in ("BP", "RP", "J", "H", "W1", "W2")}
         plx = col("parallax", u.mas, "parallax")
-        sig = {
-            "BP": magnitude_error_from_flux_over_error(
-                col("BP_flux_over_error", None, "flux over error")),
-            "RP": magnitude_error_from_flux_over_error(
-                col("RP_flux_over_error", None, "flux over error")),
-            "J": col("J_error", u.mag, "magnitude error"),
-            "H": col("H_error", u.mag, "magnitude error"),
-            "W1": col("W1_error", u.mag, "magnitude error"),
-            "W2": col("W2_error", u.mag, "magnitude error"),
-            "parallax": col("parallax_error", u.mas, "parallax error"),
-        }
+        sig = {b: magnitude_error_from_flux_over_error(
+            col(f"{b}_flux_over_error", None, "flux over error")) for b in ("BP", "RP")}
+        sig.update({b: col(f"{b}_error", u.mag, "magnitude error") for b in ("J", "H", "W1", "W2")})
+        sig["parallax"] = col("parallax_error", u.mas, "parallax error")
         inputs = ("BP", "RP", "J", "H", "W1", "W2", "parallax")
         vals = {**mag, "parallax": plx}
         for key in ("J", "H", "W1", "W2", "parallax"):

@@ -352,10 +352,6 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         return build_mlp(n_features, self.hidden, 2 * n_labels, activation=self.activation,
                          dropout=float(self.dropout))
 
-    def _split_outputs(self, out):
-        L = self.n_outputs_
-        return out[..., :L], _POSITIVE[self.excess_activation](out[..., L:])
-
     def fit(self, X, y, y_err=None):
         """Train on features (with covariance) and labels (with errors).
 
