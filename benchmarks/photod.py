@@ -83,7 +83,7 @@ def make_student(args, seed=None, training_loop=None):
 
     return PhotoDNetwork(max_epochs=args.max_epochs,
                          secondary_max_epochs=min(args.secondary_max_epochs, args.max_epochs),
-                         n_runs=args.n_runs, random_state=seed,
+                         n_runs=args.n_runs, prune_after=args.prune_after, random_state=seed,
                          training_loop=training_loop or args.training_loop,
                          batch_size=args.batch_size, lr=args.lr, patience=args.patience,
                          lr_patience=args.lr_patience)
@@ -379,6 +379,9 @@ def main(argv=None):
     ap.add_argument("--max-epochs", type=int, default=1024, help="paper: 1024")
     ap.add_argument("--secondary-max-epochs", type=int, default=256, help="paper: 256")
     ap.add_argument("--n-runs", type=int, default=2, help="paper: 2")
+    ap.add_argument("--prune-after", type=int, default=None,
+                    help="train every run this many epochs, continue only the best (default: "
+                         "no pruning, the paper's)")
     ap.add_argument("--batch-size", type=int, default=1024, help="paper: 1024")
     ap.add_argument("--lr", type=float, default=1e-3, help="paper: 1e-3")
     ap.add_argument("--patience", type=int, default=100, help="early stopping; paper: 100")
@@ -412,15 +415,17 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "photod.json"))
-    ap.add_argument("--schedule", choices=("quick", "fast"), default=None,
-                    help="use QUICK_SCHEDULE or FAST_SCHEDULE of skstellar.photod.network "
-                         "(overrides the flags the schedule sets: --n-runs, --batch-size, "
-                         "--max-epochs, --secondary-max-epochs, --patience; fast also --lr)")
+    ap.add_argument("--schedule", choices=("quick", "fast", "robust-fast"), default=None,
+                    help="use QUICK_SCHEDULE, FAST_SCHEDULE or ROBUST_FAST_SCHEDULE of "
+                         "skstellar.photod.network (overrides the flags the schedule sets: "
+                         "--n-runs, --batch-size, --max-epochs, --secondary-max-epochs, "
+                         "--patience; fast also --lr, robust-fast also --prune-after)")
     args = ap.parse_args(argv)
     if args.schedule is not None:
         from skstellar.photod import network
 
-        schedule = {"quick": network.QUICK_SCHEDULE, "fast": network.FAST_SCHEDULE}
+        schedule = {"quick": network.QUICK_SCHEDULE, "fast": network.FAST_SCHEDULE,
+                    "robust-fast": network.ROBUST_FAST_SCHEDULE}
         for key, value in schedule[args.schedule].items():
             setattr(args, key, value)
     results = {"config": vars(args).copy(), "paper_timing": PAPER_TIMING}
@@ -430,7 +435,8 @@ def main(argv=None):
     cat = simulate_patch_catalog(args.n_stars, pixels=pixels, random_state=args.seed)
     print(f"Simulated {len(cat)} LSST stars (SNR > 5 in ugriz) in {len(pixels)} HEALPix order-4 "
           f"patches {list(pixels)} in {time.perf_counter() - t0:.1f} s. Student: PhotoDNetwork, "
-          f"<= {args.max_epochs} epochs x {args.n_runs} run(s), sigma_B net <= "
+          f"<= {args.max_epochs} epochs x {args.n_runs} run(s) (pruned after "
+          f"{args.prune_after} epochs), sigma_B net <= "
           f"{min(args.secondary_max_epochs, args.max_epochs)} epochs, batch {args.batch_size}, "
           f"lr {args.lr:g}, patience {args.patience}, loop {args.training_loop}; "
           "labelled per patch: "

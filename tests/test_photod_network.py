@@ -491,3 +491,39 @@ def test_warm_start_mismatch_errors(fitted, train):
                       init_weights=w).fit(cat, y)
     with pytest.raises(ValueError, match="StudentWeights"):
         PhotoDNetwork(**TINY, init_weights={"a": 1}).fit(cat, y)
+
+
+def test_prune_after_continues_only_the_best_run(train):
+    from skstellar.photod.network import FAST_SCHEDULE, ROBUST_FAST_SCHEDULE
+
+    assert PhotoDNetwork().prune_after is None  # the paper's recipe: every run to the end
+    assert ROBUST_FAST_SCHEDULE == {**FAST_SCHEDULE, "n_runs": 2, "prune_after": 60}
+    cat, y, _, sigma_b, _ = train
+    small = dict(hidden_layer_sizes=(16, 16), activation="gelu", batch_size=256, lr=3e-3,
+                 secondary_max_epochs=2, patience=3, random_state=0)
+    pruned = PhotoDNetwork(**small, n_runs=3, max_epochs=12, prune_after=4).fit(
+        cat, y, sigma_b=sigma_b)
+    # the same three runs (same seeds and split) stopped after 4 epochs
+    short = PhotoDNetwork(**small, n_runs=3, max_epochs=4).fit(cat, y)
+    best = pruned.best_run_
+    assert best == short.best_run_ == int(np.argmin(short.run_valid_losses_))
+    others = np.arange(3) != best
+    np.testing.assert_allclose(pruned.run_valid_losses_[others], short.run_valid_losses_[others])
+    # cost: the pruned runs trained prune_after epochs, only the best one went on
+    assert np.all(pruned.run_n_epochs_[others] == 4)
+    assert 4 < pruned.run_n_epochs_[best] == pruned.n_epochs_ <= 12
+    assert pruned.run_n_epochs_.sum() <= 12 + 2 * 4
+    # the kept run continued from where it paused (its first 4 epochs are the short run's)
+    np.testing.assert_array_equal(np.asarray(pruned.history_[:4, "valid_loss"]),
+                                  np.asarray(short.history_[:, "valid_loss"]))
+    assert pruned.run_valid_losses_[best] <= short.run_valid_losses_[best]
+    # a paused and resumed run is bit-identical to an uninterrupted one
+    one = PhotoDNetwork(**small, n_runs=1, max_epochs=12).fit(cat, y)
+    one_paused = PhotoDNetwork(**small, n_runs=1, max_epochs=12, prune_after=5).fit(cat, y)
+    np.testing.assert_array_equal(one.predict(cat), one_paused.predict(cat))
+    assert one.n_epochs_ == one_paused.n_epochs_
+    for bad in (0, -1, 2.5, "60"):
+        with pytest.raises(ValueError, match="prune_after"):
+            PhotoDNetwork(**TINY, prune_after=bad).fit(cat, y)
+    with pytest.raises(ValueError, match="prune_after"):
+        PhotoDNetwork(**TINY, n_runs=1, prune_after=2, validation_fraction=0).fit(cat, y)
