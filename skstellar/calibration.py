@@ -131,17 +131,6 @@ def _check_alpha(alpha):
     return float(alpha)
 
 
-def _check_rows(n, what):
-    if n < _HARD_MIN_ROWS:
-        raise ValueError(f"{what} needs at least {_HARD_MIN_ROWS} calibration rows; got {n}.")
-    if n < MIN_CALIBRATION_ROWS:
-        warnings.warn(
-            f"{what} fitted on {n} rows (< {MIN_CALIBRATION_ROWS}): the calibrated "
-            "uncertainties are themselves uncertain. Calibrate on more held-out rows.",
-            CalibrationWarning, stacklevel=3,
-        )
-
-
 def gaussian_interval(mean, std, alpha=ALPHA_1SIGMA):
     """Central ``1 - alpha`` interval of a Gaussian ``N(mean, std^2)``.
 
