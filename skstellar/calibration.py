@@ -744,11 +744,8 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
     def _splits(self, X, y):
         n = len(y)
         if isinstance(self.cv, numbers.Real) and not isinstance(self.cv, numbers.Integral):
-            frac = float(self.cv)
-            if not 0.0 < frac < 1.0:
-                raise ValueError(f"A float cv is the held-out fraction and must be in (0, 1); "
-                                 f"got {self.cv}.")
-            n_cal = int(round(frac * n))
+            # a float cv is the held-out fraction, in (0, 1) by _parameter_constraints
+            n_cal = int(round(float(self.cv) * n))
             if n_cal < 1 or n - n_cal < 2:
                 raise ValueError(f"cv={self.cv} leaves no usable split of {n} rows.")
             perm = check_random_state(self.random_state).permutation(n)
