@@ -806,12 +806,11 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self.oof_y_ = y_arr[held]
         self._fold_of = fold_of[held]
         if self.method == "scaling":
-            cal = VarianceCalibrator(warn_below=self.warn_below)
-            cal.fit(self.oof_y_, self.oof_prediction_, self.oof_std_)
+            self.calibrator_ = VarianceCalibrator(warn_below=self.warn_below).fit(
+                self.oof_y_, self.oof_prediction_, self.oof_std_)
         else:
-            cal = ConformalCalibrator(warn_below=self.warn_below)
-            cal.fit(self.oof_y_, self.oof_prediction_, np.maximum(self.oof_std_, 1e-300))
-        self.calibrator_ = cal
+            self.calibrator_ = ConformalCalibrator(warn_below=self.warn_below).fit(
+                self.oof_y_, self.oof_prediction_, np.maximum(self.oof_std_, 1e-300))
         if single:
             self.estimator_ = folds[0]
             self.fold_estimators_ = []
@@ -881,9 +880,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             X = self._checked(X)
             return np.asarray(self.estimator_.predict(X), dtype=np.float64)
         X, mean, std = self._raw(X)
-        if self.method == "scaling":
-            return mean, self.calibrator_.std(std)
-        if self.fold_estimators_:
+        if self.method == "conformal" and self.fold_estimators_:
             lo, hi = self._cv_plus(X, ALPHA_1SIGMA)
             return mean, (0.5 * (hi - lo)).reshape(mean.shape)
         return mean, self.calibrator_.std(std)
