@@ -41,10 +41,6 @@ def packed_size(k: int) -> int:
     return k * (k + 1) // 2
 
 
-def _tril(k):
-    return np.tril_indices(k)
-
-
 def pack_lower(matrices, dtype=np.float32):
     """Pack the lower triangles (with diagonal) of a stack of symmetric matrices.
 
@@ -61,7 +57,7 @@ def pack_lower(matrices, dtype=np.float32):
     m = np.asarray(matrices)
     if m.ndim != 3 or m.shape[1] != m.shape[2]:
         raise ValueError(f"Expected a stack of square matrices (n, k, k); got shape {m.shape}.")
-    i, j = _tril(m.shape[1])
+    i, j = np.tril_indices(m.shape[1])
     return np.ascontiguousarray(m[:, i, j], dtype=dtype)
 
 
@@ -88,7 +84,7 @@ def unpack_lower(packed, k=None, dtype=np.float64):
             f"({packed_size(k)} values)."
         )
     out = np.zeros((packed.shape[0], k, k), dtype=dtype)
-    i, j = _tril(k)
+    i, j = np.tril_indices(k)
     out[:, i, j] = packed
     out[:, j, i] = packed
     return out
@@ -293,7 +289,7 @@ class CovariantFeatures:
             raise ValueError("scale must be finite and non-zero.")
         blocks = []
         for cols, packed in self.blocks:
-            i, j = _tril(len(cols))
+            i, j = np.tril_indices(len(cols))
             inv = 1.0 / scale[cols]
             blocks.append((cols, (packed * (inv[i] * inv[j])[None, :]).astype(np.float32)))
         return CovariantFeatures((self.values - offset) / scale, blocks, self.feature_names)
@@ -313,12 +309,10 @@ class CovariantFeatures:
                 blocks.append((new_pos[cols], packed))
                 continue
             local = np.flatnonzero(keep)
-            k = len(cols)
             i, j = np.meshgrid(local, local, indexing="ij")
             lo_i, lo_j = np.maximum(i, j), np.minimum(i, j)
             flat = lo_i * (lo_i + 1) // 2 + lo_j
-            ti, tj = _tril(len(local))
+            ti, tj = np.tril_indices(len(local))
             blocks.append((new_pos[cols[local]], packed[:, flat[ti, tj]]))
-            del k
         names = None if self.feature_names is None else self.feature_names[columns]
         return CovariantFeatures(self.values[:, columns], blocks, names)
