@@ -256,11 +256,6 @@ def _with_rows_per_task(X, rows_per_task):
     )
 
 
-def _final_step(estimator):
-    steps = getattr(estimator, "steps", None)
-    return steps[-1][1] if steps else estimator
-
-
 def _delayed_estimator(estimator):
     import dask
 
@@ -300,6 +295,28 @@ def _parallel_post_fit(estimator, X, method, probe):
     if method == "predict":
         return ParallelPostFit(estimator, predict_meta=meta).predict(X)
     return ParallelPostFit(estimator, transform_meta=meta).transform(X)
+
+
+def _partition_tasks(estimator, X, method, kwargs, threads, use_dask_ml, rows_per_task):
+    """Probe, then dask-ml's lazy output or one delayed task per partition.
+
+    Returns ``(probe, out, tasks)``: the method's output on the first row
+    (computed in-process, so that errors show early), dask-ml's lazy result
+    (or None) and, when that is None, ``(delayed output, n_rows)`` per partition.
+    """
+    X = _with_rows_per_task(X, rows_per_task)
+    parts, head = _partitions(X)
+    probe = _call(estimator, head, method, kwargs, None)  # fails early, in-process
+    if use_dask_ml and not kwargs and threads is None and not isinstance(X, DaskSpectra) \
+            and not _is_lsdb(X):
+        out = _parallel_post_fit(estimator, X, method, probe)
+        if out is not None:
+            return probe, out, None
+    import dask
+
+    est = _delayed_estimator(estimator)
+    run = dask.delayed(_call, pure=True)
+    return probe, None, [(run(est, p, method, kwargs, threads), n) for p, n in parts]
 
 
 def predict_partitions(estimator, X, *, return_std=False, method="predict", threads=None,
@@ -350,20 +367,13 @@ def predict_partitions(estimator, X, *, return_std=False, method="predict", thre
         raise ValueError(f"method must be 'predict' or 'predict_proba', got {method!r}.")
     if return_std and method != "predict":
         raise ValueError("return_std=True is only available with method='predict'.")
-    X = _with_rows_per_task(X, rows_per_task)
-    parts, head = _partitions(X)
     kwargs = {"return_std": True} if return_std else {}
-    probe = _call(estimator, head, method, kwargs, None)  # fails early, in-process
-    if use_dask_ml and not return_std and not isinstance(X, DaskSpectra) and not _is_lsdb(X) \
-            and threads is None:
-        out = _parallel_post_fit(estimator, X, method, probe)
-        if out is not None:
-            return out
+    probe, out, outs = _partition_tasks(estimator, X, method, kwargs, threads, use_dask_ml,
+                                        rows_per_task)
+    if out is not None:
+        return out
     import dask
 
-    est = _delayed_estimator(estimator)
-    run = dask.delayed(_call, pure=True)
-    outs = [(run(est, p, method, kwargs, threads), n) for p, n in parts]
     if not return_std:
         return _concat([_lazy_array(o, n, probe) for o, n in outs])
     get = dask.delayed(operator.getitem, pure=True)
@@ -431,20 +441,13 @@ def transform_partitions(estimator, X, *, threads=None, use_dask_ml=True, rows_p
         that return :class:`~skstellar.covariance.CovariantFeatures` (the
         XP normaliser), their lazy counterpart.
     """
-    X = _with_rows_per_task(X, rows_per_task)
-    parts, head = _partitions(X)
-    probe = _call(estimator, head, "transform", {}, None)
+    # (dask-ml's wrapper returns None for a CovariantFeatures probe: it is 2-D)
+    probe, out, outs = _partition_tasks(estimator, X, "transform", {}, threads, use_dask_ml,
+                                        rows_per_task)
+    if out is not None:
+        return out
     import dask
 
-    if not isinstance(probe, CovariantFeatures):
-        probe = np.asarray(probe)
-        if use_dask_ml and threads is None and not isinstance(X, DaskSpectra) and not _is_lsdb(X):
-            out = _parallel_post_fit(estimator, X, "transform", probe)
-            if out is not None:
-                return out
-    est = _delayed_estimator(estimator)
-    run = dask.delayed(_call, pure=True)
-    outs = [(run(est, p, "transform", {}, threads), n) for p, n in parts]
     if not isinstance(probe, CovariantFeatures):
         arr = dask.delayed(np.asarray, pure=True)
         return _concat([_lazy_array(arr(o), n, probe) for o, n in outs])
