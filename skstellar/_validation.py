@@ -38,20 +38,16 @@ _MAX_LISTED = 40
 
 
 def is_pandas_df(X) -> bool:
-    """Whether ``X`` is a pandas DataFrame (False when pandas is missing)."""
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a hard dependency
-        return False
+    """Whether ``X`` is a pandas DataFrame."""
+    import pandas as pd
+
     return isinstance(X, pd.DataFrame)
 
 
 def is_astropy_table(X) -> bool:
-    """Whether ``X`` is an astropy Table (False when astropy is missing)."""
-    try:
-        from astropy.table import Table
-    except ImportError:  # pragma: no cover - astropy is a hard dependency
-        return False
+    """Whether ``X`` is an astropy Table."""
+    from astropy.table import Table
+
     return isinstance(X, Table)
 
 
@@ -249,13 +245,9 @@ def _fill_masked(col):
 def _to_numpy_column(col):
     """Convert one column to float64 ndarray, bool ndarray, Quantity or object ndarray."""
     import astropy.units as u
+    import pandas as pd
 
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover
-        pd = None
-
-    if pd is not None and isinstance(col, (pd.Series, pd.Index)):
+    if isinstance(col, (pd.Series, pd.Index)):
         if pd.api.types.is_bool_dtype(col.dtype) and not col.hasnans:
             return col.to_numpy(dtype=bool)
         if pd.api.types.is_numeric_dtype(col.dtype):
