@@ -195,30 +195,31 @@ def check_finite_columns(values, names, what: str = "value", *, index=None, hint
         E.g. ``"Column 'j_m' has 3 NaN value(s) (first at row 17)"``; NaN
         is reported before +/-inf. Rows are 0-based positions.
     """
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    if isinstance(names, str):
-        names = [names]
-    names = list(names)
+    arr, names = _named_columns(values, names)
     if len(names) != arr.shape[1]:
         raise ValueError(f"Got {len(names)} name(s) for {arr.shape[1]} column(s).")
-    finite = np.isfinite(arr)
-    if finite.all():
+    if np.isfinite(arr).all():
         return
     for label, bad in (("NaN", np.isnan(arr)), ("inf", np.isinf(arr))):
-        counts = bad.sum(axis=0)
-        cols = np.flatnonzero(counts)
-        if cols.size:
-            j = int(cols[0])
-            row = int(np.argmax(bad[:, j]))
-            where = f"row {row}"
-            if index is not None:
-                where += f", index {_label(index, row)!r}"
-            msg = f"Column '{names[j]}' has {int(counts[j])} {label} {what}(s) (first at {where})"
-            if hint:
-                msg += f". {hint}"
-            raise ValueError(msg)
+        if bad.any():
+            c, r = _first_bad_cell(bad)
+            raise ValueError(
+                f"Column '{names[c]}' has {int(bad[:, c].sum())} {label} {what}(s) "
+                f"(first at {row_location(r, index)})" + (f". {hint}" if hint else "")
+            )
+
+
+def _named_columns(values, names):
+    """``values`` as a float64 (n_rows, n_columns) array and ``names`` as a list."""
+    arr = np.asarray(values, dtype=np.float64)
+    names = [names] if isinstance(names, str) else list(names)
+    return (arr[:, None] if arr.ndim == 1 else arr), names
+
+
+def _first_bad_cell(bad):
+    """(column, row) of the first True of a 2-D mask: first column holding one, its first row."""
+    c = int(np.flatnonzero(bad.any(axis=0))[0])
+    return c, int(np.argmax(bad[:, c]))
 
 
 def _fill_masked(col):
@@ -466,8 +467,6 @@ def row_location(r, index=None):
     return f"row {r}" + ("" if index is None else f", index {_label(index, r)!r}")
 
 
-_where = row_location
-
 
 def _label(index, r):
     """Row label of position ``r`` as a plain Python value (no ``np.int64(...)`` repr)."""
@@ -524,7 +523,7 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
             r, c = (int(i) for i in np.argwhere(bad)[0])
             colname = "" if labels is None else f" column {labels[c]}"
             raise ValueError(
-                f"{what}{colname} is not numeric: {_where(r, index)} holds {arr[r, c]!r} "
+                f"{what}{colname} is not numeric: {row_location(r, index)} holds {arr[r, c]!r} "
                 f"({int(bad.sum())} non-numeric value(s) in all)."
                 + (f" {hint}" if hint else "")
             )
@@ -539,11 +538,10 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
                                 ("inf", np.isinf(arr), allow_inf)):
         if allowed or not bad.any():
             continue
-        c = int(np.flatnonzero(bad.any(axis=0))[0])
-        r = int(np.argmax(bad[:, c]))
+        c, r = _first_bad_cell(bad)
         raise ValueError(
-            f"{what} has {int(bad.sum())} {label} value(s){col(c)} (first at {_where(r, index)})."
-            + (f" {hint}" if hint else "")
+            f"{what} has {int(bad.sum())} {label} value(s){col(c)} "
+            f"(first at {row_location(r, index)})." + (f" {hint}" if hint else "")
         )
 
 
@@ -676,19 +674,15 @@ def check_non_negative(values, names, what="error", *, index=None, hint=None):
     ValueError
         E.g. ``"Column 'j_msigcom' has 1 negative error(s) (first at row 2)."``
     """
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.ndim == 1:
-        arr = arr[:, None]
-    names = [names] if isinstance(names, str) else list(names)
+    arr, names = _named_columns(values, names)
     with np.errstate(invalid="ignore"):
         bad = arr < 0
     if not bad.any():
         return
-    c = int(np.flatnonzero(bad.any(axis=0))[0])
-    r = int(np.argmax(bad[:, c]))
+    c, r = _first_bad_cell(bad)
     raise ValueError(
         f"Column '{names[c]}' has {int(bad[:, c].sum())} negative {what}(s) "
-        f"(first at {_where(r, index)})." + (f" {hint}" if hint else "")
+        f"(first at {row_location(r, index)})." + (f" {hint}" if hint else "")
     )
 
 
