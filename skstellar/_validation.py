@@ -314,43 +314,42 @@ def to_frame_like(X, columns=None):
     ValueError
         For a 1-D or >2-D array, or mapping values of unequal length.
     """
-    if is_named_input(X):
+    named = is_named_input(X)
+    if named:
         names = column_names(X)
-        wanted = names if columns is None else [c for c in columns if c in set(names)]
         if isinstance(X, np.ndarray) or is_pandas_df(X) or is_astropy_table(X):
-            data = {c: _to_numpy_column(X[c]) for c in wanted}  # (structured array or table)
-            n_rows = len(X)
+            n_rows, column = len(X), X.__getitem__  # (structured array or table)
         else:  # Mapping
             lengths = {k: _num_rows(v) for k, v in X.items()}
             if len(set(lengths.values())) > 1:
                 raise ValueError(f"All columns must have the same length; got {lengths}.")
             n_rows = next(iter(lengths.values()), 0)
-            data = {}
-            for c in wanted:
+
+            def column(c):
                 v = X[c]
-                if not hasattr(v, "shape") and not hasattr(v, "dtype"):
-                    v = np.asarray(v)
-                data[c] = _to_numpy_column(v)
-        return data, int(n_rows), True
+                return v if hasattr(v, "shape") or hasattr(v, "dtype") else np.asarray(v)
+    elif is_pandas_df(X):  # unnamed columns x0, x1, ... by position
+        n_rows, n_columns = X.shape
+        names = [f"x{i}" for i in range(n_columns)]
 
-    if is_pandas_df(X):
-        names = [f"x{i}" for i in range(X.shape[1])]
-        data = {n: _to_numpy_column(X.iloc[:, i]) for i, n in enumerate(names)}
-        if columns is not None:
-            data = {c: data[c] for c in columns if c in data}
-        return data, len(X), False
+        def column(c):
+            return X.iloc[:, int(c[1:])]
+    else:
+        arr = np.asarray(X)
+        if arr.ndim != 2:
+            raise ValueError(
+                f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data "
+                "either using array.reshape(-1, 1) if your data has a single feature "
+                "or array.reshape(1, -1) if it contains a single sample."
+            )
+        n_rows, n_columns = arr.shape
+        names = [f"x{i}" for i in range(n_columns)]
 
-    arr = np.asarray(X)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data "
-            "either using array.reshape(-1, 1) if your data has a single feature "
-            "or array.reshape(1, -1) if it contains a single sample."
-        )
-    names = [f"x{i}" for i in range(arr.shape[1])]
-    wanted = names if columns is None else [c for c in columns if c in set(names)]
-    data = {c: _to_numpy_column(arr[:, int(c[1:])]) for c in wanted}
-    return data, arr.shape[0], False
+        def column(c):
+            return arr[:, int(c[1:])]
+    present = set(names)
+    wanted = names if columns is None else [c for c in columns if c in present]
+    return {c: _to_numpy_column(column(c)) for c in wanted}, int(n_rows), named
 
 
 def as_float_column(values, name, *, unit=None, kind="value"):
