@@ -650,7 +650,7 @@ def check_text_table_complete(path, sep=",", what="table"):
         )
 
 
-def check_non_negative(values, names, what="error", *, index=None, hint=None):
+def check_non_negative(values, names, what="error", *, index=None, hint=None, strict=False):
     """Raise a ``ValueError`` naming the first column and row holding a negative value.
 
     NaN is not checked here (see :func:`check_finite_columns`).
@@ -667,6 +667,8 @@ def check_non_negative(values, names, what="error", *, index=None, hint=None):
         Row labels; the label of the first bad row is quoted too.
     hint : str, optional
         Advice appended to the message.
+    strict : bool, default=False
+        Refuse zeros too (values must be > 0; the message says "non-positive").
 
     Raises
     ------
@@ -675,12 +677,13 @@ def check_non_negative(values, names, what="error", *, index=None, hint=None):
     """
     arr, names = _named_columns(values, names)
     with np.errstate(invalid="ignore"):
-        bad = arr < 0
+        bad = arr <= 0 if strict else arr < 0
     if not bad.any():
         return
     c, r = _first_bad_cell(bad)
+    sign = "non-positive" if strict else "negative"
     raise ValueError(
-        f"Column '{names[c]}' has {int(bad[:, c].sum())} negative {what}(s) "
+        f"Column '{names[c]}' has {int(bad[:, c].sum())} {sign} {what}(s) "
         f"(first at {row_location(r, index)})." + (f" {hint}" if hint else "")
     )
 

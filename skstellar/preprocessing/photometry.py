@@ -25,11 +25,13 @@ from .. import columns as _cols
 from .._validation import (
     as_float_column,
     check_finite_columns,
+    check_non_negative,
     check_not_empty,
     column_names,
     is_named_input,
     is_pandas_df,
     missing_column_error,
+    row_location,
     to_frame_like,
 )
 from ..parameters import Options, Rule, SequenceOf, validate_parameters
@@ -605,18 +607,15 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         check_finite_columns(raw, err_names, "error value", index=index)
         sig = np.empty_like(raw)
         for j, (col, kind) in enumerate(self.error_columns_):
-            col_vals = raw[:, j]
-            if kind == _FLUX_OVER_ERROR:
-                _check_sign(col_vals, col, strict=True, what="flux_over_error value", index=index)
-                sig[:, j] = _FLUX_TO_MAG / col_vals
-            else:
-                _check_sign(col_vals, col, strict=False, what="magnitude error", index=index)
-                sig[:, j] = col_vals
+            flux = kind == _FLUX_OVER_ERROR
+            what = "flux_over_error value" if flux else "magnitude error"
+            check_non_negative(raw[:, j], col, what, index=index, strict=flux)
+            sig[:, j] = _FLUX_TO_MAG / raw[:, j] if flux else raw[:, j]
         pe = np.where(valid, d["plx_err"], 0.0)
         pname = self.parallax_error_column_
         check_finite_columns(pe, pname, "parallax error", index=index,
                              hint="Only rows with a valid parallax are checked")
-        _check_sign(pe, pname, strict=False, what="parallax error", index=index)
+        check_non_negative(pe, pname, "parallax error", index=index)
         rel = pe / safe_plx
         dm_err = _PLX_TO_MAG * rel
         E = np.sqrt(sig**2 + dm_err[:, None] ** 2)
@@ -629,10 +628,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
     def _parallax_message(self, plx, valid, index):
         n = plx.shape[0]
         bad = ~valid
-        first = int(np.argmax(bad))
-        where = f"row {first}"
-        if index is not None:
-            where += f", index {list(index[first:first + 1])[0]!r}"
+        where = row_location(int(np.argmax(bad)), index)
         with np.errstate(invalid="ignore"):
             n_neg = int(np.sum(plx < 0))
             n_zero = int(np.sum(plx == 0))
@@ -732,15 +728,3 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
                 names.append(DISTANCE_MODULUS_ERROR)
         return np.asarray(names, dtype=object)
 
-
-def _check_sign(values, name, *, strict, what, index=None):
-    bad = values <= 0 if strict else values < 0
-    if bad.any():
-        row = int(np.argmax(bad))
-        where = f"row {row}"
-        if index is not None:
-            where += f", index {list(index[row:row + 1])[0]!r}"
-        sign = "non-positive" if strict else "negative"
-        raise ValueError(
-            f"Column '{name}' has {int(bad.sum())} {sign} {what}(s) (first at {where})."
-        )
