@@ -66,6 +66,8 @@ _MAGNITUDE = "magnitude"
 #: (it cancels in colours).
 DISTANCE_MODULUS_ERROR = "distance_modulus_error"
 _FLUX_OVER_ERROR = "flux_over_error"
+#: Unit and kind (for messages) of each kind of error column.
+_ERROR_UNITS = {_MAGNITUDE: (u.mag, "magnitude error"), _FLUX_OVER_ERROR: (None, "flux_over_error")}
 
 
 # ---------------------------------------------------------------------------
@@ -522,71 +524,49 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
             out[name] = np.asarray(getattr(v, "value", v))
         return pd.DataFrame(out)
 
-    def _read_named(self, X):
-        mag_cols = self.magnitude_columns_
-        plx_col = self.parallax_column_
-        needed = list(mag_cols) + [plx_col]
+    def _input_columns(self):
+        """Columns read, in the order ``[m_1..m_k, parallax(, errors, parallax_error)]``."""
+        cols = [*self.magnitude_columns_, self.parallax_column_]
         if self.return_errors:
-            needed += [c for c, _ in self.error_columns_] + [self.parallax_error_column_]
-        names = column_names(X)
-        present = set(names)
-        for band, col in zip(self.band_labels_, mag_cols):
-            if col not in present:
-                raise missing_column_error(col, f"band {band}", names)
-        if plx_col not in present:
-            raise missing_column_error(plx_col, "the parallax", names)
+            cols += [c for c, _ in self.error_columns_] + [self.parallax_error_column_]
+        return cols
+
+    def _split(self, values, index):
+        """The arrays ``_compute`` needs from the columns of ``_input_columns`` (2-D)."""
+        k = len(self.magnitude_columns_)
+        out = {"mags": values[:, :k], "plx": values[:, k], "index": index}
         if self.return_errors:
-            for band, (col, _) in zip(self.band_labels_, self.error_columns_):
-                if col not in present:
-                    raise missing_column_error(col, f"the error of band {band}", names)
-            if self.parallax_error_column_ not in present:
-                raise missing_column_error(self.parallax_error_column_, "the parallax error", names)
-        data, n, _ = to_frame_like(X, columns=needed)
-        check_not_empty(n)
-        mags = np.column_stack(
-            [as_float_column(data[c], c, unit=u.mag, kind="magnitude") for c in mag_cols]
-        )
-        plx = as_float_column(data[plx_col], plx_col, unit=u.mas, kind="parallax")
-        out = {
-            "mags": mags,
-            "plx": plx,
-            "index": X.index if is_pandas_df(X) else None,
-        }
-        if self.return_errors:
-            errs = []
-            for col, kind in self.error_columns_:
-                if kind == _FLUX_OVER_ERROR:
-                    raw = as_float_column(data[col], col, unit=None, kind="flux_over_error")
-                else:
-                    raw = as_float_column(data[col], col, unit=u.mag, kind="magnitude error")
-                errs.append(raw)
-            out["errs"] = np.column_stack(errs)
-            pcol = self.parallax_error_column_
-            out["plx_err"] = as_float_column(data[pcol], pcol, unit=u.mas, kind="parallax error")
+            out["errs"] = values[:, k + 1 : 2 * k + 1]
+            out["plx_err"] = values[:, 2 * k + 1]
         return out
 
+    def _read_named(self, X):
+        bands = self.band_labels_
+        # (what each column of _input_columns is for, its unit, its kind), in the same order
+        roles = [(f"band {b}", u.mag, "magnitude") for b in bands]
+        roles.append(("the parallax", u.mas, "parallax"))
+        if self.return_errors:
+            roles += [(f"the error of band {b}", *_ERROR_UNITS[kind])
+                      for b, (_, kind) in zip(bands, self.error_columns_)]
+            roles.append(("the parallax error", u.mas, "parallax error"))
+        cols = self._input_columns()
+        names = column_names(X)
+        present = set(names)
+        for col, (purpose, _, _) in zip(cols, roles):
+            if col not in present:
+                raise missing_column_error(col, purpose, names)
+        data, n, _ = to_frame_like(X, columns=cols)
+        check_not_empty(n)
+        values = np.column_stack([as_float_column(data[c], c, unit=unit, kind=kind)
+                                  for c, (_, unit, kind) in zip(cols, roles)])
+        return self._split(values, X.index if is_pandas_df(X) else None)
+
     def _read_positional(self, Xa, X_orig):
-        k = len(self.magnitude_columns_)
         if self.input_by_name_:
             # fitted on named input, now given an array with the same column order
             pos = {c: i for i, c in enumerate(self.feature_names_in_)}
-            mag_idx = [pos[c] for c in self.magnitude_columns_]
-            plx_idx = pos[self.parallax_column_]
-            if self.return_errors:
-                err_idx = [pos[c] for c, _ in self.error_columns_]
-                perr_idx = pos[self.parallax_error_column_]
-        else:
-            mag_idx, plx_idx = list(range(k)), k
-            err_idx, perr_idx = list(range(k + 1, 2 * k + 1)), 2 * k + 1
-        out = {
-            "mags": Xa[:, mag_idx],
-            "plx": Xa[:, plx_idx],
-            "index": X_orig.index if is_pandas_df(X_orig) else None,
-        }
-        if self.return_errors:
-            out["errs"] = Xa[:, err_idx]
-            out["plx_err"] = Xa[:, perr_idx]
-        return out
+            Xa = Xa[:, [pos[c] for c in self._input_columns()]]
+        return self._split(Xa, X_orig.index if is_pandas_df(X_orig) else None)
 
     # -- computation -------------------------------------------------------
     def _compute(self, d):
