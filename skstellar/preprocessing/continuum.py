@@ -34,7 +34,7 @@ from sklearn.utils.validation import check_array, validate_data
 from .._validation import check_numeric_input
 from ..parameters import Interval, Options, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
-from .spectra_input import forget_input_features
+from .spectra_input import _float_flux, batch_like, forget_input_features
 
 __all__ = [
     "PAPER_MASK_WINDOWS",
@@ -175,14 +175,9 @@ def _check_windows(windows, name="mask"):
     """``None`` / ``"paper"`` / sequence of (lo, hi) -> tuple of float pairs."""
     if windows is None:
         return ()
-    if isinstance(windows, str):
-        if windows == "paper":
-            return PAPER_MASK_WINDOWS
-        raise ValueError(
-            f"{name} must be None, 'paper' or a sequence of (lo, hi) wavelength windows [A]; "
-            f"got {windows!r}."
-        )
-    try:
+    if isinstance(windows, str) and windows == "paper":
+        return PAPER_MASK_WINDOWS
+    try:  # any other string fails here, or gives a 0-d array
         arr = np.asarray(windows, dtype=np.float64)
     except (TypeError, ValueError):
         arr = None
@@ -571,7 +566,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
                 "Remove it, or use on_empty='nan' to get a fully masked row of NaN."
             )
         kernel = _paper_kernel(self.sigma / step, self.truncate)
-        workers = self._workers()
+        workers = None if self.n_jobs is None else effective_n_jobs(self.n_jobs)
         rows = np.flatnonzero(~empty)
         # a continuum that is not positive (noise-dominated negative flux) is undefined
         if rows.size == n:
@@ -582,29 +577,19 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
                                        positive=True)
         return cont
 
-    def _workers(self):
-        if self.n_jobs is None:
-            return None
-        return effective_n_jobs(self.n_jobs)
-
     def _batch_arrays(self, X):
         validate_parameters(self)
         windows = _check_windows(self.mask)
         step = _grid_step(X.wavelength)
-        flux = np.asarray(X.flux)
-        if flux.dtype.kind != "f":
-            flux = flux.astype(np.float64)
+        flux = _float_flux(X.flux)
         bad = _batch_bad_pixels(X, flux)
         p = flux.shape[1]
         npix = np.asarray(X.npix)
         if (npix < p).any():
             bad |= np.arange(p) >= npix[:, None]
-        in_window = None
-        if windows:
-            if X.wavelength.ndim == 1:  # one grid: locate the windows once
-                in_window = np.broadcast_to(window_mask(X.wavelength, windows), flux.shape)
-            else:
-                in_window = window_mask(X.wavelength, windows)
+        # (a shared 1-D grid: the windows are located once)
+        in_window = np.broadcast_to(window_mask(X.wavelength, windows), flux.shape) if windows \
+            else None
         return flux, bad, step, in_window
 
     def _array_arrays(self, X):
@@ -614,9 +599,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         wave = self._check_array_windows(windows, Xa.shape[1])
         step = 1.0 if wave is None else _grid_step(wave)
         bad = ~np.isfinite(Xa)
-        in_window = None
-        if windows:
-            in_window = np.broadcast_to(window_mask(wave, windows), Xa.shape)
+        in_window = np.broadcast_to(window_mask(wave, windows), Xa.shape) if windows else None
         return np.asarray(Xa), bad, step, in_window
 
     def continuum(self, X):
@@ -633,11 +616,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             Continuum in the flux unit of ``X``; NaN where undefined (see the
             class Notes).
         """
-        if isinstance(X, SpectrumBatch):
-            flux, bad, step, in_window = self._batch_arrays(X)
-        else:
-            flux, bad, step, in_window = self._array_arrays(X)
-        return self._compute(np.asarray(flux, dtype=np.float64), ~bad, step, in_window)
+        return self._continuum_of(X)[3]
 
     def transform(self, X):
         """Normalise the spectra by their pseudo-continuum.
@@ -659,14 +638,19 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         """
         if isinstance(X, SpectrumBatch):
             return self._transform_batch(X)
-        flux, bad, step, in_window = self._array_arrays(X)
-        cont = self._compute(np.asarray(flux, dtype=np.float64), ~bad, step, in_window)
+        flux, _, _, cont = self._continuum_of(X)
         with np.errstate(invalid="ignore"):
             return np.divide(flux, cont, dtype=flux.dtype)
 
+    def _continuum_of(self, X):
+        """(flux, bad pixels, pixels in mask windows or None, continuum) of a batch or array."""
+        arrays = self._batch_arrays if isinstance(X, SpectrumBatch) else self._array_arrays
+        flux, bad, step, in_window = arrays(X)
+        return flux, bad, in_window, self._compute(np.asarray(flux, dtype=np.float64), ~bad, step,
+                                                   in_window)
+
     def _transform_batch(self, X):
-        flux, bad, step, in_window = self._batch_arrays(X)
-        cont = self._compute(np.asarray(flux, dtype=np.float64), ~bad, step, in_window)
+        flux, bad, in_window, cont = self._continuum_of(X)
         out_dtype = np.result_type(flux.dtype, np.float32)
         with np.errstate(invalid="ignore"):
             norm = np.divide(flux, cont, dtype=out_dtype)
@@ -680,11 +664,4 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             np.copyto(ivar, 0.0, where=mask)
         if self.flag_windows and in_window is not None:
             mask |= in_window
-        return SpectrumBatch(
-            wavelength=X.wavelength.copy(),
-            flux=norm,
-            ivar=ivar,
-            mask=mask,
-            meta=None if X.meta is None else X.meta.copy(),
-            npix=X.npix.copy(),
-        )
+        return batch_like(X, norm, ivar, mask)

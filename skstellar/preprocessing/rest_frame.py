@@ -16,6 +16,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from .._validation import check_finite_columns, check_numeric_input, missing_column_error
 from ..parameters import Rule, validate_parameters
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
+from .spectra_input import batch_like
 
 __all__ = ["C_KMS", "RestFrameShifter", "to_rest_frame"]
 
@@ -230,11 +231,4 @@ class RestFrameShifter(TransformerMixin, BaseEstimator):
         else:
             flux = flux.copy()
             ivar = None if ivar is None else ivar.copy()
-        return SpectrumBatch(
-            wavelength=wave,
-            flux=flux,
-            ivar=ivar,
-            mask=None if X.mask is None else X.mask.copy(),
-            meta=None if X.meta is None else X.meta.copy(),
-            npix=X.npix.copy(),
-        )
+        return batch_like(X, flux, ivar, None if X.mask is None else X.mask.copy(), wave)

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..spectrum import SpectrumBatch
 
-__all__ = ["as_spectra", "forget_input_features"]
+__all__ = ["as_spectra", "batch_like", "forget_input_features"]
 
 
 def forget_input_features(estimator):
@@ -27,6 +27,33 @@ def forget_input_features(estimator):
     for attr in ("n_features_in_", "feature_names_in_"):
         if attr in estimator.__dict__:
             delattr(estimator, attr)
+
+
+def batch_like(X, flux, ivar, mask, wavelength=None):
+    """A new batch with the given arrays and copies of the other fields of ``X``.
+
+    Parameters
+    ----------
+    X : SpectrumBatch
+        The input batch; its ``meta`` and ``npix`` (and wavelengths, unless
+        given) are copied into the result.
+    flux, ivar, mask : ndarray or None
+        The new flux (any unit), inverse variance [flux**-2] and bad-pixel mask.
+    wavelength : ndarray, optional
+        New wavelengths [Angstrom]; default a copy of ``X.wavelength``.
+
+    Returns
+    -------
+    SpectrumBatch
+    """
+    return SpectrumBatch(
+        wavelength=X.wavelength.copy() if wavelength is None else wavelength,
+        flux=flux,
+        ivar=ivar,
+        mask=mask,
+        meta=None if X.meta is None else X.meta.copy(),
+        npix=X.npix.copy(),
+    )
 
 
 @dataclass

@@ -14,7 +14,7 @@ from sklearn.utils.validation import check_array, validate_data
 from .._validation import check_numeric_input
 from ..parameters import NAN, Interval, Options, SequenceOf, validate_parameters
 from ..spectrum import SpectrumBatch
-from .spectra_input import _float_flux, forget_input_features
+from .spectra_input import _float_flux, batch_like, forget_input_features
 
 __all__ = ["SpectrumMinMaxScaler"]
 
@@ -181,11 +181,4 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
             with np.errstate(invalid="ignore"):
                 ivar = np.where(bad, 0.0, X.ivar * np.nan_to_num(scale, nan=0.0)[:, None] ** 2)
             ivar = ivar.astype(np.result_type(X.ivar.dtype, np.float32), copy=False)
-        return SpectrumBatch(
-            wavelength=X.wavelength.copy(),
-            flux=out,
-            ivar=ivar,
-            mask=bad,
-            meta=None if X.meta is None else X.meta.copy(),
-            npix=X.npix.copy(),
-        )
+        return batch_like(X, out, ivar, bad)
