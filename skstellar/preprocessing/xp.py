@@ -101,16 +101,9 @@ def normalise_xp_coefficients(bp, bp_cov, rp, rp_cov, covariance="paper", rp0_er
     if covariance not in ("paper", "exact"):
         raise ValueError(f"covariance must be 'paper' or 'exact', got {covariance!r}.")
     k = bp.shape[1]
-    c0 = rp[:, 0].copy()
-    zero = c0 == 0
     if rp0_error is None:
         rp0_error = np.sqrt(np.maximum(rp_cov[:, 0, 0], 0.0))
-    norm = np.where(zero, rp0_error, c0)
-    if np.any(norm == 0):
-        raise ValueError(
-            "The 0th RP coefficient and its uncertainty are both zero for "
-            f"{int(np.sum(norm == 0))} source(s): they cannot be normalised."
-        )
+    zero, norm = _rp0_normaliser(rp[:, 0], rp0_error)
     inv2 = 1.0 / norm**2
     y_bp = bp / norm[:, None]
     y_rp_full = rp / norm[:, None]
@@ -138,6 +131,18 @@ def normalise_xp_coefficients(bp, bp_cov, rp, rp_cov, covariance="paper", rp0_er
         full[:, : k - 1, k - 1 :] = np.swapaxes(cross, 1, 2)
         blocks = [(np.arange(m), full)]
     return y_bp, y_rp_full[:, 1:], blocks
+
+
+def _rp0_normaliser(c0, c0_error):
+    """``(c0 == 0, normaliser)``: c0, or its uncertainty where c0 == 0 (raises where both are)."""
+    zero = c0 == 0
+    norm = np.where(zero, c0_error, c0)
+    if np.any(norm == 0):
+        raise ValueError(
+            "The 0th RP coefficient and its uncertainty are both zero for "
+            f"{int(np.sum(norm == 0))} source(s): they cannot be normalised."
+        )
+    return zero, norm
 
 
 def _band_arrays(table, band):
@@ -301,15 +306,8 @@ class _PackedPlan:
         """
         import torch
 
-        c0 = rp[:, 0]
-        zero = c0 == 0
-        norm = np.where(zero, rp_e[:, 0], c0)
-        if np.any(norm == 0):
-            raise ValueError(
-                "The 0th RP coefficient and its uncertainty are both zero for "
-                f"{int(np.sum(norm == 0))} source(s): they cannot be normalised."
-            )
-        n, k = len(c0), self.k
+        zero, norm = _rp0_normaliser(rp[:, 0], rp_e[:, 0])
+        n, k = len(norm), self.k
         raw = np.hstack([rp[:, 1:], bp])
         y = raw / norm[:, None]
         # float32 from here on: the output is stored in float32 and no term
@@ -459,16 +457,13 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                 "Table or dict) with bp_/rp_coefficients, _coefficient_errors and "
                 "_coefficient_correlations columns; got a plain array."
             )
+        avail = list(X.keys()) if isinstance(X, Mapping) else list(
+            getattr(X, "colnames", getattr(X, "columns", [])))
         out = {}
         for band in ("bp", "rp"):
             for suffix in ("coefficients", "coefficient_errors", "coefficient_correlations"):
-                name = f"{band}_{suffix}"
-                has = (name in X) if isinstance(X, Mapping) else (
-                    name in getattr(X, "colnames", getattr(X, "columns", [])))
-                if not has:
-                    avail = list(X.keys()) if isinstance(X, Mapping) else list(
-                        getattr(X, "colnames", getattr(X, "columns", [])))
-                    raise missing_column_error(name, "Gaia XP normalisation", avail)
+                if f"{band}_{suffix}" not in avail:
+                    raise missing_column_error(f"{band}_{suffix}", "Gaia XP normalisation", avail)
             out[band] = _band_arrays(X, band)
         kb, kr = out["bp"][0].shape[1], out["rp"][0].shape[1]
         if kb != kr:
