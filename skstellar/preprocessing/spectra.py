@@ -596,9 +596,5 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
 
 def _renumber(exc, start):
     """Re-issue a block-level error with the batch's spectrum numbers."""
-    msg = str(exc)
-
-    def shift(m):
-        return f"Spectrum {int(m.group(1)) + start}"
-
-    return ValueError(re.sub(r"Spectrum (\d+)", shift, msg, count=1))
+    return ValueError(re.sub(r"Spectrum (\d+)", lambda m: f"Spectrum {int(m.group(1)) + start}",
+                             str(exc), count=1))

@@ -102,7 +102,6 @@ def _float_flux(a):
 def _from_list(X):
     n = len(X)
     waves, fluxes, ivars = [], [], []
-    n_ivar = 0
     for i, item in enumerate(X):  # conversion of a Python list: one pass over its items
         if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
             raise ValueError(
@@ -115,10 +114,9 @@ def _from_list(X):
         fluxes.append(np.asarray(item[1]))
         if len(item) == 3:
             ivars.append(np.asarray(item[2], dtype=np.float64))
-            n_ivar += 1
-    if n_ivar not in (0, n):
+    if len(ivars) not in (0, n):
         raise ValueError(
-            f"{n_ivar} of {n} spectra carry an ivar array: give it for all of them or for none."
+            f"{len(ivars)} of {n} spectra carry an ivar array: give it for all of them or for none."
         )
     for what, arrays in (("wavelength", waves), ("flux", fluxes), ("ivar", ivars)):
         bad = [i for i, a in enumerate(arrays) if a.ndim != 1]
@@ -126,20 +124,14 @@ def _from_list(X):
             raise ValueError(
                 f"Spectrum {bad[0]}: {what} must be 1-D; got shape {arrays[bad[0]].shape}."
             )
-    npix = np.fromiter((a.shape[0] for a in waves), dtype=np.intp, count=n)
-    nflux = np.fromiter((a.shape[0] for a in fluxes), dtype=np.intp, count=n)
-    mismatch = np.flatnonzero(npix != nflux)
-    if mismatch.size:
-        i = int(mismatch[0])
-        raise ValueError(
-            f"Spectrum {i}: wavelength has {npix[i]} pixels but flux has {nflux[i]}."
-        )
-    if ivars:
-        niv = np.fromiter((a.shape[0] for a in ivars), dtype=np.intp, count=n)
-        mismatch = np.flatnonzero(niv != npix)
-        if mismatch.size:
-            i = int(mismatch[0])
-            raise ValueError(f"Spectrum {i}: ivar has {niv[i]} pixels but flux has {npix[i]}.")
+    npix = np.fromiter((a.shape[0] for a in fluxes), dtype=np.intp, count=n)
+    for what, arrays in (("wavelength", waves), ("ivar", ivars)):  # (no ivars: nothing to check)
+        mismatch = [i for i, a in enumerate(arrays) if a.shape[0] != npix[i]]
+        if mismatch:
+            i = mismatch[0]
+            raise ValueError(
+                f"Spectrum {i}: {what} has {arrays[i].shape[0]} pixels but flux has {npix[i]}."
+            )
     p = int(npix.max())
     inside = np.arange(p) < npix[:, None]
     dtype = np.result_type(*[a.dtype for a in fluxes])
