@@ -32,6 +32,13 @@ class _Work:
         return buf[:size].reshape(shape)
 
 
+def _padded(a, n_slots):
+    """A zero table of ``n_slots`` slots along the last axis with ``a`` in slots 1, 2, ..."""
+    out = np.zeros(a.shape[:-1] + (n_slots,))
+    out[..., 1 : 1 + a.shape[-1]] = a
+    return out
+
+
 def _slot_indices(x, query, uniform, n_rows, work=None, finite=False):
     """Flat indices ``r * (P + 1) + j`` into per-row tables of ``P + 1`` slots.
 
@@ -162,19 +169,13 @@ def _linear_block(w, f, ivar, mask, grid, uniform, max_gap, need_var, work, out)
             v = np.where(ivar > 0, 1.0 / ivar, np.inf)
             if mask is not None:
                 v[mask] = np.inf
-            wl = np.zeros(w.shape[:-1] + (p + 1,))
-            inv = np.zeros_like(wl)
-            wl[..., 1:p] = w[..., :-1]
-            inv[..., 1:p] = 1.0 / dw
+            wl, inv = _padded(w[..., :-1], p + 1), _padded(1.0 / dw, p + 1)
             if w.ndim == 1:
                 j = idx[0]
                 t = (grid - wl[j]) * inv[j]
             else:
                 t = (grid - np.take(wl, idx)) * np.take(inv, idx)
-            V0 = np.zeros((m, p + 1))
-            V1 = np.zeros((m, p + 1))
-            V0[:, 1:p] = v[:, :-1]
-            V1[:, 1:p] = v[:, 1:]
+            V0, V1 = _padded(v[:, :-1], p + 1), _padded(v[:, 1:], p + 1)
             var = (1.0 - t) ** 2 * np.take(V0, idx) + t**2 * np.take(V1, idx)
     flagged = np.isnan(out, out=work.get("flagged", out.shape, bool))
     if not flagged.any():
@@ -267,16 +268,10 @@ def _flux_block(w, f, ivar, mask, grid, edges, uniform_edges, max_gap, need_var,
     Cb = np.zeros((m, p + 1))
     np.cumsum(bad * width, axis=1, out=Cb[:, 1:])
     # slot J (0..p+1): x in pixel J - 1, integral = A[J] + s[J] * x
-    A = np.zeros((m, p + 2))
-    s = np.zeros((m, p + 2))
-    A[:, 1:] = C
+    A, s = _padded(C, p + 2), _padded(fz, p + 2)
     A[:, 1:p + 1] -= fz * E[:, :p]
-    s[:, 1:p + 1] = fz
-    Ab = np.zeros((m, p + 2))
-    sb = np.zeros((m, p + 2))
-    Ab[:, 1:] = Cb
+    Ab, sb = _padded(Cb, p + 2), _padded(bad, p + 2)
     Ab[:, 1:p + 1] -= bad * E[:, :p]
-    sb[:, 1:p + 1] = bad
     # edges beyond the data: constant integral (coverage is flagged separately)
     idx, _ = _slot_indices(E, edges, uniform_edges, m)
     # padded rows: the slot after the last pixel continues the last integral value
@@ -302,16 +297,9 @@ def _flux_block(w, f, ivar, mask, grid, edges, uniform_edges, max_gap, need_var,
         Q = np.zeros((m, p + 1))
         with np.errstate(invalid="ignore"):
             np.cumsum(width**2 * v, axis=1, out=Q[:, 1:])
-        ER = np.zeros((m, p + 2))
-        EL = np.zeros((m, p + 2))
-        VV = np.zeros((m, p + 2))
-        QR = np.zeros((m, p + 2))
-        QL = np.zeros((m, p + 2))
-        ER[:, 1:p + 1] = E[:, 1:]
-        EL[:, 1:p + 1] = E[:, :p]
-        VV[:, 1:p + 1] = v
-        QR[:, 1:p + 1] = Q[:, 1:]
-        QL[:, 1:p + 1] = Q[:, :p]
+        # slot J of each table: pixel J - 1 (right/left edge, variance, cumulated w**2 v)
+        ER, EL, VV, QR, QL = (_padded(a, p + 2)
+                              for a in (E[:, 1:], E[:, :p], v, Q[:, 1:], Q[:, :p]))
         Ja, Jb = idx[:, :-1], idx[:, 1:]
         a, b = edges[:-1], edges[1:]
         with np.errstate(invalid="ignore"):
