@@ -577,12 +577,10 @@ def reading_file(path, what="file"):
         yield
     except (FileNotFoundError, PermissionError, IsADirectoryError):
         raise
-    except ValueError as exc:
-        if name in str(exc):
+    except (ValueError, OSError, EOFError, KeyError, IndexError, zlib.error,
+            zipfile.BadZipFile) as exc:  # (UnicodeDecodeError is a ValueError)
+        if isinstance(exc, ValueError) and name in str(exc):
             raise
-        raise ValueError(_read_message(name, what, exc)) from exc
-    except (OSError, EOFError, KeyError, IndexError, UnicodeDecodeError, zlib.error,
-            zipfile.BadZipFile) as exc:
         raise ValueError(_read_message(name, what, exc)) from exc
 
 

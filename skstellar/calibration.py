@@ -108,15 +108,11 @@ def check_std(std, shape, name="y_std", allow_zero=True):
         else:
             raise ValueError(f"{name} has shape {np.shape(std)} but the predictions have "
                              f"shape {tuple(shape)}.")
-    bad = ~np.isfinite(s)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        raise ValueError(f"{name} has {int(bad.sum())} NaN/inf value(s) (first at row {row}).")
-    bad = (s <= 0) if not allow_zero else (s < 0)
-    if bad.any():
-        row = int(np.argwhere(bad)[0][0])
-        what = "non-positive" if not allow_zero else "negative"
-        raise ValueError(f"{name} has {int(bad.sum())} {what} value(s) (first at row {row}).")
+    sign = ("negative", s < 0) if allow_zero else ("non-positive", s <= 0)
+    for what, bad in (("NaN/inf", ~np.isfinite(s)), sign):  # (NaN compares False)
+        if bad.any():
+            row = int(np.argwhere(bad)[0][0])
+            raise ValueError(f"{name} has {int(bad.sum())} {what} value(s) (first at row {row}).")
     return s
 
 
