@@ -364,23 +364,16 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
     def _configured_magnitude_columns(self):
         """Column per band, None where unknown."""
         mc = self.magnitude_columns
-        out = []
-        for i, band in enumerate(self.bands):
-            if mc is None:
-                out.append(_cols.BAND_COLUMNS.get(band))
-            elif isinstance(mc, Mapping):
-                out.append(mc.get(band, _cols.BAND_COLUMNS.get(band)))
-            else:
-                out.append(mc[i])
-        return out
+        if mc is not None and not isinstance(mc, Mapping):
+            return list(mc)  # one per band (checked by _parameter_rules)
+        return [(mc or {}).get(band, _cols.BAND_COLUMNS.get(band)) for band in self.bands]
 
     def _error_candidates(self, band, i, mag_col):
         """Ordered (column, kind) candidates for the error of one band."""
         ec = self.error_columns
-        if isinstance(ec, Mapping) and ec.get(band) is not None:
-            return [(ec[band], _MAGNITUDE)]
-        if ec is not None and not isinstance(ec, Mapping) and ec[i] is not None:
-            return [(ec[i], _MAGNITUDE)]
+        given = ec.get(band) if isinstance(ec, Mapping) else None if ec is None else ec[i]
+        if given is not None:
+            return [(given, _MAGNITUDE)]
         cands = []
         if _cols.BAND_ERROR_COLUMNS.get(band):
             cands.append((_cols.BAND_ERROR_COLUMNS[band], _MAGNITUDE))
