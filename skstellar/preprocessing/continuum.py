@@ -29,12 +29,11 @@ import numpy as np
 import scipy.fft as sp_fft
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_array, validate_data
 
 from .._validation import check_numeric_input
 from ..parameters import Interval, Options, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
-from .spectra_input import _float_flux, batch_like, forget_input_features
+from .spectra_input import _float_flux, batch_like, forget_input_features, validate_flux_array
 
 __all__ = [
     "PAPER_MASK_WINDOWS",
@@ -546,10 +545,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
 
     def _validate_array(self, X, reset=False):
         check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
-        kw = dict(dtype=(np.float64, np.float32), ensure_all_finite="allow-nan")
-        if reset or hasattr(self, "n_features_in_"):
-            return validate_data(self, X, reset=reset, **kw)
-        return check_array(X, **kw)
+        return validate_flux_array(self, X, reset)
 
     # -- core ----------------------------------------------------------------
     def _compute(self, flux, good, step, in_window):

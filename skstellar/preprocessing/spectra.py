@@ -30,12 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from joblib import effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import (
-    _check_feature_names_in,
-    check_array,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import _check_feature_names_in, check_is_fitted
 
 from ..parameters import NAN, Interval, Options, Rule, Satisfies, validate_parameters
 from ..spectrum import SpectrumBatch
@@ -45,7 +40,7 @@ from .rest_frame import (
     RestFrameShifter,
     to_rest_frame,
 )
-from .spectra_input import as_spectra, forget_input_features
+from .spectra_input import as_spectra, forget_input_features, validate_flux_array
 from .spectrum_minmax import SpectrumMinMaxScaler
 
 __all__ = [
@@ -346,9 +341,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         self._setup_grid()
         sp = as_spectra(X)
         if sp is None:
-            Xa = validate_data(
-                self, X, reset=True, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan"
-            )
+            Xa = validate_flux_array(self, X, reset=True)
             if self.grid is not None and Xa.shape[1] != self.grid_.shape[0]:
                 raise ValueError(self._width_message(Xa.shape[1]))
         return self
@@ -364,14 +357,10 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
 
     # -- transform -----------------------------------------------------------
     def _array_input(self, X):
-        if hasattr(self, "n_features_in_"):
-            Xa = validate_data(
-                self, X, reset=False, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan"
-            )
-        else:
-            Xa = check_array(X, dtype=(np.float64, np.float32), ensure_all_finite="allow-nan")
-            if Xa.shape[1] != self.grid_.shape[0]:
-                raise ValueError(self._width_message(Xa.shape[1]))
+        fitted_on_array = hasattr(self, "n_features_in_")  # (then validate_data checks the width)
+        Xa = validate_flux_array(self, X, reset=False)
+        if not fitted_on_array and Xa.shape[1] != self.grid_.shape[0]:
+            raise ValueError(self._width_message(Xa.shape[1]))
         Xa = np.array(Xa, copy=True)
         flagged = np.isnan(Xa)
         if not np.isnan(self.fill_value):

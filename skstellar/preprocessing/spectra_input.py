@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from sklearn.utils.validation import check_array, validate_data
 
 from ..spectrum import SpectrumBatch
 
-__all__ = ["as_spectra", "batch_like", "forget_input_features"]
+__all__ = ["as_spectra", "batch_like", "forget_input_features", "validate_flux_array"]
 
 
 def forget_input_features(estimator):
@@ -27,6 +28,31 @@ def forget_input_features(estimator):
     for attr in ("n_features_in_", "feature_names_in_"):
         if attr in estimator.__dict__:
             delattr(estimator, attr)
+
+
+def validate_flux_array(estimator, X, reset, **check_params):
+    """Check the 2-D flux array (float64/float32, NaN allowed) of a stateless spectrum transformer.
+
+    Parameters
+    ----------
+    estimator : estimator
+        The transformer: ``n_features_in_`` is set when ``reset`` and checked
+        when an earlier ``fit`` saw an array (``check_array`` alone otherwise).
+    X : array-like of shape (n_spectra, n_pixels)
+        Fluxes (any unit), NaN at masked pixels.
+    reset : bool
+        True in ``fit``.
+    **check_params
+        More arguments of ``check_array`` (e.g. ``ensure_min_features``).
+
+    Returns
+    -------
+    ndarray of shape (n_spectra, n_pixels)
+    """
+    kw = dict(dtype=(np.float64, np.float32), ensure_all_finite="allow-nan", **check_params)
+    if reset or hasattr(estimator, "n_features_in_"):
+        return validate_data(estimator, X, reset=reset, **kw)
+    return check_array(X, **kw)
 
 
 def batch_like(X, flux, ivar, mask, wavelength=None):

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, OneToOneFeatureMixin, TransformerMixin
-from sklearn.utils.validation import check_array, validate_data
 
 from .._validation import check_numeric_input
 from ..parameters import NAN, Interval, Options, SequenceOf, validate_parameters
 from ..spectrum import SpectrumBatch
-from .spectra_input import _float_flux, batch_like, forget_input_features
+from .spectra_input import _float_flux, batch_like, forget_input_features, validate_flux_array
 
 __all__ = ["SpectrumMinMaxScaler"]
 
@@ -90,15 +89,9 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
 
     def _validate(self, X, reset):
         check_numeric_input(X, allow_nan=True, hint="NaN marks a masked pixel; inf is refused.")
-        kw = dict(
-            dtype=(np.float64, np.float32), ensure_all_finite="allow-nan", ensure_min_features=2
-        )
-        if reset:
-            return validate_data(self, X, reset=True, **kw)
-        if hasattr(self, "n_features_in_"):
-            # the n_features_in_ check gives the clearer message
-            return validate_data(self, X, reset=False, **{**kw, "ensure_min_features": 1})
-        return check_array(X, **kw)
+        # after fit on an array the n_features_in_ check gives the clearer message
+        fitted = not reset and hasattr(self, "n_features_in_")
+        return validate_flux_array(self, X, reset, ensure_min_features=1 if fitted else 2)
 
     def fit(self, X, y=None):
         """Check the input (nothing is learnt).
