@@ -350,13 +350,9 @@ def _batch_bad_pixels(X, flux):
     """:meth:`SpectrumBatch.bad_pixels` with fewer full-size passes (shared grids checked once)."""
     bad = np.isfinite(flux)
     np.logical_not(bad, out=bad)
-    wave = X.wavelength
-    if wave.ndim == 1:
-        nan_wave = ~np.isfinite(wave)
-        if nan_wave.any():
-            bad |= nan_wave
-    else:
-        bad |= ~np.isfinite(wave)
+    nan_wave = ~np.isfinite(X.wavelength)  # (a shared 1-D grid is checked once)
+    if nan_wave.any():
+        bad |= nan_wave
     if X.mask is not None:
         bad |= X.mask
     if X.ivar is not None:
@@ -495,9 +491,14 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         "n_jobs": [None, Interval("int")],
     }
 
-    def _array_grid(self, n_pixels):
-        """Wavelengths and step of plain-array input."""
+    def _array_grid(self, windows, n_pixels):
+        """Wavelengths and step of plain-array input, checked against the ``mask`` windows."""
         if self.wavelength is None:
+            if windows:
+                raise ValueError(
+                    "mask windows are in Angstrom, but plain-array input has no wavelengths: pass "
+                    "wavelength=<grid> or a SpectrumBatch."
+                )
             return None, 1.0
         wave = np.asarray(self.wavelength, dtype=np.float64)
         if wave.ndim != 1 or wave.shape[0] != n_pixels:
@@ -531,17 +532,8 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             _grid_step(X.wavelength)
         else:
             Xa = self._validate_array(X, reset=True)
-            self._check_array_windows(windows, Xa.shape[1])
+            self._array_grid(windows, Xa.shape[1])
         return self
-
-    def _check_array_windows(self, windows, n_pixels):
-        wave, _ = self._array_grid(n_pixels)
-        if windows and wave is None:
-            raise ValueError(
-                "mask windows are in Angstrom, but plain-array input has no wavelengths: pass "
-                "wavelength=<grid> or a SpectrumBatch."
-            )
-        return wave
 
     def _validate_array(self, X, reset=False):
         check_numeric_input(X, allow_nan=True, hint="NaN marks a bad pixel; inf is refused.")
@@ -592,8 +584,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         validate_parameters(self)
         windows = _check_windows(self.mask)
         Xa = self._validate_array(X)
-        wave = self._check_array_windows(windows, Xa.shape[1])
-        step = 1.0 if wave is None else _grid_step(wave)
+        wave, step = self._array_grid(windows, Xa.shape[1])
         bad = ~np.isfinite(Xa)
         in_window = np.broadcast_to(window_mask(wave, windows), Xa.shape) if windows else None
         return np.asarray(Xa), bad, step, in_window
