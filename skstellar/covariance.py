@@ -255,8 +255,7 @@ class CovariantFeatures:
         """Per-sample feature variances, shape ``(n_samples, n_features)``."""
         var = np.zeros(self.shape, dtype=np.float64)
         for cols, packed in self.blocks:
-            k = len(cols)
-            diag = np.array([packed_size(i + 1) - 1 for i in range(k)])
+            diag = packed_size(np.arange(1, len(cols) + 1)) - 1  # packed positions of (i, i)
             var[:, cols] = packed[:, diag]
         return var
 

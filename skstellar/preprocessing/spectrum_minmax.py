@@ -128,11 +128,10 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
                     f"Spectrum {i} has no finite pixel to scale (all masked). Remove it, or use "
                     "on_constant='zero'."
                 )
-            else:
-                raise ValueError(
-                    f"Spectrum {i} is constant (min == max == {mn[i]:g} over its finite pixels): "
-                    "min-max scaling is undefined. Remove it, or use on_constant='zero'."
-                )
+            raise ValueError(
+                f"Spectrum {i} is constant (min == max == {mn[i]:g} over its finite pixels): "
+                "min-max scaling is undefined. Remove it, or use on_constant='zero'."
+            )
         ok = rng > 0
         factor = np.where(ok, (hi - lo) / np.where(ok, rng, 1.0), 0.0).astype(F.dtype)
         out = F - mn[:, None].astype(F.dtype)

@@ -567,7 +567,6 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         values = np.full((n, m), np.nan)
         plan = _PackedPlan(k, self.covariance)
         packs = [np.zeros((n, len(F)), np.float32) for _, F, _ in plan.blocks]
-        block_cols = [cols for cols, _, _ in plan.blocks]
         rows_ok = np.flatnonzero(present)
         n_corr = k * (k - 1) // 2
         step = int(self.chunk_size)
@@ -625,7 +624,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         missing = np.flatnonzero(~present)
         for p in packs:
             p[missing] = np.nan
-        blocks = list(zip(block_cols, packs))
+        blocks = [(cols, p) for (cols, _, _), p in zip(plan.blocks, packs)]
         names = self.feature_names_out_
         if self.photometry:
             phot, phot_cov = self._photometry(X, n)
