@@ -464,36 +464,31 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
     def _read(self, X, reset):
         """Return the arrays ``transform`` needs, resolving the layout when ``reset``."""
         named = is_named_input(X)
+        if reset and named:
+            names = column_names(X)
+            known = {c for c in self._configured_magnitude_columns() if c is not None}
+            known.add(self.parallax_column)
+            if is_pandas_df(X) and not known.intersection(names):
+                warnings.warn(
+                    f"None of the configured columns ({', '.join(sorted(known))}) is in "
+                    f"the DataFrame; its {len(names)} columns are read positionally as "
+                    "[m_1..m_k, parallax(, errors)]. Pass magnitude_columns and "
+                    "parallax_column to select columns by name.",
+                    UserWarning,
+                    stacklevel=3,
+                )
+                named = False
+            else:
+                self._resolve_named(names)
+        if named and self.input_by_name_:
+            return self._read_named(X)
+        X = self._as_positional(X, named)
+        Xa = self._validate_array(X, reset=reset)
         if reset:
-            if named:
-                names = column_names(X)
-                known = {c for c in self._configured_magnitude_columns() if c is not None}
-                known.add(self.parallax_column)
-                if is_pandas_df(X) and not known.intersection(names):
-                    warnings.warn(
-                        f"None of the configured columns ({', '.join(sorted(known))}) is in "
-                        f"the DataFrame; its {len(names)} columns are read positionally as "
-                        "[m_1..m_k, parallax(, errors)]. Pass magnitude_columns and "
-                        "parallax_column to select columns by name.",
-                        UserWarning,
-                        stacklevel=3,
-                    )
-                    named = False
-                else:
-                    self._resolve_named(names)
-                    return self._read_named(X)
-            X = self._as_positional(X, named)
-            Xa = self._validate_array(X, reset=True)
             names = getattr(self, "feature_names_in_", None)
             if names is None:
                 names = [f"x{i}" for i in range(Xa.shape[1])]
             self._resolve_positional(Xa.shape[1], names)
-            return self._read_positional(Xa, X)
-
-        if self.input_by_name_ and named:
-            return self._read_named(X)
-        X = self._as_positional(X, named)
-        Xa = self._validate_array(X, reset=False)
         return self._read_positional(Xa, X)
 
     def _as_positional(self, X, named):
