@@ -35,6 +35,7 @@ from .._validation import (
     to_frame_like,
 )
 from ..parameters import Options, Rule, SequenceOf, validate_parameters
+from .spectra_input import forget_input_features
 
 __all__ = [
     "DISTANCE_MODULUS_ERROR",
@@ -49,9 +50,8 @@ _PLX_TO_MAG = 5.0 / np.log(10.0)
 #: 2.5 / ln 10 ~ 1.0857 mag: flux relative error -> magnitude error.
 _FLUX_TO_MAG = 2.5 / np.log(10.0)
 
+#: Fitted attributes besides n_features_in_ and feature_names_in_.
 _FITTED_ATTRIBUTES = (
-    "n_features_in_",
-    "feature_names_in_",
     "input_by_name_",
     "magnitude_columns_",
     "parallax_column_",
@@ -646,9 +646,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
 
     def _fit_compute(self, X):
         validate_parameters(self)
-        for attr in _FITTED_ATTRIBUTES:  # forget a previous fit
-            if attr in self.__dict__:
-                delattr(self, attr)
+        forget_input_features(self, *_FITTED_ATTRIBUTES)  # forget a previous fit
         return self._compute(self._read(X, reset=True))
 
     def transform(self, X):

@@ -19,13 +19,21 @@ from ..spectrum import SpectrumBatch
 __all__ = ["as_spectra", "batch_like", "forget_input_features", "validate_flux_array"]
 
 
-def forget_input_features(estimator):
-    """Delete ``n_features_in_`` and ``feature_names_in_`` left by an earlier ``fit``.
+def forget_input_features(estimator, *fitted):
+    """Delete ``n_features_in_``, ``feature_names_in_`` and ``fitted`` left by an earlier ``fit``.
 
-    For stateless spectrum transformers refitted on spectra of another length
-    (or on a :class:`~skstellar.spectrum.SpectrumBatch`, which sets neither).
+    For stateless transformers refitted on input of another layout, e.g.
+    spectra of another length (or a :class:`~skstellar.spectrum.SpectrumBatch`,
+    which sets neither).
+
+    Parameters
+    ----------
+    estimator : estimator
+        The transformer.
+    *fitted : str
+        Names of more fitted attributes to delete.
     """
-    for attr in ("n_features_in_", "feature_names_in_"):
+    for attr in ("n_features_in_", "feature_names_in_", *fitted):
         if attr in estimator.__dict__:
             delattr(estimator, attr)
 
