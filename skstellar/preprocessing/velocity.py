@@ -218,12 +218,11 @@ def _check_window(window, name="window"):
 
 
 def _template_arrays(template_wavelength, template_flux):
-    tw = np.asarray(template_wavelength, dtype=np.float64)
-    tf = np.asarray(template_flux, dtype=np.float64)
-    if tw.ndim == 2 and tw.shape[0] == 1:
-        tw = tw[0]
-    if tf.ndim == 2 and tf.shape[0] == 1:
-        tf = tf[0]
+    def one_row(a):  # a (1, n) array (one spectrum of a batch) counts as 1-D
+        a = np.asarray(a, dtype=np.float64)
+        return a[0] if a.ndim == 2 and a.shape[0] == 1 else a
+
+    tw, tf = one_row(template_wavelength), one_row(template_flux)
     if tw.ndim != 1 or tf.shape != tw.shape:
         raise ValueError(
             f"The template needs 1-D wavelength and flux of equal length; got shapes {tw.shape} "
