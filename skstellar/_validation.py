@@ -466,7 +466,6 @@ def row_location(r, index=None):
     return f"row {r}" + ("" if index is None else f", index {_label(index, r)!r}")
 
 
-
 def _label(index, r):
     """Row label of position ``r`` as a plain Python value (no ``np.int64(...)`` repr)."""
     label = list(index[r:r + 1])[0]
