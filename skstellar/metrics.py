@@ -401,17 +401,10 @@ def _summary_per_target(arrays, y_true, target_names, summarise, what):
 
 def _residual_summary_1d(t, p):
     r = p - t
-    return {
-        "n": int(r.size),
-        "mean": _mean(r),
-        "median": _median(r),
-        "std": _std(r),
-        "robust_std": ROBUST_STD_FACTOR * _mad(r),
-        "mad": _mad(r),
-        "rmse": _rmse(r),
-        "pearson": _corr(stats.pearsonr, t, p),
-        "spearman": _corr(stats.spearmanr, t, p),
-    }
+    out = {name: kernel(r) for name, kernel in _KERNELS.items()}
+    out["pearson"] = _corr(stats.pearsonr, t, p)
+    out["spearman"] = _corr(stats.spearmanr, t, p)
+    return out
 
 
 def residual_summary(y_true, y_pred, nan_policy="raise", target_names=None):
