@@ -152,6 +152,13 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
     return [a[keep] for a in out]
 
 
+def _prepare_per_target(arrays, names, nan_policy):
+    """:func:`_prepare` for 1-D or 2-D input whose ``"omit"`` acts per target later."""
+    _check_nan_policy(nan_policy)
+    policy = "keep" if nan_policy == "omit" else "raise"
+    return _prepare(arrays, names, policy, ndim=(1, 2))
+
+
 def _prepare_std(y_std, shape):
     """Broadcast ``y_std`` (scalar or array) to ``shape`` as floats."""
     s = to_float_array(y_std, "y_std")
@@ -445,9 +452,7 @@ def residual_summary(y_true, y_pred, nan_policy="raise", target_names=None):
 
         For 2-D input a DataFrame with those columns and one row per target.
     """
-    _check_nan_policy(nan_policy)
-    policy = "keep" if nan_policy == "omit" else "raise"
-    t, p = _prepare([y_true, y_pred], ["y_true", "y_pred"], policy, ndim=(1, 2))
+    t, p = _prepare_per_target([y_true, y_pred], ["y_true", "y_pred"], nan_policy)
     return _summary_per_target([t, p], y_true, target_names, _residual_summary_1d, "pairs")
 
 
@@ -655,13 +660,9 @@ def calibration_summary(y_true, y_pred, y_std, nan_policy="raise", target_names=
 
         For 2-D input a DataFrame with those columns, one row per target.
     """
-    _check_nan_policy(nan_policy)
-    policy = "keep" if nan_policy == "omit" else "raise"
     t = to_float_array(y_true, "y_true")
     s = _prepare_std(y_std, t.shape)
-    t, p, s = _prepare(
-        [t, y_pred, s], ["y_true", "y_pred", "y_std"], policy, ndim=(1, 2)
-    )
+    t, p, s = _prepare_per_target([t, y_pred, s], ["y_true", "y_pred", "y_std"], nan_policy)
     return _summary_per_target([t, p, s], y_true, target_names, _calibration_1d, "rows")
 
 
