@@ -527,13 +527,10 @@ def binned_statistics(
             f"unknown statistic(s) {unknown}; choose from {_BIN_STATISTICS}"
         )
     arrays = [x, y_true, y_pred]
-    names = ["x", "y_true", "y_pred"]
     if y_std is not None:
         arrays.append(_prepare_std(y_std, np.shape(to_float_array(y_true, "y_true"))))
-        names.append("y_std")
-    clean = _prepare(arrays, names, nan_policy)
-    xa, t, p = clean[:3]
-    s = clean[3] if y_std is not None else None
+    xa, t, p, *rest = _prepare(arrays, ["x", "y_true", "y_pred", "y_std"], nan_policy)
+    s = rest[0] if rest else None
     if s is not None:
         _check_positive_std(s)
 
@@ -561,10 +558,7 @@ def binned_statistics(
         z_groups = np.split(((t - p) / s)[inside][order], split_at)
         table["median_sigma"] = [_median(g) for g in sig_groups]
         table["zscore_std"] = [_std(g) for g in z_groups]
-    df = pd.DataFrame(table)
-    if "n" in df:
-        df["n"] = df["n"].astype(int)
-    return df
+    return pd.DataFrame(table)
 
 
 # --------------------------------------------------------------------------
@@ -660,6 +654,7 @@ def calibration_summary(y_true, y_pred, y_std, nan_policy="raise", target_names=
 
         For 2-D input a DataFrame with those columns, one row per target.
     """
+    _check_nan_policy(nan_policy)  # checked before y_true is read
     t = to_float_array(y_true, "y_true")
     s = _prepare_std(y_std, t.shape)
     t, p, s = _prepare_per_target([t, y_pred, s], ["y_true", "y_pred", "y_std"], nan_policy)
@@ -699,7 +694,6 @@ def coverage_curve(y_true, y_pred, y_std, nominal=None, nan_policy="raise"):
     if nominal.ndim != 1 or np.any((nominal <= 0) | (nominal >= 1)):
         raise ValueError("nominal coverages must be a 1-D array of values in (0, 1).")
     k = stats.norm.ppf(0.5 * (1.0 + nominal))
-    absz = np.abs(z)
-    observed = np.mean(absz[None, :] <= k[:, None], axis=1)
+    observed = np.mean(np.abs(z)[None, :] <= k[:, None], axis=1)
     return pd.DataFrame({"nominal": nominal, "observed": observed, "k": k})
 
