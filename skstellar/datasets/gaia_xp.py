@@ -18,10 +18,10 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
 from sklearn.utils import check_random_state
 
 from .._validation import check_integer
+from .simulation import truncated_normal
 
 __all__ = [
     "XP_BANDS",
@@ -561,20 +561,13 @@ def _calibration():
 # ----------------------------------------------------------------------------
 
 
-def _truncated_normal(rng, mean, sigma, low, high):
-    """Per-element truncated normal draws by inverse CDF (vectorised)."""
-    a, b = ndtr((low - mean) / sigma), ndtr((high - mean) / sigma)
-    u = a + (b - a) * rng.uniform(size=np.shape(mean))
-    return np.clip(mean + sigma * ndtri(np.clip(u, 1e-300, 1.0 - 1e-16)), low, high)
-
-
 def _draw_population(n, rng):
     """Labels, masses and evolutionary classes of ``n`` stars (see Notes)."""
     # Galactic components: thin disc, thick disc, halo.
     comp = rng.choice(3, size=n, p=[0.70, 0.22, 0.08])
     feh_mean = np.array([-0.05, -0.55, -1.35])[comp]
     feh_sigma = np.array([0.20, 0.22, 0.40])[comp]
-    fe_h = _truncated_normal(rng, feh_mean, feh_sigma, -2.0, 0.5)
+    fe_h = truncated_normal(rng, feh_mean, feh_sigma, -2.0, 0.5, u_clip=(1e-300, 1.0 - 1e-16))
     low_alpha = np.clip(-0.08 * fe_h, -0.03, 0.12) + 0.01
     high_alpha = 0.30 - 0.18 * np.clip((fe_h + 0.9) / 1.0, 0.0, 1.0)
     alpha_m = np.where(comp == 0, low_alpha, high_alpha) + rng.normal(0.0, 0.025, n)

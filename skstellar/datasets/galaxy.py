@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import erf, expit, gammainc, gammaincinv, ndtr, ndtri
+from scipy.special import erf, expit, gammainc, gammaincinv
 from sklearn.utils import check_random_state
 
 from .._validation import check_range_pair
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
+from .simulation import truncated_normal
 
 __all__ = [
     "make_galaxy_spectra",
@@ -322,14 +323,6 @@ def _calzetti_inv_micron(x):
 
 
 
-def _truncated_normal(rng, mean, sigma, low, high):
-    """Normal(mean, sigma) truncated to [low, high] by inverse-CDF sampling."""
-    a = ndtr((low - mean) / sigma)
-    b = ndtr((high - mean) / sigma)
-    u = rng.uniform(size=np.shape(mean)) * (b - a) + a
-    return np.clip(mean + sigma * ndtri(u), low, high)
-
-
 def _window(centre, sigma, n_sigma, width):
     """Pixel windows around one Gaussian per row of a (n, width) array.
 
@@ -435,7 +428,7 @@ def _draw_galaxies(rng, n, star_forming_fraction, z_range, snr_range, label_nois
 
     # stellar mass: more massive galaxies dominate at higher z (flux limit)
     mean = np.where(sf, 9.75 + 3.0 * p["z"], 10.55 + 2.0 * p["z"])
-    p["log_mstar"] = _truncated_normal(rng, mean, np.where(sf, 0.5, 0.35), 8.5, 11.5)
+    p["log_mstar"] = truncated_normal(rng, mean, np.where(sf, 0.5, 0.35), 8.5, 11.5)
 
     # gas-phase metallicity (MPA-JHU scale) from the Tremonti et al. MZR
     oh = tremonti_mass_metallicity(p["log_mstar"]) + 0.1 * rng.standard_normal(n)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.interpolate import CubicSpline
-from scipy.special import ndtr, ndtri
 from sklearn.utils import check_random_state
 
 from .._validation import check_range_pair
@@ -29,6 +28,7 @@ from ..columns import (
     absolute_name,
 )
 from ._moved import moved_getattr
+from .simulation import truncated_normal
 
 __all__ = [
     "make_mdwarf_photometry",
@@ -364,8 +364,7 @@ def make_mdwarf_photometry(
     # --- latent parameters --------------------------------------------------
     if feh_distribution == "birky":
         mean, sigma = _BIRKY_FEH
-        u = rng.uniform(ndtr((feh_lo - mean) / sigma), ndtr((feh_hi - mean) / sigma), n)
-        feh_true = np.clip(mean + sigma * ndtri(u), feh_lo, feh_hi)
+        feh_true = truncated_normal(rng, np.full(n, mean), sigma, feh_lo, feh_hi)
     else:
         feh_true = rng.uniform(feh_lo, feh_hi, n)
     spt = rng.uniform(spt_lo, spt_hi, n)

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.fft as sp_fft
-from scipy.special import expit, ndtr, ndtri
+from scipy.special import expit
 from sklearn.utils import Bunch, check_random_state
 
 from .._validation import (
@@ -45,6 +45,7 @@ from .._validation import (
     missing_column_error,
 )
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
+from .simulation import truncated_normal
 
 __all__ = [
     "LABEL_NAMES",
@@ -219,13 +220,6 @@ def mdwarf_wavelength_grid(start=6000.0, stop=8900.0, step=1.0):
     return start + step * np.arange(n)
 
 
-def _truncated_normal(rng, mean, sd, lo, hi):
-    """Normal(mean, sd) truncated to [lo, hi] by inverse-CDF sampling (vectorised)."""
-    a, b = ndtr((lo - mean) / sd), ndtr((hi - mean) / sd)
-    u = a + (b - a) * rng.uniform(size=np.shape(mean))
-    return np.clip(mean + sd * ndtri(np.clip(u, 1e-12, 1 - 1e-12)), lo, hi)
-
-
 def draw_mdwarf_labels(n, random_state=None):
     """Draw M-dwarf labels from the distribution shared by both simulated domains.
 
@@ -255,10 +249,11 @@ def draw_mdwarf_labels(n, random_state=None):
     n = check_integer("n", n, minimum=0)
     rng = check_random_state(random_state)
     teff = 3000.0 + 1000.0 * rng.beta(2.2, 1.5, size=n)
-    m_h = _truncated_normal(rng, np.full(n, -0.15), 0.30, *LABEL_RANGES["m_h"])
+    u_clip = (1e-12, 1 - 1e-12)
+    m_h = truncated_normal(rng, np.full(n, -0.15), 0.30, *LABEL_RANGES["m_h"], u_clip=u_clip)
     x = (4000.0 - teff) / 1000.0
     mu = 4.65 + 0.35 * x + 0.20 * x**2 - 0.12 * m_h
-    logg = _truncated_normal(rng, mu, 0.04, *LABEL_RANGES["logg"])
+    logg = truncated_normal(rng, mu, 0.04, *LABEL_RANGES["logg"], u_clip=u_clip)
     return pd.DataFrame({"teff": teff, "logg": logg, "m_h": m_h})
 
 
