@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.utils import check_random_state
 
 from .._validation import check_integer
-from .simulation import truncated_normal
+from .simulation import scattered_magnitude_error, truncated_normal
 
 __all__ = [
     "XP_BANDS",
@@ -678,11 +678,6 @@ def _check_labels(labels):
     return labels
 
 
-def _mag_error(model, mag):
-    floor, scale, ref = model
-    return floor + scale * 10.0 ** (0.4 * (mag - ref))
-
-
 def _object_column(rows, present=None):
     """Object Series holding one 1-D row view of ``rows`` per star (None where absent)."""
     col = pd.Series(list(rows), dtype=object)
@@ -1090,23 +1085,20 @@ def make_xp_catalog(
         catalog[f"{b}_n_parameters"] = n_par
     spread = {}
     for name in ("G", "BP", "RP"):
-        sigma = _mag_error(_GAIA_MAG_ERROR[name], true_mag[name])
-        sigma = sigma * np.exp(0.1 * rng.standard_normal(n))
+        sigma = scattered_magnitude_error(_GAIA_MAG_ERROR[name], true_mag[name], rng)
         spread[name] = sigma
         col = f"phot_{name.lower()}_mean_mag"
         catalog[col] = true_mag[name] + sigma * rng.standard_normal(n)
     for name in ("G", "BP", "RP"):
         catalog[f"phot_{name.lower()}_mean_flux_over_error"] = _MAG_PER_LN_FLUX / spread[name]
     parallax_true = 1000.0 / distance
-    plx_err = _mag_error(_PARALLAX_ERROR, g_true) * np.exp(0.1 * rng.standard_normal(n))
+    plx_err = scattered_magnitude_error(_PARALLAX_ERROR, g_true, rng)
     catalog["parallax"] = parallax_true + plx_err * rng.standard_normal(n)
     catalog["parallax_error"] = plx_err
     ir_err_names = {"j_m": "j_msigcom", "h_m": "h_msigcom",
                     "w1mpro": "w1sigmpro", "w2mpro": "w2sigmpro"}
     for i, name in enumerate(_IR_BANDS):
-        sigma = _mag_error(_IR_MAG_ERROR[name], ir_true[:, i]) * np.exp(
-            0.1 * rng.standard_normal(n)
-        )
+        sigma = scattered_magnitude_error(_IR_MAG_ERROR[name], ir_true[:, i], rng)
         catalog[name] = ir_true[:, i] + sigma * rng.standard_normal(n)
         catalog[ir_err_names[name]] = sigma
 

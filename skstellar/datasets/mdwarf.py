@@ -28,7 +28,7 @@ from ..columns import (
     absolute_name,
 )
 from ._moved import moved_getattr
-from .simulation import truncated_normal
+from .simulation import scattered_magnitude_error, truncated_normal
 
 __all__ = [
     "make_mdwarf_photometry",
@@ -156,12 +156,6 @@ def _assemble(mks, colours):
     others = [i for i, band in enumerate(MDWARF_BANDS) if band != "Ks"]
     mags[:, others] = mks[:, None] + colours
     return mags
-
-
-def _reported_error(band, mag, rng):
-    floor, scale, ref = _ERROR_MODEL[band]
-    sigma = floor + scale * 10.0 ** (0.4 * (mag - ref))
-    return sigma * np.exp(0.1 * rng.standard_normal(mag.shape))
 
 
 def make_mdwarf_photometry(
@@ -388,13 +382,11 @@ def make_mdwarf_photometry(
 
     # --- reported errors -------------------------------------------------------
     sigma_mag = np.column_stack(
-        [_reported_error(band, app_true[:, i], rng) for i, band in enumerate(MDWARF_BANDS)]
+        [scattered_magnitude_error(_ERROR_MODEL[band], app_true[:, i], rng)
+         for i, band in enumerate(MDWARF_BANDS)]
     )
     g_true = app_true[:, MDWARF_BANDS.index("G")]
-    floor, scale, ref = _PARALLAX_ERROR_MODEL
-    parallax_error = (floor + scale * 10.0 ** (0.4 * (g_true - ref))) * np.exp(
-        0.1 * rng.standard_normal(n)
-    )
+    parallax_error = scattered_magnitude_error(_PARALLAX_ERROR_MODEL, g_true, rng)
     feh_error = rng.uniform(*_FEH_ERROR_RANGE, n)
     ruwe = np.clip(1.0 * np.exp(0.08 * rng.standard_normal(n)), 0.75, 1.39)
 
