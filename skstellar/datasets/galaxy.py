@@ -18,7 +18,7 @@ from sklearn.utils import check_random_state
 
 from .._validation import check_range_pair
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
-from .simulation import truncated_normal
+from .simulation import flag_bad_pixels, truncated_normal
 
 __all__ = [
     "make_galaxy_spectra",
@@ -913,14 +913,8 @@ def make_galaxy_spectra(
         np.multiply(sigma, sigma, out=iv)
         np.divide(1.0, iv, out=iv)
         # bad pixels: a Poisson number per spectrum at random positions
-        n_bad = noise_rng.poisson(bad_pixel_fraction * n_pix, m)
-        bad_rows = np.repeat(np.arange(m), n_bad)
-        bad_cols = noise_rng.integers(0, n_pix, bad_rows.size)
-        bad = mask[sl]
-        bad.fill(False)
-        bad[bad_rows, bad_cols] = True
-        obs[bad_rows, bad_cols] = 0.0
-        iv[bad_rows, bad_cols] = 0.0
+        mask[sl] = False
+        flag_bad_pixels(noise_rng, bad_pixel_fraction, obs, iv, mask[sl])
 
     sf = p["kind"] == 0
     has_lines = p["kind"] != 2

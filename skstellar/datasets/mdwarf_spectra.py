@@ -45,7 +45,7 @@ from .._validation import (
     missing_column_error,
 )
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
-from .simulation import truncated_normal
+from .simulation import flag_bad_pixels, truncated_normal
 
 __all__ = [
     "LABEL_NAMES",
@@ -912,12 +912,7 @@ def make_mdwarf_spectra(
     obs_flux *= sigma
     obs_flux += truth_obs
     obs_mask = np.zeros(obs_flux.shape, dtype=bool)
-    n_bad = noise_rng.poisson(bad_pixel_fraction * wave.size, n_observed)
-    bad_rows = np.repeat(np.arange(n_observed), n_bad)
-    bad_cols = noise_rng.integers(0, wave.size, bad_rows.size)
-    obs_mask[bad_rows, bad_cols] = True
-    obs_flux[bad_rows, bad_cols] = 0.0
-    obs_ivar[bad_rows, bad_cols] = 0.0
+    flag_bad_pixels(noise_rng, bad_pixel_fraction, obs_flux, obs_ivar, obs_mask)
 
     syn_ivar = np.full(syn_flux.shape, 1.0 / synthetic_error**2, dtype=f32)
     syn_mask = np.zeros(syn_flux.shape, dtype=bool)
