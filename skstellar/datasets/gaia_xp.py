@@ -180,20 +180,15 @@ def hermite_functions(n_functions, x) -> np.ndarray:
     >>> bool(np.allclose(psi @ psi.T * (x[1] - x[0]), np.eye(3)))
     True
     """
-    if isinstance(n_functions, (bool, np.bool_)) or not isinstance(
-        n_functions, (int, np.integer)
-    ):
-        raise ValueError(f"n_functions must be a positive integer, got {n_functions!r}.")
-    if n_functions < 1:
-        raise ValueError(f"n_functions must be a positive integer, got {n_functions!r}.")
+    n_functions = check_integer("n_functions", n_functions, kind="a positive integer")
     x = np.asarray(x, dtype=float)
     if not np.all(np.isfinite(x)):
         raise ValueError("x must be finite; remove NaN or inf abscissae.")
-    out = np.empty((int(n_functions),) + x.shape)
+    out = np.empty((n_functions,) + x.shape)
     out[0] = np.pi**-0.25 * np.exp(-0.5 * x**2)
     if n_functions > 1:
         out[1] = np.sqrt(2.0) * x * out[0]
-    for n in range(1, int(n_functions) - 1):
+    for n in range(1, n_functions - 1):
         out[n + 1] = np.sqrt(2.0 / (n + 1)) * x * out[n] - np.sqrt(n / (n + 1.0)) * out[n - 1]
     return out
 

@@ -16,7 +16,7 @@ import pandas as pd
 from scipy.special import erf, expit, gammainc, gammaincinv
 from sklearn.utils import check_random_state
 
-from .._validation import check_range_pair
+from .._validation import check_integer, check_range_pair
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
 from .simulation import flag_bad_pixels, truncated_normal
 
@@ -766,10 +766,7 @@ def make_galaxy_spectra(
     >>> bool(batch.meta["star_forming"].all())
     True
     """
-    if isinstance(n_spectra, (bool, np.bool_)) or not isinstance(n_spectra, (int, np.integer)):
-        raise ValueError(f"n_spectra must be a positive integer, got {n_spectra!r}.")
-    if n_spectra < 1:
-        raise ValueError(f"n_spectra must be a positive integer, got {n_spectra!r}.")
+    n = check_integer("n_spectra", n_spectra, kind="a positive integer")
     sff = float(star_forming_fraction)
     if not 0.0 <= sff <= 1.0:
         raise ValueError(
@@ -800,7 +797,6 @@ def make_galaxy_spectra(
         raise ValueError("The wavelength grid must cover the r band (5500-6900 A).")
 
     rng = check_random_state(random_state)
-    n = int(n_spectra)
     p = _draw_galaxies(rng, n, sff, z_range, snr_range, label_noise)
     noise_rng = np.random.default_rng(rng.randint(0, 2**31 - 1, size=4))
 

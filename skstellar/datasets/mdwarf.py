@@ -14,7 +14,7 @@ import pandas as pd
 from scipy.interpolate import CubicSpline
 from sklearn.utils import check_random_state
 
-from .._validation import check_range_pair
+from .._validation import check_integer, check_range_pair
 from ..columns import (
     BAND_COLUMNS,
     BAND_ERROR_COLUMNS,
@@ -341,10 +341,7 @@ def make_mdwarf_photometry(
     >>> X.shape
     (1000, 8)
     """
-    if isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, (int, np.integer)):
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    n = check_integer("n_samples", n_samples, kind="a positive integer")
     feh_lo, feh_hi = check_range_pair("feh_range", feh_range, -1.0, 1.0, domain="calibrated")
     spt_lo, spt_hi = check_range_pair("spectral_type_range", spectral_type_range, 0.0, 5.0,
                                       domain="calibrated")
@@ -353,7 +350,6 @@ def make_mdwarf_photometry(
             f"feh_distribution must be 'birky' or 'uniform', got {feh_distribution!r}."
         )
     rng = check_random_state(random_state)
-    n = int(n_samples)
 
     # --- latent parameters --------------------------------------------------
     if feh_distribution == "birky":
