@@ -985,19 +985,16 @@ def make_xp_catalog(
     # --- outputs ----------------------------------------------------------------
     n_corr = k * (k - 1) // 2
     tri_i, tri_j = np.tril_indices(k, -1)
-    diag = np.arange(k)
     coef = {b: np.empty((n, k)) for b in XP_BANDS}
     coef_err = {b: np.empty((n, k)) for b in XP_BANDS}
     corr = {b: np.empty((n, n_corr), dtype=np.float32) for b in XP_BANDS}
     coef_true = {b: np.empty((n, k)) for b in XP_BANDS} if return_truth else None
-    std_dev = {}
     band_mag = {b: np.empty(n) for b in XP_BANDS}
     distance = np.empty(n)
     a_v = np.empty(n)
     noise_rng = {b: np.random.default_rng(int(s)) for b, s in zip(XP_BANDS, noise_seeds)}
     mismatch = 1.06 + 0.15 * 10.0 ** (-0.4 * (g_true - 10.0))
-    for b in XP_BANDS:
-        std_dev[b] = np.sqrt(chi2[b] / (XP_N_SAMPLES * n_transits - k) * mismatch)
+    std_dev = {b: np.sqrt(chi2[b] / (XP_N_SAMPLES * n_transits - k) * mismatch) for b in XP_BANDS}
     m_max = min(n, _CHUNK)
     work = {
         "cov": np.empty((m_max, k * k)),
@@ -1006,7 +1003,7 @@ def make_xp_catalog(
         "scale": np.empty((m_max, n_corr)),
     }
     flat_lower = tri_i * k + tri_j
-    flat_diag = diag * (k + 1)
+    flat_diag = np.arange(k) * (k + 1)
 
     for start in range(0, n, _CHUNK):
         sl = slice(start, min(start + _CHUNK, n))
@@ -1063,21 +1060,14 @@ def make_xp_catalog(
     ir_true = ir_abs + dist_mod[:, None] + a_v[:, None] * _ccm_extinction(_IR_LAMBDA_UM)
     true_mag = {"G": g_true, "BP": band_mag["bp"], "RP": band_mag["rp"]}
     catalog = {"source_id": source_id}
+    bp_present = rng.uniform(size=n) >= missing_bp_fraction
     for b in XP_BANDS:
-        present = None
-        if b == "bp":
-            present = rng.uniform(size=n) >= missing_bp_fraction
+        present = bp_present if b == "bp" else np.ones(n, dtype=bool)
         catalog[f"{b}_coefficients"] = _object_column(coef[b], present)
         catalog[f"{b}_coefficient_errors"] = _object_column(coef_err[b], present)
         catalog[f"{b}_coefficient_correlations"] = _object_column(corr[b], present)
-        sd = std_dev[b].copy()
-        n_par = np.full(n, k, dtype=np.int64)
-        if present is not None:
-            sd[~present] = np.nan
-            n_par[~present] = 0
-            bp_present = present
-        catalog[f"{b}_standard_deviation"] = sd
-        catalog[f"{b}_n_parameters"] = n_par
+        catalog[f"{b}_standard_deviation"] = np.where(present, std_dev[b], np.nan)
+        catalog[f"{b}_n_parameters"] = np.where(present, np.int64(k), np.int64(0))
     spread = {}
     for name in ("G", "BP", "RP"):
         sigma = scattered_magnitude_error(_GAIA_MAG_ERROR[name], true_mag[name], rng)
