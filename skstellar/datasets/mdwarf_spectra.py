@@ -627,19 +627,18 @@ def _draw_gap(rng, labels, gap_scale):
     }
 
 
+#: Gap parameter that scales the optical depths of each distorted molecular species.
+_GAP_SCALES = {"TiO": "tio_scale", "CaH": "cah_scale", "VO": "vo_scale"}
+
+
 def _gap_strengths(labels, gap):
     """(n, K + 3) amplitudes of the observed domain: distorted model + extra absorbers."""
     base = _model_strengths(labels)
     scale = np.ones_like(base)
     for k, (name, species, _) in enumerate(_COMPONENTS):
-        if species == "TiO":
-            scale[:, k] = gap["tio_scale"]
-        elif species == "CaH":
-            scale[:, k] = gap["cah_scale"]
-        elif species == "VO":
-            scale[:, k] = gap["vo_scale"]
-        elif name.endswith("_wing"):
-            scale[:, k] = gap["alkali_wing_scale"]
+        key = _GAP_SCALES.get(species, "alkali_wing_scale" if name.endswith("_wing") else None)
+        if key is not None:
+            scale[:, k] = gap[key]
     tio = _species_factor("TiO", labels)
     extra = np.column_stack([
         tio * gap["extra_band_strength"],
