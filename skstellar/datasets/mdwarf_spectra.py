@@ -345,9 +345,7 @@ def _species_factor(species, labels):
 
 def _model_components():
     """Names, species and tau_ref of the model's basis columns (fixed order)."""
-    comps = []
-    for name, sysd in MDWARF_BAND_SYSTEMS.items():
-        comps.append((name, sysd["species"], sysd["tau_ref"]))
+    comps = [(name, sysd["species"], sysd["tau_ref"]) for name, sysd in MDWARF_BAND_SYSTEMS.items()]
     for name, line in MDWARF_ATOMIC_LINES.items():
         comps.append((name, line["species"], line["tau_ref"]))
         if line["wing_tau"] > 0:
@@ -360,15 +358,13 @@ _COMPONENTS = _model_components()
 
 def _model_basis(lam):
     """Optical-depth shapes (per unit strength) of the model's components on ``lam``."""
-    rows = []
-    for name, sysd in MDWARF_BAND_SYSTEMS.items():
-        rows.append(_band_shape(lam, sysd["heads"], sysd["tail"], sysd["end"]))
-    for name, line in MDWARF_ATOMIC_LINES.items():
-        core = sum(w * _gauss(lam, c, line["sigma"])
-                   for c, w in zip(line["wavelengths"], line["weights"]))
-        rows.append(core)
-        if line["wing_tau"] > 0:
-            rows.append(sum(w * _gauss(lam, c, line["wing_sigma"])
+    rows = [_band_shape(lam, sysd["heads"], sysd["tail"], sysd["end"])
+            for sysd in MDWARF_BAND_SYSTEMS.values()]
+    for line in MDWARF_ATOMIC_LINES.values():
+        # the core, then (pressure-broadened alkali lines only) the wing
+        widths = (line["sigma"], line["wing_sigma"]) if line["wing_tau"] > 0 else (line["sigma"],)
+        for sigma in widths:
+            rows.append(sum(w * _gauss(lam, c, sigma)
                             for c, w in zip(line["wavelengths"], line["weights"])))
     return np.array(rows)
 
