@@ -819,11 +819,8 @@ def make_galaxy_spectra(
     wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - pad))
     w_frac = (np.arange(_COARSE) / _COARSE).astype(np.float32)
     inv_dlam_pad = 1.0 / (wave_pad * ln10 * log_step)
-    rband_pad = np.zeros(width, dtype=bool)
-    rband_pad[inner] = rband
     feat = np.array(_ABSORPTION_FEATURES)
     feat_rest, feat_sig, feat_old, feat_young = feat.T
-    ha_rest = EMISSION_LINES["Halpha"]
 
     r_lo, r_hi = np.searchsorted(wave, _R_BAND[0]), np.searchsorted(wave, _R_BAND[1], "right")
     r_coarse = (wave_coarse >= _R_BAND[0]) & (wave_coarse <= _R_BAND[1])
@@ -872,7 +869,7 @@ def make_galaxy_spectra(
             _apply_absorption(cont, centre, sig_a / (rest * ln10 * log_step), depth[:, k])
 
         # --- emission lines ---------------------------------------------------------
-        lam_ha = np.full((m, 1), ha_rest)
+        lam_ha = np.full((m, 1), EMISSION_LINES["Halpha"])
         o_ha, y_ha = _components(lam_ha, pc)
         c_ha = norm * (((1.0 - y) * o_ha + y * y_ha) * _dust(lam_ha, ebv_star))[:, 0]
         line_f = _line_fluxes(pc, pc["ew_halpha"] * opz * c_ha)
