@@ -71,15 +71,13 @@ def to_float_array(x, name):
     """Convert an array-like (list, ndarray, Series, DataFrame) to floats."""
     if hasattr(x, "to_numpy"):
         try:
-            arr = x.to_numpy(dtype=float, na_value=np.nan)
+            return x.to_numpy(dtype=float, na_value=np.nan)
         except TypeError:  # objects whose to_numpy has no na_value keyword
-            arr = np.asarray(x.to_numpy(), dtype=float)
-    else:
-        try:
-            arr = np.asarray(x, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be numeric: {exc}") from exc
-    return arr
+            return np.asarray(x.to_numpy(), dtype=float)
+    try:
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from exc
 
 
 def _check_nan_policy(nan_policy):
@@ -143,10 +141,7 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
             f"inputs contain NaN values ({detail}); clean them or pass "
             "nan_policy='omit' to drop those rows"
         )
-    bad = np.zeros(shape[0], dtype=bool)
-    for m in nan_masks:
-        bad |= m if m.ndim == 1 else m.any(axis=1)
-    keep = ~bad
+    keep = ~np.any([m if m.ndim == 1 else m.any(axis=1) for m in nan_masks], axis=0)
     if not keep.any():
         raise ValueError("no rows left after omitting NaN values")
     return [a[keep] for a in out]
