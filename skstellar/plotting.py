@@ -61,10 +61,7 @@ def _finite_1d(arrays, names):
         out.append(arr)
     if not n:
         raise ValueError(f"{names[0]} is empty")
-    keep = np.ones(n, dtype=bool)
-    for arr in out:
-        if arr is not None:
-            keep &= np.isfinite(arr)
+    keep = np.all([np.isfinite(a) for a in out if a is not None], axis=0)
     if not keep.any():
         raise ValueError("no finite rows to plot")
     return [None if a is None else a[keep] for a in out]
