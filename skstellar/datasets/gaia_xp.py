@@ -534,17 +534,15 @@ def _calibration():
     cal = {"zp_G": _SUN_ABS_MAG["G"] + 2.5 * np.log10(_g_shape(sun).sum())}
     # Internal flux unit: 18 Sco at G = 5.33 has the measured c0 in each band.
     scale = 10.0 ** (-0.4 * (_ANCHOR_G - cal["zp_G"])) / _g_shape(anchor).sum()
+    scale_sun = 10.0 ** (-0.4 * (_SUN_ABS_MAG["G"] - cal["zp_G"])) / _g_shape(sun).sum()
     for band in XP_BANDS:
         lam, weight, lsf, _ = _band_geometry(band)
         f = scale * _intrinsic_spectrum(anchor, lam, lsf) * weight
         c0 = (f @ _projector(band, _MAX_COEFFICIENTS).T)[0, 0]
         cal[f"k_{band}"] = _ANCHOR_C0[band] / c0
-    # BP / RP zero points from the Sun's colours (synthetic sums of the samples).
-    scale_sun = 10.0 ** (-0.4 * (_SUN_ABS_MAG["G"] - cal["zp_G"])) / _g_shape(sun).sum()
-    for band, name in (("bp", "BP"), ("rp", "RP")):
-        lam, weight, lsf, _ = _band_geometry(band)
+        # BP / RP zero points from the Sun's colours (synthetic sums of the samples).
         total = cal[f"k_{band}"] * scale_sun * (_intrinsic_spectrum(sun, lam, lsf) * weight).sum()
-        cal[f"zp_{band}"] = _SUN_ABS_MAG[name] + 2.5 * np.log10(total)
+        cal[f"zp_{band}"] = _SUN_ABS_MAG[band.upper()] + 2.5 * np.log10(total)
     # Infrared: Planck photon flux at the effective wavelengths, Sun at 1 R_sun.
     ir_sun = _photon_planck(_IR_LAMBDA_UM * 1e3, sun["teff"])[0]
     cal["zp_ir"] = np.array([_SUN_ABS_MAG[b] for b in _IR_BANDS]) + 2.5 * np.log10(ir_sun)
