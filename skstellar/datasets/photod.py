@@ -398,14 +398,11 @@ def make_lsst_catalog(
         cols = {
             "ra": ra, "dec": dec, "glon": glon, "glat": glat, "Ar": a_sfd, "Ar_max": a_max,
         }
-        for k, b in enumerate(PHOTOD_BANDS):
-            cols[f"{b}mag"] = mags[:, k]
-        for k, b in enumerate(PHOTOD_BANDS):
-            cols[f"{b}Err"] = sig[:, k]
-        for k, c in enumerate(PHOTOD_COLOURS):
-            cols[c] = mags[:, k] - mags[:, k + 1]
-        for k, c in enumerate(PHOTOD_COLOURS):
-            cols[f"{c}Err"] = np.hypot(sig[:, k], sig[:, k + 1])
+        cols.update({f"{b}mag": mags[:, k] for k, b in enumerate(PHOTOD_BANDS)})
+        cols.update({f"{b}Err": sig[:, k] for k, b in enumerate(PHOTOD_BANDS)})
+        cols.update({c: mags[:, k] - mags[:, k + 1] for k, c in enumerate(PHOTOD_COLOURS)})
+        cols.update({f"{c}Err": np.hypot(sig[:, k], sig[:, k + 1])
+                     for k, c in enumerate(PHOTOD_COLOURS)})
         cols.update(Mr_true=mr, FeH_true=feh, Ar_true=a_true, DM_true=dm, dist_pc=dist)
         return {k: v[keep] for k, v in cols.items()}
 
