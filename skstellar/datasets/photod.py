@@ -406,23 +406,21 @@ def make_lsst_catalog(
         cols.update(Mr_true=mr, FeH_true=feh, Ar_true=a_true, DM_true=dm, dist_pc=dist)
         return {k: v[keep] for k, v in cols.items()}
 
-    parts, n_have, acceptance, n_drawn, n_kept = [], 0, 0.5, 0, 0
+    parts, acceptance, n_drawn, n_kept = [], 0.5, 0, 0
     for _ in range(200):
-        need = n_stars - n_have
+        need = n_stars - n_kept
         m = int(min(max(math.ceil(1.15 * need / max(acceptance, 1e-3)) + 16, need), 2_000_000))
         part = draw(m)
-        k = part["ra"].size
-        n_drawn, n_kept = n_drawn + m, n_kept + k
+        n_drawn, n_kept = n_drawn + m, n_kept + part["ra"].size
         acceptance = max(n_kept / n_drawn, 1e-3)
         parts.append(part)
-        n_have += k
-        if n_have >= n_stars:
+        if n_kept >= n_stars:
             break
         if n_drawn > 50 * n_stars + 100_000 and acceptance < 0.01:
             break
-    if n_have < n_stars:
+    if n_kept < n_stars:
         raise RuntimeError(
-            f"Only {n_have} of {n_stars} simulated stars pass SNR > {snr_min:g} in all bands "
+            f"Only {n_kept} of {n_stars} simulated stars pass SNR > {snr_min:g} in all bands "
             f"(acceptance {acceptance:.2%}); use a brighter r_range or a lower snr_min."
         )
     data = {k: np.concatenate([p[k] for p in parts])[:n_stars] for k in parts[0]}
