@@ -150,12 +150,7 @@ def _metallicity_shift(mks, feh):
 
 def _assemble(mks, colours):
     """(n,) M_Ks and (n, 7) colours M_b - M_Ks -> (n, 8) magnitudes in band order."""
-    mags = np.empty((mks.size, len(MDWARF_BANDS)))
-    ks = MDWARF_BANDS.index("Ks")
-    mags[:, ks] = mks
-    others = [i for i, band in enumerate(MDWARF_BANDS) if band != "Ks"]
-    mags[:, others] = mks[:, None] + colours
-    return mags
+    return np.insert(mks[:, None] + colours, MDWARF_BANDS.index("Ks"), mks, axis=1)
 
 
 def make_mdwarf_photometry(
