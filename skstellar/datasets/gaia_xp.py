@@ -338,9 +338,7 @@ _FEATURES = (
     ("Ca II triplet", 858.0, 11.0, 0.40),
     ("H2O 930", 930.0, 25.0, 0.35),
 )
-_FEATURE_CENTRE = np.array([f[1] for f in _FEATURES])
-_FEATURE_SIGMA = np.array([f[2] for f in _FEATURES])
-_FEATURE_DEPTH = np.array([f[3] for f in _FEATURES])
+_FEATURE_CENTRE, _FEATURE_SIGMA, _FEATURE_DEPTH = np.array([f[1:] for f in _FEATURES]).T
 
 
 def _feature_optical_depths(p):
@@ -1067,13 +1065,11 @@ def make_xp_catalog(
         catalog[f"{b}_standard_deviation"] = np.where(present, std_dev[b], np.nan)
         catalog[f"{b}_n_parameters"] = np.where(present, np.int64(k), np.int64(0))
     spread = {}
-    for name in ("G", "BP", "RP"):
-        sigma = scattered_magnitude_error(_GAIA_MAG_ERROR[name], true_mag[name], rng)
-        spread[name] = sigma
-        col = f"phot_{name.lower()}_mean_mag"
-        catalog[col] = true_mag[name] + sigma * rng.standard_normal(n)
-    for name in ("G", "BP", "RP"):
-        catalog[f"phot_{name.lower()}_mean_flux_over_error"] = _MAG_PER_LN_FLUX / spread[name]
+    for name, mag in true_mag.items():
+        spread[name] = scattered_magnitude_error(_GAIA_MAG_ERROR[name], mag, rng)
+        catalog[f"phot_{name.lower()}_mean_mag"] = mag + spread[name] * rng.standard_normal(n)
+    for name, sigma in spread.items():
+        catalog[f"phot_{name.lower()}_mean_flux_over_error"] = _MAG_PER_LN_FLUX / sigma
     parallax_true = 1000.0 / distance
     plx_err = scattered_magnitude_error(_PARALLAX_ERROR, g_true, rng)
     catalog["parallax"] = parallax_true + plx_err * rng.standard_normal(n)
@@ -1114,9 +1110,8 @@ def make_xp_catalog(
     truth["distance_pc"] = distance
     truth["a_v"] = a_v
     truth["true_parallax"] = parallax_true
-    truth["true_phot_g_mean_mag"] = g_true
-    truth["true_phot_bp_mean_mag"] = band_mag["bp"]
-    truth["true_phot_rp_mean_mag"] = band_mag["rp"]
+    for name, mag in true_mag.items():
+        truth[f"true_phot_{name.lower()}_mean_mag"] = mag
     for i, name in enumerate(_IR_BANDS):
         truth[f"true_{name}"] = ir_true[:, i]
     for b in XP_BANDS:
