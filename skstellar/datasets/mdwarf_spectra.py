@@ -912,11 +912,9 @@ def make_mdwarf_spectra(
     syn_ivar = np.full(syn_flux.shape, 1.0 / synthetic_error**2, dtype=f32)
     syn_mask = np.zeros(syn_flux.shape, dtype=bool)
     if mask_telluric:
-        from ..preprocessing.continuum import PAPER_MASK_WINDOWS
+        from ..preprocessing.continuum import window_mask
 
-        win = np.zeros(wave.size, dtype=bool)
-        for w_lo, w_hi in PAPER_MASK_WINDOWS:
-            win |= (wave >= w_lo) & (wave <= w_hi)
+        win = window_mask(wave, "paper")
         syn_mask |= win
         obs_mask |= win
 
