@@ -618,11 +618,8 @@ def _label_errors(labels, rng, n):
         "teff": 1.0 + 0.4 * hot,
         "logg": 1.0 + 0.3 * hot,
     }
-    out = {}
-    for name in XP_LABELS:
-        f = factor.get(name, (1.0 + 0.6 * hot) * (1.0 + 0.8 * poor))
-        out[name] = _LABEL_ERROR[name] * f * snr
-    return out
+    abundance = (1.0 + 0.6 * hot) * (1.0 + 0.8 * poor)
+    return {name: _LABEL_ERROR[name] * factor.get(name, abundance) * snr for name in XP_LABELS}
 
 
 # ----------------------------------------------------------------------------
