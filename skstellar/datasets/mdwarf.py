@@ -398,33 +398,25 @@ def make_mdwarf_photometry(
             return X, feh, abs_true, feh_true
         return X, feh
 
-    columns = {}
-    for i, band in enumerate(MDWARF_BANDS):
-        columns[BAND_COLUMNS[band]] = app_obs[:, i]
-        if BAND_ERROR_COLUMNS[band] is None:
-            columns[BAND_FLUX_OVER_ERROR_COLUMNS[band]] = _MAG_PER_LN_FLUX / sigma_mag[:, i]
-        else:
-            columns[BAND_ERROR_COLUMNS[band]] = sigma_mag[:, i]
+    # Columns in catalogue order: Gaia (magnitudes, flux_over_error, astrometry),
+    # then 2MASS and WISE (magnitudes, errors, quality flags), then the label.
+    mag = dict(zip(MDWARF_BANDS, app_obs.T))
+    sig = dict(zip(MDWARF_BANDS, sigma_mag.T))
+    gaia = ("BP", "G", "RP")
+    columns = {BAND_COLUMNS[b]: mag[b] for b in gaia}
+    columns.update({BAND_FLUX_OVER_ERROR_COLUMNS[b]: _MAG_PER_LN_FLUX / sig[b] for b in gaia})
     columns[GAIA_DR3["parallax"]] = parallax
     columns[GAIA_DR3["parallax_error"]] = parallax_error
     columns[GAIA_DR3["parallax_over_error"]] = parallax / parallax_error
     columns[GAIA_DR3["ruwe"]] = ruwe
-    columns[TWOMASS["quality"]] = np.full(n, "AAA")
-    columns[WISE["quality"]] = np.full(n, "AA")
+    for bands, quality, flags in ((("J", "H", "Ks"), TWOMASS["quality"], "AAA"),
+                                  (("W1", "W2"), WISE["quality"], "AA")):
+        columns.update({BAND_COLUMNS[b]: mag[b] for b in bands})
+        columns.update({BAND_ERROR_COLUMNS[b]: sig[b] for b in bands})
+        columns[quality] = np.full(n, flags)
     columns[FEH] = feh
     columns[FEH_ERROR] = feh_error
-    order = (
-        [BAND_COLUMNS[b] for b in ("BP", "G", "RP")]
-        + [BAND_FLUX_OVER_ERROR_COLUMNS[b] for b in ("BP", "G", "RP")]
-        + [GAIA_DR3[k] for k in ("parallax", "parallax_error", "parallax_over_error", "ruwe")]
-        + [BAND_COLUMNS[b] for b in ("J", "H", "Ks")]
-        + [BAND_ERROR_COLUMNS[b] for b in ("J", "H", "Ks")]
-        + [TWOMASS["quality"]]
-        + [BAND_COLUMNS[b] for b in ("W1", "W2")]
-        + [BAND_ERROR_COLUMNS[b] for b in ("W1", "W2")]
-        + [WISE["quality"], FEH, FEH_ERROR]
-    )
-    frame = pd.DataFrame({name: columns[name] for name in order})
+    frame = pd.DataFrame(columns)
     if return_truth:
         frame[f"{FEH}_true"] = feh_true
         frame["parallax_true"] = parallax_true
