@@ -199,11 +199,6 @@ def _check_band(band):
     return band
 
 
-def _pseudo_x(band):
-    lo, hi = _X_RANGE[band]
-    return np.linspace(lo, hi, XP_N_SAMPLES)
-
-
 def xp_wavelength_grid(band) -> np.ndarray:
     """Wavelength of each pseudo-wavelength sample of the simulated XP spectra.
 
@@ -222,8 +217,7 @@ def xp_wavelength_grid(band) -> np.ndarray:
         Wavelengths [nm], increasing.
     """
     lo, hi = _LAMBDA_RANGE_NM[_check_band(band)]
-    inv = np.linspace(1.0 / lo, 1.0 / hi, XP_N_SAMPLES)
-    return 1.0 / inv
+    return 1.0 / np.linspace(1.0 / lo, 1.0 / hi, XP_N_SAMPLES)
 
 
 def xp_design_matrix(band, n_coefficients=_MAX_COEFFICIENTS) -> np.ndarray:
@@ -248,23 +242,19 @@ def xp_design_matrix(band, n_coefficients=_MAX_COEFFICIENTS) -> np.ndarray:
         ``A[n, u]`` = psi_n(x(u)) (dimensionless).
     """
     k = _check_n_coefficients(n_coefficients)
-    return hermite_functions(k, _pseudo_x(_check_band(band)))
+    return hermite_functions(k, np.linspace(*_X_RANGE[_check_band(band)], XP_N_SAMPLES))
 
 
 def _check_n_coefficients(n_coefficients):
-    if isinstance(n_coefficients, (bool, np.bool_)) or not isinstance(
-        n_coefficients, (int, np.integer)
-    ):
-        raise ValueError(
-            f"n_coefficients must be an integer in [1, {_MAX_COEFFICIENTS}], "
-            f"got {n_coefficients!r}."
-        )
-    if not 1 <= n_coefficients <= _MAX_COEFFICIENTS:
+    # any integer passes the type check; the range has its own message below
+    k = check_integer("n_coefficients", n_coefficients, minimum=-np.inf,
+                      kind=f"an integer in [1, {_MAX_COEFFICIENTS}]")
+    if not 1 <= k <= _MAX_COEFFICIENTS:
         raise ValueError(
             f"n_coefficients must be in [1, {_MAX_COEFFICIENTS}] (55 is Gaia DR3's value), "
             f"got {n_coefficients!r}."
         )
-    return int(n_coefficients)
+    return k
 
 
 # ----------------------------------------------------------------------------
@@ -464,7 +454,7 @@ def _gls_operators(band, n_coefficients):
     return "schur", (pp, pq, qq, proj, comp)
 
 
-def _gls_fit(var, eps, band, n_coefficients, work=None):
+def _gls_fit(var, eps, band, n_coefficients, work):
     """Formal covariance and noise of a weighted Hermite fit to m sampled spectra.
 
     Parameters
@@ -475,7 +465,7 @@ def _gls_fit(var, eps, band, n_coefficients, work=None):
         One noise realisation per spectrum, eps ~ N(0, diag(var)).
     band : {"bp", "rp"}
     n_coefficients : int
-    work : dict or None
+    work : dict
         Reusable buffers ``"cov"`` (>= m, k * k) and ``"gain"`` (>= m, k, k);
         reusing them across chunks avoids re-faulting ~100 MB per chunk.
 
@@ -483,7 +473,7 @@ def _gls_fit(var, eps, band, n_coefficients, work=None):
     -------
     cov : ndarray of shape (m, k * k)
         Flattened C = (A W A^T)^-1, W = diag(1 / var) (a view of
-        ``work["cov"]`` when given).
+        ``work["cov"]`` in the Schur mode).
     noise : ndarray of shape (m, k)
         C A W eps, the change of the weighted least-squares coefficients
         caused by ``eps``; its covariance is exactly C.
@@ -499,8 +489,6 @@ def _gls_fit(var, eps, band, n_coefficients, work=None):
         return cov.reshape(m, k * k), noise
     pp, pq, qq, proj, comp = ops
     q = comp.shape[0]
-    if work is None:
-        work = {"cov": np.empty((m, k * k)), "gain": np.empty((m, k, k))}
     cov = np.matmul(var, pp, out=work["cov"][:m])  # P V P^T, flattened
     g12t = (var @ pq).reshape(m, k, q).transpose(0, 2, 1)  # Q V P^T
     g22 = (var @ qq).reshape(m, q, q)  # Q V Q^T
