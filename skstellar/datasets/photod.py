@@ -335,6 +335,10 @@ def make_lsst_catalog(
     phases = rng.uniform(0, 2 * np.pi, 2)
     sig_max = _MAG_PER_LN_FLUX / snr_min if snr_min > 0 else np.inf
 
+    def band_errors(mags):
+        return np.column_stack([lsst_magnitude_error(mags[:, k], b, m5)
+                                for k, b in enumerate(PHOTOD_BANDS)])
+
     def draw(m):
         # sky position, uniform on the sphere inside the patch
         ra = rng.uniform(ra_lo, ra_hi, m)
@@ -379,8 +383,7 @@ def make_lsst_catalog(
         g = r_true + col[:, 1]
         mags_true = np.column_stack([g + col[:, 0], g, r_true, r_true - col[:, 2],
                                      r_true - col[:, 2] - col[:, 3]])
-        sig_true = np.column_stack([lsst_magnitude_error(mags_true[:, k], b, m5)
-                                    for k, b in enumerate(PHOTOD_BANDS)])
+        sig_true = band_errors(mags_true)
         if add_noise:
             # Gaussian noise in flux (relative flux error sigma_m / 1.0857); a flux <= 0
             # gives NaN and fails the SNR cut.
@@ -389,11 +392,7 @@ def make_lsst_catalog(
                 mags = mags_true - 2.5 * np.log10(np.where(rel > 0, rel, np.nan))
         else:
             mags = mags_true
-        if errors_from == "observed":
-            sig = np.column_stack([lsst_magnitude_error(mags[:, k], b, m5)
-                                   for k, b in enumerate(PHOTOD_BANDS)])
-        else:
-            sig = sig_true
+        sig = band_errors(mags) if errors_from == "observed" else sig_true
         keep = np.all(sig < sig_max, axis=1)
         cols = {
             "ra": ra, "dec": dec, "glon": glon, "glat": glat, "Ar": a_sfd, "Ar_max": a_max,
