@@ -394,15 +394,13 @@ def _sky_and_throughput(wave, log_step, sigma_inst_pix):
     mimics a two-arm spectrograph: low efficiency below ~4100 A and above
     ~8700 A and a dip at the dichroic cross-over near 5850 A.
     """
-    npix = wave.size
     loglam0 = np.log10(wave[0])
     dlam = wave * np.log(10.0) * log_step  # pixel widths [A]
-    lines = np.zeros((1, npix))
+    lines = np.zeros((1, wave.size))
     for line_wave, ew in _SKY_LINES:
         centre = np.array([(np.log10(line_wave) - loglam0) / log_step])
         _add_emission(lines, centre, np.array([sigma_inst_pix]), np.array([ew]))
-    lines = lines[0]
-    sky = 1.0 + 0.5 * (wave - 3700.0) / 5300.0 + lines / dlam
+    sky = 1.0 + 0.5 * (wave - 3700.0) / 5300.0 + lines[0] / dlam
     throughput = (
         expit((wave - 4100.0) / 180.0)
         * expit(-(wave - 8700.0) / 250.0)
