@@ -284,16 +284,12 @@ def _ccm_extinction(lam_um):
     """
     x = 1.0 / np.asarray(lam_um, dtype=float)
     r_v = 3.1
-    a = np.empty_like(x)
-    b = np.empty_like(x)
-    ir = x < 1.1
-    a[ir] = 0.574 * x[ir] ** 1.61
-    b[ir] = -0.527 * x[ir] ** 1.61
-    y = x[~ir] - 1.82
-    a[~ir] = np.polyval([0.32999, -0.77530, 0.01979, 0.72085, -0.02427, -0.50447, 0.17699, 1.0], y)
-    b[~ir] = np.polyval(
-        [-2.09002, 5.30260, -0.62251, -5.38434, 1.07233, 2.28305, 1.41338, 0.0], y
-    )
+    ir = x < 1.1  # infrared power law, else the optical polynomials in y
+    y = x - 1.82
+    a = np.where(ir, 0.574 * x**1.61, np.polyval(
+        [0.32999, -0.77530, 0.01979, 0.72085, -0.02427, -0.50447, 0.17699, 1.0], y))
+    b = np.where(ir, -0.527 * x**1.61, np.polyval(
+        [-2.09002, 5.30260, -0.62251, -5.38434, 1.07233, 2.28305, 1.41338, 0.0], y))
     return a + b / r_v
 
 
