@@ -817,15 +817,14 @@ def make_galaxy_spectra(
     wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - pad))
     w_frac = (np.arange(_COARSE) / _COARSE).astype(np.float32)
     inv_dlam_pad = 1.0 / (wave_pad * ln10 * log_step)
-    feat = np.array(_ABSORPTION_FEATURES)
-    feat_rest, feat_sig, feat_old, feat_young = feat.T
+    feat_rest, feat_sig, feat_old, feat_young = np.array(_ABSORPTION_FEATURES).T
 
     r_lo, r_hi = np.searchsorted(wave, _R_BAND[0]), np.searchsorted(wave, _R_BAND[1], "right")
     r_coarse = (wave_coarse >= _R_BAND[0]) & (wave_coarse <= _R_BAND[1])
 
     flux = np.empty((n, n_pix), dtype=np.float32)
     ivar = np.empty((n, n_pix), dtype=np.float32)
-    mask = np.empty((n, n_pix), dtype=bool)
+    mask = np.zeros((n, n_pix), dtype=bool)
     fluxes = {name: np.zeros(n) for name in EMISSION_LINES}
     residual_lines = [w for w in _SKY_RESIDUAL_LINES if wave[0] < w < wave[-1]]
     # work buffers reused by every chunk
@@ -904,7 +903,6 @@ def make_galaxy_spectra(
         np.multiply(sigma, sigma, out=iv)
         np.divide(1.0, iv, out=iv)
         # bad pixels: a Poisson number per spectrum at random positions
-        mask[sl] = False
         flag_bad_pixels(noise_rng, bad_pixel_fraction, obs, iv, mask[sl])
 
     sf = p["kind"] == 0
