@@ -307,7 +307,6 @@ def make_lsst_catalog(
         raise ValueError(
             f"The locus must hold the colours {PHOTOD_COLOURS}, got {loc.colour_names}."
         )
-    m5 = LSST_M5_COADD if m5 is None else m5
     coeffs = EXTINCTION_COEFFICIENTS if extinction_coefficients is None else extinction_coefficients
     for b in PHOTOD_BANDS:
         if b not in coeffs:
