@@ -942,33 +942,25 @@ def make_mdwarf_spectra(
                 truth[key] = truth[key] * sed_o
             truth["error"] = sigma * sed_o
 
-    n_s = n_synthetic
-    syn_meta = pd.DataFrame({
-        "star_id": np.arange(n_s),
-        **{c: syn_labels[c].to_numpy() for c in LABEL_NAMES},
-        "snr": np.full(n_s, 1.0 / synthetic_error),
-    })
-    obs_ids = np.arange(n_s) if paired else n_s + np.arange(n_observed)
-    obs_meta = pd.DataFrame({
-        "star_id": obs_ids,
-        **{c: obs_labels[c].to_numpy() for c in LABEL_NAMES},
-        "snr": snr,
-        **gap,
-    })
+    def domain_batch(flux, ivar, mask, star_id, labels, snr, extra, description):
+        meta = pd.DataFrame({"star_id": star_id, **{c: labels[c].to_numpy() for c in LABEL_NAMES},
+                             "snr": snr, **extra})
+        meta.attrs["description"] = description
+        return SpectrumBatch(wavelength=wave, flux=flux, ivar=ivar, mask=mask, meta=meta)
+
     unit = "continuum-normalised" if normalized else "B_lambda(Teff)/B_lambda(7500 A)-scaled"
-    syn_meta.attrs["description"] = (
+    n_s = n_synthetic
+    synthetic = domain_batch(
+        syn_flux, syn_ivar, syn_mask, np.arange(n_s), syn_labels,
+        np.full(n_s, 1.0 / synthetic_error), {},
         f"Simulated synthetic-domain M-dwarf spectra (skstellar make_mdwarf_spectra): "
-        f"{unit} flux, vacuum wavelengths [A], R = {resolution:g}, error {synthetic_error:g}."
-    )
-    obs_meta.attrs["description"] = (
+        f"{unit} flux, vacuum wavelengths [A], R = {resolution:g}, error {synthetic_error:g}.")
+    observed = domain_batch(
+        obs_flux, obs_ivar, obs_mask, np.arange(n_s) if paired else n_s + np.arange(n_observed),
+        obs_labels, snr, gap,
         f"Simulated observed-domain M-dwarf spectra with a known synthetic gap "
         f"(gap_scale = {gap_scale:g}): {unit} flux, vacuum wavelengths [A], "
-        f"R = {observed_resolution:g}."
-    )
-    synthetic = SpectrumBatch(wavelength=wave, flux=syn_flux, ivar=syn_ivar, mask=syn_mask,
-                              meta=syn_meta)
-    observed = SpectrumBatch(wavelength=wave, flux=obs_flux, ivar=obs_ivar, mask=obs_mask,
-                             meta=obs_meta)
+        f"R = {observed_resolution:g}.")
     if return_truth:
         return synthetic, observed, truth
     return synthetic, observed
