@@ -1083,22 +1083,17 @@ def make_xp_catalog(
         return catalog
 
     truth = {"source_id": source_id}
-    for name in XP_LABELS:
-        truth[f"true_{name}"] = truth_labels[name]
+    truth.update({f"true_{name}": truth_labels[name] for name in XP_LABELS})
     truth["mass"] = mass
     truth["evolutionary_class"] = np.array(["dwarf", "subgiant", "rgb", "red_clump"])[cls]
     truth["population"] = np.array(["thin", "thick", "halo"])[comp]
     truth["distance_pc"] = distance
     truth["a_v"] = a_v
     truth["true_parallax"] = parallax_true
-    for name, mag in true_mag.items():
-        truth[f"true_phot_{name.lower()}_mean_mag"] = mag
-    for i, name in enumerate(_IR_BANDS):
-        truth[f"true_{name}"] = ir_true[:, i]
-    for b in XP_BANDS:
-        truth[f"true_{b}_coefficients"] = _object_column(coef_true[b])
+    truth.update({f"true_phot_{name.lower()}_mean_mag": mag for name, mag in true_mag.items()})
+    truth.update({f"true_{name}": col for name, col in zip(_IR_BANDS, ir_true.T)})
+    truth.update({f"true_{b}_coefficients": _object_column(coef_true[b]) for b in XP_BANDS})
     truth["bp_missing"] = ~bp_present
     truth["excess"] = excess
-    for name in labels:
-        truth[f"excess_sigma_{name}"] = excess_sigma[name]
+    truth.update({f"excess_sigma_{name}": excess_sigma[name] for name in labels})
     return catalog, pd.DataFrame(truth)
