@@ -813,10 +813,9 @@ def make_galaxy_spectra(
     inner = slice(pad, pad + n_pix)
     width = int(np.ceil((n_pix + 2 * pad) / _COARSE)) * _COARSE
     loglam_pad = loglam[0] + log_step * np.arange(-pad, width - pad)
-    wave_pad = 10.0**loglam_pad
     wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - pad))
     w_frac = (np.arange(_COARSE) / _COARSE).astype(np.float32)
-    inv_dlam_pad = 1.0 / (wave_pad * ln10 * log_step)
+    inv_dlam_pad = 1.0 / (10.0**loglam_pad * ln10 * log_step)  # 1 / pixel width [1/A]
     feat_rest, feat_sig, feat_old, feat_young = np.array(_ABSORPTION_FEATURES).T
 
     r_lo, r_hi = np.searchsorted(wave, _R_BAND[0]), np.searchsorted(wave, _R_BAND[1], "right")
