@@ -437,17 +437,17 @@ def _gls_operators(band, n_coefficients):
     """
     a = xp_design_matrix(band, n_coefficients)
     k, n_samp = a.shape
+
+    def outer(u, v):
+        """(N, rows of u * rows of v): per sample, the flattened outer product of the columns."""
+        return (u.T[:, :, None] * v.T[:, None, :]).reshape(n_samp, -1)
+
     if k <= n_samp - k:
-        outer = (a.T[:, :, None] * a.T[:, None, :]).reshape(n_samp, k * k)
-        return "direct", (outer,)
+        return "direct", (outer(a, a),)
     proj = _projector(band, n_coefficients)
     _, _, vt = np.linalg.svd(a)
     comp = vt[k:]  # (N - k, N), orthonormal, orthogonal to A's rows
-    q = comp.shape[0]
-    pp = (proj.T[:, :, None] * proj.T[:, None, :]).reshape(n_samp, k * k)
-    pq = (proj.T[:, :, None] * comp.T[:, None, :]).reshape(n_samp, k * q)
-    qq = (comp.T[:, :, None] * comp.T[:, None, :]).reshape(n_samp, q * q)
-    return "schur", (pp, pq, qq, proj, comp)
+    return "schur", (outer(proj, proj), outer(proj, comp), outer(comp, comp), proj, comp)
 
 
 def _gls_fit(var, eps, band, n_coefficients, work):
