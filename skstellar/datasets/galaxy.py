@@ -857,8 +857,7 @@ def make_galaxy_spectra(
         o_f, y_f = _components(np.broadcast_to(feat_rest, (m, feat_rest.size)).copy(), pc)
         y_loc = y * y_f / ((1.0 - y) * o_f + y * y_f)
         depth = (1.0 - y_loc) * feat_old + y_loc * feat_young
-        for k in range(feat_rest.size):
-            rest = feat_rest[k]
+        for k, rest in enumerate(feat_rest):
             sig_a = np.sqrt(feat_sig[k] ** 2 + (rest * pc["sigma_star"] / _C_KMS) ** 2
                             + (rest * sigma_inst_v / _C_KMS) ** 2)
             centre = (np.log10(rest) + log_opz - loglam_pad[0]) / log_step
