@@ -71,15 +71,13 @@ def to_float_array(x, name):
     """Convert an array-like (list, ndarray, Series, DataFrame) to floats."""
     if hasattr(x, "to_numpy"):
         try:
-            arr = x.to_numpy(dtype=float, na_value=np.nan)
+            return x.to_numpy(dtype=float, na_value=np.nan)
         except TypeError:  # objects whose to_numpy has no na_value keyword
-            arr = np.asarray(x.to_numpy(), dtype=float)
-    else:
-        try:
-            arr = np.asarray(x, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{name} must be numeric: {exc}") from exc
-    return arr
+            return np.asarray(x.to_numpy(), dtype=float)
+    try:
+        return np.asarray(x, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numeric: {exc}") from exc
 
 
 def _check_nan_policy(nan_policy):
@@ -143,13 +141,17 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
             f"inputs contain NaN values ({detail}); clean them or pass "
             "nan_policy='omit' to drop those rows"
         )
-    bad = np.zeros(shape[0], dtype=bool)
-    for m in nan_masks:
-        bad |= m if m.ndim == 1 else m.any(axis=1)
-    keep = ~bad
+    keep = ~np.any([m if m.ndim == 1 else m.any(axis=1) for m in nan_masks], axis=0)
     if not keep.any():
         raise ValueError("no rows left after omitting NaN values")
     return [a[keep] for a in out]
+
+
+def _prepare_per_target(arrays, names, nan_policy):
+    """:func:`_prepare` for 1-D or 2-D input whose ``"omit"`` acts per target later."""
+    _check_nan_policy(nan_policy)
+    policy = "keep" if nan_policy == "omit" else "raise"
+    return _prepare(arrays, names, policy, ndim=(1, 2))
 
 
 def _prepare_std(y_std, shape):
@@ -401,17 +403,10 @@ def _summary_per_target(arrays, y_true, target_names, summarise, what):
 
 def _residual_summary_1d(t, p):
     r = p - t
-    return {
-        "n": int(r.size),
-        "mean": _mean(r),
-        "median": _median(r),
-        "std": _std(r),
-        "robust_std": ROBUST_STD_FACTOR * _mad(r),
-        "mad": _mad(r),
-        "rmse": _rmse(r),
-        "pearson": _corr(stats.pearsonr, t, p),
-        "spearman": _corr(stats.spearmanr, t, p),
-    }
+    out = {name: kernel(r) for name, kernel in _KERNELS.items()}
+    out["pearson"] = _corr(stats.pearsonr, t, p)
+    out["spearman"] = _corr(stats.spearmanr, t, p)
+    return out
 
 
 def residual_summary(y_true, y_pred, nan_policy="raise", target_names=None):
@@ -452,9 +447,7 @@ def residual_summary(y_true, y_pred, nan_policy="raise", target_names=None):
 
         For 2-D input a DataFrame with those columns and one row per target.
     """
-    _check_nan_policy(nan_policy)
-    policy = "keep" if nan_policy == "omit" else "raise"
-    t, p = _prepare([y_true, y_pred], ["y_true", "y_pred"], policy, ndim=(1, 2))
+    t, p = _prepare_per_target([y_true, y_pred], ["y_true", "y_pred"], nan_policy)
     return _summary_per_target([t, p], y_true, target_names, _residual_summary_1d, "pairs")
 
 
@@ -529,13 +522,10 @@ def binned_statistics(
             f"unknown statistic(s) {unknown}; choose from {_BIN_STATISTICS}"
         )
     arrays = [x, y_true, y_pred]
-    names = ["x", "y_true", "y_pred"]
     if y_std is not None:
         arrays.append(_prepare_std(y_std, np.shape(to_float_array(y_true, "y_true"))))
-        names.append("y_std")
-    clean = _prepare(arrays, names, nan_policy)
-    xa, t, p = clean[:3]
-    s = clean[3] if y_std is not None else None
+    xa, t, p, *rest = _prepare(arrays, ["x", "y_true", "y_pred", "y_std"], nan_policy)
+    s = rest[0] if rest else None
     if s is not None:
         _check_positive_std(s)
 
@@ -563,10 +553,7 @@ def binned_statistics(
         z_groups = np.split(((t - p) / s)[inside][order], split_at)
         table["median_sigma"] = [_median(g) for g in sig_groups]
         table["zscore_std"] = [_std(g) for g in z_groups]
-    df = pd.DataFrame(table)
-    if "n" in df:
-        df["n"] = df["n"].astype(int)
-    return df
+    return pd.DataFrame(table)
 
 
 # --------------------------------------------------------------------------
@@ -662,13 +649,10 @@ def calibration_summary(y_true, y_pred, y_std, nan_policy="raise", target_names=
 
         For 2-D input a DataFrame with those columns, one row per target.
     """
-    _check_nan_policy(nan_policy)
-    policy = "keep" if nan_policy == "omit" else "raise"
+    _check_nan_policy(nan_policy)  # checked before y_true is read
     t = to_float_array(y_true, "y_true")
     s = _prepare_std(y_std, t.shape)
-    t, p, s = _prepare(
-        [t, y_pred, s], ["y_true", "y_pred", "y_std"], policy, ndim=(1, 2)
-    )
+    t, p, s = _prepare_per_target([t, y_pred, s], ["y_true", "y_pred", "y_std"], nan_policy)
     return _summary_per_target([t, p, s], y_true, target_names, _calibration_1d, "rows")
 
 
@@ -705,7 +689,6 @@ def coverage_curve(y_true, y_pred, y_std, nominal=None, nan_policy="raise"):
     if nominal.ndim != 1 or np.any((nominal <= 0) | (nominal >= 1)):
         raise ValueError("nominal coverages must be a 1-D array of values in (0, 1).")
     k = stats.norm.ppf(0.5 * (1.0 + nominal))
-    absz = np.abs(z)
-    observed = np.mean(absz[None, :] <= k[:, None], axis=1)
+    observed = np.mean(np.abs(z)[None, :] <= k[:, None], axis=1)
     return pd.DataFrame({"nominal": nominal, "observed": observed, "k": k})
 

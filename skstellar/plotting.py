@@ -61,10 +61,7 @@ def _finite_1d(arrays, names):
         out.append(arr)
     if not n:
         raise ValueError(f"{names[0]} is empty")
-    keep = np.ones(n, dtype=bool)
-    for arr in out:
-        if arr is not None:
-            keep &= np.isfinite(arr)
+    keep = np.all([np.isfinite(a) for a in out if a is not None], axis=0)
     if not keep.any():
         raise ValueError("no finite rows to plot")
     return [None if a is None else a[keep] for a in out]
@@ -74,15 +71,38 @@ def _with_unit(text, unit):
     return f"{text} ({unit})" if unit else text
 
 
-def _single_axes(ax, fig, figsize):
-    """Return ``(fig, ax)``: the given axes, a new axes on ``fig``, or both new."""
-    if ax is not None:
-        return ax.figure, ax
+def _figure(fig, figsize):
+    """Return ``fig``, or a new constrained-layout figure of ``figsize`` when it is None."""
     if fig is None:
         import matplotlib.pyplot as plt
 
         fig = plt.figure(figsize=figsize, layout="constrained")
+    return fig
+
+
+def _single_axes(ax, fig, figsize):
+    """Return ``(fig, ax)``: the given axes, a new axes on ``fig``, or both new."""
+    if ax is not None:
+        return ax.figure, ax
+    fig = _figure(fig, figsize)
     return fig, fig.add_subplot()
+
+
+def _scatter_style(s, c, cmap, color):
+    """Keyword arguments of ``Axes.scatter``: coloured by ``c`` if given, else ``color``."""
+    kw = {"s": s, "edgecolors": "none"}
+    if c is not None:
+        kw.update(c=c, cmap=cmap)
+    else:
+        kw.update(color=color)
+    return kw
+
+
+def _colorbar(fig, mappable, ax, label):
+    """Add a colorbar for ``mappable`` next to ``ax``, labelled ``label`` if given."""
+    cbar = fig.colorbar(mappable, ax=ax)
+    if label:
+        cbar.set_label(label)
 
 
 def _fmt(value, unit=""):
@@ -90,9 +110,12 @@ def _fmt(value, unit=""):
     return f"{text} {unit}".rstrip()
 
 
-def _annotate(ax, text, x=0.97, y=0.95):
-    """Small text box in the top-right corner of ``ax`` (axes coordinates)."""
-    ax.text(x, y, text, transform=ax.transAxes, va="top", ha="right", fontsize="small")
+def _annotate(ax, text, x=0.97, y=0.95, ha="right", **text_kw):
+    """Small text anchored at its top, by default in the top-right corner of ``ax``.
+
+    ``x`` and ``y`` are axes coordinates; ``text_kw`` go to ``Axes.text``.
+    """
+    ax.text(x, y, text, transform=ax.transAxes, va="top", ha=ha, fontsize="small", **text_kw)
 
 
 def plot_one_to_one(
@@ -158,10 +181,7 @@ def plot_one_to_one(
         ax_top, ax_bot = axes
         fig = ax_top.figure
     else:
-        if fig is None:
-            import matplotlib.pyplot as plt
-
-            fig = plt.figure(figsize=(5.0, 6.0), layout="constrained")
+        fig = _figure(fig, (5.0, 6.0))
         ax_top, ax_bot = fig.subplots(
             2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
         )
@@ -173,11 +193,7 @@ def plot_one_to_one(
         lims = (lo - pad, hi + pad)
     lims = tuple(float(v) for v in lims)
 
-    point_kw = {"s": s, "zorder": 3, "edgecolors": "none"}
-    if c is not None:
-        point_kw.update(c=c, cmap=cmap)
-    else:
-        point_kw.update(color="C0")
+    point_kw = dict(_scatter_style(s, c, cmap, "C0"), zorder=3)
 
     if e is not None:
         err_kw = {"fmt": "none", "ecolor": "0.6", "elinewidth": 0.7, "zorder": 2}
@@ -203,21 +219,11 @@ def plot_one_to_one(
             r"$\sigma_\mathrm{rob}$ = " + f"{metrics.robust_std(res):.3g} {unit or ''}".rstrip(),
         ]
     )
-    ax_top.text(
-        0.04,
-        0.96,
-        text,
-        transform=ax_top.transAxes,
-        va="top",
-        ha="left",
-        fontsize="small",
-        bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8},
-    )
+    _annotate(ax_top, text, x=0.04, y=0.96, ha="left",
+              bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
 
     if c is not None:
-        cbar = fig.colorbar(sc, ax=[ax_top, ax_bot])
-        if color_label:
-            cbar.set_label(color_label)
+        _colorbar(fig, sc, [ax_top, ax_bot], color_label)
     return fig
 
 
@@ -431,19 +437,11 @@ def plot_cmd(
     x, y, cc = _finite_1d([colour, abs_mag, c], ["colour", "abs_mag", "c"])
     fig, ax = _single_axes(ax, fig, (4.5, 5.0))
 
-    kw = {"s": s, "edgecolors": "none"}
-    if cc is not None:
-        kw.update(c=cc, cmap=cmap)
-    else:
-        kw.update(color="k")
-    kw.update(scatter_kwargs)
-    sc = ax.scatter(x, y, **kw)
+    sc = ax.scatter(x, y, **{**_scatter_style(s, cc, cmap, "k"), **scatter_kwargs})
     if not ax.yaxis_inverted():
         ax.invert_yaxis()
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if cc is not None:
-        cbar = fig.colorbar(sc, ax=ax)
-        if color_label:
-            cbar.set_label(color_label)
+        _colorbar(fig, sc, ax, color_label)
     return fig

@@ -18,10 +18,10 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
 from sklearn.utils import check_random_state
 
 from .._validation import check_integer
+from .simulation import scattered_magnitude_error, truncated_normal
 
 __all__ = [
     "XP_BANDS",
@@ -180,20 +180,15 @@ def hermite_functions(n_functions, x) -> np.ndarray:
     >>> bool(np.allclose(psi @ psi.T * (x[1] - x[0]), np.eye(3)))
     True
     """
-    if isinstance(n_functions, (bool, np.bool_)) or not isinstance(
-        n_functions, (int, np.integer)
-    ):
-        raise ValueError(f"n_functions must be a positive integer, got {n_functions!r}.")
-    if n_functions < 1:
-        raise ValueError(f"n_functions must be a positive integer, got {n_functions!r}.")
+    n_functions = check_integer("n_functions", n_functions, kind="a positive integer")
     x = np.asarray(x, dtype=float)
     if not np.all(np.isfinite(x)):
         raise ValueError("x must be finite; remove NaN or inf abscissae.")
-    out = np.empty((int(n_functions),) + x.shape)
+    out = np.empty((n_functions,) + x.shape)
     out[0] = np.pi**-0.25 * np.exp(-0.5 * x**2)
     if n_functions > 1:
         out[1] = np.sqrt(2.0) * x * out[0]
-    for n in range(1, int(n_functions) - 1):
+    for n in range(1, n_functions - 1):
         out[n + 1] = np.sqrt(2.0 / (n + 1)) * x * out[n] - np.sqrt(n / (n + 1.0)) * out[n - 1]
     return out
 
@@ -202,11 +197,6 @@ def _check_band(band):
     if band not in XP_BANDS:
         raise ValueError(f"band must be 'bp' or 'rp', got {band!r}.")
     return band
-
-
-def _pseudo_x(band):
-    lo, hi = _X_RANGE[band]
-    return np.linspace(lo, hi, XP_N_SAMPLES)
 
 
 def xp_wavelength_grid(band) -> np.ndarray:
@@ -227,8 +217,7 @@ def xp_wavelength_grid(band) -> np.ndarray:
         Wavelengths [nm], increasing.
     """
     lo, hi = _LAMBDA_RANGE_NM[_check_band(band)]
-    inv = np.linspace(1.0 / lo, 1.0 / hi, XP_N_SAMPLES)
-    return 1.0 / inv
+    return 1.0 / np.linspace(1.0 / lo, 1.0 / hi, XP_N_SAMPLES)
 
 
 def xp_design_matrix(band, n_coefficients=_MAX_COEFFICIENTS) -> np.ndarray:
@@ -253,23 +242,19 @@ def xp_design_matrix(band, n_coefficients=_MAX_COEFFICIENTS) -> np.ndarray:
         ``A[n, u]`` = psi_n(x(u)) (dimensionless).
     """
     k = _check_n_coefficients(n_coefficients)
-    return hermite_functions(k, _pseudo_x(_check_band(band)))
+    return hermite_functions(k, np.linspace(*_X_RANGE[_check_band(band)], XP_N_SAMPLES))
 
 
 def _check_n_coefficients(n_coefficients):
-    if isinstance(n_coefficients, (bool, np.bool_)) or not isinstance(
-        n_coefficients, (int, np.integer)
-    ):
-        raise ValueError(
-            f"n_coefficients must be an integer in [1, {_MAX_COEFFICIENTS}], "
-            f"got {n_coefficients!r}."
-        )
-    if not 1 <= n_coefficients <= _MAX_COEFFICIENTS:
+    # any integer passes the type check; the range has its own message below
+    k = check_integer("n_coefficients", n_coefficients, minimum=-np.inf,
+                      kind=f"an integer in [1, {_MAX_COEFFICIENTS}]")
+    if not 1 <= k <= _MAX_COEFFICIENTS:
         raise ValueError(
             f"n_coefficients must be in [1, {_MAX_COEFFICIENTS}] (55 is Gaia DR3's value), "
             f"got {n_coefficients!r}."
         )
-    return int(n_coefficients)
+    return k
 
 
 # ----------------------------------------------------------------------------
@@ -299,16 +284,12 @@ def _ccm_extinction(lam_um):
     """
     x = 1.0 / np.asarray(lam_um, dtype=float)
     r_v = 3.1
-    a = np.empty_like(x)
-    b = np.empty_like(x)
-    ir = x < 1.1
-    a[ir] = 0.574 * x[ir] ** 1.61
-    b[ir] = -0.527 * x[ir] ** 1.61
-    y = x[~ir] - 1.82
-    a[~ir] = np.polyval([0.32999, -0.77530, 0.01979, 0.72085, -0.02427, -0.50447, 0.17699, 1.0], y)
-    b[~ir] = np.polyval(
-        [-2.09002, 5.30260, -0.62251, -5.38434, 1.07233, 2.28305, 1.41338, 0.0], y
-    )
+    ir = x < 1.1  # infrared power law, else the optical polynomials in y
+    y = x - 1.82
+    a = np.where(ir, 0.574 * x**1.61, np.polyval(
+        [0.32999, -0.77530, 0.01979, 0.72085, -0.02427, -0.50447, 0.17699, 1.0], y))
+    b = np.where(ir, -0.527 * x**1.61, np.polyval(
+        [-2.09002, 5.30260, -0.62251, -5.38434, 1.07233, 2.28305, 1.41338, 0.0], y))
     return a + b / r_v
 
 
@@ -343,9 +324,7 @@ _FEATURES = (
     ("Ca II triplet", 858.0, 11.0, 0.40),
     ("H2O 930", 930.0, 25.0, 0.35),
 )
-_FEATURE_CENTRE = np.array([f[1] for f in _FEATURES])
-_FEATURE_SIGMA = np.array([f[2] for f in _FEATURES])
-_FEATURE_DEPTH = np.array([f[3] for f in _FEATURES])
+_FEATURE_CENTRE, _FEATURE_SIGMA, _FEATURE_DEPTH = np.array([f[1:] for f in _FEATURES]).T
 
 
 def _feature_optical_depths(p):
@@ -458,20 +437,20 @@ def _gls_operators(band, n_coefficients):
     """
     a = xp_design_matrix(band, n_coefficients)
     k, n_samp = a.shape
+
+    def outer(u, v):
+        """(N, rows of u * rows of v): per sample, the flattened outer product of the columns."""
+        return (u.T[:, :, None] * v.T[:, None, :]).reshape(n_samp, -1)
+
     if k <= n_samp - k:
-        outer = (a.T[:, :, None] * a.T[:, None, :]).reshape(n_samp, k * k)
-        return "direct", (outer,)
+        return "direct", (outer(a, a),)
     proj = _projector(band, n_coefficients)
     _, _, vt = np.linalg.svd(a)
     comp = vt[k:]  # (N - k, N), orthonormal, orthogonal to A's rows
-    q = comp.shape[0]
-    pp = (proj.T[:, :, None] * proj.T[:, None, :]).reshape(n_samp, k * k)
-    pq = (proj.T[:, :, None] * comp.T[:, None, :]).reshape(n_samp, k * q)
-    qq = (comp.T[:, :, None] * comp.T[:, None, :]).reshape(n_samp, q * q)
-    return "schur", (pp, pq, qq, proj, comp)
+    return "schur", (outer(proj, proj), outer(proj, comp), outer(comp, comp), proj, comp)
 
 
-def _gls_fit(var, eps, band, n_coefficients, work=None):
+def _gls_fit(var, eps, band, n_coefficients, work):
     """Formal covariance and noise of a weighted Hermite fit to m sampled spectra.
 
     Parameters
@@ -482,7 +461,7 @@ def _gls_fit(var, eps, band, n_coefficients, work=None):
         One noise realisation per spectrum, eps ~ N(0, diag(var)).
     band : {"bp", "rp"}
     n_coefficients : int
-    work : dict or None
+    work : dict
         Reusable buffers ``"cov"`` (>= m, k * k) and ``"gain"`` (>= m, k, k);
         reusing them across chunks avoids re-faulting ~100 MB per chunk.
 
@@ -490,7 +469,7 @@ def _gls_fit(var, eps, band, n_coefficients, work=None):
     -------
     cov : ndarray of shape (m, k * k)
         Flattened C = (A W A^T)^-1, W = diag(1 / var) (a view of
-        ``work["cov"]`` when given).
+        ``work["cov"]`` in the Schur mode).
     noise : ndarray of shape (m, k)
         C A W eps, the change of the weighted least-squares coefficients
         caused by ``eps``; its covariance is exactly C.
@@ -506,8 +485,6 @@ def _gls_fit(var, eps, band, n_coefficients, work=None):
         return cov.reshape(m, k * k), noise
     pp, pq, qq, proj, comp = ops
     q = comp.shape[0]
-    if work is None:
-        work = {"cov": np.empty((m, k * k)), "gain": np.empty((m, k, k))}
     cov = np.matmul(var, pp, out=work["cov"][:m])  # P V P^T, flattened
     g12t = (var @ pq).reshape(m, k, q).transpose(0, 2, 1)  # Q V P^T
     g22 = (var @ qq).reshape(m, q, q)  # Q V Q^T
@@ -539,17 +516,15 @@ def _calibration():
     cal = {"zp_G": _SUN_ABS_MAG["G"] + 2.5 * np.log10(_g_shape(sun).sum())}
     # Internal flux unit: 18 Sco at G = 5.33 has the measured c0 in each band.
     scale = 10.0 ** (-0.4 * (_ANCHOR_G - cal["zp_G"])) / _g_shape(anchor).sum()
+    scale_sun = 10.0 ** (-0.4 * (_SUN_ABS_MAG["G"] - cal["zp_G"])) / _g_shape(sun).sum()
     for band in XP_BANDS:
         lam, weight, lsf, _ = _band_geometry(band)
         f = scale * _intrinsic_spectrum(anchor, lam, lsf) * weight
         c0 = (f @ _projector(band, _MAX_COEFFICIENTS).T)[0, 0]
         cal[f"k_{band}"] = _ANCHOR_C0[band] / c0
-    # BP / RP zero points from the Sun's colours (synthetic sums of the samples).
-    scale_sun = 10.0 ** (-0.4 * (_SUN_ABS_MAG["G"] - cal["zp_G"])) / _g_shape(sun).sum()
-    for band, name in (("bp", "BP"), ("rp", "RP")):
-        lam, weight, lsf, _ = _band_geometry(band)
+        # BP / RP zero points from the Sun's colours (synthetic sums of the samples).
         total = cal[f"k_{band}"] * scale_sun * (_intrinsic_spectrum(sun, lam, lsf) * weight).sum()
-        cal[f"zp_{band}"] = _SUN_ABS_MAG[name] + 2.5 * np.log10(total)
+        cal[f"zp_{band}"] = _SUN_ABS_MAG[band.upper()] + 2.5 * np.log10(total)
     # Infrared: Planck photon flux at the effective wavelengths, Sun at 1 R_sun.
     ir_sun = _photon_planck(_IR_LAMBDA_UM * 1e3, sun["teff"])[0]
     cal["zp_ir"] = np.array([_SUN_ABS_MAG[b] for b in _IR_BANDS]) + 2.5 * np.log10(ir_sun)
@@ -561,20 +536,13 @@ def _calibration():
 # ----------------------------------------------------------------------------
 
 
-def _truncated_normal(rng, mean, sigma, low, high):
-    """Per-element truncated normal draws by inverse CDF (vectorised)."""
-    a, b = ndtr((low - mean) / sigma), ndtr((high - mean) / sigma)
-    u = a + (b - a) * rng.uniform(size=np.shape(mean))
-    return np.clip(mean + sigma * ndtri(np.clip(u, 1e-300, 1.0 - 1e-16)), low, high)
-
-
 def _draw_population(n, rng):
     """Labels, masses and evolutionary classes of ``n`` stars (see Notes)."""
     # Galactic components: thin disc, thick disc, halo.
     comp = rng.choice(3, size=n, p=[0.70, 0.22, 0.08])
     feh_mean = np.array([-0.05, -0.55, -1.35])[comp]
     feh_sigma = np.array([0.20, 0.22, 0.40])[comp]
-    fe_h = _truncated_normal(rng, feh_mean, feh_sigma, -2.0, 0.5)
+    fe_h = truncated_normal(rng, feh_mean, feh_sigma, -2.0, 0.5, u_clip=(1e-300, 1.0 - 1e-16))
     low_alpha = np.clip(-0.08 * fe_h, -0.03, 0.12) + 0.01
     high_alpha = 0.30 - 0.18 * np.clip((fe_h + 0.9) / 1.0, 0.0, 1.0)
     alpha_m = np.where(comp == 0, low_alpha, high_alpha) + rng.normal(0.0, 0.025, n)
@@ -634,11 +602,8 @@ def _label_errors(labels, rng, n):
         "teff": 1.0 + 0.4 * hot,
         "logg": 1.0 + 0.3 * hot,
     }
-    out = {}
-    for name in XP_LABELS:
-        f = factor.get(name, (1.0 + 0.6 * hot) * (1.0 + 0.8 * poor))
-        out[name] = _LABEL_ERROR[name] * f * snr
-    return out
+    abundance = (1.0 + 0.6 * hot) * (1.0 + 0.8 * poor)
+    return {name: _LABEL_ERROR[name] * factor.get(name, abundance) * snr for name in XP_LABELS}
 
 
 # ----------------------------------------------------------------------------
@@ -683,11 +648,6 @@ def _check_labels(labels):
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must not repeat a name, got {list(labels)}.")
     return labels
-
-
-def _mag_error(model, mag):
-    floor, scale, ref = model
-    return floor + scale * 10.0 ** (0.4 * (mag - ref))
 
 
 def _object_column(rows, present=None):
@@ -1002,19 +962,16 @@ def make_xp_catalog(
     # --- outputs ----------------------------------------------------------------
     n_corr = k * (k - 1) // 2
     tri_i, tri_j = np.tril_indices(k, -1)
-    diag = np.arange(k)
     coef = {b: np.empty((n, k)) for b in XP_BANDS}
     coef_err = {b: np.empty((n, k)) for b in XP_BANDS}
     corr = {b: np.empty((n, n_corr), dtype=np.float32) for b in XP_BANDS}
     coef_true = {b: np.empty((n, k)) for b in XP_BANDS} if return_truth else None
-    std_dev = {}
     band_mag = {b: np.empty(n) for b in XP_BANDS}
     distance = np.empty(n)
     a_v = np.empty(n)
     noise_rng = {b: np.random.default_rng(int(s)) for b, s in zip(XP_BANDS, noise_seeds)}
     mismatch = 1.06 + 0.15 * 10.0 ** (-0.4 * (g_true - 10.0))
-    for b in XP_BANDS:
-        std_dev[b] = np.sqrt(chi2[b] / (XP_N_SAMPLES * n_transits - k) * mismatch)
+    std_dev = {b: np.sqrt(chi2[b] / (XP_N_SAMPLES * n_transits - k) * mismatch) for b in XP_BANDS}
     m_max = min(n, _CHUNK)
     work = {
         "cov": np.empty((m_max, k * k)),
@@ -1023,7 +980,7 @@ def make_xp_catalog(
         "scale": np.empty((m_max, n_corr)),
     }
     flat_lower = tri_i * k + tri_j
-    flat_diag = diag * (k + 1)
+    flat_diag = np.arange(k) * (k + 1)
 
     for start in range(0, n, _CHUNK):
         sl = slice(start, min(start + _CHUNK, n))
@@ -1080,40 +1037,28 @@ def make_xp_catalog(
     ir_true = ir_abs + dist_mod[:, None] + a_v[:, None] * _ccm_extinction(_IR_LAMBDA_UM)
     true_mag = {"G": g_true, "BP": band_mag["bp"], "RP": band_mag["rp"]}
     catalog = {"source_id": source_id}
+    bp_present = rng.uniform(size=n) >= missing_bp_fraction
     for b in XP_BANDS:
-        present = None
-        if b == "bp":
-            present = rng.uniform(size=n) >= missing_bp_fraction
+        present = bp_present if b == "bp" else np.ones(n, dtype=bool)
         catalog[f"{b}_coefficients"] = _object_column(coef[b], present)
         catalog[f"{b}_coefficient_errors"] = _object_column(coef_err[b], present)
         catalog[f"{b}_coefficient_correlations"] = _object_column(corr[b], present)
-        sd = std_dev[b].copy()
-        n_par = np.full(n, k, dtype=np.int64)
-        if present is not None:
-            sd[~present] = np.nan
-            n_par[~present] = 0
-            bp_present = present
-        catalog[f"{b}_standard_deviation"] = sd
-        catalog[f"{b}_n_parameters"] = n_par
+        catalog[f"{b}_standard_deviation"] = np.where(present, std_dev[b], np.nan)
+        catalog[f"{b}_n_parameters"] = np.where(present, np.int64(k), np.int64(0))
     spread = {}
-    for name in ("G", "BP", "RP"):
-        sigma = _mag_error(_GAIA_MAG_ERROR[name], true_mag[name])
-        sigma = sigma * np.exp(0.1 * rng.standard_normal(n))
-        spread[name] = sigma
-        col = f"phot_{name.lower()}_mean_mag"
-        catalog[col] = true_mag[name] + sigma * rng.standard_normal(n)
-    for name in ("G", "BP", "RP"):
-        catalog[f"phot_{name.lower()}_mean_flux_over_error"] = _MAG_PER_LN_FLUX / spread[name]
+    for name, mag in true_mag.items():
+        spread[name] = scattered_magnitude_error(_GAIA_MAG_ERROR[name], mag, rng)
+        catalog[f"phot_{name.lower()}_mean_mag"] = mag + spread[name] * rng.standard_normal(n)
+    for name, sigma in spread.items():
+        catalog[f"phot_{name.lower()}_mean_flux_over_error"] = _MAG_PER_LN_FLUX / sigma
     parallax_true = 1000.0 / distance
-    plx_err = _mag_error(_PARALLAX_ERROR, g_true) * np.exp(0.1 * rng.standard_normal(n))
+    plx_err = scattered_magnitude_error(_PARALLAX_ERROR, g_true, rng)
     catalog["parallax"] = parallax_true + plx_err * rng.standard_normal(n)
     catalog["parallax_error"] = plx_err
     ir_err_names = {"j_m": "j_msigcom", "h_m": "h_msigcom",
                     "w1mpro": "w1sigmpro", "w2mpro": "w2sigmpro"}
     for i, name in enumerate(_IR_BANDS):
-        sigma = _mag_error(_IR_MAG_ERROR[name], ir_true[:, i]) * np.exp(
-            0.1 * rng.standard_normal(n)
-        )
+        sigma = scattered_magnitude_error(_IR_MAG_ERROR[name], ir_true[:, i], rng)
         catalog[name] = ir_true[:, i] + sigma * rng.standard_normal(n)
         catalog[ir_err_names[name]] = sigma
 
@@ -1138,23 +1083,17 @@ def make_xp_catalog(
         return catalog
 
     truth = {"source_id": source_id}
-    for name in XP_LABELS:
-        truth[f"true_{name}"] = truth_labels[name]
+    truth.update({f"true_{name}": truth_labels[name] for name in XP_LABELS})
     truth["mass"] = mass
     truth["evolutionary_class"] = np.array(["dwarf", "subgiant", "rgb", "red_clump"])[cls]
     truth["population"] = np.array(["thin", "thick", "halo"])[comp]
     truth["distance_pc"] = distance
     truth["a_v"] = a_v
     truth["true_parallax"] = parallax_true
-    truth["true_phot_g_mean_mag"] = g_true
-    truth["true_phot_bp_mean_mag"] = band_mag["bp"]
-    truth["true_phot_rp_mean_mag"] = band_mag["rp"]
-    for i, name in enumerate(_IR_BANDS):
-        truth[f"true_{name}"] = ir_true[:, i]
-    for b in XP_BANDS:
-        truth[f"true_{b}_coefficients"] = _object_column(coef_true[b])
+    truth.update({f"true_phot_{name.lower()}_mean_mag": mag for name, mag in true_mag.items()})
+    truth.update({f"true_{name}": col for name, col in zip(_IR_BANDS, ir_true.T)})
+    truth.update({f"true_{b}_coefficients": _object_column(coef_true[b]) for b in XP_BANDS})
     truth["bp_missing"] = ~bp_present
     truth["excess"] = excess
-    for name in labels:
-        truth[f"excess_sigma_{name}"] = excess_sigma[name]
+    truth.update({f"excess_sigma_{name}": excess_sigma[name] for name in labels})
     return catalog, pd.DataFrame(truth)

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.special import erf, expit, gammainc, gammaincinv, ndtr, ndtri
+from scipy.special import erf, expit, gammainc, gammaincinv
 from sklearn.utils import check_random_state
 
-from .._validation import check_range_pair
+from .._validation import check_integer, check_range_pair
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
+from .simulation import flag_bad_pixels, truncated_normal
 
 __all__ = [
     "make_galaxy_spectra",
@@ -322,14 +323,6 @@ def _calzetti_inv_micron(x):
 
 
 
-def _truncated_normal(rng, mean, sigma, low, high):
-    """Normal(mean, sigma) truncated to [low, high] by inverse-CDF sampling."""
-    a = ndtr((low - mean) / sigma)
-    b = ndtr((high - mean) / sigma)
-    u = rng.uniform(size=np.shape(mean)) * (b - a) + a
-    return np.clip(mean + sigma * ndtri(u), low, high)
-
-
 def _window(centre, sigma, n_sigma, width):
     """Pixel windows around one Gaussian per row of a (n, width) array.
 
@@ -401,15 +394,13 @@ def _sky_and_throughput(wave, log_step, sigma_inst_pix):
     mimics a two-arm spectrograph: low efficiency below ~4100 A and above
     ~8700 A and a dip at the dichroic cross-over near 5850 A.
     """
-    npix = wave.size
     loglam0 = np.log10(wave[0])
     dlam = wave * np.log(10.0) * log_step  # pixel widths [A]
-    lines = np.zeros((1, npix))
+    lines = np.zeros((1, wave.size))
     for line_wave, ew in _SKY_LINES:
         centre = np.array([(np.log10(line_wave) - loglam0) / log_step])
         _add_emission(lines, centre, np.array([sigma_inst_pix]), np.array([ew]))
-    lines = lines[0]
-    sky = 1.0 + 0.5 * (wave - 3700.0) / 5300.0 + lines / dlam
+    sky = 1.0 + 0.5 * (wave - 3700.0) / 5300.0 + lines[0] / dlam
     throughput = (
         expit((wave - 4100.0) / 180.0)
         * expit(-(wave - 8700.0) / 250.0)
@@ -435,7 +426,7 @@ def _draw_galaxies(rng, n, star_forming_fraction, z_range, snr_range, label_nois
 
     # stellar mass: more massive galaxies dominate at higher z (flux limit)
     mean = np.where(sf, 9.75 + 3.0 * p["z"], 10.55 + 2.0 * p["z"])
-    p["log_mstar"] = _truncated_normal(rng, mean, np.where(sf, 0.5, 0.35), 8.5, 11.5)
+    p["log_mstar"] = truncated_normal(rng, mean, np.where(sf, 0.5, 0.35), 8.5, 11.5)
 
     # gas-phase metallicity (MPA-JHU scale) from the Tremonti et al. MZR
     oh = tremonti_mass_metallicity(p["log_mstar"]) + 0.1 * rng.standard_normal(n)
@@ -773,10 +764,7 @@ def make_galaxy_spectra(
     >>> bool(batch.meta["star_forming"].all())
     True
     """
-    if isinstance(n_spectra, (bool, np.bool_)) or not isinstance(n_spectra, (int, np.integer)):
-        raise ValueError(f"n_spectra must be a positive integer, got {n_spectra!r}.")
-    if n_spectra < 1:
-        raise ValueError(f"n_spectra must be a positive integer, got {n_spectra!r}.")
+    n = check_integer("n_spectra", n_spectra, kind="a positive integer")
     sff = float(star_forming_fraction)
     if not 0.0 <= sff <= 1.0:
         raise ValueError(
@@ -807,7 +795,6 @@ def make_galaxy_spectra(
         raise ValueError("The wavelength grid must cover the r band (5500-6900 A).")
 
     rng = check_random_state(random_state)
-    n = int(n_spectra)
     p = _draw_galaxies(rng, n, sff, z_range, snr_range, label_noise)
     noise_rng = np.random.default_rng(rng.randint(0, 2**31 - 1, size=4))
 
@@ -826,22 +813,17 @@ def make_galaxy_spectra(
     inner = slice(pad, pad + n_pix)
     width = int(np.ceil((n_pix + 2 * pad) / _COARSE)) * _COARSE
     loglam_pad = loglam[0] + log_step * np.arange(-pad, width - pad)
-    wave_pad = 10.0**loglam_pad
     wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - pad))
     w_frac = (np.arange(_COARSE) / _COARSE).astype(np.float32)
-    inv_dlam_pad = 1.0 / (wave_pad * ln10 * log_step)
-    rband_pad = np.zeros(width, dtype=bool)
-    rband_pad[inner] = rband
-    feat = np.array(_ABSORPTION_FEATURES)
-    feat_rest, feat_sig, feat_old, feat_young = feat.T
-    ha_rest = EMISSION_LINES["Halpha"]
+    inv_dlam_pad = 1.0 / (10.0**loglam_pad * ln10 * log_step)  # 1 / pixel width [1/A]
+    feat_rest, feat_sig, feat_old, feat_young = np.array(_ABSORPTION_FEATURES).T
 
     r_lo, r_hi = np.searchsorted(wave, _R_BAND[0]), np.searchsorted(wave, _R_BAND[1], "right")
     r_coarse = (wave_coarse >= _R_BAND[0]) & (wave_coarse <= _R_BAND[1])
 
     flux = np.empty((n, n_pix), dtype=np.float32)
     ivar = np.empty((n, n_pix), dtype=np.float32)
-    mask = np.empty((n, n_pix), dtype=bool)
+    mask = np.zeros((n, n_pix), dtype=bool)
     fluxes = {name: np.zeros(n) for name in EMISSION_LINES}
     residual_lines = [w for w in _SKY_RESIDUAL_LINES if wave[0] < w < wave[-1]]
     # work buffers reused by every chunk
@@ -875,15 +857,14 @@ def make_galaxy_spectra(
         o_f, y_f = _components(np.broadcast_to(feat_rest, (m, feat_rest.size)).copy(), pc)
         y_loc = y * y_f / ((1.0 - y) * o_f + y * y_f)
         depth = (1.0 - y_loc) * feat_old + y_loc * feat_young
-        for k in range(feat_rest.size):
-            rest = feat_rest[k]
+        for k, rest in enumerate(feat_rest):
             sig_a = np.sqrt(feat_sig[k] ** 2 + (rest * pc["sigma_star"] / _C_KMS) ** 2
                             + (rest * sigma_inst_v / _C_KMS) ** 2)
             centre = (np.log10(rest) + log_opz - loglam_pad[0]) / log_step
             _apply_absorption(cont, centre, sig_a / (rest * ln10 * log_step), depth[:, k])
 
         # --- emission lines ---------------------------------------------------------
-        lam_ha = np.full((m, 1), ha_rest)
+        lam_ha = np.full((m, 1), EMISSION_LINES["Halpha"])
         o_ha, y_ha = _components(lam_ha, pc)
         c_ha = norm * (((1.0 - y) * o_ha + y * y_ha) * _dust(lam_ha, ebv_star))[:, 0]
         line_f = _line_fluxes(pc, pc["ew_halpha"] * opz * c_ha)
@@ -920,14 +901,7 @@ def make_galaxy_spectra(
         np.multiply(sigma, sigma, out=iv)
         np.divide(1.0, iv, out=iv)
         # bad pixels: a Poisson number per spectrum at random positions
-        n_bad = noise_rng.poisson(bad_pixel_fraction * n_pix, m)
-        bad_rows = np.repeat(np.arange(m), n_bad)
-        bad_cols = noise_rng.integers(0, n_pix, bad_rows.size)
-        bad = mask[sl]
-        bad.fill(False)
-        bad[bad_rows, bad_cols] = True
-        obs[bad_rows, bad_cols] = 0.0
-        iv[bad_rows, bad_cols] = 0.0
+        flag_bad_pixels(noise_rng, bad_pixel_fraction, obs, iv, mask[sl])
 
     sf = p["kind"] == 0
     has_lines = p["kind"] != 2

@@ -12,10 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from scipy.interpolate import CubicSpline
-from scipy.special import ndtr, ndtri
 from sklearn.utils import check_random_state
 
-from .._validation import check_range_pair
+from .._validation import check_integer, check_range_pair
 from ..columns import (
     BAND_COLUMNS,
     BAND_ERROR_COLUMNS,
@@ -29,6 +28,7 @@ from ..columns import (
     absolute_name,
 )
 from ._moved import moved_getattr
+from .simulation import scattered_magnitude_error, truncated_normal
 
 __all__ = [
     "make_mdwarf_photometry",
@@ -150,18 +150,7 @@ def _metallicity_shift(mks, feh):
 
 def _assemble(mks, colours):
     """(n,) M_Ks and (n, 7) colours M_b - M_Ks -> (n, 8) magnitudes in band order."""
-    mags = np.empty((mks.size, len(MDWARF_BANDS)))
-    ks = MDWARF_BANDS.index("Ks")
-    mags[:, ks] = mks
-    others = [i for i, band in enumerate(MDWARF_BANDS) if band != "Ks"]
-    mags[:, others] = mks[:, None] + colours
-    return mags
-
-
-def _reported_error(band, mag, rng):
-    floor, scale, ref = _ERROR_MODEL[band]
-    sigma = floor + scale * 10.0 ** (0.4 * (mag - ref))
-    return sigma * np.exp(0.1 * rng.standard_normal(mag.shape))
+    return np.insert(mks[:, None] + colours, MDWARF_BANDS.index("Ks"), mks, axis=1)
 
 
 def make_mdwarf_photometry(
@@ -347,10 +336,7 @@ def make_mdwarf_photometry(
     >>> X.shape
     (1000, 8)
     """
-    if isinstance(n_samples, (bool, np.bool_)) or not isinstance(n_samples, (int, np.integer)):
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
-    if n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}.")
+    n = check_integer("n_samples", n_samples, kind="a positive integer")
     feh_lo, feh_hi = check_range_pair("feh_range", feh_range, -1.0, 1.0, domain="calibrated")
     spt_lo, spt_hi = check_range_pair("spectral_type_range", spectral_type_range, 0.0, 5.0,
                                       domain="calibrated")
@@ -359,13 +345,11 @@ def make_mdwarf_photometry(
             f"feh_distribution must be 'birky' or 'uniform', got {feh_distribution!r}."
         )
     rng = check_random_state(random_state)
-    n = int(n_samples)
 
     # --- latent parameters --------------------------------------------------
     if feh_distribution == "birky":
         mean, sigma = _BIRKY_FEH
-        u = rng.uniform(ndtr((feh_lo - mean) / sigma), ndtr((feh_hi - mean) / sigma), n)
-        feh_true = np.clip(mean + sigma * ndtri(u), feh_lo, feh_hi)
+        feh_true = truncated_normal(rng, np.full(n, mean), sigma, feh_lo, feh_hi)
     else:
         feh_true = rng.uniform(feh_lo, feh_hi, n)
     spt = rng.uniform(spt_lo, spt_hi, n)
@@ -389,13 +373,11 @@ def make_mdwarf_photometry(
 
     # --- reported errors -------------------------------------------------------
     sigma_mag = np.column_stack(
-        [_reported_error(band, app_true[:, i], rng) for i, band in enumerate(MDWARF_BANDS)]
+        [scattered_magnitude_error(_ERROR_MODEL[band], app_true[:, i], rng)
+         for i, band in enumerate(MDWARF_BANDS)]
     )
     g_true = app_true[:, MDWARF_BANDS.index("G")]
-    floor, scale, ref = _PARALLAX_ERROR_MODEL
-    parallax_error = (floor + scale * 10.0 ** (0.4 * (g_true - ref))) * np.exp(
-        0.1 * rng.standard_normal(n)
-    )
+    parallax_error = scattered_magnitude_error(_PARALLAX_ERROR_MODEL, g_true, rng)
     feh_error = rng.uniform(*_FEH_ERROR_RANGE, n)
     ruwe = np.clip(1.0 * np.exp(0.08 * rng.standard_normal(n)), 0.75, 1.39)
 
@@ -416,33 +398,25 @@ def make_mdwarf_photometry(
             return X, feh, abs_true, feh_true
         return X, feh
 
-    columns = {}
-    for i, band in enumerate(MDWARF_BANDS):
-        columns[BAND_COLUMNS[band]] = app_obs[:, i]
-        if BAND_ERROR_COLUMNS[band] is None:
-            columns[BAND_FLUX_OVER_ERROR_COLUMNS[band]] = _MAG_PER_LN_FLUX / sigma_mag[:, i]
-        else:
-            columns[BAND_ERROR_COLUMNS[band]] = sigma_mag[:, i]
+    # Columns in catalogue order: Gaia (magnitudes, flux_over_error, astrometry),
+    # then 2MASS and WISE (magnitudes, errors, quality flags), then the label.
+    mag = dict(zip(MDWARF_BANDS, app_obs.T))
+    sig = dict(zip(MDWARF_BANDS, sigma_mag.T))
+    gaia = ("BP", "G", "RP")
+    columns = {BAND_COLUMNS[b]: mag[b] for b in gaia}
+    columns.update({BAND_FLUX_OVER_ERROR_COLUMNS[b]: _MAG_PER_LN_FLUX / sig[b] for b in gaia})
     columns[GAIA_DR3["parallax"]] = parallax
     columns[GAIA_DR3["parallax_error"]] = parallax_error
     columns[GAIA_DR3["parallax_over_error"]] = parallax / parallax_error
     columns[GAIA_DR3["ruwe"]] = ruwe
-    columns[TWOMASS["quality"]] = np.full(n, "AAA")
-    columns[WISE["quality"]] = np.full(n, "AA")
+    for bands, quality, flags in ((("J", "H", "Ks"), TWOMASS["quality"], "AAA"),
+                                  (("W1", "W2"), WISE["quality"], "AA")):
+        columns.update({BAND_COLUMNS[b]: mag[b] for b in bands})
+        columns.update({BAND_ERROR_COLUMNS[b]: sig[b] for b in bands})
+        columns[quality] = np.full(n, flags)
     columns[FEH] = feh
     columns[FEH_ERROR] = feh_error
-    order = (
-        [BAND_COLUMNS[b] for b in ("BP", "G", "RP")]
-        + [BAND_FLUX_OVER_ERROR_COLUMNS[b] for b in ("BP", "G", "RP")]
-        + [GAIA_DR3[k] for k in ("parallax", "parallax_error", "parallax_over_error", "ruwe")]
-        + [BAND_COLUMNS[b] for b in ("J", "H", "Ks")]
-        + [BAND_ERROR_COLUMNS[b] for b in ("J", "H", "Ks")]
-        + [TWOMASS["quality"]]
-        + [BAND_COLUMNS[b] for b in ("W1", "W2")]
-        + [BAND_ERROR_COLUMNS[b] for b in ("W1", "W2")]
-        + [WISE["quality"], FEH, FEH_ERROR]
-    )
-    frame = pd.DataFrame({name: columns[name] for name in order})
+    frame = pd.DataFrame(columns)
     if return_truth:
         frame[f"{FEH}_true"] = feh_true
         frame["parallax_true"] = parallax_true

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import scipy.fft as sp_fft
-from scipy.special import expit, ndtr, ndtri
+from scipy.special import expit
 from sklearn.utils import Bunch, check_random_state
 
 from .._validation import (
@@ -45,6 +45,7 @@ from .._validation import (
     missing_column_error,
 )
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
+from .simulation import flag_bad_pixels, truncated_normal
 
 __all__ = [
     "LABEL_NAMES",
@@ -219,13 +220,6 @@ def mdwarf_wavelength_grid(start=6000.0, stop=8900.0, step=1.0):
     return start + step * np.arange(n)
 
 
-def _truncated_normal(rng, mean, sd, lo, hi):
-    """Normal(mean, sd) truncated to [lo, hi] by inverse-CDF sampling (vectorised)."""
-    a, b = ndtr((lo - mean) / sd), ndtr((hi - mean) / sd)
-    u = a + (b - a) * rng.uniform(size=np.shape(mean))
-    return np.clip(mean + sd * ndtri(np.clip(u, 1e-12, 1 - 1e-12)), lo, hi)
-
-
 def draw_mdwarf_labels(n, random_state=None):
     """Draw M-dwarf labels from the distribution shared by both simulated domains.
 
@@ -255,10 +249,11 @@ def draw_mdwarf_labels(n, random_state=None):
     n = check_integer("n", n, minimum=0)
     rng = check_random_state(random_state)
     teff = 3000.0 + 1000.0 * rng.beta(2.2, 1.5, size=n)
-    m_h = _truncated_normal(rng, np.full(n, -0.15), 0.30, *LABEL_RANGES["m_h"])
+    u_clip = (1e-12, 1 - 1e-12)
+    m_h = truncated_normal(rng, np.full(n, -0.15), 0.30, *LABEL_RANGES["m_h"], u_clip=u_clip)
     x = (4000.0 - teff) / 1000.0
     mu = 4.65 + 0.35 * x + 0.20 * x**2 - 0.12 * m_h
-    logg = _truncated_normal(rng, mu, 0.04, *LABEL_RANGES["logg"])
+    logg = truncated_normal(rng, mu, 0.04, *LABEL_RANGES["logg"], u_clip=u_clip)
     return pd.DataFrame({"teff": teff, "logg": logg, "m_h": m_h})
 
 
@@ -350,9 +345,7 @@ def _species_factor(species, labels):
 
 def _model_components():
     """Names, species and tau_ref of the model's basis columns (fixed order)."""
-    comps = []
-    for name, sysd in MDWARF_BAND_SYSTEMS.items():
-        comps.append((name, sysd["species"], sysd["tau_ref"]))
+    comps = [(name, sysd["species"], sysd["tau_ref"]) for name, sysd in MDWARF_BAND_SYSTEMS.items()]
     for name, line in MDWARF_ATOMIC_LINES.items():
         comps.append((name, line["species"], line["tau_ref"]))
         if line["wing_tau"] > 0:
@@ -365,15 +358,13 @@ _COMPONENTS = _model_components()
 
 def _model_basis(lam):
     """Optical-depth shapes (per unit strength) of the model's components on ``lam``."""
-    rows = []
-    for name, sysd in MDWARF_BAND_SYSTEMS.items():
-        rows.append(_band_shape(lam, sysd["heads"], sysd["tail"], sysd["end"]))
-    for name, line in MDWARF_ATOMIC_LINES.items():
-        core = sum(w * _gauss(lam, c, line["sigma"])
-                   for c, w in zip(line["wavelengths"], line["weights"]))
-        rows.append(core)
-        if line["wing_tau"] > 0:
-            rows.append(sum(w * _gauss(lam, c, line["wing_sigma"])
+    rows = [_band_shape(lam, sysd["heads"], sysd["tail"], sysd["end"])
+            for sysd in MDWARF_BAND_SYSTEMS.values()]
+    for line in MDWARF_ATOMIC_LINES.values():
+        # the core, then (pressure-broadened alkali lines only) the wing
+        widths = (line["sigma"], line["wing_sigma"]) if line["wing_tau"] > 0 else (line["sigma"],)
+        for sigma in widths:
+            rows.append(sum(w * _gauss(lam, c, sigma)
                             for c, w in zip(line["wavelengths"], line["weights"])))
     return np.array(rows)
 
@@ -632,19 +623,18 @@ def _draw_gap(rng, labels, gap_scale):
     }
 
 
+#: Gap parameter that scales the optical depths of each distorted molecular species.
+_GAP_SCALES = {"TiO": "tio_scale", "CaH": "cah_scale", "VO": "vo_scale"}
+
+
 def _gap_strengths(labels, gap):
     """(n, K + 3) amplitudes of the observed domain: distorted model + extra absorbers."""
     base = _model_strengths(labels)
     scale = np.ones_like(base)
     for k, (name, species, _) in enumerate(_COMPONENTS):
-        if species == "TiO":
-            scale[:, k] = gap["tio_scale"]
-        elif species == "CaH":
-            scale[:, k] = gap["cah_scale"]
-        elif species == "VO":
-            scale[:, k] = gap["vo_scale"]
-        elif name.endswith("_wing"):
-            scale[:, k] = gap["alkali_wing_scale"]
+        key = _GAP_SCALES.get(species, "alkali_wing_scale" if name.endswith("_wing") else None)
+        if key is not None:
+            scale[:, k] = gap[key]
     tio = _species_factor("TiO", labels)
     extra = np.column_stack([
         tio * gap["extra_band_strength"],
@@ -917,21 +907,14 @@ def make_mdwarf_spectra(
     obs_flux *= sigma
     obs_flux += truth_obs
     obs_mask = np.zeros(obs_flux.shape, dtype=bool)
-    n_bad = noise_rng.poisson(bad_pixel_fraction * wave.size, n_observed)
-    bad_rows = np.repeat(np.arange(n_observed), n_bad)
-    bad_cols = noise_rng.integers(0, wave.size, bad_rows.size)
-    obs_mask[bad_rows, bad_cols] = True
-    obs_flux[bad_rows, bad_cols] = 0.0
-    obs_ivar[bad_rows, bad_cols] = 0.0
+    flag_bad_pixels(noise_rng, bad_pixel_fraction, obs_flux, obs_ivar, obs_mask)
 
     syn_ivar = np.full(syn_flux.shape, 1.0 / synthetic_error**2, dtype=f32)
     syn_mask = np.zeros(syn_flux.shape, dtype=bool)
     if mask_telluric:
-        from ..preprocessing.continuum import PAPER_MASK_WINDOWS
+        from ..preprocessing.continuum import window_mask
 
-        win = np.zeros(wave.size, dtype=bool)
-        for w_lo, w_hi in PAPER_MASK_WINDOWS:
-            win |= (wave >= w_lo) & (wave <= w_hi)
+        win = window_mask(wave, "paper")
         syn_mask |= win
         obs_mask |= win
 
@@ -959,33 +942,25 @@ def make_mdwarf_spectra(
                 truth[key] = truth[key] * sed_o
             truth["error"] = sigma * sed_o
 
-    n_s = n_synthetic
-    syn_meta = pd.DataFrame({
-        "star_id": np.arange(n_s),
-        **{c: syn_labels[c].to_numpy() for c in LABEL_NAMES},
-        "snr": np.full(n_s, 1.0 / synthetic_error),
-    })
-    obs_ids = np.arange(n_s) if paired else n_s + np.arange(n_observed)
-    obs_meta = pd.DataFrame({
-        "star_id": obs_ids,
-        **{c: obs_labels[c].to_numpy() for c in LABEL_NAMES},
-        "snr": snr,
-        **gap,
-    })
+    def domain_batch(flux, ivar, mask, star_id, labels, snr, extra, description):
+        meta = pd.DataFrame({"star_id": star_id, **{c: labels[c].to_numpy() for c in LABEL_NAMES},
+                             "snr": snr, **extra})
+        meta.attrs["description"] = description
+        return SpectrumBatch(wavelength=wave, flux=flux, ivar=ivar, mask=mask, meta=meta)
+
     unit = "continuum-normalised" if normalized else "B_lambda(Teff)/B_lambda(7500 A)-scaled"
-    syn_meta.attrs["description"] = (
+    n_s = n_synthetic
+    synthetic = domain_batch(
+        syn_flux, syn_ivar, syn_mask, np.arange(n_s), syn_labels,
+        np.full(n_s, 1.0 / synthetic_error), {},
         f"Simulated synthetic-domain M-dwarf spectra (skstellar make_mdwarf_spectra): "
-        f"{unit} flux, vacuum wavelengths [A], R = {resolution:g}, error {synthetic_error:g}."
-    )
-    obs_meta.attrs["description"] = (
+        f"{unit} flux, vacuum wavelengths [A], R = {resolution:g}, error {synthetic_error:g}.")
+    observed = domain_batch(
+        obs_flux, obs_ivar, obs_mask, np.arange(n_s) if paired else n_s + np.arange(n_observed),
+        obs_labels, snr, gap,
         f"Simulated observed-domain M-dwarf spectra with a known synthetic gap "
         f"(gap_scale = {gap_scale:g}): {unit} flux, vacuum wavelengths [A], "
-        f"R = {observed_resolution:g}."
-    )
-    synthetic = SpectrumBatch(wavelength=wave, flux=syn_flux, ivar=syn_ivar, mask=syn_mask,
-                              meta=syn_meta)
-    observed = SpectrumBatch(wavelength=wave, flux=obs_flux, ivar=obs_ivar, mask=obs_mask,
-                             meta=obs_meta)
+        f"R = {observed_resolution:g}.")
     if return_truth:
         return synthetic, observed, truth
     return synthetic, observed

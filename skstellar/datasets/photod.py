@@ -307,7 +307,6 @@ def make_lsst_catalog(
         raise ValueError(
             f"The locus must hold the colours {PHOTOD_COLOURS}, got {loc.colour_names}."
         )
-    m5 = LSST_M5_COADD if m5 is None else m5
     coeffs = EXTINCTION_COEFFICIENTS if extinction_coefficients is None else extinction_coefficients
     for b in PHOTOD_BANDS:
         if b not in coeffs:
@@ -334,6 +333,10 @@ def make_lsst_catalog(
     flat_colours = loc.colours.reshape(n_nodes, -1)
     phases = rng.uniform(0, 2 * np.pi, 2)
     sig_max = _MAG_PER_LN_FLUX / snr_min if snr_min > 0 else np.inf
+
+    def band_errors(mags):
+        return np.column_stack([lsst_magnitude_error(mags[:, k], b, m5)
+                                for k, b in enumerate(PHOTOD_BANDS)])
 
     def draw(m):
         # sky position, uniform on the sphere inside the patch
@@ -379,8 +382,7 @@ def make_lsst_catalog(
         g = r_true + col[:, 1]
         mags_true = np.column_stack([g + col[:, 0], g, r_true, r_true - col[:, 2],
                                      r_true - col[:, 2] - col[:, 3]])
-        sig_true = np.column_stack([lsst_magnitude_error(mags_true[:, k], b, m5)
-                                    for k, b in enumerate(PHOTOD_BANDS)])
+        sig_true = band_errors(mags_true)
         if add_noise:
             # Gaussian noise in flux (relative flux error sigma_m / 1.0857); a flux <= 0
             # gives NaN and fails the SNR cut.
@@ -389,43 +391,34 @@ def make_lsst_catalog(
                 mags = mags_true - 2.5 * np.log10(np.where(rel > 0, rel, np.nan))
         else:
             mags = mags_true
-        if errors_from == "observed":
-            sig = np.column_stack([lsst_magnitude_error(mags[:, k], b, m5)
-                                   for k, b in enumerate(PHOTOD_BANDS)])
-        else:
-            sig = sig_true
+        sig = band_errors(mags) if errors_from == "observed" else sig_true
         keep = np.all(sig < sig_max, axis=1)
         cols = {
             "ra": ra, "dec": dec, "glon": glon, "glat": glat, "Ar": a_sfd, "Ar_max": a_max,
         }
-        for k, b in enumerate(PHOTOD_BANDS):
-            cols[f"{b}mag"] = mags[:, k]
-        for k, b in enumerate(PHOTOD_BANDS):
-            cols[f"{b}Err"] = sig[:, k]
-        for k, c in enumerate(PHOTOD_COLOURS):
-            cols[c] = mags[:, k] - mags[:, k + 1]
-        for k, c in enumerate(PHOTOD_COLOURS):
-            cols[f"{c}Err"] = np.hypot(sig[:, k], sig[:, k + 1])
+        cols.update({f"{b}mag": mags[:, k] for k, b in enumerate(PHOTOD_BANDS)})
+        cols.update({f"{b}Err": sig[:, k] for k, b in enumerate(PHOTOD_BANDS)})
+        cols.update({c: mags[:, k] - mags[:, k + 1] for k, c in enumerate(PHOTOD_COLOURS)})
+        cols.update({f"{c}Err": np.hypot(sig[:, k], sig[:, k + 1])
+                     for k, c in enumerate(PHOTOD_COLOURS)})
         cols.update(Mr_true=mr, FeH_true=feh, Ar_true=a_true, DM_true=dm, dist_pc=dist)
         return {k: v[keep] for k, v in cols.items()}
 
-    parts, n_have, acceptance, n_drawn, n_kept = [], 0, 0.5, 0, 0
+    parts, acceptance, n_drawn, n_kept = [], 0.5, 0, 0
     for _ in range(200):
-        need = n_stars - n_have
+        need = n_stars - n_kept
         m = int(min(max(math.ceil(1.15 * need / max(acceptance, 1e-3)) + 16, need), 2_000_000))
         part = draw(m)
-        k = part["ra"].size
-        n_drawn, n_kept = n_drawn + m, n_kept + k
+        n_drawn, n_kept = n_drawn + m, n_kept + part["ra"].size
         acceptance = max(n_kept / n_drawn, 1e-3)
         parts.append(part)
-        n_have += k
-        if n_have >= n_stars:
+        if n_kept >= n_stars:
             break
         if n_drawn > 50 * n_stars + 100_000 and acceptance < 0.01:
             break
-    if n_have < n_stars:
+    if n_kept < n_stars:
         raise RuntimeError(
-            f"Only {n_have} of {n_stars} simulated stars pass SNR > {snr_min:g} in all bands "
+            f"Only {n_kept} of {n_stars} simulated stars pass SNR > {snr_min:g} in all bands "
             f"(acceptance {acceptance:.2%}); use a brighter r_range or a lower snr_min."
         )
     data = {k: np.concatenate([p[k] for p in parts])[:n_stars] for k in parts[0]}
