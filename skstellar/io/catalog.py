@@ -19,7 +19,7 @@ import pandas as pd
 from .._validation import check_text_table_complete, reading_file
 
 __all__ = ["read_catalog", "write_catalog", "format_from_extension", "SUPPORTED_EXTENSIONS",
-           "FORMATS"]
+           "FORMATS", "FORMAT_ALIASES", "ASTROPY_FORMATS"]
 
 #: Canonical format names.
 FORMATS = ("csv", "ecsv", "fits", "parquet", "votable")
@@ -42,7 +42,8 @@ SUPPORTED_EXTENSIONS = {
     ".votable": "votable",
 }
 
-_FORMAT_ALIASES = {
+#: Names accepted for ``format=`` (lower case), mapped to the canonical format.
+FORMAT_ALIASES = {
     "csv": "csv",
     "ecsv": "ecsv",
     "ascii.ecsv": "ecsv",
@@ -54,6 +55,9 @@ _FORMAT_ALIASES = {
     "vot": "votable",
     "xml": "votable",
 }
+
+#: The :meth:`astropy.table.Table.read` / ``write`` format of each format read through astropy.
+ASTROPY_FORMATS = {"ecsv": "ascii.ecsv", "fits": "fits", "votable": "votable"}
 
 
 def format_from_extension(path, endings):
@@ -80,12 +84,12 @@ def _resolve_format(path: Path, format: str | None) -> str:
     """Canonical format from ``format`` or, when None, from the file name."""
     if format is not None:
         key = str(format).strip().lower()
-        if key not in _FORMAT_ALIASES:
+        if key not in FORMAT_ALIASES:
             raise ValueError(
                 f"Unknown catalogue format {format!r}; supported formats are "
                 f"{', '.join(FORMATS)}."
             )
-        return _FORMAT_ALIASES[key]
+        return FORMAT_ALIASES[key]
     fmt = format_from_extension(path, SUPPORTED_EXTENSIONS)
     if fmt is not None:
         return fmt

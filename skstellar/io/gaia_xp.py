@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import as_str_column, missing_column_error, reading_file
+from .catalog import ASTROPY_FORMATS, FORMAT_ALIASES, SUPPORTED_EXTENSIONS
 
 __all__ = [
     "BANDS",
@@ -92,27 +93,10 @@ _KNOWN_COLUMNS = (
     + [f"{b}_{f}" for b in BANDS for f in (*_ARRAY_FIELDS, *_INT_FIELDS, *_FLOAT32_FIELDS)]
 )
 
-_FORMAT_ALIASES = {
-    "csv": "csv",
-    "ecsv": "ecsv",
-    "ascii.ecsv": "ecsv",
-    "fits": "fits",
-    "fit": "fits",
-    "votable": "votable",
-    "vot": "votable",
-    "xml": "votable",
-}
-_SUFFIX_FORMATS = {
-    ".csv": "csv",
-    ".ecsv": "ecsv",
-    ".fits": "fits",
-    ".fit": "fits",
-    ".fts": "fits",
-    ".xml": "votable",
-    ".vot": "votable",
-    ".votable": "votable",
-}
-_ASTROPY_FORMATS = {"ecsv": "ascii.ecsv", "fits": "fits", "votable": "votable"}
+#: Formats and file suffixes of XP tables: those of catalogues, without Parquet.
+_FORMAT_ALIASES = {key: fmt for key, fmt in FORMAT_ALIASES.items() if fmt != "parquet"}
+_SUFFIX_FORMATS = {ext: fmt for ext, fmt in SUPPORTED_EXTENSIONS.items()
+                   if fmt != "parquet" and not ext.endswith(".gz")}
 
 #: Sources per block when rebuilding covariances (keeps temporaries in cache).
 _COV_CHUNK = 256
@@ -536,7 +520,7 @@ def _read_astropy_columns(path, fmt):
     with warnings.catch_warnings():
         # VOTable/FITS readers warn about harmless archive metadata.
         warnings.simplefilter("ignore")
-        table = Table.read(path, format=_ASTROPY_FORMATS[fmt])
+        table = Table.read(path, format=ASTROPY_FORMATS[fmt])
     return {name: table[name] for name in table.colnames}, len(table)
 
 

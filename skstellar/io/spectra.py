@@ -27,7 +27,7 @@ import pandas as pd
 
 from .._validation import reading_file
 from ..spectrum import SpectrumBatch
-from .catalog import _frame_to_table, format_from_extension, read_catalog
+from .catalog import SUPPORTED_EXTENSIONS, _frame_to_table, format_from_extension, read_catalog
 
 __all__ = [
     "read_lamost_spectra",
@@ -41,7 +41,7 @@ __all__ = [
 LAMOST_SENTINEL = -9999.0
 
 #: File-name endings accepted when a folder of LAMOST spectra is scanned.
-_FITS_ENDINGS = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts")
+_FITS_ENDINGS = tuple(ext for ext, fmt in SUPPORTED_EXTENSIONS.items() if fmt == "fits")
 
 #: Plausible range of optical wavelengths (Angstrom) used to recognise a
 #: wavelength row in a LAMOST image.
@@ -452,15 +452,9 @@ def read_lamost_spectra(
 
 # --------------------------------------------------------------------------- tables
 
-_TABLE_ENDINGS = {
-    ".fits": "fits",
-    ".fits.gz": "fits",
-    ".fit": "fits",
-    ".fit.gz": "fits",
-    ".fts": "fits",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+#: File-name endings of spectrum tables: those of FITS and Parquet catalogues.
+_TABLE_ENDINGS = {ext: fmt for ext, fmt in SUPPORTED_EXTENSIONS.items()
+                  if fmt in ("fits", "parquet")}
 
 
 def _table_format(path: Path) -> str:
