@@ -240,7 +240,7 @@ def _row_label(i, source_ids=None):
     return f"row {i}"
 
 
-def _parse_array_string(text, dtype, name, where):
+def _parse_array_string(text, name, where):
     """Parse one CSV array cell such as ``"(1.0, 2.0)"`` or ``"[1. 2.]"``.
 
     Returns None for an empty cell; raises a ValueError naming the column and
@@ -270,7 +270,7 @@ def _parse_array_string(text, dtype, name, where):
             f"Column '{name}', {where}: cannot parse the array text {preview!r}; expected "
             "numbers separated by commas or spaces, optionally in () or []."
         )
-    return values.astype(dtype) if dtype is not np.float64 else values
+    return values
 
 
 def _cell_to_array(value, dtype, name, row, source_ids=None):
@@ -289,9 +289,7 @@ def _cell_to_array(value, dtype, name, row, source_ids=None):
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
     if isinstance(value, str):
-        arr = _parse_array_string(value, np.float64, name, where)
-        if arr is None:
-            return None
+        arr = _parse_array_string(value, name, where)
     elif np.isscalar(value):
         if isinstance(value, (float, np.floating)) and np.isnan(value):
             return None
@@ -320,7 +318,7 @@ def _cell_to_array(value, dtype, name, row, source_ids=None):
             raise ValueError(
                 f"Column '{name}', {where}: expected a 1-D array, got shape {arr.shape}."
             )
-    if arr.size == 0 or np.isnan(arr).all():
+    if arr is None or arr.size == 0 or np.isnan(arr).all():
         return None
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
@@ -359,15 +357,9 @@ def _parse_cells(col, dtype, name, source_ids=None, float32_round=False):
 
 def _dense_column(col):
     """A 2-D numeric column (fixed-length arrays) as float64 with NaN, else None."""
-    if isinstance(col, (pd.Series, pd.Index, list, tuple)):
-        return None
     if getattr(col, "ndim", None) != 2 or getattr(col, "dtype", None) is None:
-        return None
-    if col.dtype.kind not in "iuf":
-        return None
-    if np.ma.isMaskedArray(col) or hasattr(col, "mask"):
-        return np.ma.filled(np.ma.asarray(col).astype(np.float64), np.nan)
-    return np.asarray(col, dtype=np.float64)
+        return None  # also pandas columns and lists: cells, not a dense array
+    return _to_float(col) if col.dtype.kind in "iuf" else None
 
 
 # --------------------------------------------------------------------------- reading
@@ -464,15 +456,8 @@ def _passthrough(col, name):
     if kind == "f":
         return _to_float(col)
     if kind == "b":
-        if has_missing:
-            return pd.arrays.BooleanArray(data.astype(bool), mask)
-        return data
-    if kind in "SU":
-        out = as_str_column(data).astype(object)
-        if has_missing:
-            out[mask] = None
-        return out
-    out = data.astype(object)
+        return pd.arrays.BooleanArray(data.astype(bool), mask) if has_missing else data
+    out = (as_str_column(data) if kind in "SU" else data).astype(object)
     if has_missing:
         out[mask] = None
     return out
@@ -480,19 +465,15 @@ def _passthrough(col, name):
 
 def _source_ids(values, where):
     """The ``source_id`` column as int64, refusing missing values."""
-    if isinstance(values, pd.Series):
-        if values.isna().any():
-            raise ValueError(
-                f"{where}: column 'source_id' has {int(values.isna().sum())} missing value(s) "
-                f"(first at row {int(np.flatnonzero(values.isna().to_numpy())[0])})."
-            )
-        return values.to_numpy(dtype=np.int64)
-    if hasattr(values, "mask") and np.ma.getmaskarray(values).any():
-        mask = np.ma.getmaskarray(values)
+    is_series = isinstance(values, pd.Series)
+    mask = values.isna().to_numpy() if is_series else np.ma.getmaskarray(values)
+    if mask.any():
         raise ValueError(
             f"{where}: column 'source_id' has {int(mask.sum())} missing value(s) "
             f"(first at row {int(np.flatnonzero(mask)[0])})."
         )
+    if is_series:
+        return values.to_numpy(dtype=np.int64)
     data = np.asarray(np.ma.getdata(values))
     if data.dtype.kind not in "iu":
         raise ValueError(f"{where}: column 'source_id' must hold integers, got {data.dtype}.")
@@ -1065,13 +1046,11 @@ def read_xp_avro(path):
         records = list(fastavro.reader(fh))
 
     n = len(records)
-    source_ids = np.empty(n, dtype=np.int64)
+    sids = [_avro_get(r, "sourceId") for r in records]
+    if None in sids:
+        raise ValueError(f"{path.name}: record {sids.index(None)} has no sourceId.")
+    source_ids = np.array(sids, dtype=np.int64)
     solution_ids = pd.array([_avro_get(r, "solutionId") for r in records], dtype="Int64")
-    for i, rec in enumerate(records):
-        sid = _avro_get(rec, "sourceId")
-        if sid is None:
-            raise ValueError(f"{path.name}: record {i} has no sourceId.")
-        source_ids[i] = sid
     out = {"source_id": source_ids, "solution_id": solution_ids}
 
     solution_scalars = {
@@ -1097,7 +1076,6 @@ def read_xp_avro(path):
             params = _avro_get(sol, "parameters")
             coeffs[i] = None if not params else np.array(params, dtype=np.float64)
             packed = _avro_get(sol, "covariance")
-            covs[i] = None
             if packed and coeffs[i] is not None:
                 k = coeffs[i].size
                 if len(packed) != packed_lower_size(k, diagonal=True):
@@ -1118,11 +1096,9 @@ def read_xp_avro(path):
         for field, (key, kind) in {**solution_scalars, **spec_scalars}.items():
             src = sols if field in solution_scalars else specs
             vals = [_avro_get(s, key) for s in src]
-            if kind == "int":
-                out[f"{band}_{field}"] = pd.array(vals, dtype="Int64")
-            else:
-                out[f"{band}_{field}"] = np.array(
-                    [np.nan if v is None else v for v in vals], dtype=np.float64)
+            # None -> <NA> in the Int64 columns, NaN in the float64 ones
+            out[f"{band}_{field}"] = (pd.array(vals, dtype="Int64") if kind == "int"
+                                      else np.array(vals, dtype=np.float64))
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 
