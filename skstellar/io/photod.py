@@ -301,10 +301,8 @@ class ColourLocus:
     def to_frame(self, valid_only=True) -> pd.DataFrame:
         """The grid as a long table with columns ``Mr, FeH`` and the colours."""
         mr, feh = self.grid_points()
-        df = pd.DataFrame({"Mr": mr, "FeH": feh})
         flat = self.colours.reshape(-1, len(self.colour_names))
-        for k, name in enumerate(self.colour_names):
-            df[name] = flat[:, k]
+        df = pd.DataFrame({"Mr": mr, "FeH": feh, **dict(zip(self.colour_names, flat.T))})
         return df[self.valid.ravel()].reset_index(drop=True) if valid_only else df
 
 
@@ -600,6 +598,14 @@ class PriorMaps:
         return np.ascontiguousarray(interp(pts).T)
 
 
+def _stripe82_file(path, default_name, what) -> Path:
+    """``path``, or ``default_name`` in ``<shared data>/photod/stripe82_sample``; it must exist."""
+    path = Path(_photod_folder("stripe82_sample") / default_name if path is None else path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist.")
+    return path
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     try:
         import pyarrow  # noqa: F401
@@ -699,11 +705,7 @@ def load_stripe82_priors(pixel=0, path=None):
     FileNotFoundError
         When the file is absent (set ``SKSTELLAR_DATA``).
     """
-    if path is None:
-        path = _photod_folder("stripe82_sample") / _S82_PRIOR_PATTERN.format(int(pixel))
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Prior file {path} does not exist.")
+    path = _stripe82_file(path, _S82_PRIOR_PATTERN.format(int(pixel)), "Prior file")
     df = _read_parquet(path).sort_values("rmag")
     shape = (96, 36)
 
@@ -751,12 +753,7 @@ def load_stripe82_sample(path=None, *, drop_placeholders=True, ar_max_slope=AR_P
     FileNotFoundError
         When the file is absent (set ``SKSTELLAR_DATA``).
     """
-    if path is None:
-        path = _photod_folder("stripe82_sample") / _S82_SAMPLE
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Stripe 82 sample {path} does not exist.")
-    df = _read_parquet(path)
+    df = _read_parquet(_stripe82_file(path, _S82_SAMPLE, "Stripe 82 sample"))
     out = {}
     for col in df.columns:
         s = df[col]
