@@ -214,8 +214,6 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
 
 
 def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -325,8 +323,6 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         "stars after a short run (RMSE against the noiseless truth; z = (truth - prediction) / "
         "sigma_total). Full benchmark: python benchmarks/xp_uncertain_nn.py")
     if plots:
-        import os
-
         import matplotlib
 
         matplotlib.use("Agg")
@@ -501,7 +497,6 @@ def read_method_input(method, path):
 
 def _read_method_input(method, path):
     import glob
-    import os
 
     if method in ("mdwarf", "photod"):
         from .io import read_catalog
@@ -927,8 +922,6 @@ def load_model(name_or_path):
     ValueError
         If it is neither a pretrained name nor a joblib file holding a model.
     """
-    import os
-
     from .pretrained import is_pretrained_name, list_pretrained, load_pretrained
 
     if is_pretrained_name(name_or_path):
