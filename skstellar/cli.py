@@ -105,15 +105,17 @@ def predict_table(model, catalog):
         # No uncertainty for this model (e.g. a CNN without dropout); a genuine
         # input error is raised again by the plain predict below.
         mean, std = final.predict(Xt), None
-    mean = np.asarray(mean)
-    cols = {"prediction": mean} if mean.ndim == 1 else {
-        f"prediction_{i}": mean[:, i] for i in range(mean.shape[1])}
+
+    def columns(values, suffix=""):
+        """``prediction<suffix>`` for one target, ``prediction_<i><suffix>`` for several."""
+        values = np.asarray(values)
+        if values.ndim == 1:
+            return {f"prediction{suffix}": values}
+        return {f"prediction_{i}{suffix}": values[:, i] for i in range(values.shape[1])}
+
+    cols = columns(mean)
     if std is not None:
-        std = np.asarray(std)
-        if std.ndim == 1:
-            cols["prediction_error"] = std
-        else:
-            cols.update({f"prediction_{i}_error": std[:, i] for i in range(std.shape[1])})
+        cols.update(columns(std, "_error"))
     return pd.DataFrame(cols, index=index)
 
 
@@ -396,9 +398,8 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     out("")
     out("The paper's figures are on real LAMOST spectra with MPA-JHU labels; ours are on "
         "simulated spectra with fewer epochs. Full comparison: python benchmarks/galaxy_cnn.py")
-    results = {k: v for k, v in cnn.items()}
-    results.update({"resample_per_second": res["resample_per_second"],
-                    "snr_bins": snr.to_dict(orient="list")})
+    results = {**cnn, "resample_per_second": res["resample_per_second"],
+               "snr_bins": snr.to_dict(orient="list")}
     write_json(json_path, results, out, default=float)
     return results
 
@@ -997,9 +998,12 @@ def _cmd_list(args):
     return 0
 
 
+#: One line per method, for the help texts.
+_METHOD_LINES = "\n".join(f"  {k:8s} {v}" for k, v in METHOD_HELP.items())
+
 _EPILOG = """\
 methods (skstellar fit METHOD ...):
-""" + "\n".join(f"  {k:8s} {v}" for k, v in METHOD_HELP.items()) + """
+""" + _METHOD_LINES + """
 
 pretrained models (skstellar predict NAME ...): see 'skstellar list'
 
@@ -1046,8 +1050,7 @@ def build_parser():
 
     fit = sub.add_parser(
         "fit", help="train a method on labelled files and save it (joblib)",
-        description="Train a method and save the fitted pipeline with joblib.\n\n" + "\n".join(
-            f"  {k:8s} {v}" for k, v in METHOD_HELP.items()),
+        description="Train a method and save the fitted pipeline with joblib.\n\n" + _METHOD_LINES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("method", choices=METHODS)
     fit.add_argument("input", help="training file(s): catalogue, XP table or spectra")
