@@ -392,11 +392,8 @@ def _canonical_name(name):
 
 def _split_field(name):
     """``"bp_coefficient_errors"`` -> ("bp", "coefficient_errors"), else (None, None)."""
-    for band in BANDS:
-        prefix = band + "_"
-        if name.startswith(prefix):
-            return band, name[len(prefix):]
-    return None, None
+    band, underscore, field = name.partition("_")
+    return (band, field) if underscore and band in BANDS else (None, None)
 
 
 def _to_nullable_int(values, name):
@@ -541,9 +538,8 @@ def _canonical_frame(columns, n_rows, where, from_text):
         else:
             out[name] = _passthrough(col, name)
     for band in BANDS:
-        coeffs = out[f"{band}_coefficients"]
         if f"{band}_n_parameters" not in out:
-            sizes = np.array([-1 if c is None else c.size for c in coeffs], dtype=np.int64)
+            sizes = _lengths_of(None, out[f"{band}_coefficients"])
             out[f"{band}_n_parameters"] = pd.arrays.IntegerArray(
                 np.maximum(sizes, 0), sizes < 0)
         if f"{band}_standard_deviation" not in out:
