@@ -499,20 +499,14 @@ def read_method_input(method, path):
 def _read_method_input(method, path):
     import glob
 
-    if method in ("mdwarf", "photod"):
-        from .io import read_catalog
+    if method in ("mdwarf", "photod", "xp"):  # one catalogue (xp: a Gaia XP table)
+        from .io import read_catalog, read_xp_continuous
 
-        if os.path.isdir(path):
-            _fail(f"{path} is a folder; {method} reads one catalogue file")
-        cat = read_catalog(path)
-        _check_rows(len(cat), path)
-        return cat, cat
-    if method == "xp":
-        from .io import read_xp_continuous
-
-        if not os.path.exists(path):
+        if method == "xp" and not os.path.exists(path):
             raise FileNotFoundError(f"No such file: {path!r}")
-        cat = read_xp_continuous(path)
+        if method != "xp" and os.path.isdir(path):
+            _fail(f"{path} is a folder; {method} reads one catalogue file")
+        cat = read_xp_continuous(path) if method == "xp" else read_catalog(path)
         _check_rows(len(cat), path)
         return cat, cat
     if method in ("galaxy", "labelfit"):
