@@ -120,6 +120,11 @@ def predict_table(model, catalog):
 
 
 # ----------------------------------------------------------------------- demo
+def _slashed(values, spec=".2f"):
+    """Figures that share one table cell, ``"a / b / c"``, each formatted with ``spec``."""
+    return " / ".join(format(v, spec) for v in values)
+
+
 def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
                     json_path=None, architecture="paper", verbose=0, out=print):
     """Simulate an M-dwarf catalogue, train the paper's network and compare with the paper.
@@ -190,12 +195,10 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
         ("Spearman r_S", "0.88 (binaries)", f"{results['spearman']:.3f}"),
         ("median MC-dropout std (dex)", "-", f"{results['median_mc_std']:.3f}"),
         ("z std / 68% / 95% coverage, MC std", "-",
-         f"{results['zscore_std_mc']:.2f} / {results['coverage_68_mc']:.2f} / "
-         f"{results['coverage_95_mc']:.2f}"),
+         _slashed(results[k] for k in ("zscore_std_mc", "coverage_68_mc", "coverage_95_mc"))),
         ("median calibrated sigma (dex)", "-", f"{results['median_sigma']:.3f}"),
         ("z std / 68% / 95% coverage, calibrated", "1 / 0.68 / 0.95",
-         f"{results['zscore_std']:.2f} / {results['coverage_68']:.2f} / "
-         f"{results['coverage_95']:.2f}"),
+         _slashed(results[k] for k in ("zscore_std", "coverage_68", "coverage_95"))),
         ("fraction in validity domain", "-", f"{results['frac_in_domain']:.3f}"),
         ("epochs / fit time (s)", "-", f"{results['epochs']} / {t_fit:.1f}"),
     ]
@@ -303,12 +306,10 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         f = (lambda v: f"{v:.1f}") if p["label"] == "teff" else (lambda v: f"{v:.3f}")
         rows.append((p["label"], f(p["paper_rmse"]), f(p["rmse_vs_truth"]),
                      f(p["paper_median_sigma_total"]), f(p["median_sigma_total"]),
-                     f"{p['median_sigma_model']:.3g} / {p['median_sigma_input']:.3g} / "
-                     f"{p['median_sigma_excess']:.3g}",
-                     f"{p['zscore_std_vs_truth_raw']:.2f} / {p['cov68_vs_truth_raw']:.2f} / "
-                     f"{p['cov95_vs_truth_raw']:.2f}",
-                     f"{p['zscore_std_vs_truth']:.2f} / {p['cov68_vs_truth']:.2f} / "
-                     f"{p['cov95_vs_truth']:.2f}"))
+                     _slashed((p[f"median_sigma_{k}"] for k in ("model", "input", "excess")),
+                              ".3g"),
+                     _slashed(p[f"{k}_vs_truth_raw"] for k in ("zscore_std", "cov68", "cov95")),
+                     _slashed(p[f"{k}_vs_truth"] for k in ("zscore_std", "cov68", "cov95"))))
     out("")
     out(_table(["label", "paper RMSE", "ours RMSE", "paper med sigma", "ours med sigma",
                 "ours model / input / excess", "Eq. 11 z std / 68% / 95%",
@@ -382,7 +383,7 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     rows += [
         ("median calibrated sigma (dex)", "none", f"{unc['median_sigma']:.4f}"),
         ("z std / 68% / 95% coverage", "-",
-         f"{unc['zscore_std']:.2f} / {unc['cov68']:.2f} / {unc['cov95']:.2f}"),
+         _slashed(unc[k] for k in ("zscore_std", "cov68", "cov95"))),
     ]
     out("")
     out(_table(["quantity", "paper (LAMOST DR10)", "skstellar (simulated)"], rows))
