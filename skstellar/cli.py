@@ -967,16 +967,13 @@ def _cmd_predict(args):
               "skstellar.SpectralLabelFitter)")
     X, table = read_method_input(method, args.input)
     t0 = time.perf_counter()
-    if args.all_columns:
-        if not isinstance(table, pd.DataFrame):
-            _fail("--all-columns needs a catalogue input")
-        out = predict_method(model, X, None, n_jobs=args.n_jobs, verbose=args.verbose,
-                             invalid=args.invalid)
+    if args.all_columns and not isinstance(table, pd.DataFrame):
+        _fail("--all-columns needs a catalogue input")
+    out = predict_method(model, X, None if args.all_columns else table, keep=args.keep,
+                         n_jobs=args.n_jobs, verbose=args.verbose, invalid=args.invalid)
+    if args.all_columns:  # every input column, then the predictions
         out = pd.concat([table.reset_index(drop=True).drop(
             columns=[c for c in table.columns if c in out.columns]), out], axis=1)
-    else:
-        out = predict_method(model, X, table, keep=args.keep, n_jobs=args.n_jobs,
-                             verbose=args.verbose, invalid=args.invalid)
     for c in out.columns:  # array columns (XP coefficients) cannot go into a flat catalogue
         if out[c].dtype == object and len(out) and isinstance(out[c].iloc[0], np.ndarray):
             out = out.drop(columns=c)
