@@ -330,9 +330,7 @@ def _as_object_cells(col):
     if np.ma.isMaskedArray(col) and col.ndim == 1:
         # astropy MaskedColumn / numpy masked array of objects
         data = np.array(np.ma.getdata(col), dtype=object)
-        mask = np.ma.getmaskarray(col)
-        if mask.any():
-            data[mask] = None
+        data[np.ma.getmaskarray(col)] = None
         return data
     if isinstance(col, np.ndarray) and col.ndim == 1:
         return np.asarray(col).astype(object, copy=False)
@@ -752,14 +750,13 @@ def xp_band_arrays(table, band, n_coefficients=None):
     band = _check_band(band)
     getter, names, n = _table_columns(table)
     source_ids = _get_source_ids(getter, names)
-    fields = ("coefficients", "coefficient_errors", "coefficient_correlations")
+    fields = tuple(_ARRAY_FIELDS)
     parts = {f: _band_cells(getter, names, band, f, source_ids) for f in fields}
     lengths = {f: _lengths_of(*parts[f]) for f in fields}
 
     present = lengths["coefficients"] >= 0
     for f in fields[1:]:
-        other = lengths[f] >= 0
-        bad = np.flatnonzero(other != present)
+        bad = np.flatnonzero((lengths[f] >= 0) != present)
         if bad.size:
             i = int(bad[0])
             has, lacks = (f"{band}_coefficients", f"{band}_{f}") if present[i] else \
