@@ -691,15 +691,12 @@ def _band_cells(getter, names, band, field, source_ids):
     dense = _dense_column(col)
     if dense is not None:
         return dense, None
-    cells = _parse_cells(col, _ARRAY_FIELDS[field], wanted, source_ids)
-    return None, cells
+    return None, _parse_cells(col, _ARRAY_FIELDS[field], wanted, source_ids)
 
 
 def _lengths_of(dense, cells):
-    if dense is not None:
-        lengths = np.full(dense.shape[0], dense.shape[1], dtype=np.int64)
-        lengths[np.isnan(dense).all(axis=1)] = -1
-        return lengths
+    if dense is not None:  # -1: no value in the row (band missing)
+        return np.where(np.isnan(dense).all(axis=1), -1, dense.shape[1]).astype(np.int64)
     return np.fromiter((-1 if c is None else c.size for c in cells), dtype=np.int64,
                        count=len(cells))
 
@@ -1078,10 +1075,8 @@ def read_xp_avro(path):
                         f"{packed_lower_size(k, diagonal=True)} for k = {k} parameters."
                     )
                 packed_by_len.setdefault(len(packed), []).append(i)
-        for length, idx in packed_by_len.items():  # one vectorised unpack per size
-            stacked = np.array([_avro_get(sols[i], "covariance") for i in idx],
-                               dtype=np.float64)
-            mats = unpack_lower_triangle(stacked, diagonal=True)
+        for idx in packed_by_len.values():  # one vectorised unpack per size
+            mats = unpack_lower_triangle([_avro_get(sols[i], "covariance") for i in idx])
             for j, i in enumerate(idx):
                 covs[i] = mats[j]
         out[f"{band}_coefficients"] = coeffs
