@@ -159,14 +159,14 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
     pred = predict_table(pipe, test)
     t_pred = time.perf_counter() - t0
     y_true = test["fe_h"].to_numpy()
-    res = metrics.residual_summary(y_true, pred["fe_h_pred"].to_numpy())
-    cal = metrics.calibration_summary(y_true, pred["fe_h_pred"].to_numpy(),
-                                      pred["fe_h_pred_error"].to_numpy())
+    y_pred = pred["fe_h_pred"].to_numpy()
+    res = metrics.residual_summary(y_true, y_pred)
+    cal = metrics.calibration_summary(y_true, y_pred, pred["fe_h_pred_error"].to_numpy())
     reg = pipe[-1]
     reg.set_params(uncertainty="mc")  # the paper's raw MC-dropout sigma, same predictions
     _, s_mc = reg.predict(pipe[:-1].transform(test), return_std=True)
     reg.set_params(uncertainty="calibrated")
-    cal_mc = metrics.calibration_summary(y_true, pred["fe_h_pred"].to_numpy(), s_mc)
+    cal_mc = metrics.calibration_summary(y_true, y_pred, s_mc)
     results = {
         "n_train": int(len(train) - reg.n_valid_), "n_valid": int(reg.n_valid_),
         "n_test": int(len(test)), "epochs": int(reg.n_epochs_),
@@ -369,6 +369,7 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     out(f"Simulated {n_spectra} star-forming galaxy spectra; {res['n_train']}/{res['n_valid']}/"
         f"{res['n_test']} train/validation/test; {res['n_pixels']} pixels (3800-8000 A, "
         "observed frame).")
+    unc = cnn["uncertainty"]["calibrated"]
     rows = [
         ("test spectra", "~7700", f"{cnn['n_test']}"),
         ("residual mean (dex)", "-0.0002", f"{cnn['residual_mean']:+.4f}"),
@@ -378,9 +379,6 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
         ("s / epoch per 10k spectra", "-", f"{cnn['epoch_seconds_per_10k']:.1f}"),
         ("resampling (spectra/s)", "-", f"{res['resample_per_second']:.0f}"),
         ("prediction (spectra/s)", "-", f"{cnn['predict_per_second']:.0f}"),
-    ]
-    unc = cnn["uncertainty"]["calibrated"]
-    rows += [
         ("median calibrated sigma (dex)", "none", f"{unc['median_sigma']:.4f}"),
         ("z std / 68% / 95% coverage", "-",
          _slashed(unc[k] for k in ("zscore_std", "cov68", "cov95"))),
