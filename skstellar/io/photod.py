@@ -168,6 +168,14 @@ def _check_regular_axis(values, name):
     return arr
 
 
+def _as_grid(values, name, axes, expected):
+    """``values`` as a float64 array of shape ``expected`` (named ``axes`` in the message)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != expected:
+        raise ValueError(f"{name} must have shape {axes} = {expected}, got {arr.shape}.")
+    return arr
+
+
 # ---------------------------------------------------------------------------
 # Colour locus
 # ---------------------------------------------------------------------------
@@ -208,13 +216,8 @@ class ColourLocus:
         self.mr = _check_regular_axis(self.mr, "ColourLocus.mr")
         self.feh = _check_regular_axis(self.feh, "ColourLocus.feh")
         self.colour_names = tuple(self.colour_names)
-        col = np.asarray(self.colours, dtype=np.float64)
-        expected = (self.feh.size, self.mr.size, len(self.colour_names))
-        if col.shape != expected:
-            raise ValueError(
-                f"ColourLocus.colours must have shape (n_feh, n_mr, n_colours) = {expected}, "
-                f"got {col.shape}."
-            )
+        col = _as_grid(self.colours, "ColourLocus.colours", "(n_feh, n_mr, n_colours)",
+                       (self.feh.size, self.mr.size, len(self.colour_names)))
         if np.isinf(col).any():
             raise ValueError("ColourLocus.colours holds inf; use NaN for undefined nodes.")
         self.colours = col
@@ -497,13 +500,8 @@ class PriorMaps:
             _check_regular_axis(self.r_centres, "PriorMaps.r_centres")
         self.mr = _check_regular_axis(self.mr, "PriorMaps.mr")
         self.feh = _check_regular_axis(self.feh, "PriorMaps.feh")
-        dens = np.asarray(self.density, dtype=np.float64)
-        expected = (self.r_centres.size, self.mr.size, self.feh.size)
-        if dens.shape != expected:
-            raise ValueError(
-                f"PriorMaps.density must have shape (n_bins, n_mr, n_feh) = {expected}, "
-                f"got {dens.shape}."
-            )
+        dens = _as_grid(self.density, "PriorMaps.density", "(n_bins, n_mr, n_feh)",
+                        (self.r_centres.size, self.mr.size, self.feh.size))
         if not np.all(np.isfinite(dens)) or np.any(dens < 0):
             raise ValueError("PriorMaps.density must be finite and non-negative.")
         self.density = dens
