@@ -643,12 +643,12 @@ def _check_band(band):
 
 
 def _table_columns(table):
-    """(getter, available names, n_rows) for a DataFrame, astropy Table or mapping."""
+    """(available column names, n_rows) of a DataFrame, astropy Table or mapping."""
     if isinstance(table, pd.DataFrame):
-        return table.__getitem__, [str(c) for c in table.columns], len(table)
+        return [str(c) for c in table.columns], len(table)
     astropy_table = sys.modules.get("astropy.table")  # no import cost when unused
     if astropy_table is not None and isinstance(table, astropy_table.Table):
-        return table.__getitem__, list(table.colnames), len(table)
+        return list(table.colnames), len(table)
     if isinstance(table, Mapping):
         names = [str(k) for k in table.keys()]
         lengths = {k: len(v) for k, v in table.items() if hasattr(v, "__len__")
@@ -656,14 +656,14 @@ def _table_columns(table):
         if len(set(lengths.values())) > 1:
             raise ValueError(f"All columns must have the same number of rows; got {lengths}.")
         n = next(iter(lengths.values()), 0)
-        return table.__getitem__, names, n
+        return names, n
     raise TypeError(
         "table must be a pandas DataFrame, an astropy Table or a dict of columns, got "
         f"{type(table).__name__}."
     )
 
 
-def _lookup(getter, names, wanted):
+def _lookup(names, wanted):
     """Find ``wanted`` case-insensitively; return (actual name or None)."""
     if wanted in names:
         return wanted
@@ -671,23 +671,23 @@ def _lookup(getter, names, wanted):
     return lowered.get(wanted.lower())
 
 
-def _get_source_ids(getter, names):
-    name = _lookup(getter, names, "source_id")
+def _get_source_ids(table, names):
+    name = _lookup(names, "source_id")
     if name is None:
         return None
-    col = getter(name)
+    col = table[name]
     if isinstance(col, pd.Series):
         return col.to_numpy()
     return np.asarray(np.ma.getdata(col) if hasattr(col, "mask") else col)
 
 
-def _band_cells(getter, names, band, field, source_ids):
+def _band_cells(table, names, band, field, source_ids):
     """(dense 2-D float array or None, object cells or None) for one array column."""
     wanted = f"{band}_{field}"
-    name = _lookup(getter, names, wanted)
+    name = _lookup(names, wanted)
     if name is None:
         raise missing_column_error(wanted, f"the {band.upper()} XP band", names)
-    col = getter(name)
+    col = table[name]
     dense = _dense_column(col)
     if dense is not None:
         return dense, None
@@ -745,10 +745,10 @@ def xp_band_arrays(table, band, n_coefficients=None):
     Python work.
     """
     band = _check_band(band)
-    getter, names, n = _table_columns(table)
-    source_ids = _get_source_ids(getter, names)
+    names, n = _table_columns(table)
+    source_ids = _get_source_ids(table, names)
     fields = tuple(_ARRAY_FIELDS)
-    parts = {f: _band_cells(getter, names, band, f, source_ids) for f in fields}
+    parts = {f: _band_cells(table, names, band, f, source_ids) for f in fields}
     lengths = {f: _lengths_of(*parts[f]) for f in fields}
 
     present = lengths["coefficients"] >= 0
@@ -953,17 +953,17 @@ def xp_covariance(table, band, scaled=True, *, n_coefficients=None, dtype=np.flo
     arrays = xp_band_arrays(table, band, n_coefficients=n_coefficients)
     errors = arrays.errors
     if not scaled:
-        getter, names, n = _table_columns(table)
+        names, _ = _table_columns(table)
         wanted = f"{band}_standard_deviation"
-        name = _lookup(getter, names, wanted)
+        name = _lookup(names, wanted)
         if name is None:
             raise missing_column_error(
                 wanted, f"the formal (scaled=False) {band.upper()} covariance; reduced tables "
                 "without it only support scaled=True", names)
-        sd = _to_float(getter(name))
+        sd = _to_float(table[name])
         bad = np.flatnonzero(arrays.present & ~(np.isfinite(sd) & (sd > 0)))
         if bad.size:
-            source_ids = _get_source_ids(getter, names)
+            source_ids = _get_source_ids(table, names)
             i = int(bad[0])
             raise ValueError(
                 f"Column '{name}' is {sd[i]!r} in {_row_label(i, source_ids)}, which has a "
