@@ -640,8 +640,7 @@ class SpectralLabelModel:
             cols[f"{name}_pred"] = res.labels[:, i]
             cols[f"{name}_pred_error"] = res.labels_err[:, i]
         if rvmeta is not None:
-            cols["rv"] = rvmeta["rv"].to_numpy()
-            cols["rv_err"] = rvmeta["rv_err"].to_numpy()
+            cols.update({c: rvmeta[c].to_numpy() for c in ("rv", "rv_err")})
         cols.update({"chi2_reduced": res.chi2_reduced, "fit_ok": res.fit_ok,
                      "at_bound": res.any_at_bound})
         return pd.DataFrame(cols)
@@ -895,9 +894,8 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
         # predict_table names one target "prediction", several "prediction_<i>"
         n = len(labels)
         keys = ["prediction"] if n == 1 else [f"prediction_{i}" for i in range(n)]
-        ren = {}
-        for key, lab in zip(keys, labels):
-            ren.update({key: f"{lab}_pred", f"{key}_error": f"{lab}_pred_error"})
+        ren = {f"{key}{suffix}": f"{lab}_pred{suffix}"
+               for key, lab in zip(keys, labels) for suffix in ("", "_error")}
         pred = pred.rename(columns=ren)
         order = [c for c in ren.values() if c in pred.columns]
         pred = pred[order + [c for c in pred.columns if c not in order]]
