@@ -105,19 +105,26 @@ def predict_table(model, catalog):
         # No uncertainty for this model (e.g. a CNN without dropout); a genuine
         # input error is raised again by the plain predict below.
         mean, std = final.predict(Xt), None
-    mean = np.asarray(mean)
-    cols = {"prediction": mean} if mean.ndim == 1 else {
-        f"prediction_{i}": mean[:, i] for i in range(mean.shape[1])}
+
+    def columns(values, suffix=""):
+        """``prediction<suffix>`` for one target, ``prediction_<i><suffix>`` for several."""
+        values = np.asarray(values)
+        if values.ndim == 1:
+            return {f"prediction{suffix}": values}
+        return {f"prediction_{i}{suffix}": values[:, i] for i in range(values.shape[1])}
+
+    cols = columns(mean)
     if std is not None:
-        std = np.asarray(std)
-        if std.ndim == 1:
-            cols["prediction_error"] = std
-        else:
-            cols.update({f"prediction_{i}_error": std[:, i] for i in range(std.shape[1])})
+        cols.update(columns(std, "_error"))
     return pd.DataFrame(cols, index=index)
 
 
 # ----------------------------------------------------------------------- demo
+def _slashed(values, spec=".2f"):
+    """Figures that share one table cell, ``"a / b / c"``, each formatted with ``spec``."""
+    return " / ".join(format(v, spec) for v in values)
+
+
 def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
                     json_path=None, architecture="paper", verbose=0, out=print):
     """Simulate an M-dwarf catalogue, train the paper's network and compare with the paper.
@@ -152,14 +159,14 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
     pred = predict_table(pipe, test)
     t_pred = time.perf_counter() - t0
     y_true = test["fe_h"].to_numpy()
-    res = metrics.residual_summary(y_true, pred["fe_h_pred"].to_numpy())
-    cal = metrics.calibration_summary(y_true, pred["fe_h_pred"].to_numpy(),
-                                      pred["fe_h_pred_error"].to_numpy())
+    y_pred = pred["fe_h_pred"].to_numpy()
+    res = metrics.residual_summary(y_true, y_pred)
+    cal = metrics.calibration_summary(y_true, y_pred, pred["fe_h_pred_error"].to_numpy())
     reg = pipe[-1]
     reg.set_params(uncertainty="mc")  # the paper's raw MC-dropout sigma, same predictions
     _, s_mc = reg.predict(pipe[:-1].transform(test), return_std=True)
     reg.set_params(uncertainty="calibrated")
-    cal_mc = metrics.calibration_summary(y_true, pred["fe_h_pred"].to_numpy(), s_mc)
+    cal_mc = metrics.calibration_summary(y_true, y_pred, s_mc)
     results = {
         "n_train": int(len(train) - reg.n_valid_), "n_valid": int(reg.n_valid_),
         "n_test": int(len(test)), "epochs": int(reg.n_epochs_),
@@ -188,12 +195,10 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
         ("Spearman r_S", "0.88 (binaries)", f"{results['spearman']:.3f}"),
         ("median MC-dropout std (dex)", "-", f"{results['median_mc_std']:.3f}"),
         ("z std / 68% / 95% coverage, MC std", "-",
-         f"{results['zscore_std_mc']:.2f} / {results['coverage_68_mc']:.2f} / "
-         f"{results['coverage_95_mc']:.2f}"),
+         _slashed(results[k] for k in ("zscore_std_mc", "coverage_68_mc", "coverage_95_mc"))),
         ("median calibrated sigma (dex)", "-", f"{results['median_sigma']:.3f}"),
         ("z std / 68% / 95% coverage, calibrated", "1 / 0.68 / 0.95",
-         f"{results['zscore_std']:.2f} / {results['coverage_68']:.2f} / "
-         f"{results['coverage_95']:.2f}"),
+         _slashed(results[k] for k in ("zscore_std", "coverage_68", "coverage_95"))),
         ("fraction in validity domain", "-", f"{results['frac_in_domain']:.3f}"),
         ("epochs / fit time (s)", "-", f"{results['epochs']} / {t_fit:.1f}"),
     ]
@@ -214,8 +219,6 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
 
 
 def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
-    import os
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -303,12 +306,10 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         f = (lambda v: f"{v:.1f}") if p["label"] == "teff" else (lambda v: f"{v:.3f}")
         rows.append((p["label"], f(p["paper_rmse"]), f(p["rmse_vs_truth"]),
                      f(p["paper_median_sigma_total"]), f(p["median_sigma_total"]),
-                     f"{p['median_sigma_model']:.3g} / {p['median_sigma_input']:.3g} / "
-                     f"{p['median_sigma_excess']:.3g}",
-                     f"{p['zscore_std_vs_truth_raw']:.2f} / {p['cov68_vs_truth_raw']:.2f} / "
-                     f"{p['cov95_vs_truth_raw']:.2f}",
-                     f"{p['zscore_std_vs_truth']:.2f} / {p['cov68_vs_truth']:.2f} / "
-                     f"{p['cov95_vs_truth']:.2f}"))
+                     _slashed((p[f"median_sigma_{k}"] for k in ("model", "input", "excess")),
+                              ".3g"),
+                     _slashed(p[f"{k}_vs_truth_raw"] for k in ("zscore_std", "cov68", "cov95")),
+                     _slashed(p[f"{k}_vs_truth"] for k in ("zscore_std", "cov68", "cov95"))))
     out("")
     out(_table(["label", "paper RMSE", "ours RMSE", "paper med sigma", "ours med sigma",
                 "ours model / input / excess", "Eq. 11 z std / 68% / 95%",
@@ -325,8 +326,6 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         "stars after a short run (RMSE against the noiseless truth; z = (truth - prediction) / "
         "sigma_total). Full benchmark: python benchmarks/xp_uncertain_nn.py")
     if plots:
-        import os
-
         import matplotlib
 
         matplotlib.use("Agg")
@@ -370,6 +369,7 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     out(f"Simulated {n_spectra} star-forming galaxy spectra; {res['n_train']}/{res['n_valid']}/"
         f"{res['n_test']} train/validation/test; {res['n_pixels']} pixels (3800-8000 A, "
         "observed frame).")
+    unc = cnn["uncertainty"]["calibrated"]
     rows = [
         ("test spectra", "~7700", f"{cnn['n_test']}"),
         ("residual mean (dex)", "-0.0002", f"{cnn['residual_mean']:+.4f}"),
@@ -379,12 +379,9 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
         ("s / epoch per 10k spectra", "-", f"{cnn['epoch_seconds_per_10k']:.1f}"),
         ("resampling (spectra/s)", "-", f"{res['resample_per_second']:.0f}"),
         ("prediction (spectra/s)", "-", f"{cnn['predict_per_second']:.0f}"),
-    ]
-    unc = cnn["uncertainty"]["calibrated"]
-    rows += [
         ("median calibrated sigma (dex)", "none", f"{unc['median_sigma']:.4f}"),
         ("z std / 68% / 95% coverage", "-",
-         f"{unc['zscore_std']:.2f} / {unc['cov68']:.2f} / {unc['cov95']:.2f}"),
+         _slashed(unc[k] for k in ("zscore_std", "cov68", "cov95"))),
     ]
     out("")
     out(_table(["quantity", "paper (LAMOST DR10)", "skstellar (simulated)"], rows))
@@ -400,9 +397,8 @@ def run_galaxy_demo(n_spectra=2000, random_state=0, max_epochs=10, json_path=Non
     out("")
     out("The paper's figures are on real LAMOST spectra with MPA-JHU labels; ours are on "
         "simulated spectra with fewer epochs. Full comparison: python benchmarks/galaxy_cnn.py")
-    results = {k: v for k, v in cnn.items()}
-    results.update({"resample_per_second": res["resample_per_second"],
-                    "snr_bins": snr.to_dict(orient="list")})
+    results = {**cnn, "resample_per_second": res["resample_per_second"],
+               "snr_bins": snr.to_dict(orient="list")}
     write_json(json_path, results, out, default=float)
     return results
 
@@ -501,22 +497,15 @@ def read_method_input(method, path):
 
 def _read_method_input(method, path):
     import glob
-    import os
 
-    if method in ("mdwarf", "photod"):
-        from .io import read_catalog
+    if method in ("mdwarf", "photod", "xp"):  # one catalogue (xp: a Gaia XP table)
+        from .io import read_catalog, read_xp_continuous
 
-        if os.path.isdir(path):
-            _fail(f"{path} is a folder; {method} reads one catalogue file")
-        cat = read_catalog(path)
-        _check_rows(len(cat), path)
-        return cat, cat
-    if method == "xp":
-        from .io import read_xp_continuous
-
-        if not os.path.exists(path):
+        if method == "xp" and not os.path.exists(path):
             raise FileNotFoundError(f"No such file: {path!r}")
-        cat = read_xp_continuous(path)
+        if method != "xp" and os.path.isdir(path):
+            _fail(f"{path} is a folder; {method} reads one catalogue file")
+        cat = read_xp_continuous(path) if method == "xp" else read_catalog(path)
         _check_rows(len(cat), path)
         return cat, cat
     if method in ("galaxy", "labelfit"):
@@ -651,8 +640,7 @@ class SpectralLabelModel:
             cols[f"{name}_pred"] = res.labels[:, i]
             cols[f"{name}_pred_error"] = res.labels_err[:, i]
         if rvmeta is not None:
-            cols["rv"] = rvmeta["rv"].to_numpy()
-            cols["rv_err"] = rvmeta["rv_err"].to_numpy()
+            cols.update({c: rvmeta[c].to_numpy() for c in ("rv", "rv_err")})
         cols.update({"chi2_reduced": res.chi2_reduced, "fit_ok": res.fit_ok,
                      "at_bound": res.any_at_bound})
         return pd.DataFrame(cols)
@@ -906,9 +894,8 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
         # predict_table names one target "prediction", several "prediction_<i>"
         n = len(labels)
         keys = ["prediction"] if n == 1 else [f"prediction_{i}" for i in range(n)]
-        ren = {}
-        for key, lab in zip(keys, labels):
-            ren.update({key: f"{lab}_pred", f"{key}_error": f"{lab}_pred_error"})
+        ren = {f"{key}{suffix}": f"{lab}_pred{suffix}"
+               for key, lab in zip(keys, labels) for suffix in ("", "_error")}
         pred = pred.rename(columns=ren)
         order = [c for c in ren.values() if c in pred.columns]
         pred = pred[order + [c for c in pred.columns if c not in order]]
@@ -927,8 +914,6 @@ def load_model(name_or_path):
     ValueError
         If it is neither a pretrained name nor a joblib file holding a model.
     """
-    import os
-
     from .pretrained import is_pretrained_name, list_pretrained, load_pretrained
 
     if is_pretrained_name(name_or_path):
@@ -978,16 +963,13 @@ def _cmd_predict(args):
               "skstellar.SpectralLabelFitter)")
     X, table = read_method_input(method, args.input)
     t0 = time.perf_counter()
-    if args.all_columns:
-        if not isinstance(table, pd.DataFrame):
-            _fail("--all-columns needs a catalogue input")
-        out = predict_method(model, X, None, n_jobs=args.n_jobs, verbose=args.verbose,
-                             invalid=args.invalid)
+    if args.all_columns and not isinstance(table, pd.DataFrame):
+        _fail("--all-columns needs a catalogue input")
+    out = predict_method(model, X, None if args.all_columns else table, keep=args.keep,
+                         n_jobs=args.n_jobs, verbose=args.verbose, invalid=args.invalid)
+    if args.all_columns:  # every input column, then the predictions
         out = pd.concat([table.reset_index(drop=True).drop(
             columns=[c for c in table.columns if c in out.columns]), out], axis=1)
-    else:
-        out = predict_method(model, X, table, keep=args.keep, n_jobs=args.n_jobs,
-                             verbose=args.verbose, invalid=args.invalid)
     for c in out.columns:  # array columns (XP coefficients) cannot go into a flat catalogue
         if out[c].dtype == object and len(out) and isinstance(out[c].iloc[0], np.ndarray):
             out = out.drop(columns=c)
@@ -1004,9 +986,12 @@ def _cmd_list(args):
     return 0
 
 
+#: One line per method, for the help texts.
+_METHOD_LINES = "\n".join(f"  {k:8s} {v}" for k, v in METHOD_HELP.items())
+
 _EPILOG = """\
 methods (skstellar fit METHOD ...):
-""" + "\n".join(f"  {k:8s} {v}" for k, v in METHOD_HELP.items()) + """
+""" + _METHOD_LINES + """
 
 pretrained models (skstellar predict NAME ...): see 'skstellar list'
 
@@ -1053,8 +1038,7 @@ def build_parser():
 
     fit = sub.add_parser(
         "fit", help="train a method on labelled files and save it (joblib)",
-        description="Train a method and save the fitted pipeline with joblib.\n\n" + "\n".join(
-            f"  {k:8s} {v}" for k, v in METHOD_HELP.items()),
+        description="Train a method and save the fitted pipeline with joblib.\n\n" + _METHOD_LINES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     fit.add_argument("method", choices=METHODS)
     fit.add_argument("input", help="training file(s): catalogue, XP table or spectra")

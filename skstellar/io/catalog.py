@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._validation import check_text_table_complete, reading_file
+from .._validation import check_text_table_complete, is_astropy_table, reading_file
 
 __all__ = ["read_catalog", "write_catalog", "format_from_extension", "SUPPORTED_EXTENSIONS",
-           "FORMATS"]
+           "FORMATS", "FORMAT_ALIASES", "ASTROPY_FORMATS"]
 
 #: Canonical format names.
 FORMATS = ("csv", "ecsv", "fits", "parquet", "votable")
@@ -42,7 +42,8 @@ SUPPORTED_EXTENSIONS = {
     ".votable": "votable",
 }
 
-_FORMAT_ALIASES = {
+#: Names accepted for ``format=`` (lower case), mapped to the canonical format.
+FORMAT_ALIASES = {
     "csv": "csv",
     "ecsv": "ecsv",
     "ascii.ecsv": "ecsv",
@@ -54,6 +55,9 @@ _FORMAT_ALIASES = {
     "vot": "votable",
     "xml": "votable",
 }
+
+#: The :meth:`astropy.table.Table.read` / ``write`` format of each format read through astropy.
+ASTROPY_FORMATS = {"ecsv": "ascii.ecsv", "fits": "fits", "votable": "votable"}
 
 
 def format_from_extension(path, endings):
@@ -80,12 +84,12 @@ def _resolve_format(path: Path, format: str | None) -> str:
     """Canonical format from ``format`` or, when None, from the file name."""
     if format is not None:
         key = str(format).strip().lower()
-        if key not in _FORMAT_ALIASES:
+        if key not in FORMAT_ALIASES:
             raise ValueError(
                 f"Unknown catalogue format {format!r}; supported formats are "
                 f"{', '.join(FORMATS)}."
             )
-        return _FORMAT_ALIASES[key]
+        return FORMAT_ALIASES[key]
     fmt = format_from_extension(path, SUPPORTED_EXTENSIONS)
     if fmt is not None:
         return fmt
@@ -127,11 +131,8 @@ def _column_values(col) -> np.ndarray | pd.Series:
         values = _decode_objects(values)
 
     if mask is not None and mask.any():
-        if values.dtype.kind in "biuf":
-            values = values.astype(np.float64)
-            values[mask] = np.nan
-        elif values.dtype.kind == "c":
-            values = values.astype(np.complex128)
+        if values.dtype.kind in "biufc":
+            values = values.astype(np.complex128 if values.dtype.kind == "c" else np.float64)
             values[mask] = np.nan
         else:
             values = values.astype(object)
@@ -154,9 +155,8 @@ def _table_to_frame(table) -> pd.DataFrame:
     }
     if units:
         df.attrs["units"] = units
-    meta = dict(table.meta) if table.meta else {}
-    if meta:
-        df.attrs["meta"] = meta
+    if table.meta:
+        df.attrs["meta"] = dict(table.meta)
     return df
 
 
@@ -238,16 +238,11 @@ def read_catalog(path, format: str | None = None, **kwargs) -> pd.DataFrame:
         if fmt == "parquet":
             df = pd.read_parquet(path, **kwargs)
             return df.reset_index(drop=True) if not isinstance(df.index, pd.RangeIndex) else df
-
+        if fmt == "fits":
+            return _table_to_frame(_read_fits(path, **kwargs))
         from astropy.table import Table
 
-        if fmt == "fits":
-            table = _read_fits(path, **kwargs)
-        elif fmt == "ecsv":
-            table = Table.read(path, format="ascii.ecsv", **kwargs)
-        else:  # votable
-            table = Table.read(path, format="votable", **kwargs)
-        return _table_to_frame(table)
+        return _table_to_frame(Table.read(path, format=ASTROPY_FORMATS[fmt], **kwargs))
 
 
 # --------------------------------------------------------------------------- writing
@@ -260,24 +255,24 @@ def _series_to_column(name: str, series: pd.Series):
     missing = series.isna().to_numpy()
     dtype = series.dtype
 
+    def column(values):
+        """A MaskedColumn when some values are missing, else a plain Column."""
+        return (MaskedColumn(values, name=name, mask=missing) if missing.any()
+                else Column(values, name=name))
+
     if isinstance(dtype, pd.CategoricalDtype):
         series = series.astype(object)
         dtype = series.dtype
-    if pd.api.types.is_bool_dtype(dtype) or pd.api.types.is_integer_dtype(dtype):
+    is_bool = pd.api.types.is_bool_dtype(dtype)
+    if is_bool or pd.api.types.is_integer_dtype(dtype):
         if missing.any():  # nullable extension dtype with <NA>
-            np_dtype = bool if pd.api.types.is_bool_dtype(dtype) else np.int64
-            values = series.to_numpy(dtype=np_dtype, na_value=0)
-            return MaskedColumn(values, name=name, mask=missing)
-        return Column(series.to_numpy(dtype=bool if pd.api.types.is_bool_dtype(dtype) else None),
-                      name=name)
+            return column(series.to_numpy(dtype=bool if is_bool else np.int64, na_value=0))
+        return Column(series.to_numpy(dtype=bool if is_bool else None), name=name)
     if pd.api.types.is_float_dtype(dtype) or pd.api.types.is_complex_dtype(dtype):
         return Column(series.to_numpy(dtype=np.float64 if pd.api.types.is_float_dtype(dtype)
                                       else np.complex128, na_value=np.nan), name=name)
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        values = series.astype(str).to_numpy(dtype=str)
-        return MaskedColumn(values, name=name, mask=missing) if missing.any() else Column(
-            values, name=name
-        )
+        return column(series.astype(str).to_numpy(dtype=str))
 
     # Strings and generic objects (possibly per-row arrays).
     values = series.to_numpy(dtype=object)
@@ -296,9 +291,7 @@ def _series_to_column(name: str, series: pd.Series):
         filled = np.array(filled, dtype=bytes)
     else:
         filled = np.array(filled.astype(str), dtype=str)
-    return MaskedColumn(filled, name=name, mask=missing) if missing.any() else Column(
-        filled, name=name
-    )
+    return column(filled)
 
 
 def _frame_to_table(df: pd.DataFrame):
@@ -360,17 +353,12 @@ def write_catalog(df, path, format: str | None = None, overwrite: bool = False) 
             f"{str(path)!r} already exists; pass overwrite=True to replace it."
         )
     if not isinstance(df, pd.DataFrame):
-        try:
-            from astropy.table import Table
-        except ImportError:  # pragma: no cover - astropy is a dependency
-            Table = ()
-        if isinstance(df, Table):
-            df = _table_to_frame(df)
-        else:
+        if not is_astropy_table(df):
             raise TypeError(
                 f"write_catalog expects a pandas DataFrame or astropy Table, got "
                 f"{type(df).__name__}."
             )
+        df = _table_to_frame(df)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"Directory {str(path.parent)!r} does not exist.")
 
@@ -380,16 +368,11 @@ def write_catalog(df, path, format: str | None = None, overwrite: bool = False) 
         df.to_parquet(path, index=False)
     else:
         table = _frame_to_table(df)
-        if fmt == "fits":
-            table.write(path, format="fits", overwrite=True)
-        elif fmt == "votable":
-            table.write(path, format="votable", overwrite=True)
-        else:  # ecsv
-            if path.name.lower().endswith(".gz"):
-                buffer = io.StringIO()
-                table.write(buffer, format="ascii.ecsv")
-                with gzip.open(path, "wt", encoding="utf-8") as handle:
-                    handle.write(buffer.getvalue())
-            else:
-                table.write(path, format="ascii.ecsv", overwrite=True)
+        if fmt == "ecsv" and path.name.lower().endswith(".gz"):
+            buffer = io.StringIO()
+            table.write(buffer, format="ascii.ecsv")
+            with gzip.open(path, "wt", encoding="utf-8") as handle:
+                handle.write(buffer.getvalue())
+        else:
+            table.write(path, format=ASTROPY_FORMATS[fmt], overwrite=True)
     return path

@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from .._validation import as_str_column, missing_column_error, reading_file
+from .catalog import ASTROPY_FORMATS, FORMAT_ALIASES, SUPPORTED_EXTENSIONS
 
 __all__ = [
     "BANDS",
@@ -92,27 +93,10 @@ _KNOWN_COLUMNS = (
     + [f"{b}_{f}" for b in BANDS for f in (*_ARRAY_FIELDS, *_INT_FIELDS, *_FLOAT32_FIELDS)]
 )
 
-_FORMAT_ALIASES = {
-    "csv": "csv",
-    "ecsv": "ecsv",
-    "ascii.ecsv": "ecsv",
-    "fits": "fits",
-    "fit": "fits",
-    "votable": "votable",
-    "vot": "votable",
-    "xml": "votable",
-}
-_SUFFIX_FORMATS = {
-    ".csv": "csv",
-    ".ecsv": "ecsv",
-    ".fits": "fits",
-    ".fit": "fits",
-    ".fts": "fits",
-    ".xml": "votable",
-    ".vot": "votable",
-    ".votable": "votable",
-}
-_ASTROPY_FORMATS = {"ecsv": "ascii.ecsv", "fits": "fits", "votable": "votable"}
+#: Formats and file suffixes of XP tables: those of catalogues, without Parquet.
+_FORMAT_ALIASES = {key: fmt for key, fmt in FORMAT_ALIASES.items() if fmt != "parquet"}
+_SUFFIX_FORMATS = {ext: fmt for ext, fmt in SUPPORTED_EXTENSIONS.items()
+                   if fmt != "parquet" and not ext.endswith(".gz")}
 
 #: Sources per block when rebuilding covariances (keeps temporaries in cache).
 _COV_CHUNK = 256
@@ -256,7 +240,7 @@ def _row_label(i, source_ids=None):
     return f"row {i}"
 
 
-def _parse_array_string(text, dtype, name, where):
+def _parse_array_string(text, name, where):
     """Parse one CSV array cell such as ``"(1.0, 2.0)"`` or ``"[1. 2.]"``.
 
     Returns None for an empty cell; raises a ValueError naming the column and
@@ -286,7 +270,7 @@ def _parse_array_string(text, dtype, name, where):
             f"Column '{name}', {where}: cannot parse the array text {preview!r}; expected "
             "numbers separated by commas or spaces, optionally in () or []."
         )
-    return values.astype(dtype) if dtype is not np.float64 else values
+    return values
 
 
 def _cell_to_array(value, dtype, name, row, source_ids=None):
@@ -305,9 +289,7 @@ def _cell_to_array(value, dtype, name, row, source_ids=None):
     if isinstance(value, bytes):
         value = value.decode("ascii", errors="replace")
     if isinstance(value, str):
-        arr = _parse_array_string(value, np.float64, name, where)
-        if arr is None:
-            return None
+        arr = _parse_array_string(value, name, where)
     elif np.isscalar(value):
         if isinstance(value, (float, np.floating)) and np.isnan(value):
             return None
@@ -336,7 +318,7 @@ def _cell_to_array(value, dtype, name, row, source_ids=None):
             raise ValueError(
                 f"Column '{name}', {where}: expected a 1-D array, got shape {arr.shape}."
             )
-    if arr.size == 0 or np.isnan(arr).all():
+    if arr is None or arr.size == 0 or np.isnan(arr).all():
         return None
     return arr if arr.dtype == dtype else arr.astype(dtype)
 
@@ -348,9 +330,7 @@ def _as_object_cells(col):
     if np.ma.isMaskedArray(col) and col.ndim == 1:
         # astropy MaskedColumn / numpy masked array of objects
         data = np.array(np.ma.getdata(col), dtype=object)
-        mask = np.ma.getmaskarray(col)
-        if mask.any():
-            data[mask] = None
+        data[np.ma.getmaskarray(col)] = None
         return data
     if isinstance(col, np.ndarray) and col.ndim == 1:
         return np.asarray(col).astype(object, copy=False)
@@ -375,15 +355,9 @@ def _parse_cells(col, dtype, name, source_ids=None, float32_round=False):
 
 def _dense_column(col):
     """A 2-D numeric column (fixed-length arrays) as float64 with NaN, else None."""
-    if isinstance(col, (pd.Series, pd.Index, list, tuple)):
-        return None
     if getattr(col, "ndim", None) != 2 or getattr(col, "dtype", None) is None:
-        return None
-    if col.dtype.kind not in "iuf":
-        return None
-    if np.ma.isMaskedArray(col) or hasattr(col, "mask"):
-        return np.ma.filled(np.ma.asarray(col).astype(np.float64), np.nan)
-    return np.asarray(col, dtype=np.float64)
+        return None  # also pandas columns and lists: cells, not a dense array
+    return _to_float(col) if col.dtype.kind in "iuf" else None
 
 
 # --------------------------------------------------------------------------- reading
@@ -416,11 +390,8 @@ def _canonical_name(name):
 
 def _split_field(name):
     """``"bp_coefficient_errors"`` -> ("bp", "coefficient_errors"), else (None, None)."""
-    for band in BANDS:
-        prefix = band + "_"
-        if name.startswith(prefix):
-            return band, name[len(prefix):]
-    return None, None
+    band, underscore, field = name.partition("_")
+    return (band, field) if underscore and band in BANDS else (None, None)
 
 
 def _to_nullable_int(values, name):
@@ -480,15 +451,8 @@ def _passthrough(col, name):
     if kind == "f":
         return _to_float(col)
     if kind == "b":
-        if has_missing:
-            return pd.arrays.BooleanArray(data.astype(bool), mask)
-        return data
-    if kind in "SU":
-        out = as_str_column(data).astype(object)
-        if has_missing:
-            out[mask] = None
-        return out
-    out = data.astype(object)
+        return pd.arrays.BooleanArray(data.astype(bool), mask) if has_missing else data
+    out = (as_str_column(data) if kind in "SU" else data).astype(object)
     if has_missing:
         out[mask] = None
     return out
@@ -496,19 +460,15 @@ def _passthrough(col, name):
 
 def _source_ids(values, where):
     """The ``source_id`` column as int64, refusing missing values."""
-    if isinstance(values, pd.Series):
-        if values.isna().any():
-            raise ValueError(
-                f"{where}: column 'source_id' has {int(values.isna().sum())} missing value(s) "
-                f"(first at row {int(np.flatnonzero(values.isna().to_numpy())[0])})."
-            )
-        return values.to_numpy(dtype=np.int64)
-    if hasattr(values, "mask") and np.ma.getmaskarray(values).any():
-        mask = np.ma.getmaskarray(values)
+    is_series = isinstance(values, pd.Series)
+    mask = values.isna().to_numpy() if is_series else np.ma.getmaskarray(values)
+    if mask.any():
         raise ValueError(
             f"{where}: column 'source_id' has {int(mask.sum())} missing value(s) "
             f"(first at row {int(np.flatnonzero(mask)[0])})."
         )
+    if is_series:
+        return values.to_numpy(dtype=np.int64)
     data = np.asarray(np.ma.getdata(values))
     if data.dtype.kind not in "iu":
         raise ValueError(f"{where}: column 'source_id' must hold integers, got {data.dtype}.")
@@ -536,7 +496,7 @@ def _read_astropy_columns(path, fmt):
     with warnings.catch_warnings():
         # VOTable/FITS readers warn about harmless archive metadata.
         warnings.simplefilter("ignore")
-        table = Table.read(path, format=_ASTROPY_FORMATS[fmt])
+        table = Table.read(path, format=ASTROPY_FORMATS[fmt])
     return {name: table[name] for name in table.colnames}, len(table)
 
 
@@ -576,9 +536,8 @@ def _canonical_frame(columns, n_rows, where, from_text):
         else:
             out[name] = _passthrough(col, name)
     for band in BANDS:
-        coeffs = out[f"{band}_coefficients"]
         if f"{band}_n_parameters" not in out:
-            sizes = np.array([-1 if c is None else c.size for c in coeffs], dtype=np.int64)
+            sizes = _lengths_of(None, out[f"{band}_coefficients"])
             out[f"{band}_n_parameters"] = pd.arrays.IntegerArray(
                 np.maximum(sizes, 0), sizes < 0)
         if f"{band}_standard_deviation" not in out:
@@ -684,12 +643,12 @@ def _check_band(band):
 
 
 def _table_columns(table):
-    """(getter, available names, n_rows) for a DataFrame, astropy Table or mapping."""
+    """(available column names, n_rows) of a DataFrame, astropy Table or mapping."""
     if isinstance(table, pd.DataFrame):
-        return table.__getitem__, [str(c) for c in table.columns], len(table)
+        return [str(c) for c in table.columns], len(table)
     astropy_table = sys.modules.get("astropy.table")  # no import cost when unused
     if astropy_table is not None and isinstance(table, astropy_table.Table):
-        return table.__getitem__, list(table.colnames), len(table)
+        return list(table.colnames), len(table)
     if isinstance(table, Mapping):
         names = [str(k) for k in table.keys()]
         lengths = {k: len(v) for k, v in table.items() if hasattr(v, "__len__")
@@ -697,14 +656,14 @@ def _table_columns(table):
         if len(set(lengths.values())) > 1:
             raise ValueError(f"All columns must have the same number of rows; got {lengths}.")
         n = next(iter(lengths.values()), 0)
-        return table.__getitem__, names, n
+        return names, n
     raise TypeError(
         "table must be a pandas DataFrame, an astropy Table or a dict of columns, got "
         f"{type(table).__name__}."
     )
 
 
-def _lookup(getter, names, wanted):
+def _lookup(names, wanted):
     """Find ``wanted`` case-insensitively; return (actual name or None)."""
     if wanted in names:
         return wanted
@@ -712,35 +671,32 @@ def _lookup(getter, names, wanted):
     return lowered.get(wanted.lower())
 
 
-def _get_source_ids(getter, names):
-    name = _lookup(getter, names, "source_id")
+def _get_source_ids(table, names):
+    name = _lookup(names, "source_id")
     if name is None:
         return None
-    col = getter(name)
+    col = table[name]
     if isinstance(col, pd.Series):
         return col.to_numpy()
     return np.asarray(np.ma.getdata(col) if hasattr(col, "mask") else col)
 
 
-def _band_cells(getter, names, band, field, source_ids):
+def _band_cells(table, names, band, field, source_ids):
     """(dense 2-D float array or None, object cells or None) for one array column."""
     wanted = f"{band}_{field}"
-    name = _lookup(getter, names, wanted)
+    name = _lookup(names, wanted)
     if name is None:
         raise missing_column_error(wanted, f"the {band.upper()} XP band", names)
-    col = getter(name)
+    col = table[name]
     dense = _dense_column(col)
     if dense is not None:
         return dense, None
-    cells = _parse_cells(col, _ARRAY_FIELDS[field], wanted, source_ids)
-    return None, cells
+    return None, _parse_cells(col, _ARRAY_FIELDS[field], wanted, source_ids)
 
 
 def _lengths_of(dense, cells):
-    if dense is not None:
-        lengths = np.full(dense.shape[0], dense.shape[1], dtype=np.int64)
-        lengths[np.isnan(dense).all(axis=1)] = -1
-        return lengths
+    if dense is not None:  # -1: no value in the row (band missing)
+        return np.where(np.isnan(dense).all(axis=1), -1, dense.shape[1]).astype(np.int64)
     return np.fromiter((-1 if c is None else c.size for c in cells), dtype=np.int64,
                        count=len(cells))
 
@@ -789,16 +745,15 @@ def xp_band_arrays(table, band, n_coefficients=None):
     Python work.
     """
     band = _check_band(band)
-    getter, names, n = _table_columns(table)
-    source_ids = _get_source_ids(getter, names)
-    fields = ("coefficients", "coefficient_errors", "coefficient_correlations")
-    parts = {f: _band_cells(getter, names, band, f, source_ids) for f in fields}
+    names, n = _table_columns(table)
+    source_ids = _get_source_ids(table, names)
+    fields = tuple(_ARRAY_FIELDS)
+    parts = {f: _band_cells(table, names, band, f, source_ids) for f in fields}
     lengths = {f: _lengths_of(*parts[f]) for f in fields}
 
     present = lengths["coefficients"] >= 0
     for f in fields[1:]:
-        other = lengths[f] >= 0
-        bad = np.flatnonzero(other != present)
+        bad = np.flatnonzero((lengths[f] >= 0) != present)
         if bad.size:
             i = int(bad[0])
             has, lacks = (f"{band}_coefficients", f"{band}_{f}") if present[i] else \
@@ -998,17 +953,17 @@ def xp_covariance(table, band, scaled=True, *, n_coefficients=None, dtype=np.flo
     arrays = xp_band_arrays(table, band, n_coefficients=n_coefficients)
     errors = arrays.errors
     if not scaled:
-        getter, names, n = _table_columns(table)
+        names, _ = _table_columns(table)
         wanted = f"{band}_standard_deviation"
-        name = _lookup(getter, names, wanted)
+        name = _lookup(names, wanted)
         if name is None:
             raise missing_column_error(
                 wanted, f"the formal (scaled=False) {band.upper()} covariance; reduced tables "
                 "without it only support scaled=True", names)
-        sd = _to_float(getter(name))
+        sd = _to_float(table[name])
         bad = np.flatnonzero(arrays.present & ~(np.isfinite(sd) & (sd > 0)))
         if bad.size:
-            source_ids = _get_source_ids(getter, names)
+            source_ids = _get_source_ids(table, names)
             i = int(bad[0])
             raise ValueError(
                 f"Column '{name}' is {sd[i]!r} in {_row_label(i, source_ids)}, which has a "
@@ -1081,13 +1036,11 @@ def read_xp_avro(path):
         records = list(fastavro.reader(fh))
 
     n = len(records)
-    source_ids = np.empty(n, dtype=np.int64)
+    sids = [_avro_get(r, "sourceId") for r in records]
+    if None in sids:
+        raise ValueError(f"{path.name}: record {sids.index(None)} has no sourceId.")
+    source_ids = np.array(sids, dtype=np.int64)
     solution_ids = pd.array([_avro_get(r, "solutionId") for r in records], dtype="Int64")
-    for i, rec in enumerate(records):
-        sid = _avro_get(rec, "sourceId")
-        if sid is None:
-            raise ValueError(f"{path.name}: record {i} has no sourceId.")
-        source_ids[i] = sid
     out = {"source_id": source_ids, "solution_id": solution_ids}
 
     solution_scalars = {
@@ -1113,7 +1066,6 @@ def read_xp_avro(path):
             params = _avro_get(sol, "parameters")
             coeffs[i] = None if not params else np.array(params, dtype=np.float64)
             packed = _avro_get(sol, "covariance")
-            covs[i] = None
             if packed and coeffs[i] is not None:
                 k = coeffs[i].size
                 if len(packed) != packed_lower_size(k, diagonal=True):
@@ -1123,10 +1075,8 @@ def read_xp_avro(path):
                         f"{packed_lower_size(k, diagonal=True)} for k = {k} parameters."
                     )
                 packed_by_len.setdefault(len(packed), []).append(i)
-        for length, idx in packed_by_len.items():  # one vectorised unpack per size
-            stacked = np.array([_avro_get(sols[i], "covariance") for i in idx],
-                               dtype=np.float64)
-            mats = unpack_lower_triangle(stacked, diagonal=True)
+        for idx in packed_by_len.values():  # one vectorised unpack per size
+            mats = unpack_lower_triangle([_avro_get(sols[i], "covariance") for i in idx])
             for j, i in enumerate(idx):
                 covs[i] = mats[j]
         out[f"{band}_coefficients"] = coeffs
@@ -1134,11 +1084,9 @@ def read_xp_avro(path):
         for field, (key, kind) in {**solution_scalars, **spec_scalars}.items():
             src = sols if field in solution_scalars else specs
             vals = [_avro_get(s, key) for s in src]
-            if kind == "int":
-                out[f"{band}_{field}"] = pd.array(vals, dtype="Int64")
-            else:
-                out[f"{band}_{field}"] = np.array(
-                    [np.nan if v is None else v for v in vals], dtype=np.float64)
+            # None -> <NA> in the Int64 columns, NaN in the float64 ones
+            out[f"{band}_{field}"] = (pd.array(vals, dtype="Int64") if kind == "int"
+                                      else np.array(vals, dtype=np.float64))
     return pd.DataFrame(out, index=pd.RangeIndex(n))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .._validation import check_text_table_complete, reading_file
-from ..columns import BAND_COLUMNS, BAND_ERROR_COLUMNS, FEH, GAIA_DR3, absolute_name
+from ..columns import BAND_COLUMNS, BAND_ERROR_COLUMNS, FEH, GAIA_DR3, MDWARF_BANDS, absolute_name
 from .paths import find_shared_data, shared_data_candidates
 
 __all__ = ["load_mdwarf_catalog", "MDWARF_CATALOG_FILENAME"]
@@ -27,34 +27,18 @@ _MDWARF_SUBDIR = "mdwarf_photometry"
 # Real data: Birky et al. (2020) safe sample with 8-band photometry.
 # ----------------------------------------------------------------------------
 
+#: File band names (``<band>_MAG``, ``<band>_ERR``, ``M_<band>``) -> skstellar's bands.
+_BIRKY_BANDS = dict(zip(("BP", "G", "RP", "J", "H", "K", "W1", "W2"), MDWARF_BANDS))
+
+#: Columns renamed to skstellar's survey names; the others are lower-cased
+#: (``TEFF`` -> ``teff``, ``APOGEE_ID`` -> ``apogee_id``, ...).
 _BIRKY_RENAME = {
-    "BP_MAG": BAND_COLUMNS["BP"],
-    "G_MAG": BAND_COLUMNS["G"],
-    "RP_MAG": BAND_COLUMNS["RP"],
-    "J_MAG": BAND_COLUMNS["J"],
-    "J_ERR": BAND_ERROR_COLUMNS["J"],
-    "H_MAG": BAND_COLUMNS["H"],
-    "H_ERR": BAND_ERROR_COLUMNS["H"],
-    "K_MAG": BAND_COLUMNS["Ks"],
-    "K_ERR": BAND_ERROR_COLUMNS["Ks"],
-    "W1_MAG": BAND_COLUMNS["W1"],
-    "W2_MAG": BAND_COLUMNS["W2"],
+    **{f"{b}_MAG": BAND_COLUMNS[band] for b, band in _BIRKY_BANDS.items()},
+    **{f"{b}_ERR": BAND_ERROR_COLUMNS[_BIRKY_BANDS[b]] for b in ("J", "H", "K")},
+    **{f"M_{b}": absolute_name(band) for b, band in _BIRKY_BANDS.items()},
     "PLX": GAIA_DR3["parallax"],
     "PLX_ERR": GAIA_DR3["parallax_error"],
     "FE_H": FEH,
-    "TEFF": "teff",
-    "SPT": "spt",
-    "RA": "ra",
-    "DEC": "dec",
-    "APOGEE_ID": "apogee_id",
-    "M_BP": absolute_name("BP"),
-    "M_G": absolute_name("G"),
-    "M_RP": absolute_name("RP"),
-    "M_J": absolute_name("J"),
-    "M_H": absolute_name("H"),
-    "M_K": absolute_name("Ks"),
-    "M_W1": absolute_name("W1"),
-    "M_W2": absolute_name("W2"),
 }
 
 _BIRKY_PROVENANCE = (

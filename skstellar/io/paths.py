@@ -34,13 +34,8 @@ def shared_data_candidates() -> list[Path]:
         candidates.append(Path(env).expanduser())
     candidates.append(Path.cwd() / ".." / "shared" / "data")
     candidates.append(_REPO_ROOT.parent / "shared" / "data")
-    unique, seen = [], set()
-    for path in candidates:
-        key = os.path.normpath(os.path.abspath(path))
-        if key not in seen:
-            seen.add(key)
-            unique.append(Path(key))
-    return unique
+    unique = dict.fromkeys(os.path.normpath(os.path.abspath(path)) for path in candidates)
+    return [Path(key) for key in unique]
 
 
 def find_shared_data(subdir: str | os.PathLike = "") -> Path | None:

@@ -168,6 +168,14 @@ def _check_regular_axis(values, name):
     return arr
 
 
+def _as_grid(values, name, axes, expected):
+    """``values`` as a float64 array of shape ``expected`` (named ``axes`` in the message)."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.shape != expected:
+        raise ValueError(f"{name} must have shape {axes} = {expected}, got {arr.shape}.")
+    return arr
+
+
 # ---------------------------------------------------------------------------
 # Colour locus
 # ---------------------------------------------------------------------------
@@ -208,13 +216,8 @@ class ColourLocus:
         self.mr = _check_regular_axis(self.mr, "ColourLocus.mr")
         self.feh = _check_regular_axis(self.feh, "ColourLocus.feh")
         self.colour_names = tuple(self.colour_names)
-        col = np.asarray(self.colours, dtype=np.float64)
-        expected = (self.feh.size, self.mr.size, len(self.colour_names))
-        if col.shape != expected:
-            raise ValueError(
-                f"ColourLocus.colours must have shape (n_feh, n_mr, n_colours) = {expected}, "
-                f"got {col.shape}."
-            )
+        col = _as_grid(self.colours, "ColourLocus.colours", "(n_feh, n_mr, n_colours)",
+                       (self.feh.size, self.mr.size, len(self.colour_names)))
         if np.isinf(col).any():
             raise ValueError("ColourLocus.colours holds inf; use NaN for undefined nodes.")
         self.colours = col
@@ -301,10 +304,8 @@ class ColourLocus:
     def to_frame(self, valid_only=True) -> pd.DataFrame:
         """The grid as a long table with columns ``Mr, FeH`` and the colours."""
         mr, feh = self.grid_points()
-        df = pd.DataFrame({"Mr": mr, "FeH": feh})
         flat = self.colours.reshape(-1, len(self.colour_names))
-        for k, name in enumerate(self.colour_names):
-            df[name] = flat[:, k]
+        df = pd.DataFrame({"Mr": mr, "FeH": feh, **dict(zip(self.colour_names, flat.T))})
         return df[self.valid.ravel()].reset_index(drop=True) if valid_only else df
 
 
@@ -499,13 +500,8 @@ class PriorMaps:
             _check_regular_axis(self.r_centres, "PriorMaps.r_centres")
         self.mr = _check_regular_axis(self.mr, "PriorMaps.mr")
         self.feh = _check_regular_axis(self.feh, "PriorMaps.feh")
-        dens = np.asarray(self.density, dtype=np.float64)
-        expected = (self.r_centres.size, self.mr.size, self.feh.size)
-        if dens.shape != expected:
-            raise ValueError(
-                f"PriorMaps.density must have shape (n_bins, n_mr, n_feh) = {expected}, "
-                f"got {dens.shape}."
-            )
+        dens = _as_grid(self.density, "PriorMaps.density", "(n_bins, n_mr, n_feh)",
+                        (self.r_centres.size, self.mr.size, self.feh.size))
         if not np.all(np.isfinite(dens)) or np.any(dens < 0):
             raise ValueError("PriorMaps.density must be finite and non-negative.")
         self.density = dens
@@ -598,6 +594,14 @@ class PriorMaps:
         )
         pts = np.column_stack([np.ravel(mr), np.ravel(feh)])
         return np.ascontiguousarray(interp(pts).T)
+
+
+def _stripe82_file(path, default_name, what) -> Path:
+    """``path``, or ``default_name`` in ``<shared data>/photod/stripe82_sample``; it must exist."""
+    path = Path(_photod_folder("stripe82_sample") / default_name if path is None else path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist.")
+    return path
 
 
 def _read_parquet(path: Path) -> pd.DataFrame:
@@ -699,11 +703,7 @@ def load_stripe82_priors(pixel=0, path=None):
     FileNotFoundError
         When the file is absent (set ``SKSTELLAR_DATA``).
     """
-    if path is None:
-        path = _photod_folder("stripe82_sample") / _S82_PRIOR_PATTERN.format(int(pixel))
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Prior file {path} does not exist.")
+    path = _stripe82_file(path, _S82_PRIOR_PATTERN.format(int(pixel)), "Prior file")
     df = _read_parquet(path).sort_values("rmag")
     shape = (96, 36)
 
@@ -751,12 +751,7 @@ def load_stripe82_sample(path=None, *, drop_placeholders=True, ar_max_slope=AR_P
     FileNotFoundError
         When the file is absent (set ``SKSTELLAR_DATA``).
     """
-    if path is None:
-        path = _photod_folder("stripe82_sample") / _S82_SAMPLE
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Stripe 82 sample {path} does not exist.")
-    df = _read_parquet(path)
+    df = _read_parquet(_stripe82_file(path, _S82_SAMPLE, "Stripe 82 sample"))
     out = {}
     for col in df.columns:
         s = df[col]

@@ -27,7 +27,7 @@ import pandas as pd
 
 from .._validation import reading_file
 from ..spectrum import SpectrumBatch
-from .catalog import _frame_to_table, format_from_extension, read_catalog
+from .catalog import SUPPORTED_EXTENSIONS, _frame_to_table, format_from_extension, read_catalog
 
 __all__ = [
     "read_lamost_spectra",
@@ -41,13 +41,17 @@ __all__ = [
 LAMOST_SENTINEL = -9999.0
 
 #: File-name endings accepted when a folder of LAMOST spectra is scanned.
-_FITS_ENDINGS = (".fits", ".fits.gz", ".fit", ".fit.gz", ".fts")
+_FITS_ENDINGS = tuple(ext for ext, fmt in SUPPORTED_EXTENSIONS.items() if fmt == "fits")
 
 #: Plausible range of optical wavelengths (Angstrom) used to recognise a
 #: wavelength row in a LAMOST image.
 _WAVELENGTH_RANGE = (3000.0, 10000.0)
 
 _BANDS = ("u", "g", "r", "i", "z")
+
+#: Header texts read as booleans (upper case); any other text is None.
+_BOOL_TEXT = {**dict.fromkeys(("T", "TRUE", "1", "Y", "YES"), True),
+              **dict.fromkeys(("F", "FALSE", "0", "N", "NO"), False)}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -89,18 +93,14 @@ def _padding_mask(npix, width):
 # --------------------------------------------------------------------------- LAMOST
 
 
-def _is_fits_name(name: str) -> bool:
-    lower = name.lower()
-    return any(lower.endswith(ext) for ext in _FITS_ENDINGS)
-
-
 def _expand_one(item, recursive: bool) -> list[Path]:
     """Files named by one path, folder or glob pattern."""
     text = os.path.expanduser(os.fspath(item))
     path = Path(text)
     if path.is_dir():
         candidates = path.rglob("*") if recursive else path.iterdir()
-        files = sorted(p for p in candidates if p.is_file() and _is_fits_name(p.name))
+        files = sorted(p for p in candidates
+                       if p.is_file() and p.name.lower().endswith(_FITS_ENDINGS))
         if not files:
             raise FileNotFoundError(
                 f"No FITS spectra (*.fits, *.fits.gz) found in folder {text!r}"
@@ -125,10 +125,7 @@ def _expand_paths(paths, recursive: bool = False) -> list[Path]:
     items = list(paths)
     if not items:
         raise FileNotFoundError("No spectrum files given (empty list).")
-    files = []
-    for item in items:
-        files.extend(_expand_one(item, recursive))
-    return files
+    return [file for item in items for file in _expand_one(item, recursive)]
 
 
 def lamost_header_wavelength(header, n_pixels: int) -> np.ndarray:
@@ -224,16 +221,9 @@ def _as_str(value):
 
 
 def _as_bool(value):
-    if value is None:
-        return None
     if isinstance(value, (bool, np.bool_)):
         return bool(value)
-    text = str(value).strip().upper()
-    if text in ("T", "TRUE", "1", "Y", "YES"):
-        return True
-    if text in ("F", "FALSE", "0", "N", "NO"):
-        return False
-    return None
+    return None if value is None else _BOOL_TEXT.get(str(value).strip().upper())
 
 
 def _as_int(value):
@@ -452,15 +442,9 @@ def read_lamost_spectra(
 
 # --------------------------------------------------------------------------- tables
 
-_TABLE_ENDINGS = {
-    ".fits": "fits",
-    ".fits.gz": "fits",
-    ".fit": "fits",
-    ".fit.gz": "fits",
-    ".fts": "fits",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-}
+#: File-name endings of spectrum tables: those of FITS and Parquet catalogues.
+_TABLE_ENDINGS = {ext: fmt for ext, fmt in SUPPORTED_EXTENSIONS.items()
+                  if fmt in ("fits", "parquet")}
 
 
 def _table_format(path: Path) -> str:
@@ -605,6 +589,14 @@ def read_spectra_table(
         )
 
     width = int(lengths.max()) if n else 0
+
+    def padded(name, fill):
+        """Array column ``name`` padded to ``width``; its row lengths must be the flux's."""
+        rows, row_lengths = _column_rows(df, name)
+        _check_lengths(name, row_lengths, lengths, flux)
+        used.add(name)
+        return _pad_rows(rows, lengths, width, fill, np.float64)
+
     if shared_wavelength is not None:
         grid = np.asarray(shared_wavelength, dtype=np.float64)
         if grid.ndim != 1:
@@ -618,36 +610,23 @@ def read_spectra_table(
         width = grid.size
         wl_out = grid
     else:
-        wl_rows, wl_len = _column_rows(df, wavelength)
-        _check_lengths(wavelength, wl_len, lengths, flux)
-        used.add(wavelength)
-        wl_out = _pad_rows(wl_rows, lengths, width, np.nan, np.float64)
+        wl_out = padded(wavelength, np.nan)
 
     flux_out = _pad_rows(flux_rows, lengths, width, np.nan, np.float64)
 
     ivar_out = None
     if error is not None:
-        err_rows, err_len = _column_rows(df, error)
-        _check_lengths(error, err_len, lengths, flux)
-        used.add(error)
-        err = _pad_rows(err_rows, lengths, width, np.nan, np.float64)
+        err = padded(error, np.nan)
         good = np.isfinite(err) & (err > 0)
         ivar_out = np.zeros_like(err)
         ivar_out[good] = 1.0 / err[good] ** 2
     elif ivar is not None and ivar in df.columns:
-        iv_rows, iv_len = _column_rows(df, ivar)
-        _check_lengths(ivar, iv_len, lengths, flux)
-        used.add(ivar)
-        ivar_out = _pad_rows(iv_rows, lengths, width, 0.0, np.float64)
+        ivar_out = padded(ivar, 0.0)
         ivar_out[~np.isfinite(ivar_out)] = 0.0
 
     mask_out = np.zeros((n, width), dtype=bool)
     if mask is not None:
-        m_rows, m_len = _column_rows(df, mask)
-        _check_lengths(mask, m_len, lengths, flux)
-        used.add(mask)
-        m = _pad_rows(m_rows, lengths, width, 1.0, np.float64)
-        mask_out = m != 0  # NaN counts as bad
+        mask_out = padded(mask, 1.0) != 0  # NaN counts as bad
 
     npix = lengths.copy()
     if wl_out.ndim == 2 and n:
