@@ -9,6 +9,7 @@ These functions drop rows, so they belong before a scikit-learn ``Pipeline``
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -48,20 +49,6 @@ SELECTION_COLUMNS = {
     "W1": _cols.BAND_COLUMNS["W1"],
     "W2": _cols.BAND_COLUMNS["W2"],
 }
-
-_QUALITY_PARAMS = (
-    "parallax_over_error_min",
-    "ruwe_max",
-    "g_flux_over_error_min",
-    "bp_flux_over_error_min",
-    "rp_flux_over_error_min",
-    "twomass_quality",
-    "wise_quality",
-    "columns",
-    "missing",
-)
-_VALIDITY_PARAMS = ("feh", "feh_range", "g_minus_j_range", "w1_minus_w2_range", "columns")
-
 
 @dataclass
 class _Cut:
@@ -472,6 +459,12 @@ def validity_mask(
     return _combine(cuts, n)
 
 
+def _keyword_defaults(func):
+    """Keyword-only parameters of ``func`` and their defaults, as a new dict."""
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.kind is p.KEYWORD_ONLY}
+
+
 def _subset(catalog, mask):
     if is_pandas_df(catalog) or is_astropy_table(catalog):
         return catalog[mask]
@@ -517,41 +510,20 @@ def select_mdwarfs(catalog, *, quality=True, validity=True, **kwargs):
     >>> selected, report = select_mdwarfs(catalog, feh="fe_h")  # doctest: +SKIP
     >>> report[["cut", "n_removed", "n_remaining"]]             # doctest: +SKIP
     """
-    unknown = sorted(set(kwargs) - set(_QUALITY_PARAMS) - set(_VALIDITY_PARAMS))
+    q_params, v_params = _keyword_defaults(quality_mask), _keyword_defaults(validity_mask)
+    unknown = sorted(set(kwargs) - set(q_params) - set(v_params))
     if unknown:
         raise TypeError(f"select_mdwarfs got unexpected keyword argument(s): {', '.join(unknown)}.")
     _require_named(catalog, "select_mdwarfs")
-    q_kwargs = {k: v for k, v in kwargs.items() if k in _QUALITY_PARAMS}
-    v_kwargs = {k: v for k, v in kwargs.items() if k in _VALIDITY_PARAMS}
 
     cuts: list[_Cut] = []
     n = None
-    if quality:
-        defaults = dict(
-            parallax_over_error_min=10.0,
-            ruwe_max=1.4,
-            g_flux_over_error_min=50.0,
-            bp_flux_over_error_min=20.0,
-            rp_flux_over_error_min=20.0,
-            twomass_quality="AAA",
-            wise_quality="AA",
-            columns=None,
-            missing="raise",
-        )
-        defaults.update(q_kwargs)
-        q_cuts, n = _quality_cuts(catalog, **defaults)
-        cuts += q_cuts
-    if validity:
-        defaults = dict(
-            feh=None,
-            feh_range=(-0.45, 0.45),
-            g_minus_j_range=(1.85, 3.10),
-            w1_minus_w2_range=(-0.10, 0.24),
-            columns=None,
-        )
-        defaults.update(v_kwargs)
-        v_cuts, n = _validity_cuts(catalog, **defaults)
-        cuts += v_cuts
+    for apply, params, list_cuts in ((quality, q_params, _quality_cuts),
+                                     (validity, v_params, _validity_cuts)):
+        if apply:
+            params.update((k, v) for k, v in kwargs.items() if k in params)
+            new_cuts, n = list_cuts(catalog, **params)
+            cuts += new_cuts
     if n is None:
         _, n, _ = to_frame_like(catalog, columns=[])
 
