@@ -71,9 +71,7 @@ def _resolve_columns(columns):
             f"Unknown key(s) in columns: {', '.join(unknown)}; "
             f"valid keys: {', '.join(SELECTION_COLUMNS)}."
         )
-    out = dict(SELECTION_COLUMNS)
-    out.update(columns)
-    return out
+    return {**SELECTION_COLUMNS, **columns}
 
 
 def _require_named(catalog, func):
@@ -253,19 +251,7 @@ def quality_mask(
     --------
     select_mdwarfs : apply the cuts and report how many rows each removes.
     """
-    cuts, n = _quality_cuts(
-        catalog,
-        parallax_over_error_min=parallax_over_error_min,
-        ruwe_max=ruwe_max,
-        g_flux_over_error_min=g_flux_over_error_min,
-        bp_flux_over_error_min=bp_flux_over_error_min,
-        rp_flux_over_error_min=rp_flux_over_error_min,
-        twomass_quality=twomass_quality,
-        wise_quality=wise_quality,
-        columns=columns,
-        missing=missing,
-    )
-    return _combine(cuts, n)
+    return _combine(*_quality_cuts(**locals()))  # every argument, by name
 
 
 def _combine(cuts, n):
@@ -448,15 +434,7 @@ def validity_mask(
     ndarray of bool, shape (n_rows,)
         True inside the domain.
     """
-    cuts, n = _validity_cuts(
-        catalog,
-        feh=feh,
-        feh_range=feh_range,
-        g_minus_j_range=g_minus_j_range,
-        w1_minus_w2_range=w1_minus_w2_range,
-        columns=columns,
-    )
-    return _combine(cuts, n)
+    return _combine(*_validity_cuts(**locals()))  # every argument, by name
 
 
 def _keyword_defaults(func):
