@@ -136,9 +136,7 @@ def residual_rms(flux, flux_err, model, mask=None):
     ValueError
         If the shapes differ.
     """
-    f = np.asarray(flux, dtype=np.float64)
-    e = np.asarray(flux_err, dtype=np.float64)
-    m = np.asarray(model, dtype=np.float64)
+    f, e, m = (np.asarray(a, dtype=np.float64) for a in (flux, flux_err, model))
     if f.ndim != 2 or e.shape != f.shape or m.shape != f.shape:
         raise ValueError(
             f"flux, flux_err and model must share one shape (n_spectra, n_pixels); got "
@@ -493,8 +491,7 @@ def evaluate_cyclestarnet(
         d["n"] = int(rows.sum())
         return d
 
-    everyone = np.ones(n_test, dtype=bool)
-    residuals = {**medians(everyone), "high_snr": medians(high)}
+    residuals = {**medians(np.ones(n_test, dtype=bool)), "high_snr": medians(high)}
 
     # --- 5. labels against the truth
     labels = {
@@ -617,6 +614,7 @@ def format_cyclestarnet_report(results, table=None):
         ("  reference: true labels' model", "-", _f(res["true_labels_synthetic"], ".3f"),
          _f(res["true_labels_adapted"], ".3f"), "-"),
     ]
+    fits = ("without_adaptation", "with_adaptation", "synthetic_stage")  # the table's columns
     for name in _LABELS:
         p = paper["labels"][name]
         fmt = ".0f" if name == "teff" else ".3f"
@@ -626,10 +624,8 @@ def format_cyclestarnet_report(results, table=None):
             label = f"{name} {kind} ({_UNITS[name]})" + (
                 f", S/N >= {_HIGH_SNR:g}" if suffix else "")
             rows.append((label, format(pval, pfmt) + " (lit.)",
-                         _f(lab["without_adaptation" + suffix][name][kind], fmt),
-                         _f(lab["with_adaptation" + suffix][name][kind], fmt),
-                         _f(lab.get("synthetic_stage" + suffix, {}).get(name, {}).get(kind),
-                            fmt)))
+                         *(_f(lab.get(fit + suffix, {}).get(name, {}).get(kind), fmt)
+                           for fit in fits)))
     rows.append(("emulator reconstruction error (Eq. 1)", "< 1 %",
                  _f(100 * results["emulator"]["reconstruction_error"], ".2f") + " %", "", ""))
     t1 = table(["quantity", "paper (Zhang+, LAMOST)", "ours, without adaptation",
@@ -642,12 +638,9 @@ def format_cyclestarnet_report(results, table=None):
         ("Cycle-StarNet training (s / 1000 iter)",
          f"{paper['gpu_hours'] * 3600 / paper['n_iter'] * 1000:.0f} (V100 GPU)", "-",
          _f(tm["csn_seconds_per_1000_iter"], ".1f")),
-        (f"label fits (spectra / s), without adaptation{on}", "-",
-         f"10,000 in {tg['label_fit_seconds']:.0f} s",
-         _f(tm["label_fit_spectra_per_second_without"], ".1f")),
-        (f"label fits (spectra / s), with adaptation{on}", "-",
-         f"10,000 in {tg['label_fit_seconds']:.0f} s",
-         _f(tm["label_fit_spectra_per_second_with"], ".1f")),
+        *((f"label fits (spectra / s), {w} adaptation{on}", "-",
+           f"10,000 in {tg['label_fit_seconds']:.0f} s",
+           _f(tm[f"label_fit_spectra_per_second_{w}"], ".1f")) for w in ("without", "with")),
         ("  10,000 spectra extrapolated (s): without / with", "-",
          f"<= {tg['label_fit_seconds']:.0f}",
          f"{_f(tm['label_fit_10k_seconds_without'], '.0f')} / "
