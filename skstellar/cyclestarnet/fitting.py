@@ -553,12 +553,11 @@ class SpectralLabelFitter(BaseEstimator):
         if isinstance(flux, SpectrumBatch):
             if flux_err is not None or ivar is not None:
                 raise ValueError("A SpectrumBatch carries its own ivar: do not pass flux_err/ivar.")
-            batch = flux
-            if batch.ivar is None:
+            if flux.ivar is None:
                 raise ValueError("The SpectrumBatch has no ivar: label fitting needs flux errors.")
-            extra = batch.bad_pixels()
+            extra = flux.bad_pixels()
             mask = extra if mask is None else (np.asarray(mask, dtype=bool) | extra)
-            flux, ivar = batch.flux, batch.ivar
+            flux, ivar = flux.flux, flux.ivar
         check_numeric_input(flux, what="flux", allow_nan=True, allow_inf=True)
         flux = np.asarray(flux, dtype=np.float64)
         if flux.ndim == 1:
@@ -785,12 +784,10 @@ class SpectralLabelFitter(BaseEstimator):
         finally:
             progress.close()
         err = np.sqrt(np.clip(np.diagonal(out_cov, axis1=1, axis2=2), 0, None))
-        box = BoxTransform(self.bounds_[0], self.bounds_[1])
-        u = box.to_unit(torch.as_tensor(out_x)).numpy()
+        u = BoxTransform(self.bounds_[0], self.bounds_[1]).to_unit(torch.as_tensor(out_x)).numpy()
         at_bound = (u < _AT_BOUND_FRACTION) | (u > 1 - _AT_BOUND_FRACTION)
-        dof = n_good - D
         with np.errstate(invalid="ignore", divide="ignore"):
-            chi2_red = np.where(fit_ok, outputs["chi2"] / np.maximum(dof, 1), np.nan)
+            chi2_red = np.where(fit_ok, outputs["chi2"] / np.maximum(n_good - D, 1), np.nan)
         return LabelFitResult(
             label_names=list(self.label_names_),
             labels=out_x[:, :L],
@@ -837,7 +834,6 @@ class SpectralLabelFitter(BaseEstimator):
         y = torch.as_tensor(f, dtype=dt, device=dev)
         wt = torch.as_tensor(w, dtype=dt, device=dev)
         b = f.shape[0]
-        S = int(self.n_starts)
         lo, hi = self.bounds_
         ev = self._eval_rows()
         common = dict(method=self.optimizer, max_iter=int(self.max_iter), tol=float(self.tol),
@@ -860,7 +856,7 @@ class SpectralLabelFitter(BaseEstimator):
         if x0 is not None:
             starts = x0[None]
         elif self.init == "grid":
-            starts = self._grid_starts(grid_flux, target, tw, S)
+            starts = self._grid_starts(grid_flux, target, tw, int(self.n_starts))
         else:
             starts = other
         starts = self._with_rv(starts)
