@@ -19,6 +19,7 @@ The torch modules live in :mod:`skstellar.cyclestarnet.networks`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -34,6 +35,7 @@ from .._validation import check_numeric_input
 from ..nn.threads import torch_threads as _threads
 from ..nn.training import SEED_MODULUS, Progress, seed_from
 from ..parameters import LAYER_SIZES, Interval, Options, SequenceOf, validate_parameters
+from ..preprocessing.spectra_input import forget_input_features
 from ..spectrum import SpectrumBatch
 from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
 
@@ -658,9 +660,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"({_grid_text(grid_o)}); resample one onto the other first."
             )
         if isinstance(X, SpectrumBatch):
+            forget_input_features(self)
             self.n_features_in_ = P
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
         else:
             validate_data(self, X, reset=True, ensure_all_finite=False, dtype=np.float64)
         self.wavelength_ = grid_o if grid_o is not None else grid_s
@@ -693,9 +694,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                   "flux_scale": self.flux_scale_}
 
         rng0 = np.random.default_rng(seed_from(self.random_state))
-        seeds = [int(s) for s in rng0.integers(0, SEED_MODULUS, 4)]
-        init_seed, data_seed, bank_seed, sample_seed = seeds
-        self.sample_seed_ = sample_seed
+        init_seed, data_seed, bank_seed, self.sample_seed_ = (
+            int(s) for s in rng0.integers(0, SEED_MODULUS, 4))
         with torch.random.fork_rng(devices=[]), _threads(self.n_threads):
             torch.manual_seed(init_seed)
             gen, disc_s, disc_o = self._build(arch)
@@ -738,9 +738,9 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _train(self, gen, disc_s, disc_o, xs, ws, xo, wo, config, data_seed, resume):
         dev = self.device
         betas = tuple(float(b) for b in self.betas)
+        d_params = list(disc_s.parameters()) + list(disc_o.parameters())
         opt_g = torch.optim.Adam(gen.parameters(), lr=float(self.lr), betas=betas)
-        opt_d = torch.optim.Adam(list(disc_s.parameters()) + list(disc_o.parameters()),
-                                 lr=float(self.lr), betas=betas)
+        opt_d = torch.optim.Adam(d_params, lr=float(self.lr), betas=betas)
         rng = np.random.default_rng(data_seed)
         samp_s, samp_o = _EpochSampler(len(xs), rng), _EpochSampler(len(xo), rng)
         # what a checkpoint holds the state of, by its key in the file
@@ -778,7 +778,6 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         bar = Progress(n_iter, self.verbose and start < n_iter, "CycleStarNet", unit="it",
                        initial=start)
         gen.train(), disc_s.train(), disc_o.train()
-        d_params = list(disc_s.parameters()) + list(disc_o.parameters())
         t0 = time.perf_counter()
 
         def save(it):
@@ -926,10 +925,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _wrap(X, flux):
-        if not isinstance(X, SpectrumBatch):
-            return flux
-        return SpectrumBatch(wavelength=X.wavelength, flux=flux, ivar=X.ivar, mask=X.mask,
-                             meta=X.meta, npix=X.npix)
+        return dataclasses.replace(X, flux=flux) if isinstance(X, SpectrumBatch) else flux
 
     def transform(self, X):
         """Map observed spectra into the synthetic domain (``CSN_obs->synth``).
