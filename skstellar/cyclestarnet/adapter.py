@@ -537,10 +537,10 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             arch["domain_channels"], arch["shared_channels"], arch["kernel_size"],
             arch["strides"], arch["latent_channels"], arch["split_channels"], arch["split_width"],
         )
-        disc_s = PairDiscriminator(arch["disc_channels"], arch["kernel_size"], arch["strides"],
-                                   arch["latent_channels"])
-        disc_o = PairDiscriminator(arch["disc_channels"], arch["kernel_size"], arch["strides"],
-                                   arch["latent_channels"] + arch["split_channels"])
+        # one per domain; the observed one also judges the split latent
+        disc_s, disc_o = (PairDiscriminator(arch["disc_channels"], arch["kernel_size"],
+                                            arch["strides"], arch["latent_channels"] + extra)
+                          for extra in (0, arch["split_channels"]))
         if self.tied_init:
             gen.tie_domains_()
         return gen.to(self.device), disc_s.to(self.device), disc_o.to(self.device)
