@@ -240,10 +240,9 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
     for _ in range(repeats):
         out, seconds = _timed(norm.fit_transform, obs)
         best = min(best, seconds)
-    good = ~out.mask
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(np.where(good, out.flux, np.nan), axis=1)
+        med = np.nanmedian(np.where(~out.mask, out.flux, np.nan), axis=1)
     return {
         "spectra_per_second": n_spectra / best,
         "seconds": best,
@@ -427,8 +426,7 @@ def evaluate_cyclestarnet(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # test stars at the grid's very edge
         recon = emu.predict(true_labels)
-    rel = np.abs(recon - truth.synthetic) / np.abs(truth.synthetic)
-    rec_err = rel.mean(axis=1)
+    rec_err = (np.abs(recon - truth.synthetic) / np.abs(truth.synthetic)).mean(axis=1)
     say(f"Emulator {tuple(emulator_hidden)}: {emu.n_epochs_} epochs in {t_emu:.1f} s, "
         f"reconstruction error {np.median(rec_err):.2%}.")
 

@@ -541,8 +541,7 @@ class SpectralLabelFitter(BaseEstimator):
 
         n = int(self.n_grid)
         m = int(np.ceil(np.log2(max(n, 2))))
-        sob = qmc.Sobol(d=len(lo), scramble=True, seed=draw_seed(rng))
-        u = sob.random_base2(m)[:n]
+        u = qmc.Sobol(d=len(lo), scramble=True, seed=draw_seed(rng)).random_base2(m)[:n]
         return lo + (hi - lo) * u
 
     # ------------------------------------------------------------- inputs

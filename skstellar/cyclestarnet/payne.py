@@ -454,9 +454,7 @@ class PayneEmulator(BaseNeuralRegressor):
         PayneNetwork
         """
         module = copy.deepcopy(self.module_).to(dtype=dtype, device=device or self.device)
-        module.eval()
-        module.requires_grad_(False)
-        return module
+        return module.eval().requires_grad_(False)
 
     # ---------------------------------------------------------------- I/O
     @classmethod

@@ -334,6 +334,13 @@ def _feh_values(feh, data, names, n):
     return values, name
 
 
+def _range_cut(what, column, values, bounds):
+    """The cut ``lo <= what <= hi`` (inclusive, with the rounding slack ``_EPS``)."""
+    lo, hi = bounds
+    inside = (values >= lo - _EPS) & (values <= hi + _EPS)
+    return _Cut(what, f"{lo:g} <= {what} <= {hi:g}", column, inside)
+
+
 def _validity_cuts(
     catalog, *, feh, feh_range, g_minus_j_range, w1_minus_w2_range, columns
 ):
@@ -372,23 +379,12 @@ def _validity_cuts(
     cuts: list[_Cut] = []
     if feh is not None and feh_range is not None:
         values, name = _feh_values(feh, data, names, n)
-        lo, hi = feh_range
-        inside = (values >= lo - _EPS) & (values <= hi + _EPS)
-        cuts.append(_Cut("[Fe/H]", f"{lo:g} <= [Fe/H] <= {hi:g}", name, inside))
+        cuts.append(_range_cut("[Fe/H]", name, values, feh_range))
     for bands, rng in ((("G", "J"), g_minus_j_range), (("W1", "W2"), w1_minus_w2_range)):
         if rng is None:
             continue
         colour, desc = _colour(data, names, bands, cols, user_cols, n_bands_array)
-        lo, hi = rng
-        label = f"{bands[0]}-{bands[1]}"
-        cuts.append(
-            _Cut(
-                label,
-                f"{lo:g} <= {label} <= {hi:g}",
-                desc,
-                (colour >= lo - _EPS) & (colour <= hi + _EPS),
-            )
-        )
+        cuts.append(_range_cut(f"{bands[0]}-{bands[1]}", desc, colour, rng))
     return cuts, n
 
 
