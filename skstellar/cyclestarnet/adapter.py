@@ -19,6 +19,7 @@ The torch modules live in :mod:`skstellar.cyclestarnet.networks`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -34,6 +35,7 @@ from .._validation import check_numeric_input
 from ..nn.threads import torch_threads as _threads
 from ..nn.training import SEED_MODULUS, Progress, seed_from
 from ..parameters import LAYER_SIZES, Interval, Options, SequenceOf, validate_parameters
+from ..preprocessing.spectra_input import forget_input_features
 from ..spectrum import SpectrumBatch
 from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
 
@@ -106,13 +108,8 @@ def _read_spectra(X, err, what):
                 f"{what} is a SpectrumBatch, which carries its own ivar: do not pass errors "
                 "separately."
             )
-        flux = np.asarray(X.flux, dtype=np.float64)
-        bad = X.bad_pixels()
-        e = None
-        if X.ivar is not None:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                e = np.where(X.ivar > 0, 1.0 / np.sqrt(X.ivar), np.inf)
-        return flux, e, bad, _common_grid(X, what)
+        e = None if X.ivar is None else X.error()
+        return np.asarray(X.flux, dtype=np.float64), e, X.bad_pixels(), _common_grid(X, what)
     check_numeric_input(X, what=what, allow_nan=True, allow_inf=True)
     flux = check_array(X, dtype=np.float64, ensure_all_finite=False, input_name=what)
     e = None
@@ -159,7 +156,11 @@ def _check_not_all_masked(good, what):
 
 
 class _EpochSampler:
-    """Mini-batch indices: successive slices of seeded random permutations."""
+    """Mini-batch indices: successive slices of seeded random permutations.
+
+    Its state is saved and restored like a torch module's (``state_dict`` /
+    ``load_state_dict``), so checkpoints treat both alike.
+    """
 
     def __init__(self, n, rng):
         self.n = int(n)
@@ -178,10 +179,10 @@ class _EpochSampler:
             need -= take.size
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
-    def state(self):
+    def state_dict(self):
         return {"perm": torch.as_tensor(self.perm, dtype=torch.int64), "pos": int(self.pos)}
 
-    def load(self, state):
+    def load_state_dict(self, state):
         perm = state["perm"].numpy().astype(np.int64)
         if perm.size != self.n:
             raise ValueError(
@@ -189,6 +190,11 @@ class _EpochSampler:
                 f"one has {self.n}; resume with the same training data."
             )
         self.perm, self.pos = perm, int(state["pos"])
+
+
+def _block_means(acc, acc_n):
+    """Means of the loss terms summed over the ``acc_n`` iterations of a history block."""
+    return {k: acc[k] / acc_n for k in _HISTORY_KEYS}
 
 
 def _wmse(pred, target, winv):
@@ -531,10 +537,10 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             arch["domain_channels"], arch["shared_channels"], arch["kernel_size"],
             arch["strides"], arch["latent_channels"], arch["split_channels"], arch["split_width"],
         )
-        disc_s = PairDiscriminator(arch["disc_channels"], arch["kernel_size"], arch["strides"],
-                                   arch["latent_channels"])
-        disc_o = PairDiscriminator(arch["disc_channels"], arch["kernel_size"], arch["strides"],
-                                   arch["latent_channels"] + arch["split_channels"])
+        # one per domain; the observed one also judges the split latent
+        disc_s, disc_o = (PairDiscriminator(arch["disc_channels"], arch["kernel_size"],
+                                            arch["strides"], arch["latent_channels"] + extra)
+                          for extra in (0, arch["split_channels"]))
         if self.tied_init:
             gen.tie_domains_()
         return gen.to(self.device), disc_s.to(self.device), disc_o.to(self.device)
@@ -588,16 +594,11 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _map_input(self, X, what, set_names=False):
         """Filled float32 flux, good mask and grid of spectra given to a mapping."""
         check_is_fitted(self, "generator_")
-        if isinstance(X, SpectrumBatch):
-            flux, _, bad, grid = _read_spectra(X, None, what)
-        else:
-            check_numeric_input(X, what=what, allow_nan=True, allow_inf=True)
-            arr = check_array(X, dtype=np.float64, ensure_all_finite=False, input_name=what)
-            self._check_grid(arr.shape[1], None, what)
-            if set_names:  # feature-name consistency checks of scikit-learn
-                validate_data(self, X, reset=False, ensure_all_finite=False, dtype=np.float64)
-            flux, bad, grid = arr, ~np.isfinite(arr), None
+        flux, _, bad, grid = _read_spectra(X, None, what)
         self._check_grid(flux.shape[1], grid, what)
+        if set_names and not isinstance(X, SpectrumBatch):
+            # feature-name consistency checks of scikit-learn
+            validate_data(self, X, reset=False, ensure_all_finite=False, dtype=np.float64)
         good = ~bad
         filled = np.where(good, flux, float(self.fill_value)).astype(np.float32)
         return filled, good
@@ -659,9 +660,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"({_grid_text(grid_o)}); resample one onto the other first."
             )
         if isinstance(X, SpectrumBatch):
+            forget_input_features(self)
             self.n_features_in_ = P
-            if hasattr(self, "feature_names_in_"):
-                del self.feature_names_in_
         else:
             validate_data(self, X, reset=True, ensure_all_finite=False, dtype=np.float64)
         self.wavelength_ = grid_o if grid_o is not None else grid_s
@@ -694,9 +694,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                   "flux_scale": self.flux_scale_}
 
         rng0 = np.random.default_rng(seed_from(self.random_state))
-        seeds = [int(s) for s in rng0.integers(0, SEED_MODULUS, 4)]
-        init_seed, data_seed, bank_seed, sample_seed = seeds
-        self.sample_seed_ = sample_seed
+        init_seed, data_seed, bank_seed, self.sample_seed_ = (
+            int(s) for s in rng0.integers(0, SEED_MODULUS, 4))
         with torch.random.fork_rng(devices=[]), _threads(self.n_threads):
             torch.manual_seed(init_seed)
             gen, disc_s, disc_o = self._build(arch)
@@ -739,11 +738,14 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _train(self, gen, disc_s, disc_o, xs, ws, xo, wo, config, data_seed, resume):
         dev = self.device
         betas = tuple(float(b) for b in self.betas)
+        d_params = list(disc_s.parameters()) + list(disc_o.parameters())
         opt_g = torch.optim.Adam(gen.parameters(), lr=float(self.lr), betas=betas)
-        opt_d = torch.optim.Adam(list(disc_s.parameters()) + list(disc_o.parameters()),
-                                 lr=float(self.lr), betas=betas)
+        opt_d = torch.optim.Adam(d_params, lr=float(self.lr), betas=betas)
         rng = np.random.default_rng(data_seed)
         samp_s, samp_o = _EpochSampler(len(xs), rng), _EpochSampler(len(xo), rng)
+        # what a checkpoint holds the state of, by its key in the file
+        stateful = {"generator": gen, "disc_synth": disc_s, "disc_obs": disc_o, "opt_g": opt_g,
+                    "opt_d": opt_d, "sampler_synth": samp_s, "sampler_obs": samp_o}
         start, history = 0, []
         acc = {k: 0.0 for k in _HISTORY_KEYS}
         acc_n = 0
@@ -762,13 +764,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     + ", ".join(f"{k} ({ck['config'].get(k)} vs {config[k]})" for k in diff)
                     + "; use the same architecture and pixel grid, or resume=False."
                 )
-            gen.load_state_dict(ck["generator"])
-            disc_s.load_state_dict(ck["disc_synth"])
-            disc_o.load_state_dict(ck["disc_obs"])
-            opt_g.load_state_dict(ck["opt_g"])
-            opt_d.load_state_dict(ck["opt_d"])
-            samp_s.load(ck["sampler_synth"])
-            samp_o.load(ck["sampler_obs"])
+            for key, obj in stateful.items():
+                obj.load_state_dict(ck[key])
             rng.bit_generator.state = ck["rng"]
             torch.set_rng_state(ck["torch_rng"])
             start, history = int(ck["iteration"]), list(ck["history"])
@@ -781,18 +778,14 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         bar = Progress(n_iter, self.verbose and start < n_iter, "CycleStarNet", unit="it",
                        initial=start)
         gen.train(), disc_s.train(), disc_o.train()
-        d_params = list(disc_s.parameters()) + list(disc_o.parameters())
         t0 = time.perf_counter()
 
         def save(it):
             state = {
                 "format": _CHECKPOINT_FORMAT, "config": config, "iteration": it,
-                "generator": gen.state_dict(), "disc_synth": disc_s.state_dict(),
-                "disc_obs": disc_o.state_dict(), "opt_g": opt_g.state_dict(),
-                "opt_d": opt_d.state_dict(), "sampler_synth": samp_s.state(),
-                "sampler_obs": samp_o.state(), "rng": rng.bit_generator.state,
-                "torch_rng": torch.get_rng_state(), "history": history, "acc": acc,
-                "acc_n": acc_n,
+                **{key: obj.state_dict() for key, obj in stateful.items()},
+                "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                "history": history, "acc": acc, "acc_n": acc_n,
             }
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_name(path.name + ".tmp")
@@ -806,10 +799,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     for group in opt.param_groups:
                         group["lr"] = lr
                 i_s, i_o = samp_s.draw(b, rng), samp_o.draw(b, rng)
-                ts = torch.from_numpy(xs[i_s]).to(dev)
-                to = torch.from_numpy(xo[i_o]).to(dev)
-                tws = torch.from_numpy(ws[i_s]).to(dev)
-                two = torch.from_numpy(wo[i_o]).to(dev)
+                ts, tws = (torch.from_numpy(a[i_s]).to(dev) for a in (xs, ws))
+                to, two = (torch.from_numpy(a[i_o]).to(dev) for a in (xo, wo))
                 terms = self._step(gen, disc_s, disc_o, opt_g, opt_d, d_params, ts, tws, to, two,
                                    lam_s, lam_o, lam_a)
                 for k in _HISTORY_KEYS:
@@ -817,8 +808,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 acc_n += 1
                 done = it + 1
                 if acc_n == log_every:
-                    record = {"iteration": done, "lr": lr}
-                    record.update({k: acc[k] / acc_n for k in _HISTORY_KEYS})
+                    record = {"iteration": done, "lr": lr, **_block_means(acc, acc_n)}
                     history.append(record)
                     acc = {k: 0.0 for k in _HISTORY_KEYS}
                     acc_n = 0
@@ -835,8 +825,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.training_time_ = time.perf_counter() - t0
         self.n_iter_ = max(start, n_iter)
         if acc_n:  # a last, shorter block (checkpoints keep it open for resuming)
-            record = {"iteration": self.n_iter_, "lr": self._lr_at(self.n_iter_ - 1)}
-            record.update({k: acc[k] / acc_n for k in _HISTORY_KEYS})
+            record = {"iteration": self.n_iter_, "lr": self._lr_at(self.n_iter_ - 1),
+                      **_block_means(acc, acc_n)}
             history = history + [record]
         self.history_ = history
 
@@ -935,10 +925,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     @staticmethod
     def _wrap(X, flux):
-        if not isinstance(X, SpectrumBatch):
-            return flux
-        return SpectrumBatch(wavelength=X.wavelength, flux=flux, ivar=X.ivar, mask=X.mask,
-                             meta=X.meta, npix=X.npix)
+        return dataclasses.replace(X, flux=flux) if isinstance(X, SpectrumBatch) else flux
 
     def transform(self, X):
         """Map observed spectra into the synthetic domain (``CSN_obs->synth``).

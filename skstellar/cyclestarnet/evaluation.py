@@ -136,9 +136,7 @@ def residual_rms(flux, flux_err, model, mask=None):
     ValueError
         If the shapes differ.
     """
-    f = np.asarray(flux, dtype=np.float64)
-    e = np.asarray(flux_err, dtype=np.float64)
-    m = np.asarray(model, dtype=np.float64)
+    f, e, m = (np.asarray(a, dtype=np.float64) for a in (flux, flux_err, model))
     if f.ndim != 2 or e.shape != f.shape or m.shape != f.shape:
         raise ValueError(
             f"flux, flux_err and model must share one shape (n_spectra, n_pixels); got "
@@ -240,13 +238,11 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
     norm = ContinuumNormalizer(mask="paper")
     best, out = np.inf, None
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = norm.fit_transform(obs)
-        best = min(best, time.perf_counter() - t0)
-    good = ~out.mask
+        out, seconds = _timed(norm.fit_transform, obs)
+        best = min(best, seconds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        med = np.nanmedian(np.where(good, out.flux, np.nan), axis=1)
+        med = np.nanmedian(np.where(~out.mask, out.flux, np.nan), axis=1)
     return {
         "spectra_per_second": n_spectra / best,
         "seconds": best,
@@ -275,10 +271,11 @@ def _uniform_labels(n, rng):
     return lo + (hi - lo) * rng.uniform(size=(n, len(_LABELS)))
 
 
-def _timed_fit(fitter, flux, err, mask):
+def _timed(func, *args, **kwargs):
+    """``func(*args, **kwargs)`` and its wall-clock time [s]."""
     t0 = time.perf_counter()
-    res = fitter.fit_labels(flux, err, mask)
-    return res, time.perf_counter() - t0
+    out = func(*args, **kwargs)
+    return out, time.perf_counter() - t0
 
 
 def evaluate_cyclestarnet(
@@ -424,15 +421,12 @@ def evaluate_cyclestarnet(
                         batch_size=128, lr=3e-3, patience=40, lr_patience=15,
                         label_names=list(_LABELS), wavelength=wave, random_state=seeds[3],
                         verbose=0)
-    t0 = time.perf_counter()
-    emu.fit(emu_labels, emu_flux)
-    t_emu = time.perf_counter() - t0
+    _, t_emu = _timed(emu.fit, emu_labels, emu_flux)
     true_labels = truth.labels[list(_LABELS)].to_numpy(dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # test stars at the grid's very edge
         recon = emu.predict(true_labels)
-    rel = np.abs(recon - truth.synthetic) / np.abs(truth.synthetic)
-    rec_err = rel.mean(axis=1)
+    rec_err = (np.abs(recon - truth.synthetic) / np.abs(truth.synthetic)).mean(axis=1)
     say(f"Emulator {tuple(emulator_hidden)}: {emu.n_epochs_} epochs in {t_emu:.1f} s, "
         f"reconstruction error {np.median(rec_err):.2%}.")
 
@@ -440,9 +434,7 @@ def evaluate_cyclestarnet(
     params = {**FAST_ADAPTER_PARAMS, "n_iter": int(n_iter), "random_state": seeds[4],
               "verbose": verbose, **(adapter_params or {})}
     csn = CycleStarNet(**params)
-    t0 = time.perf_counter()
-    csn.fit(obs, synthetic=synth)
-    t_csn = time.perf_counter() - t0
+    _, t_csn = _timed(csn.fit, obs, synthetic=synth)
     say(f"Cycle-StarNet: {csn.n_iter_} iterations in {t_csn:.1f} s.")
 
     # --- 3. label fits without and with adaptation
@@ -451,9 +443,9 @@ def evaluate_cyclestarnet(
     mask = test.bad_pixels() | window_mask(wave, "paper")[None, :]
     fparams = {"random_state": seeds[5], **(fitter_params or {})}
     fit0 = SpectralLabelFitter(emulator=emu, **fparams).fit()
-    res0, t_fit0 = _timed_fit(fit0, flux, err, mask)
+    res0, t_fit0 = _timed(fit0.fit_labels, flux, err, mask)
     fit1 = SpectralLabelFitter(emulator=emu, adapter=csn, **fparams).fit()
-    res1, t_fit1 = _timed_fit(fit1, flux, err, mask)
+    res1, t_fit1 = _timed(fit1.fit_labels, flux, err, mask)
     say(f"Label fits of {n_test} spectra: {t_fit0:.1f} s without, {t_fit1:.1f} s with "
         "adaptation.")
 
@@ -493,8 +485,7 @@ def evaluate_cyclestarnet(
         d["n"] = int(rows.sum())
         return d
 
-    everyone = np.ones(n_test, dtype=bool)
-    residuals = {**medians(everyone), "high_snr": medians(high)}
+    residuals = {**medians(np.ones(n_test, dtype=bool)), "high_snr": medians(high)}
 
     # --- 5. labels against the truth
     labels = {
@@ -617,6 +608,7 @@ def format_cyclestarnet_report(results, table=None):
         ("  reference: true labels' model", "-", _f(res["true_labels_synthetic"], ".3f"),
          _f(res["true_labels_adapted"], ".3f"), "-"),
     ]
+    fits = ("without_adaptation", "with_adaptation", "synthetic_stage")  # the table's columns
     for name in _LABELS:
         p = paper["labels"][name]
         fmt = ".0f" if name == "teff" else ".3f"
@@ -626,10 +618,8 @@ def format_cyclestarnet_report(results, table=None):
             label = f"{name} {kind} ({_UNITS[name]})" + (
                 f", S/N >= {_HIGH_SNR:g}" if suffix else "")
             rows.append((label, format(pval, pfmt) + " (lit.)",
-                         _f(lab["without_adaptation" + suffix][name][kind], fmt),
-                         _f(lab["with_adaptation" + suffix][name][kind], fmt),
-                         _f(lab.get("synthetic_stage" + suffix, {}).get(name, {}).get(kind),
-                            fmt)))
+                         *(_f(lab.get(fit + suffix, {}).get(name, {}).get(kind), fmt)
+                           for fit in fits)))
     rows.append(("emulator reconstruction error (Eq. 1)", "< 1 %",
                  _f(100 * results["emulator"]["reconstruction_error"], ".2f") + " %", "", ""))
     t1 = table(["quantity", "paper (Zhang+, LAMOST)", "ours, without adaptation",
@@ -642,12 +632,9 @@ def format_cyclestarnet_report(results, table=None):
         ("Cycle-StarNet training (s / 1000 iter)",
          f"{paper['gpu_hours'] * 3600 / paper['n_iter'] * 1000:.0f} (V100 GPU)", "-",
          _f(tm["csn_seconds_per_1000_iter"], ".1f")),
-        (f"label fits (spectra / s), without adaptation{on}", "-",
-         f"10,000 in {tg['label_fit_seconds']:.0f} s",
-         _f(tm["label_fit_spectra_per_second_without"], ".1f")),
-        (f"label fits (spectra / s), with adaptation{on}", "-",
-         f"10,000 in {tg['label_fit_seconds']:.0f} s",
-         _f(tm["label_fit_spectra_per_second_with"], ".1f")),
+        *((f"label fits (spectra / s), {w} adaptation{on}", "-",
+           f"10,000 in {tg['label_fit_seconds']:.0f} s",
+           _f(tm[f"label_fit_spectra_per_second_{w}"], ".1f")) for w in ("without", "with")),
         ("  10,000 spectra extrapolated (s): without / with", "-",
          f"<= {tg['label_fit_seconds']:.0f}",
          f"{_f(tm['label_fit_10k_seconds_without'], '.0f')} / "

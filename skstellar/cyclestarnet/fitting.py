@@ -541,8 +541,7 @@ class SpectralLabelFitter(BaseEstimator):
 
         n = int(self.n_grid)
         m = int(np.ceil(np.log2(max(n, 2))))
-        sob = qmc.Sobol(d=len(lo), scramble=True, seed=draw_seed(rng))
-        u = sob.random_base2(m)[:n]
+        u = qmc.Sobol(d=len(lo), scramble=True, seed=draw_seed(rng)).random_base2(m)[:n]
         return lo + (hi - lo) * u
 
     # ------------------------------------------------------------- inputs
@@ -553,12 +552,11 @@ class SpectralLabelFitter(BaseEstimator):
         if isinstance(flux, SpectrumBatch):
             if flux_err is not None or ivar is not None:
                 raise ValueError("A SpectrumBatch carries its own ivar: do not pass flux_err/ivar.")
-            batch = flux
-            if batch.ivar is None:
+            if flux.ivar is None:
                 raise ValueError("The SpectrumBatch has no ivar: label fitting needs flux errors.")
-            extra = batch.bad_pixels()
+            extra = flux.bad_pixels()
             mask = extra if mask is None else (np.asarray(mask, dtype=bool) | extra)
-            flux, ivar = batch.flux, batch.ivar
+            flux, ivar = flux.flux, flux.ivar
         check_numeric_input(flux, what="flux", allow_nan=True, allow_inf=True)
         flux = np.asarray(flux, dtype=np.float64)
         if flux.ndim == 1:
@@ -579,22 +577,15 @@ class SpectralLabelFitter(BaseEstimator):
             raise ValueError(
                 "Give exactly one of flux_err (1-sigma errors) or ivar (inverse variances)."
             )
-        if flux_err is not None:
-            err = np.asarray(flux_err, dtype=np.float64)
-            err = err[None, :] if err.ndim == 1 else err
-            if err.shape != (n, p):
-                raise ValueError(f"flux_err has shape {np.shape(flux_err)}, flux has {(n, p)}.")
-            with np.errstate(invalid="ignore"):
-                good_err = np.isfinite(err) & (err > 0)
-            var = np.where(good_err, err, 1.0) ** 2
-        else:
-            iv = np.asarray(ivar, dtype=np.float64)
-            iv = iv[None, :] if iv.ndim == 1 else iv
-            if iv.shape != (n, p):
-                raise ValueError(f"ivar has shape {np.shape(ivar)}, flux has {(n, p)}.")
-            with np.errstate(invalid="ignore", divide="ignore"):
-                good_err = np.isfinite(iv) & (iv > 0)
-                var = np.where(good_err, 1.0 / np.where(good_err, iv, 1.0), 1.0)
+        name, given = ("flux_err", flux_err) if flux_err is not None else ("ivar", ivar)
+        e = np.asarray(given, dtype=np.float64)  # 1-sigma errors or inverse variances
+        e = e[None, :] if e.ndim == 1 else e
+        if e.shape != (n, p):
+            raise ValueError(f"{name} has shape {np.shape(given)}, flux has {(n, p)}.")
+        with np.errstate(invalid="ignore"):
+            good_err = np.isfinite(e) & (e > 0)
+        e = np.where(good_err, e, 1.0)
+        var = e**2 if flux_err is not None else 1.0 / e
         good = good_err & np.isfinite(flux)
         if mask is not None:
             m = np.asarray(mask, dtype=bool)
@@ -665,12 +656,6 @@ class SpectralLabelFitter(BaseEstimator):
         if self.init == "center":
             u[0] = 0.5
         return lo + (hi - lo) * u
-
-    def _batch_rows(self):
-        """Spectra optimised together: ``batch_size`` or 1024 for "auto"."""
-        if self.batch_size != "auto":
-            return int(self.batch_size)
-        return _AUTO_BATCH
 
     def _eval_rows(self):
         """Rows per model evaluation: ``eval_batch_size`` or, for "auto", a cache-sized count.
@@ -756,22 +741,20 @@ class SpectralLabelFitter(BaseEstimator):
                 "pixels (all masked, NaN or zero-error): their labels are NaN and fit_ok=False.",
                 UserWarning, stacklevel=2,
             )
-        out_x = np.full((n, D), np.nan)
-        out_cov = np.full((n, D, D), np.nan)
-        out_chi2 = np.full(n, np.nan)
-        out_conv = np.zeros(n, dtype=bool)
-        out_iter = np.zeros(n, dtype=int)
+        # the fit results, by their name in fit_batched's result
+        outputs = {"x": np.full((n, D), np.nan), "covariance": np.full((n, D, D), np.nan),
+                   "chi2": np.full(n, np.nan), "converged": np.zeros(n, dtype=bool),
+                   "n_iter": np.zeros(n, dtype=int)}
+        out_x, out_cov = outputs["x"], outputs["covariance"]
         out_syn = np.full((n, L), np.nan) if self.adapter is not None else None
         rows_ok = np.nonzero(fit_ok)[0]
+        x0_rows = None if x0 is None else x0[rows_ok]
+        other = None
         if x0 is None and self.init != "grid":
             # drawn here, for every spectrum at once: the starts of a spectrum
             # do not depend on how the spectra are split into batches or jobs
             rng = np.random.RandomState(self.start_seed_)
-            x0_rows = None
             other = self._other_starts(len(rows_ok), int(self.n_starts), rng)  # (S, n_ok, L)
-        else:
-            x0_rows = None if x0 is None else x0[rows_ok]
-            other = None
         blocks = self._blocks(len(rows_ok))
         n_jobs = self._n_jobs(len(blocks))
         progress = Progress(len(blocks), self.verbose and len(blocks) > 1, "label fits",
@@ -782,48 +765,40 @@ class SpectralLabelFitter(BaseEstimator):
                     None if x0_rows is None else x0_rows[sl],
                     None if other is None else other[:, sl])
 
-        try:
-            if n_jobs == 1:
-                with _threads(self.n_threads):
-                    module, wave, dt = self._torch_setup()
-                    grid_flux = self._grid_flux(module, dt) if (
-                        x0 is None and self.init == "grid" and len(rows_ok)) else None
-                    for sl in blocks:
-                        out = self._fit_chunk(module, wave, dt, grid_flux, *payload(sl))
-                        self._store(out, rows_ok[sl], out_x, out_cov, out_chi2, out_conv,
-                                    out_iter, out_syn)
-                        progress()
-            else:
-                import joblib
+        if n_jobs == 1:
+            results = _fit_blocks(self, map(payload, blocks))
+        else:
+            import joblib
 
-                results = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
-                    joblib.delayed(_fit_block_in_worker)(self, *payload(sl)) for sl in blocks
-                )
-                for sl, out in zip(blocks, results):
-                    self._store(out, rows_ok[sl], out_x, out_cov, out_chi2, out_conv,
-                                out_iter, out_syn)
-                    progress()
+            results = joblib.Parallel(n_jobs=n_jobs, return_as="generator")(
+                joblib.delayed(_fit_block_in_worker)(self, *payload(sl)) for sl in blocks
+            )
+        try:
+            for sl, (res, syn) in zip(blocks, results):
+                for key, values in outputs.items():
+                    values[rows_ok[sl]] = getattr(res, key)
+                if syn is not None:
+                    out_syn[rows_ok[sl]] = syn
+                progress()
         finally:
             progress.close()
         err = np.sqrt(np.clip(np.diagonal(out_cov, axis1=1, axis2=2), 0, None))
-        box = BoxTransform(self.bounds_[0], self.bounds_[1])
-        u = box.to_unit(torch.as_tensor(out_x)).numpy()
+        u = BoxTransform(self.bounds_[0], self.bounds_[1]).to_unit(torch.as_tensor(out_x)).numpy()
         at_bound = (u < _AT_BOUND_FRACTION) | (u > 1 - _AT_BOUND_FRACTION)
-        dof = n_good - D
         with np.errstate(invalid="ignore", divide="ignore"):
-            chi2_red = np.where(fit_ok, out_chi2 / np.maximum(dof, 1), np.nan)
+            chi2_red = np.where(fit_ok, outputs["chi2"] / np.maximum(n_good - D, 1), np.nan)
         return LabelFitResult(
             label_names=list(self.label_names_),
             labels=out_x[:, :L],
             labels_err=err[:, :L],
             covariance=out_cov,
-            chi2=out_chi2,
+            chi2=outputs["chi2"],
             chi2_reduced=chi2_red,
             n_good_pixels=n_good,
             at_bound=at_bound & fit_ok[:, None],
-            converged=out_conv,
+            converged=outputs["converged"],
             fit_ok=fit_ok,
-            n_iter=out_iter,
+            n_iter=outputs["n_iter"],
             rv=out_x[:, L] if self.fit_rv else None,
             rv_err=err[:, L] if self.fit_rv else None,
             labels_synthetic=out_syn,
@@ -834,7 +809,8 @@ class SpectralLabelFitter(BaseEstimator):
         """Slices of the fitted rows, one per batch (equal sizes, a multiple of n_jobs)."""
         if n_rows == 0:
             return []
-        n_blocks = -(-n_rows // self._batch_rows())
+        batch = _AUTO_BATCH if self.batch_size == "auto" else int(self.batch_size)
+        n_blocks = -(-n_rows // batch)
         jobs = self._n_jobs(n_rows)
         if jobs > 1:
             n_blocks = min(n_rows, -(-n_blocks // jobs) * jobs)
@@ -852,23 +828,11 @@ class SpectralLabelFitter(BaseEstimator):
             jobs = max(1, joblib.cpu_count() + 1 + jobs)
         return max(1, min(jobs, int(n_tasks)))
 
-    @staticmethod
-    def _store(out, rows, out_x, out_cov, out_chi2, out_conv, out_iter, out_syn):
-        res, syn = out
-        out_x[rows] = res.x
-        out_cov[rows] = res.covariance
-        out_chi2[rows] = res.chi2
-        out_conv[rows] = res.converged
-        out_iter[rows] = res.n_iter
-        if syn is not None:
-            out_syn[rows] = syn
-
     def _fit_chunk(self, module, wave, dt, grid_flux, f, w, good, x0, other):
         dev = self.device
         y = torch.as_tensor(f, dtype=dt, device=dev)
         wt = torch.as_tensor(w, dtype=dt, device=dev)
         b = f.shape[0]
-        S = int(self.n_starts)
         lo, hi = self.bounds_
         ev = self._eval_rows()
         common = dict(method=self.optimizer, max_iter=int(self.max_iter), tol=float(self.tol),
@@ -891,18 +855,14 @@ class SpectralLabelFitter(BaseEstimator):
         if x0 is not None:
             starts = x0[None]
         elif self.init == "grid":
-            starts = self._grid_starts(grid_flux, target, tw, S)
+            starts = self._grid_starts(grid_flux, target, tw, int(self.n_starts))
         else:
             starts = other
         starts = self._with_rv(starts)
         if self.adapter is None:
-            res = fit_batched(synth_model, target, tw, starts, lo, hi, **common)
-        else:
-            stage1 = {**common, "tol": float(self.synthetic_tol)}
-            res = fit_batched(synth_model, target, tw, starts, lo, hi,
-                              compute_covariance=False, **stage1)
-        if self.adapter is None:
-            return res, None
+            return fit_batched(synth_model, target, tw, starts, lo, hi, **common), None
+        res = fit_batched(synth_model, target, tw, starts, lo, hi, compute_covariance=False,
+                          **{**common, "tol": float(self.synthetic_tol)})
         syn_labels = res.x[:, : self.n_labels_].copy()
         if self.final_domain == "synthetic":
             if target.shape != y.shape:
@@ -973,13 +933,24 @@ class SpectralLabelFitter(BaseEstimator):
         return tags
 
 
-def _fit_block_in_worker(fitter, f, w, good, x0, other):
-    """One batch of :meth:`SpectralLabelFitter.fit_labels` in a joblib worker process."""
+def _fit_blocks(fitter, payloads):
+    """Fit batches of :meth:`SpectralLabelFitter.fit_labels` one after another in this process.
+
+    ``payloads`` yields ``(flux, weights, good, x0, other_starts)`` per batch;
+    the torch model is set up once. Yields ``(result, synthetic labels)`` per batch.
+    """
     with _threads(fitter.n_threads):
         module, wave, dt = fitter._torch_setup()
-        grid_flux = fitter._grid_flux(module, dt) if (x0 is None and fitter.init == "grid") \
-            else None
-        # joblib hands large arrays over as read-only memory maps: copy them
-        res, syn = fitter._fit_chunk(module, wave, dt, grid_flux, np.array(f), np.array(w),
-                                     np.array(good), x0, other)
-    return res, syn
+        grid_flux = None
+        for f, w, good, x0, other in payloads:
+            if grid_flux is None and x0 is None and fitter.init == "grid":
+                grid_flux = fitter._grid_flux(module, dt)
+            # joblib hands large arrays over as read-only memory maps: copy them
+            yield fitter._fit_chunk(module, wave, dt, grid_flux, np.array(f), np.array(w),
+                                    np.array(good), x0, other)
+
+
+def _fit_block_in_worker(fitter, *payload):
+    """One batch of :meth:`SpectralLabelFitter.fit_labels` in a joblib worker process."""
+    (result,) = _fit_blocks(fitter, [payload])
+    return result

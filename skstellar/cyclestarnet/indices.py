@@ -69,11 +69,8 @@ def _wave_flux(X, wavelength):
         if wavelength is not None:
             raise ValueError("wavelength is taken from the SpectrumBatch; do not pass it too.")
         flux = np.asarray(X.flux, dtype=np.float64)
-        bad = X.bad_pixels()
-        p = flux.shape[1]
-        if (np.asarray(X.npix) < p).any():
-            bad |= np.arange(p) >= np.asarray(X.npix)[:, None]
-        return np.asarray(X.wavelength, dtype=np.float64), flux, bad, False
+        padded = np.arange(flux.shape[1]) >= np.asarray(X.npix)[:, None]
+        return np.asarray(X.wavelength, dtype=np.float64), flux, X.bad_pixels() | padded, False
     flux = np.asarray(X, dtype=np.float64)
     was_1d = flux.ndim == 1
     flux = np.atleast_2d(flux)
@@ -213,18 +210,17 @@ def halpha_equivalent_width(X, *, wavelength=None, center=HALPHA_VACUUM, half_wi
     if not (isinstance(center, numbers.Real) and np.isfinite(center)):
         raise ValueError(f"center must be a finite wavelength [A]; got {center!r}.")
     lo, hi = float(center) - float(half_width), float(center) + float(half_width)
+    # fc: the continuum F_C, one level per spectrum (n, 1) or one per pixel (n, p)
     if isinstance(continuum, str):
         if continuum == "normalized":
-            ratio = flux
+            fc = np.ones((1, 1))
         elif continuum == "windows":
             windows = [_check_band(tuple(w), "continuum_windows entry")
                        for w in continuum_windows]
             if not windows:
                 raise ValueError("continuum_windows is empty.")
             total = sum(_band_integral(wave, flux, bad, a, b) for a, b in windows)
-            fc = total / sum(b - a for a, b in windows)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                ratio = flux / np.where(fc > 0, fc, np.nan)[:, None]
+            fc = (total / sum(b - a for a, b in windows))[:, None]
         else:
             raise ValueError(
                 f"continuum must be 'windows', 'normalized' or an array; got {continuum!r}."
@@ -237,8 +233,8 @@ def halpha_equivalent_width(X, *, wavelength=None, center=HALPHA_VACUUM, half_wi
                 f"{np.shape(flux if not was_1d else flux[0])}."
             )
         fc = np.atleast_2d(fc)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            ratio = flux / np.where(fc > 0, fc, np.nan)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = flux / np.where(fc > 0, fc, np.nan)
     bad_r = bad | ~np.isfinite(ratio)
     ew = _band_integral(wave, ratio - 1.0, bad_r, lo, hi)
     return _maybe_scalar(ew, was_1d)

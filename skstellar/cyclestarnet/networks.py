@@ -312,8 +312,7 @@ class CycleStarNetGenerator(nn.Module):
 
     def obs_to_synth(self, x):
         """Map observed spectra (n, L) to the synthetic domain."""
-        z_sh, _ = self.encode_obs(x, split=False)
-        return self.decode_synth(z_sh)
+        return self.decode_synth(self.encode_obs(x, split=False)[0])
 
     def synth_to_obs(self, x, z_split=None):
         """Map synthetic spectra (n, L) to the observed domain with split latents ``z_split``."""

@@ -24,6 +24,7 @@ validation split; The Payne's L1 loss by default) or loaded from The Payne's
 from __future__ import annotations
 
 import copy
+import itertools
 import warnings
 from pathlib import Path
 
@@ -367,8 +368,7 @@ class PayneEmulator(BaseNeuralRegressor):
         """
         check_is_fitted(self, "x_min_")
         lab = np.asarray(labels, dtype=np.float64).reshape(-1, self.n_labels_)
-        span = self.x_max_ - self.x_min_
-        tol = 1e-6 * span
+        tol = 1e-6 * (self.x_max_ - self.x_min_)
         return (lab < self.x_min_ - tol) | (lab > self.x_max_ + tol)
 
     def predict(self, X, return_std=False):
@@ -454,9 +454,7 @@ class PayneEmulator(BaseNeuralRegressor):
         PayneNetwork
         """
         module = copy.deepcopy(self.module_).to(dtype=dtype, device=device or self.device)
-        module.eval()
-        module.requires_grad_(False)
-        return module
+        return module.eval().requires_grad_(False)
 
     # ---------------------------------------------------------------- I/O
     @classmethod
@@ -519,8 +517,7 @@ class PayneEmulator(BaseNeuralRegressor):
             raise ValueError(
                 f"{path.name}: x_min and x_max must have the same length and x_max > x_min."
             )
-        w0 = arrays["w_array_0"]
-        if w0.ndim == 3:
+        if arrays["w_array_0"].ndim == 3:
             body, hidden, act, arch = cls._legacy_body(arrays, n_labels, path.name)
         else:
             body, hidden, act, arch = cls._dense_body(arrays, n_labels, path.name)
@@ -568,9 +565,7 @@ class PayneEmulator(BaseNeuralRegressor):
 
     @staticmethod
     def _dense_body(arrays, n_labels, name):
-        n_layers = 0
-        while f"w_array_{n_layers}" in arrays:
-            n_layers += 1
+        n_layers = next(i for i in itertools.count() if f"w_array_{i}" not in arrays)
         if n_layers < 2:
             raise ValueError(
                 f"{name}: a dense Payne network needs at least w_array_0 and w_array_1."

@@ -68,6 +68,17 @@ _PARAMS_DOC = """
 """
 
 
+def _store_parameters(estimator, init_locals):
+    """Store every ``__init__`` argument unchanged as an attribute of the same name.
+
+    The two CNNs share two dozen parameters; scikit-learn's ``get_params``
+    reads their names from the ``__init__`` signature.
+    """
+    for name, value in init_locals.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
 class _SpectralCNNMixin:
     # convolutions over thousands of pixels use all threads
     _single_thread_training = False
@@ -135,33 +146,7 @@ class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeura
                  lr_schedule="plateau", lr_factor=0.1, lr_patience=10, n_mc_passes=50,
                  mc_mode="network", random_state=None, device="cpu", verbose=0,
                  standardize_target=True, uncertainty="calibrated", callbacks=None):
-        self.channels = channels
-        self.convs_per_block = convs_per_block
-        self.kernel_size = kernel_size
-        self.padding = padding
-        self.pool_size = pool_size
-        self.pool_stride = pool_stride
-        self.activation = activation
-        self.dropout = dropout
-        self.hidden_sizes = hidden_sizes
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.weight_decay = weight_decay
-        self.validation_fraction = validation_fraction
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.lr_schedule = lr_schedule
-        self.lr_factor = lr_factor
-        self.lr_patience = lr_patience
-        self.n_mc_passes = n_mc_passes
-        self.mc_mode = mc_mode
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
-        self.standardize_target = standardize_target
-        self.uncertainty = uncertainty
-        self.callbacks = callbacks
+        _store_parameters(self, locals())
 
     #: Allowed hyperparameter values (the neural base declares the common ones).
     _parameter_constraints = {
@@ -196,8 +181,4 @@ class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):  # noqa: D
                  lr_schedule="plateau", lr_factor=0.1, lr_patience=10, n_mc_passes=50,
                  mc_mode="network", random_state=None, device="cpu", verbose=0,
                  callbacks=None):
-        params = dict(locals())
-        params.pop("self")
-        params.pop("__class__", None)
-        for name, value in params.items():
-            setattr(self, name, value)
+        _store_parameters(self, locals())

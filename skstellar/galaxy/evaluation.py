@@ -9,6 +9,8 @@ al. (2004).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 
@@ -82,11 +84,21 @@ def mass_metallicity_check(log_mstar, oh_pred, bins=np.arange(8.5, 11.75, 0.5)):
     return pd.DataFrame(rows)
 
 
-def _model_summary(name, y, p, fit_seconds, predict_seconds, n_predict):
-    s = metrics.residual_summary(y, p)
-    return {"model": name, "n_test": int(len(y)), "residual_mean": s["mean"],
+def _timed(func, *args):
+    """``func(*args)`` and its wall-clock time [s]."""
+    t0 = time.perf_counter()
+    out = func(*args)
+    return out, time.perf_counter() - t0
+
+
+def _fit_and_score(name, model, X_train, y_train, X_test, y_test):
+    """Fit and time ``model``, then score its test predictions: (summary dict, predictions)."""
+    _, fit_seconds = _timed(model.fit, X_train, y_train)
+    p, predict_seconds = _timed(model.predict, X_test)
+    s = metrics.residual_summary(y_test, p)
+    return {"model": name, "n_test": int(len(y_test)), "residual_mean": s["mean"],
             "residual_std": s["std"], "residual_robust_std": s["robust_std"],
-            "fit_seconds": fit_seconds, "predict_per_second": n_predict / predict_seconds}
+            "fit_seconds": fit_seconds, "predict_per_second": len(X_test) / predict_seconds}, p
 
 
 def uncertainty_calibration(model, X, y):
@@ -138,34 +150,26 @@ def evaluate_regression(batch, *, max_epochs=100, random_state=0, baselines=(), 
         ``models`` (one summary per model), ``snr_bins``, ``z_bins``, ``mzr``
         (DataFrames for the CNN), ``resample_per_second``, ``epoch_seconds``.
     """
-    import time
-
     from sklearn.model_selection import train_test_split
 
     from .cnn import SpectralCNNRegressor
 
     meta = batch.meta.reset_index(drop=True)
     y = meta["oh"].to_numpy(float)
-    t0 = time.perf_counter()
-    X = galaxy_input_pipeline().fit_transform(batch)
-    resample_rate = len(X) / (time.perf_counter() - t0)
+    X, resample_seconds = _timed(galaxy_input_pipeline().fit_transform, batch)
+    resample_rate = len(X) / resample_seconds
     idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.2,
                                            random_state=random_state)
     Xtr, Xte, ytr, yte = X[idx_train], X[idx_test], y[idx_train], y[idx_test]
 
     cnn = SpectralCNNRegressor(max_epochs=max_epochs, random_state=random_state,
                                verbose=verbose, **(cnn_params or {}))
-    t0 = time.perf_counter()
-    cnn.fit(Xtr, ytr)
-    t_fit = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    p = cnn.predict(Xte)
-    t_pred = time.perf_counter() - t0
-    models = [_model_summary("CNN", yte, p, t_fit, t_pred, len(Xte))]
+    summary, p = _fit_and_score("CNN", cnn, Xtr, ytr, Xte, yte)
+    models = [summary]
     models[0]["uncertainty"] = uncertainty_calibration(cnn, Xte, yte)
     n_train = len(Xtr) - cnn.n_valid_
     models[0]["epochs"] = int(cnn.n_epochs_)
-    models[0]["epoch_seconds"] = t_fit / max(cnn.n_epochs_, 1)
+    models[0]["epoch_seconds"] = summary["fit_seconds"] / max(cnn.n_epochs_, 1)
     models[0]["epoch_seconds_per_10k"] = models[0]["epoch_seconds"] * 10_000 / n_train
 
     for name in baselines:
@@ -181,12 +185,7 @@ def evaluate_regression(batch, *, max_epochs=100, random_state=0, baselines=(), 
                                  max_iter=200)
         else:
             raise ValueError(f"Unknown baseline {name!r}; use 'random_forest' or 'mlp'.")
-        t0 = time.perf_counter()
-        model.fit(Xtr, ytr)
-        t_fit_b = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        pb = model.predict(Xte)
-        models.append(_model_summary(name, yte, pb, t_fit_b, time.perf_counter() - t0, len(Xte)))
+        models.append(_fit_and_score(name, model, Xtr, ytr, Xte, yte)[0])
 
     test_meta = meta.iloc[idx_test]
     return {
@@ -212,8 +211,6 @@ def evaluate_classification(batch, *, max_epochs=100, random_state=0, verbose=0,
     dict
         ``accuracy``, ``report`` (per-class precision/recall/F1 DataFrame), ``fit_seconds``.
     """
-    import time
-
     from sklearn.metrics import accuracy_score, precision_recall_fscore_support
     from sklearn.model_selection import train_test_split
 
@@ -225,9 +222,7 @@ def evaluate_classification(batch, *, max_epochs=100, random_state=0, verbose=0,
                                           stratify=labels)
     clf = SpectralCNNClassifier(max_epochs=max_epochs, random_state=random_state,
                                 verbose=verbose, **(cnn_params or {}))
-    t0 = time.perf_counter()
-    clf.fit(Xtr, ytr)
-    t_fit = time.perf_counter() - t0
+    _, t_fit = _timed(clf.fit, Xtr, ytr)
     pred = clf.predict(Xte)
     prec, rec, f1, sup = precision_recall_fscore_support(yte, pred, labels=clf.classes_)
     report = pd.DataFrame({"class": clf.classes_, "precision": prec, "recall": rec, "f1": f1,

@@ -422,18 +422,18 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         check_is_fitted(self, "net_")
         index = X.index if isinstance(X, pd.DataFrame) else None
         Xv = self._validate_X(X, reset=False, dtype=np.float64)
-        ig, ij = self._column_index("M_G"), self._column_index("M_J")
-        iw1, iw2 = self._column_index("M_W1"), self._column_index("M_W2")
-        g_j = Xv[:, ig] - Xv[:, ij]
-        w12 = Xv[:, iw1] - Xv[:, iw2]
+        index_of = {c: self._column_index(c) for c in ("M_G", "M_J", "M_W1", "M_W2")}
+        g_j = Xv[:, index_of["M_G"]] - Xv[:, index_of["M_J"]]
+        w12 = Xv[:, index_of["M_W1"]] - Xv[:, index_of["M_W2"]]
         if y_pred is None:
             y_pred = self.predict(X)
         y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(Xv), -1)[:, 0]
-        box = (
-            (g_j < self.g_minus_j_range[0]) | (g_j > self.g_minus_j_range[1])
-            | (w12 < self.w1_minus_w2_range[0]) | (w12 > self.w1_minus_w2_range[1])
-        )
-        out_feh = (y_pred < self.feh_range[0]) | (y_pred > self.feh_range[1])
+
+        def outside(values, bounds):
+            return (values < bounds[0]) | (values > bounds[1])
+
+        box = outside(g_j, self.g_minus_j_range) | outside(w12, self.w1_minus_w2_range)
+        out_feh = outside(y_pred, self.feh_range)
         sat = np.abs(y_pred) > self.saturation
         return pd.DataFrame(
             {

@@ -9,6 +9,7 @@ These functions drop rows, so they belong before a scikit-learn ``Pipeline``
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -49,20 +50,6 @@ SELECTION_COLUMNS = {
     "W2": _cols.BAND_COLUMNS["W2"],
 }
 
-_QUALITY_PARAMS = (
-    "parallax_over_error_min",
-    "ruwe_max",
-    "g_flux_over_error_min",
-    "bp_flux_over_error_min",
-    "rp_flux_over_error_min",
-    "twomass_quality",
-    "wise_quality",
-    "columns",
-    "missing",
-)
-_VALIDITY_PARAMS = ("feh", "feh_range", "g_minus_j_range", "w1_minus_w2_range", "columns")
-
-
 @dataclass
 class _Cut:
     """One selection criterion: its name, condition text, column(s) and row mask."""
@@ -84,9 +71,7 @@ def _resolve_columns(columns):
             f"Unknown key(s) in columns: {', '.join(unknown)}; "
             f"valid keys: {', '.join(SELECTION_COLUMNS)}."
         )
-    out = dict(SELECTION_COLUMNS)
-    out.update(columns)
-    return out
+    return {**SELECTION_COLUMNS, **columns}
 
 
 def _require_named(catalog, func):
@@ -266,19 +251,7 @@ def quality_mask(
     --------
     select_mdwarfs : apply the cuts and report how many rows each removes.
     """
-    cuts, n = _quality_cuts(
-        catalog,
-        parallax_over_error_min=parallax_over_error_min,
-        ruwe_max=ruwe_max,
-        g_flux_over_error_min=g_flux_over_error_min,
-        bp_flux_over_error_min=bp_flux_over_error_min,
-        rp_flux_over_error_min=rp_flux_over_error_min,
-        twomass_quality=twomass_quality,
-        wise_quality=wise_quality,
-        columns=columns,
-        missing=missing,
-    )
-    return _combine(cuts, n)
+    return _combine(*_quality_cuts(**locals()))  # every argument, by name
 
 
 def _combine(cuts, n):
@@ -361,6 +334,13 @@ def _feh_values(feh, data, names, n):
     return values, name
 
 
+def _range_cut(what, column, values, bounds):
+    """The cut ``lo <= what <= hi`` (inclusive, with the rounding slack ``_EPS``)."""
+    lo, hi = bounds
+    inside = (values >= lo - _EPS) & (values <= hi + _EPS)
+    return _Cut(what, f"{lo:g} <= {what} <= {hi:g}", column, inside)
+
+
 def _validity_cuts(
     catalog, *, feh, feh_range, g_minus_j_range, w1_minus_w2_range, columns
 ):
@@ -399,23 +379,12 @@ def _validity_cuts(
     cuts: list[_Cut] = []
     if feh is not None and feh_range is not None:
         values, name = _feh_values(feh, data, names, n)
-        lo, hi = feh_range
-        inside = (values >= lo - _EPS) & (values <= hi + _EPS)
-        cuts.append(_Cut("[Fe/H]", f"{lo:g} <= [Fe/H] <= {hi:g}", name, inside))
+        cuts.append(_range_cut("[Fe/H]", name, values, feh_range))
     for bands, rng in ((("G", "J"), g_minus_j_range), (("W1", "W2"), w1_minus_w2_range)):
         if rng is None:
             continue
         colour, desc = _colour(data, names, bands, cols, user_cols, n_bands_array)
-        lo, hi = rng
-        label = f"{bands[0]}-{bands[1]}"
-        cuts.append(
-            _Cut(
-                label,
-                f"{lo:g} <= {label} <= {hi:g}",
-                desc,
-                (colour >= lo - _EPS) & (colour <= hi + _EPS),
-            )
-        )
+        cuts.append(_range_cut(f"{bands[0]}-{bands[1]}", desc, colour, rng))
     return cuts, n
 
 
@@ -461,15 +430,13 @@ def validity_mask(
     ndarray of bool, shape (n_rows,)
         True inside the domain.
     """
-    cuts, n = _validity_cuts(
-        catalog,
-        feh=feh,
-        feh_range=feh_range,
-        g_minus_j_range=g_minus_j_range,
-        w1_minus_w2_range=w1_minus_w2_range,
-        columns=columns,
-    )
-    return _combine(cuts, n)
+    return _combine(*_validity_cuts(**locals()))  # every argument, by name
+
+
+def _keyword_defaults(func):
+    """Keyword-only parameters of ``func`` and their defaults, as a new dict."""
+    return {name: p.default for name, p in inspect.signature(func).parameters.items()
+            if p.kind is p.KEYWORD_ONLY}
 
 
 def _subset(catalog, mask):
@@ -517,41 +484,20 @@ def select_mdwarfs(catalog, *, quality=True, validity=True, **kwargs):
     >>> selected, report = select_mdwarfs(catalog, feh="fe_h")  # doctest: +SKIP
     >>> report[["cut", "n_removed", "n_remaining"]]             # doctest: +SKIP
     """
-    unknown = sorted(set(kwargs) - set(_QUALITY_PARAMS) - set(_VALIDITY_PARAMS))
+    q_params, v_params = _keyword_defaults(quality_mask), _keyword_defaults(validity_mask)
+    unknown = sorted(set(kwargs) - set(q_params) - set(v_params))
     if unknown:
         raise TypeError(f"select_mdwarfs got unexpected keyword argument(s): {', '.join(unknown)}.")
     _require_named(catalog, "select_mdwarfs")
-    q_kwargs = {k: v for k, v in kwargs.items() if k in _QUALITY_PARAMS}
-    v_kwargs = {k: v for k, v in kwargs.items() if k in _VALIDITY_PARAMS}
 
     cuts: list[_Cut] = []
     n = None
-    if quality:
-        defaults = dict(
-            parallax_over_error_min=10.0,
-            ruwe_max=1.4,
-            g_flux_over_error_min=50.0,
-            bp_flux_over_error_min=20.0,
-            rp_flux_over_error_min=20.0,
-            twomass_quality="AAA",
-            wise_quality="AA",
-            columns=None,
-            missing="raise",
-        )
-        defaults.update(q_kwargs)
-        q_cuts, n = _quality_cuts(catalog, **defaults)
-        cuts += q_cuts
-    if validity:
-        defaults = dict(
-            feh=None,
-            feh_range=(-0.45, 0.45),
-            g_minus_j_range=(1.85, 3.10),
-            w1_minus_w2_range=(-0.10, 0.24),
-            columns=None,
-        )
-        defaults.update(v_kwargs)
-        v_cuts, n = _validity_cuts(catalog, **defaults)
-        cuts += v_cuts
+    for apply, params, list_cuts in ((quality, q_params, _quality_cuts),
+                                     (validity, v_params, _validity_cuts)):
+        if apply:
+            params.update((k, v) for k, v in kwargs.items() if k in params)
+            new_cuts, n = list_cuts(catalog, **params)
+            cuts += new_cuts
     if n is None:
         _, n, _ = to_frame_like(catalog, columns=[])
 
