@@ -605,3 +605,15 @@ def test_ema_decay_keeps_the_averaged_weights(train):
     for bad in (0, 1, -0.5, 1.5, "0.9"):
         with pytest.raises(ValueError, match="ema_decay"):
             PhotoDNetwork(**TINY, ema_decay=bad).fit(cat, y)
+
+
+def test_robust_ema_schedule_is_the_robust_one_with_weight_averaging(train):
+    from skstellar.photod.network import ROBUST_EMA_SCHEDULE, ROBUST_FAST_SCHEDULE
+
+    assert ROBUST_EMA_SCHEDULE == {**ROBUST_FAST_SCHEDULE, "ema_decay": 0.8}
+    cat, y, _, sigma_b, _ = train
+    net = PhotoDNetwork(**{**ROBUST_EMA_SCHEDULE, "max_epochs": 6, "prune_after": 3,
+                           "secondary_max_epochs": 2}, random_state=0).fit(cat, y, sigma_b=sigma_b)
+    assert sorted(net.run_n_epochs_.tolist()) == [3, 6]
+    assert dict(net.net_.callbacks_)["weight_ema"].decay == 0.8
+    assert np.all(np.isfinite(net.predict(cat)))
