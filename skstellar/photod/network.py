@@ -118,7 +118,9 @@ ROBUST_FAST_SCHEDULE = {**FAST_SCHEDULE, "n_runs": 2, "prune_after": 60}
 #: over epochs (``ema_decay=0.8``, ~5 epochs wide) instead of its best-validation epoch (an
 #: option; same epochs and cost). Chosen on selection catalogues (docs/photod.md, "Speed"):
 #: the validation loss is a noisy proxy for M_r accuracy and single epochs scatter, the
-#: average damps that. Use as ``PhotoDNetwork(**ROBUST_EMA_SCHEDULE)``.
+#: average damps that. All six benchmark rows at Table 1, but on selection catalogues a
+#: single run still ends slightly above Table 1 for M_r in 4 of 24 runs.
+#: Use as ``PhotoDNetwork(**ROBUST_EMA_SCHEDULE)``.
 ROBUST_EMA_SCHEDULE = {**ROBUST_FAST_SCHEDULE, "ema_decay": 0.8}
 #: Weight initialisations: Keras' default (the paper's framework) or torch's.
 _INITS = ("glorot_uniform", "torch")
