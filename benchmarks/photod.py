@@ -86,7 +86,8 @@ def make_student(args, seed=None, training_loop=None):
                          n_runs=args.n_runs, prune_after=args.prune_after, random_state=seed,
                          training_loop=training_loop or args.training_loop,
                          batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-                         lr_patience=args.lr_patience)
+                         lr_patience=args.lr_patience, ema_decay=args.ema_decay,
+                         anneal_epochs=args.anneal_epochs)
 
 
 def make_hybrid(args, teacher=None, **kw):
@@ -382,6 +383,10 @@ def main(argv=None):
     ap.add_argument("--prune-after", type=int, default=None,
                     help="train every run this many epochs, continue only the best (default: "
                          "no pruning, the paper's)")
+    ap.add_argument("--ema-decay", type=float, default=None,
+                    help="keep each run's weight EMA over epochs (default: none, the paper's)")
+    ap.add_argument("--anneal-epochs", type=int, default=None,
+                    help="cosine-anneal the lr to 0 over the last epochs (default: none)")
     ap.add_argument("--batch-size", type=int, default=1024, help="paper: 1024")
     ap.add_argument("--lr", type=float, default=1e-3, help="paper: 1e-3")
     ap.add_argument("--patience", type=int, default=100, help="early stopping; paper: 100")
@@ -415,17 +420,21 @@ def main(argv=None):
     ap.add_argument("-v", "--verbose", type=int, default=0)
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
                                                   "photod.json"))
-    ap.add_argument("--schedule", choices=("quick", "fast", "robust-fast"), default=None,
-                    help="use QUICK_SCHEDULE, FAST_SCHEDULE or ROBUST_FAST_SCHEDULE of "
+    ap.add_argument("--schedule", choices=("quick", "fast", "robust-fast", "robust-ema"),
+                    default=None,
+                    help="use QUICK_SCHEDULE, FAST_SCHEDULE, ROBUST_FAST_SCHEDULE or "
+                         "ROBUST_EMA_SCHEDULE of "
                          "skstellar.photod.network (overrides the flags the schedule sets: "
                          "--n-runs, --batch-size, --max-epochs, --secondary-max-epochs, "
-                         "--patience; fast also --lr, robust-fast also --prune-after)")
+                         "--patience; fast also --lr, robust-fast also --prune-after, "
+                         "robust-ema also --ema-decay)")
     args = ap.parse_args(argv)
     if args.schedule is not None:
         from skstellar.photod import network
 
         schedule = {"quick": network.QUICK_SCHEDULE, "fast": network.FAST_SCHEDULE,
-                    "robust-fast": network.ROBUST_FAST_SCHEDULE}
+                    "robust-fast": network.ROBUST_FAST_SCHEDULE,
+                    "robust-ema": network.ROBUST_EMA_SCHEDULE}
         for key, value in schedule[args.schedule].items():
             setattr(args, key, value)
     results = {"config": vars(args).copy(), "paper_timing": PAPER_TIMING}

@@ -14,6 +14,7 @@ from astropy.table import Table
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import make_pipeline
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from skorch.callbacks import Callback
 from torch import nn
 
 from skstellar.io import find_shared_data
@@ -527,3 +528,92 @@ def test_prune_after_continues_only_the_best_run(train):
             PhotoDNetwork(**TINY, prune_after=bad).fit(cat, y)
     with pytest.raises(ValueError, match="prune_after"):
         PhotoDNetwork(**TINY, n_runs=1, prune_after=2, validation_fraction=0).fit(cat, y)
+
+
+class _Record(Callback):
+    """Records, per epoch, the learning rate in use and the weights at the epoch's end."""
+
+    lrs, weights = [], []
+
+    def on_epoch_begin(self, net, **kwargs):
+        type(self).lrs.append(net.optimizer_.param_groups[0]["lr"])
+
+    def on_epoch_end(self, net, **kwargs):
+        type(self).weights.append([p.detach().clone() for p in net.module_.parameters()])
+
+
+SMALL = dict(hidden_layer_sizes=(16, 16), activation="gelu", batch_size=256, lr=3e-3,
+             n_runs=1, max_epochs=8, early_stopping=False, random_state=0)
+
+
+def test_anneal_epochs_cosine_tail(train):
+    assert PhotoDNetwork().anneal_epochs is None  # the paper's schedule by default
+    cat, y, _, _, _ = train
+    _Record.lrs = []
+    net = PhotoDNetwork(**SMALL, anneal_epochs=4, callbacks=[_Record()]).fit(cat, y)
+    # four epochs at the (unreduced) learning rate, then a half cosine towards 0
+    k = np.arange(4)
+    expected = 3e-3 * np.r_[np.ones(4), 0.5 * (1 + np.cos(np.pi * (k + 0.5) / 4))]
+    np.testing.assert_allclose(_Record.lrs, expected, rtol=1e-12)
+    plain = PhotoDNetwork(**SMALL).fit(cat, y)
+    p, q = net.predict(cat), plain.predict(cat)
+    assert np.all(np.isfinite(p)) and not np.allclose(p, q)
+    # longer than the run: the whole run is annealed
+    _Record.lrs = []
+    PhotoDNetwork(**{**SMALL, "max_epochs": 3}, anneal_epochs=50,
+                  callbacks=[_Record()]).fit(cat, y)
+    np.testing.assert_allclose(_Record.lrs, 3e-3 * 0.5 * (1 + np.cos(np.pi * (np.arange(3) + 0.5)
+                                                                      / 3)), rtol=1e-12)
+    # a paused and resumed run anneals exactly as an uninterrupted one
+    paused = PhotoDNetwork(**SMALL, anneal_epochs=4, prune_after=6).fit(cat, y)
+    np.testing.assert_array_equal(paused.predict(cat), p)
+    for bad in (0, -1, 2.5, "4"):
+        with pytest.raises(ValueError, match="anneal_epochs"):
+            PhotoDNetwork(**TINY, anneal_epochs=bad).fit(cat, y)
+
+
+def test_ema_decay_keeps_the_averaged_weights(train):
+    assert PhotoDNetwork().ema_decay is None  # the paper's: the best epoch is kept
+    cat, y, _, _, _ = train
+    _Record.weights = []
+    plain = PhotoDNetwork(**SMALL, callbacks=[_Record()]).fit(cat, y)
+    per_epoch = _Record.weights
+    net = PhotoDNetwork(**SMALL, ema_decay=0.6).fit(cat, y)
+    # the averaging does not change the training, only the weights kept at the end
+    np.testing.assert_array_equal(np.asarray(net.history_[:, "valid_loss"]),
+                                  np.asarray(plain.history_[:, "valid_loss"]))
+    avg = per_epoch[0]
+    for w in per_epoch[1:]:
+        avg = [0.6 * a + 0.4 * b for a, b in zip(avg, w)]
+    kept = list(net.module_.parameters())
+    for a, p in zip(avg, kept):
+        np.testing.assert_allclose(p.detach().numpy(), a.numpy(), rtol=1e-5, atol=1e-7)
+    assert not all(torch.equal(p.detach(), w) for p, w in zip(kept, per_epoch[-1]))
+    pred = net.predict(cat)
+    assert np.all(np.isfinite(pred)) and not np.allclose(pred, plain.predict(cat))
+    # the run's loss is the validation loss of the averaged weights
+    v = net.valid_indices_
+    with torch.no_grad():
+        mu_sigma = net.net_.module_(torch.as_tensor(cat[list(PHOTOD_INPUT_COLUMNS)].to_numpy(
+            np.float32)[v]))
+        loss = MomentLoss(1 / np.asarray((0.1, 0.1, 0.02)) ** 2)(
+            mu_sigma, torch.as_tensor(y[v], dtype=torch.float32))
+    assert net.run_valid_losses_[0] == pytest.approx(float(loss), rel=1e-5)
+    # a paused and resumed run averages exactly as an uninterrupted one
+    paused = PhotoDNetwork(**SMALL, ema_decay=0.6, prune_after=3).fit(cat, y)
+    np.testing.assert_array_equal(paused.predict(cat), pred)
+    for bad in (0, 1, -0.5, 1.5, "0.9"):
+        with pytest.raises(ValueError, match="ema_decay"):
+            PhotoDNetwork(**TINY, ema_decay=bad).fit(cat, y)
+
+
+def test_robust_ema_schedule_is_the_robust_one_with_weight_averaging(train):
+    from skstellar.photod.network import ROBUST_EMA_SCHEDULE, ROBUST_FAST_SCHEDULE
+
+    assert ROBUST_EMA_SCHEDULE == {**ROBUST_FAST_SCHEDULE, "ema_decay": 0.8}
+    cat, y, _, sigma_b, _ = train
+    net = PhotoDNetwork(**{**ROBUST_EMA_SCHEDULE, "max_epochs": 6, "prune_after": 3,
+                           "secondary_max_epochs": 2}, random_state=0).fit(cat, y, sigma_b=sigma_b)
+    assert sorted(net.run_n_epochs_.tolist()) == [3, 6]
+    assert dict(net.net_.callbacks_)["weight_ema"].decay == 0.8
+    assert np.all(np.isfinite(net.predict(cat)))
