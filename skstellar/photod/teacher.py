@@ -381,10 +381,6 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             self._read(X, columns)  # checks that the catalogue has every column
         locus = load_locus() if self.locus is None else self.locus
         maps = load_prior_maps() if self.prior_maps is None else self.prior_maps
-        if not isinstance(locus, ColourLocus):
-            raise ValueError(f"locus must be a ColourLocus, got {type(locus).__name__}.")
-        if not isinstance(maps, PriorMaps):
-            raise ValueError(f"prior_maps must be a PriorMaps, got {type(maps).__name__}.")
         if len(locus.colour_names) != len(cols):
             raise ValueError(
                 f"The locus has {len(locus.colour_names)} colours {locus.colour_names} but "

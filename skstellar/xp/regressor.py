@@ -58,9 +58,6 @@ from ..parameters import LAYER_SIZES, Interval, Options, Rule, validate_paramete
 
 __all__ = ["UncertainNNRegressor"]
 
-_POSITIVE = POSITIVE_MAPS
-
-
 #: Rows per forward call are padded to a multiple of this (see _forward_padded_rows).
 ROW_PADDING = 64
 
@@ -265,7 +262,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         "hidden": [LAYER_SIZES],
         "dropout": [Interval("real", 0, 1, closed="left")],
         "activation": [ACTIVATION],
-        "excess_activation": [Options(sorted(_POSITIVE))],
+        "excess_activation": [Options(sorted(POSITIVE_MAPS))],
         "max_iter": [Interval("int", 1, None)],
         "warmup_iter": [Interval("int", 0, None)],
         "shuffle": ["boolean"],
@@ -505,7 +502,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         samples = np.empty((P_eff, n, L), np.float32) if return_samples else None
         chunk = self._chunk_rows(P_eff)
         gen = seeded_generator(self.mc_seed_, dev)
-        positive = _POSITIVE[self.excess_activation]
+        positive = POSITIVE_MAPS[self.excess_activation]
         progress = Progress(n, self.verbose and n >= 100_000, "MC dropout")
         was = module.training
         module.eval()
