@@ -6,20 +6,15 @@ the 1485 = 55 x 54 / 2 off-diagonal correlation coefficients (archive table
 ``gaiadr3.xp_continuous_mean_spectrum``; De Angeli et al. 2023, Carrasco et
 al. 2021). The Gaia XP uncertain-NN paper (Sect. 2.1-2.2) feeds these
 coefficients and their covariance matrices to its network. This module holds
-
-* :func:`read_xp_continuous`: one reader for the archive's CSV, ECSV, FITS and
-  VOTable files, giving a *canonical in-memory layout* (a pandas DataFrame,
-  one row per source, one numpy array per cell, ``None`` for a missing band);
-* :func:`xp_band_arrays`: stacks one band of such a table (DataFrame, astropy
-  Table or dict; cells may be arrays, lists or CSV strings) into dense
-  ``(n, k)`` arrays with a per-source ``present`` mask;
-* :func:`correlation_to_covariance` and :func:`xp_covariance`: vectorised
-  ``C = diag(e) R diag(e)`` with ``R`` filled from the packed correlations in
-  the archive order (strict lower triangle, row by row);
-* :func:`read_xp_avro`: the DPAC-internal ``MeanSpectrumSolutionWithCov``
-  AVRO records, whose packed covariance (lower triangle with diagonal) is an
-  independent ground truth for the rebuilt covariance;
-* :func:`is_positive_definite`: a batched check used by downstream validation.
+the reader of the archive's CSV, ECSV, FITS and VOTable files
+(:func:`read_xp_continuous`: a DataFrame, one row per source, one numpy array
+per cell, None for a missing band), the stacking of one band into dense
+arrays with a ``present`` mask (:func:`xp_band_arrays`), the vectorised
+covariance ``C = diag(e) R diag(e)`` with ``R`` filled in the archive order
+(:func:`xp_covariance`, :func:`correlation_to_covariance`), the DPAC-internal
+``MeanSpectrumSolutionWithCov`` AVRO records whose packed covariance is an
+independent ground truth (:func:`read_xp_avro`) and a batched
+positive-definiteness check (:func:`is_positive_definite`).
 
 Two covariances can be built from an archive row. The archive errors already
 include the factor ``b_standard_deviation`` (square root of the reduced chi^2
