@@ -42,7 +42,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._validation import as_float_column, check_non_negative, missing_column_error, to_frame_like
 from ..columns import GAIA_DR3, TWOMASS, WISE
-from ..covariance import CovariantFeatures, pack_lower
+from ..covariance import CovariantFeatures, pack_lower, packed_size
 from ..parameters import Interval, Options, validate_parameters
 from .photometry import magnitude_error_from_flux_over_error
 
@@ -257,31 +257,17 @@ class _PackedPlan:
         self.band = np.r_[np.ones(k - 1, int), np.zeros(k, int)]  # 1 = RP
         self.coef = np.r_[np.arange(1, k), np.arange(k)]
         m = 2 * k - 1
-        groups = ([np.arange(k - 1), np.arange(k - 1, m)] if covariance == "paper"
-                  else [np.arange(m)])
+        self.blocks = ([np.arange(k - 1), np.arange(k - 1, m)] if covariance == "paper"
+                       else [np.arange(m)])
         self.deriv_bp = covariance == "exact"
-        self.blocks = []
-        for cols in groups:
-            i, j = np.tril_indices(len(cols))
-            F, G = cols[i], cols[j]
-            self.blocks.append((cols, F, G))
 
     def lower_correlation(self, strict, out):
-        """Write the archive's strict lower triangles into dense matrices with a unit diagonal.
+        """Write archive correlations ``strict`` (n, k (k - 1) / 2) into ``out`` (n, k, k).
 
-        Parameters
-        ----------
-        strict : ndarray of shape (n, k (k - 1) / 2), float32
-            Archive correlations (row-by-row strict lower triangle).
-        out : ndarray of shape (n, k, k), float32
-            Destination. Only the lower triangle and the diagonal are
-            written: row ``a`` of the triangle is one slice copy (55 copies
-            instead of a gather); the upper triangle is left as it is (the
-            Cholesky check and the normalisation read only the lower one).
-
-        Returns
-        -------
-        out : ndarray of shape (n, k, k)
+        Only the lower triangle (one slice copy per row, no gather) and the
+        unit diagonal are written; the upper triangle is left as it is (the
+        Cholesky check and the normalisation read only the lower one).
+        Returns ``out``.
         """
         for a in range(1, self.k):
             out[:, a, :a] = strict[:, a * (a - 1) // 2 : a * (a - 1) // 2 + a]
@@ -302,7 +288,7 @@ class _PackedPlan:
         lower triangle, so there are no gathers: one pass over the
         correlations and one over the output, vectorised over sources, in
         float32 like the output. ``out`` (optional) are the arrays the
-        blocks are written into (shape ``(n, len(F))`` each).
+        blocks are written into (shape ``(n, packed_size(len(cols)))`` each).
         """
         import torch
 
@@ -326,8 +312,8 @@ class _PackedPlan:
         R = {1: torch.from_numpy(np.ascontiguousarray(R_rp, dtype=np.float32)),
              0: torch.from_numpy(np.ascontiguousarray(R_bp, dtype=np.float32))}
         results = []
-        for b, (cols, F, _) in enumerate(self.blocks):
-            res = np.empty((n, len(F)), np.float32) if out is None else out[b]
+        for b, cols in enumerate(self.blocks):
+            res = np.empty((n, packed_size(len(cols))), np.float32) if out is None else out[b]
             dst = torch.from_numpy(res)
             c0_ = int(cols[0])
             deriv = bool(np.any(dflag[:, cols]))
@@ -566,7 +552,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         m = 2 * k - 1
         values = np.full((n, m), np.nan)
         plan = _PackedPlan(k, self.covariance)
-        packs = [np.zeros((n, len(F)), np.float32) for _, F, _ in plan.blocks]
+        packs = [np.zeros((n, packed_size(len(cols))), np.float32) for cols in plan.blocks]
         rows_ok = np.flatnonzero(present)
         n_corr = k * (k - 1) // 2
         step = int(self.chunk_size)
@@ -624,7 +610,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         missing = np.flatnonzero(~present)
         for p in packs:
             p[missing] = np.nan
-        blocks = [(cols, p) for (cols, _, _), p in zip(plan.blocks, packs)]
+        blocks = list(zip(plan.blocks, packs))
         names = self.feature_names_out_
         if self.photometry:
             phot, phot_cov = self._photometry(X, n)
