@@ -453,26 +453,14 @@ def _gls_operators(band, n_coefficients):
 def _gls_fit(var, eps, band, n_coefficients, work):
     """Formal covariance and noise of a weighted Hermite fit to m sampled spectra.
 
-    Parameters
-    ----------
-    var : ndarray of shape (m, N)
-        Per-sample noise variances.
-    eps : ndarray of shape (m, N)
-        One noise realisation per spectrum, eps ~ N(0, diag(var)).
-    band : {"bp", "rp"}
-    n_coefficients : int
-    work : dict
-        Reusable buffers ``"cov"`` (>= m, k * k) and ``"gain"`` (>= m, k, k);
-        reusing them across chunks avoids re-faulting ~100 MB per chunk.
-
-    Returns
-    -------
-    cov : ndarray of shape (m, k * k)
-        Flattened C = (A W A^T)^-1, W = diag(1 / var) (a view of
-        ``work["cov"]`` in the Schur mode).
-    noise : ndarray of shape (m, k)
-        C A W eps, the change of the weighted least-squares coefficients
-        caused by ``eps``; its covariance is exactly C.
+    ``var`` (m, N) are the per-sample noise variances and ``eps`` (m, N) one
+    noise realisation per spectrum, eps ~ N(0, diag(var)). ``work`` holds
+    buffers ``"cov"`` (>= m, k * k) and ``"gain"`` (>= m, k, k), reused across
+    chunks to avoid re-faulting ~100 MB per chunk. Returns the flattened
+    C = (A W A^T)^-1, W = diag(1 / var), shape (m, k * k) (a view of
+    ``work["cov"]`` in the Schur mode), and the noise C A W eps (m, k), the
+    change of the weighted least-squares coefficients caused by ``eps``,
+    whose covariance is exactly C.
     """
     m = var.shape[0]
     k = n_coefficients

@@ -441,9 +441,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             iterator_train__shuffle=bool(self.shuffle), max_iter=max_iter, warmup_iter=warm,
         )
         likelihood.release()  # a saved model does not carry its training set
-        module = self.net_.module_
-        module.eval()
-        self._module = module
+        self._module = self.net_.module_.eval()
         self.n_iter_ = self.net_.n_iter_
         self.n_epochs_ = len(self.net_.history)
         self.n_valid_ = n_valid
@@ -481,11 +479,6 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             tcov = TorchCovariance(cov.affine(self.x_mean_, self.x_scale_), device=self.device)
         return xs.astype(np.float32), tcov
 
-    def _chunk_rows(self, n_passes):
-        # ~2**16 rows (star x pass) per forward/backward call bounds memory
-        # (the Jacobian holds L x rows x d floats).
-        return max(1, 2**16 // max(1, n_passes))
-
     def _components(self, X, n_passes=None, return_samples=False):
         """Standardised point estimate and variance parts (model, input, excess)."""
         xs, tcov = self._prepare(X)
@@ -500,7 +493,9 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         v_input = np.zeros((n, L), np.float64)
         v_exc = np.empty((n, L), np.float64)
         samples = np.empty((P_eff, n, L), np.float32) if return_samples else None
-        chunk = self._chunk_rows(P_eff)
+        # ~2**16 rows (star x pass) per forward/backward call bounds memory
+        # (the Jacobian holds L x rows x d floats).
+        chunk = max(1, 2**16 // P_eff)
         gen = seeded_generator(self.mc_seed_, dev)
         positive = POSITIVE_MAPS[self.excess_activation]
         progress = Progress(n, self.verbose and n >= 100_000, "MC dropout")
@@ -508,9 +503,9 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         module.eval()
         hooks = DropoutHooks(module, P_eff, self.mc_mode, gen) if use_mc else None
         analytic = is_supported_mlp(module)
-        n_input_passes = self.input_variance_passes
-        if n_input_passes is not None:
-            n_input_passes = min(int(n_input_passes), P_eff) if use_mc else 0
+        # passes whose Jacobians give the input term (0: dropout off)
+        n_in = self.input_variance_passes
+        n_in = P_eff if n_in is None else (min(int(n_in), P_eff) if use_mc else 0)
         try:
             if hooks is not None:
                 hooks.__enter__()
@@ -520,7 +515,6 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
                 xb = torch.as_tensor(xs[start:stop], device=dev)
                 xr = xb.unsqueeze(0).expand(P_eff, m, -1).reshape(P_eff * m, -1)
                 rows_t = torch.arange(start, stop, device=dev)
-                n_in = P_eff if n_input_passes is None else n_input_passes
                 if tcov is not None and n_in == P_eff:
                     # all passes: outputs and Jacobians in one go
                     if analytic:
