@@ -45,9 +45,7 @@ XP_N_SAMPLES = 60
 #: Maximum number of basis coefficients per band (as in Gaia DR3).
 _MAX_COEFFICIENTS = 55
 
-# ----------------------------------------------------------------------------
-# Instrument model (see make_xp_catalog Notes, "Spectra" and "Coefficients").
-# ----------------------------------------------------------------------------
+# --- Instrument model (see make_xp_catalog Notes, "Spectra" and "Coefficients").
 
 #: Hermite argument x at pseudo-wavelength 0 and 59 (GaiaXPy sampling of DR3 bases).
 _X_RANGE = {"bp": (-9.800, 9.467), "rp": (-9.933, 9.600)}
@@ -139,9 +137,7 @@ _CHUNK = 4096
 _C2_UM_K = 14387.77
 
 
-# ----------------------------------------------------------------------------
-# Basis functions and grids
-# ----------------------------------------------------------------------------
+# ------------------------------------------------- Basis functions and grids
 
 
 def hermite_functions(n_functions, x) -> np.ndarray:
@@ -257,9 +253,7 @@ def _check_n_coefficients(n_coefficients):
     return k
 
 
-# ----------------------------------------------------------------------------
-# Spectral model
-# ----------------------------------------------------------------------------
+# ------------------------------------------------------------ Spectral model
 
 
 def _logistic(z):
@@ -519,9 +513,7 @@ def _calibration():
     return cal
 
 
-# ----------------------------------------------------------------------------
-# Stellar population
-# ----------------------------------------------------------------------------
+# -------------------------------------------------------- Stellar population
 
 
 def _draw_population(n, rng):
@@ -594,9 +586,7 @@ def _label_errors(labels, rng, n):
     return {name: _LABEL_ERROR[name] * factor.get(name, abundance) * snr for name in XP_LABELS}
 
 
-# ----------------------------------------------------------------------------
-# The catalogue
-# ----------------------------------------------------------------------------
+# ------------------------------------------------------------- The catalogue
 
 
 def _check_fraction(name, value, allow_one=True):
