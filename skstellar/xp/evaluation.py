@@ -16,10 +16,9 @@ import time
 
 import numpy as np
 
-__all__ = ["XP_LABELS", "PAPER_RESULTS", "make_xp_pipeline", "labels_and_errors", "evaluate_xp"]
+from ..datasets.gaia_xp import XP_LABELS, make_xp_catalog
 
-#: The paper's six labels (APOGEE ASPCAP names).
-XP_LABELS = ("teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m")
+__all__ = ["XP_LABELS", "PAPER_RESULTS", "make_xp_pipeline", "labels_and_errors", "evaluate_xp"]
 
 #: Paper, Sect. 4.1 (APOGEE hold-out): RMSE and median sigma_total per label.
 PAPER_RESULTS = {
@@ -97,7 +96,6 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
         ``per_label`` (list of dicts), ``n_train``, ``n_test``, timings,
         ``noise_tracking`` and the fitted ``pipeline``.
     """
-    from ..datasets.gaia_xp import make_xp_catalog
     from ..metrics import calibration_summary
 
     labels = tuple(labels)
@@ -132,6 +130,9 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
     cal_raw = calibration_summary(y_true[test], pred, raw, target_names=list(labels))
     obs_std = np.sqrt(tot**2 + err[test] ** 2)
     cal_obs = calibration_summary(y[test], pred, obs_std, target_names=list(labels))
+    sigma = {part: np.sqrt(u[f"{part}_var"].reshape(n_test, -1))
+             for part in ("model", "input", "excess")}
+    calibrator = model.calibrator_
     per_label = []
     for j, name in enumerate(labels):
         r = pred[:, j] - y_true[test, j]
@@ -141,12 +142,9 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
             "bias_vs_truth": float(np.mean(r)),
             "rmse_vs_observed": float(np.sqrt(np.mean((pred[:, j] - y[test, j]) ** 2))),
             "median_sigma_total": float(np.median(tot[:, j])),
-            "median_sigma_model": float(np.median(
-                np.sqrt(u["model_var"].reshape(n_test, -1)[:, j]))),
-            "median_sigma_input": float(np.median(
-                np.sqrt(u["input_var"].reshape(n_test, -1)[:, j]))),
-            "median_sigma_excess": float(np.median(
-                np.sqrt(u["excess_var"].reshape(n_test, -1)[:, j]))),
+            "median_sigma_model": float(np.median(sigma["model"][:, j])),
+            "median_sigma_input": float(np.median(sigma["input"][:, j])),
+            "median_sigma_excess": float(np.median(sigma["excess"][:, j])),
             "median_label_error": float(np.nanmedian(err[test, j])),
             "zscore_std_vs_truth": float(cal_truth.loc[name, "zscore_std"]),
             "zscore_robust_std_vs_truth": float(cal_truth.loc[name, "zscore_robust_std"]),
@@ -157,10 +155,8 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
             "zscore_std_vs_truth_raw": float(cal_raw.loc[name, "zscore_std"]),
             "cov68_vs_truth_raw": float(cal_raw.loc[name, "frac_within_1sigma"]),
             "cov95_vs_truth_raw": float(cal_raw.loc[name, "frac_within_2sigma"]),
-            "calib_a": (float(model.calibrator_.scale_[j]) if model.calibrator_ is not None
-                        else None),
-            "calib_b": (float(model.calibrator_.floor_[j]) if model.calibrator_ is not None
-                        else None),
+            "calib_a": None if calibrator is None else float(calibrator.scale_[j]),
+            "calib_b": None if calibrator is None else float(calibrator.floor_[j]),
             "paper_rmse": PAPER_RESULTS.get(name, {}).get("rmse"),
             "paper_median_sigma_total": PAPER_RESULTS.get(name, {}).get("median_sigma_total"),
         })
