@@ -432,8 +432,7 @@ def _to_float(values, float32=False):
 def _passthrough(col, name):
     """An extra astropy column -> something a DataFrame column can hold."""
     mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else None
-    data = np.ma.getdata(col) if mask is not None else np.asarray(col)
-    data = np.asarray(data)
+    data = np.asarray(np.ma.getdata(col) if mask is not None else col)
     if data.ndim > 1:
         out = np.empty(len(data), dtype=object)
         for i in range(len(data)):  # one view per row
@@ -650,8 +649,7 @@ def _table_columns(table):
                    and not isinstance(v, (str, bytes))}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"All columns must have the same number of rows; got {lengths}.")
-        n = next(iter(lengths.values()), 0)
-        return names, n
+        return names, next(iter(lengths.values()), 0)
     raise TypeError(
         "table must be a pandas DataFrame, an astropy Table or a dict of columns, got "
         f"{type(table).__name__}."

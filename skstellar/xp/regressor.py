@@ -382,7 +382,6 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         else:
             self.x_mean_, self.x_scale_ = np.zeros(d), np.ones(d)
             self.y_mean_, self.y_scale_ = np.zeros(L), np.ones(L)
-        self._y_scale_ = self.y_scale_  # for the base class's std formatting
 
         xs = (values - self.x_mean_) / self.x_scale_
         ys = (y2 - self.y_mean_) / self.y_scale_
@@ -441,7 +440,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             iterator_train__shuffle=bool(self.shuffle), max_iter=max_iter, warmup_iter=warm,
         )
         likelihood.release()  # a saved model does not carry its training set
-        self._module = self.net_.module_.eval()
+        self.net_.module_.eval()
         self.n_iter_ = self.net_.n_iter_
         self.n_epochs_ = len(self.net_.history)
         self.n_valid_ = n_valid
@@ -458,20 +457,8 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         return self
 
     # ---------------------------------------------------------- internals
-    @property
-    def history_(self):
-        """Per-epoch records (skorch ``History``): ``epoch``, ``iteration``, ``train_loss``, ...."""
-        check_is_fitted(self, "_module")
-        return self.net_.history
-
-    @property
-    def module_(self):
-        """The trained torch module (outputs: L labels, then L raw excess terms)."""
-        check_is_fitted(self, "_module")
-        return self._module
-
     def _prepare(self, X):
-        check_is_fitted(self, "_module")
+        check_is_fitted(self, "net_")
         values, cov = self._validate_features(X, reset=False)
         xs = (values - self.x_mean_) / self.x_scale_
         tcov = None
@@ -484,7 +471,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         xs, tcov = self._prepare(X)
         n, L = len(xs), self.n_outputs_
         P = int(self.n_mc_passes if n_passes is None else n_passes)
-        module = self._module
+        module = self.module_
         dev = self.device
         use_mc = P >= 2 and float(self.dropout) > 0
         P_eff = P if use_mc else 1
@@ -566,7 +553,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
 
     def _input_variance(self, xb, tcov, rows_t, n_in, hooks, analytic):
         """Mean of diag(J Sigma J^T) over the first ``n_in`` MC passes (0: dropout off)."""
-        module, L = self._module, self.n_outputs_
+        module, L = self.module_, self.n_outputs_
         m = len(xb)
         if n_in == 0 or hooks is None:
             fn, reps = None, 1
@@ -681,7 +668,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         ndarray of shape (n_samples, n_labels, n_features)
         """
         xs, _ = self._prepare(X)
-        module = self._module
+        module = self.module_
         out = []
         step = 8192
         for start in range(0, len(xs), step):
