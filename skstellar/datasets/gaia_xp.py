@@ -637,7 +637,7 @@ def _object_column(rows, present=None):
 
 
 def _solve_distance(g_mag, abs_g_of_av, av_grid, a_inf, scale_height):
-    """Distance [pc] with G = M_G(A_V(d)) + 5 log10(d / 10), by bisection in log d.
+    """A_V [mag] at the distance d where G = M_G(A_V(d)) + 5 log10(d / 10), by bisection in log d.
 
     ``abs_g_of_av`` (m, n_av) tabulates the reddened absolute G on ``av_grid``;
     A_V(d) = a_inf (1 - exp(-d / scale_height)) grows monotonically with d.
@@ -661,9 +661,7 @@ def _solve_distance(g_mag, abs_g_of_av, av_grid, a_inf, scale_height):
         above = res > 0.0
         hi = np.where(above, mid, hi)
         lo = np.where(above, lo, mid)
-    log_d = 0.5 * (lo + hi)
-    _, a_v = residual(log_d)
-    return 10.0**log_d, a_v
+    return residual(0.5 * (lo + hi))[1]
 
 
 def make_xp_catalog(
@@ -967,7 +965,7 @@ def make_xp_catalog(
         # Reddened absolute G on the A_V grid, then the distance.
         g_shape = _g_shape(p)
         abs_g = cal["zp_G"] - 2.5 * np.log10(radius2[sl, None] * (g_shape @ g_atten))
-        _, av = _solve_distance(g_true[sl], abs_g, av_grid, a_inf[sl], 800.0)
+        av = _solve_distance(g_true[sl], abs_g, av_grid, a_inf[sl], 800.0)
         g_flux = (g_shape * 10.0 ** (-0.4 * av[:, None] * ext_g[None, :])).sum(axis=1)
         distance[sl] = 10.0 * 10.0 ** (
             0.2 * (g_true[sl] - cal["zp_G"] + 2.5 * np.log10(radius2[sl] * g_flux))

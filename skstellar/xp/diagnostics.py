@@ -151,11 +151,9 @@ def derivative_spectra(model, X, weights=None, calibrated=True, sampling=None):
     names = list(dcoef.columns)
     grid = np.asarray(grid, dtype=np.float64)
     for _, r in out.iterrows():
-        label = names[int(r["source_id"])]
-        band = str(r.get("xp", "BP+RP")).upper()
-        flux = np.asarray(r["flux"], dtype=np.float64)
-        rows.append(pd.DataFrame({"label": label, "band": band, "wavelength": grid,
-                                  "derivative": flux}))
+        rows.append(pd.DataFrame({"label": names[int(r["source_id"])],
+                                  "band": str(r.get("xp", "BP+RP")).upper(), "wavelength": grid,
+                                  "derivative": np.asarray(r["flux"], dtype=np.float64)}))
     return pd.concat(rows, ignore_index=True)
 
 
