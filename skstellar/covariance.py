@@ -215,8 +215,7 @@ class CovariantFeatures:
     def from_dense(cls, values, covariance, feature_names=None):
         """One block over all features from dense ``(n, d, d)`` covariances."""
         values = np.asarray(values, dtype=np.float64)
-        d = values.shape[1]
-        return cls(values, [(np.arange(d), pack_lower(covariance))], feature_names)
+        return cls(values, [(np.arange(values.shape[1]), pack_lower(covariance))], feature_names)
 
     @classmethod
     def from_variance(cls, values, variance, feature_names=None):
@@ -296,8 +295,7 @@ class CovariantFeatures:
     def select_features(self, columns):
         """Keep some feature columns (blocks restricted accordingly)."""
         columns = np.asarray(columns, dtype=np.intp).ravel()
-        d = self.shape[1]
-        new_pos = -np.ones(d, dtype=np.intp)
+        new_pos = -np.ones(self.shape[1], dtype=np.intp)
         new_pos[columns] = np.arange(len(columns))
         blocks = []
         for cols, packed in self.blocks:

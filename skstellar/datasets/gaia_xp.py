@@ -657,8 +657,7 @@ def _solve_distance(g_mag, abs_g_of_av, av_grid, a_inf, scale_height):
     hi = np.full(g_mag.size, 6.0)
     for _ in range(48):
         mid = 0.5 * (lo + hi)
-        res, _ = residual(mid)
-        above = res > 0.0
+        above = residual(mid)[0] > 0.0
         hi = np.where(above, mid, hi)
         lo = np.where(above, lo, mid)
     return residual(0.5 * (lo + hi))[1]

@@ -660,8 +660,7 @@ def _lookup(names, wanted):
     """Find ``wanted`` case-insensitively; return (actual name or None)."""
     if wanted in names:
         return wanted
-    lowered = {n.lower(): n for n in names}
-    return lowered.get(wanted.lower())
+    return {n.lower(): n for n in names}.get(wanted.lower())
 
 
 def _get_source_ids(table, names):
@@ -1133,8 +1132,7 @@ def is_positive_definite(cov, *, rtol=None):
     if n == 0 or k == 0:
         result[:] = k == 0
         return result[0] if single else result
-    finite = np.isfinite(a).all(axis=(1, 2))
-    todo = [np.flatnonzero(finite)]
+    todo = [np.flatnonzero(np.isfinite(a).all(axis=(1, 2)))]
     while todo:
         idx = todo.pop()
         if idx.size == 0:
@@ -1145,8 +1143,7 @@ def is_positive_definite(cov, *, rtol=None):
         except np.linalg.LinAlgError:
             if idx.size <= _PD_LEAF:
                 w = np.linalg.eigvalsh(block)
-                scale = np.abs(w).max(axis=1)
-                result[idx] = w[:, 0] > rtol * scale
+                result[idx] = w[:, 0] > rtol * np.abs(w).max(axis=1)
             else:
                 half = idx.size // 2
                 todo.extend((idx[:half], idx[half:]))

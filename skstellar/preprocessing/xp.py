@@ -294,8 +294,7 @@ class _PackedPlan:
 
         zero, norm = _rp0_normaliser(rp[:, 0], rp_e[:, 0])
         n, k = len(norm), self.k
-        raw = np.hstack([rp[:, 1:], bp])
-        y = raw / norm[:, None]
+        y = np.hstack([rp[:, 1:], bp]) / norm[:, None]
         # float32 from here on: the output is stored in float32 and no term
         # cancels catastrophically (the c0 terms are <~ the C_ij terms).
         s = (1.0 / np.abs(norm))[:, None]
@@ -709,8 +708,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         J[:, 4, 1] = _LN10_5 * pmag
         J[:, 4, 6] = scale
         var_in = np.stack([sig[key] ** 2 for key in inputs], axis=1)
-        cov = np.einsum("nfi,ni,ngi->nfg", J, var_in, J)
-        return feats, cov
+        return feats, np.einsum("nfi,ni,ngi->nfg", J, var_in, J)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -101,8 +101,7 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
     labels = tuple(labels)
     cat, truth = make_xp_catalog(n_stars, labels=labels, random_state=random_state,
                                  return_truth=True)
-    rng = np.random.RandomState(random_state)
-    perm = rng.permutation(len(cat))
+    perm = np.random.RandomState(random_state).permutation(len(cat))
     n_test = int(round(test_fraction * len(cat)))
     test, train = np.sort(perm[:n_test]), np.sort(perm[n_test:])
     y, err = labels_and_errors(cat, labels)

@@ -626,8 +626,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         -------
         lower, upper : ndarray, shaped like ``predict(X)``
         """
-        mean, std = self.predict(X, return_std=True)
-        return gaussian_interval(mean, std, alpha)
+        return gaussian_interval(*self.predict(X, return_std=True), alpha)
 
     def predict_uncertainty(self, X):
         """Point estimate and the parts of its uncertainty, in label units.
@@ -676,8 +675,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             with torch.enable_grad():
                 mu = module(xb)[:, : self.n_outputs_]
                 out.append(batched_jacobian(mu, xb).detach().double().cpu().numpy())
-        J = np.concatenate(out)
-        return J * self.y_scale_[None, :, None] / self.x_scale_[None, None, :]
+        return np.concatenate(out) * self.y_scale_[None, :, None] / self.x_scale_[None, None, :]
 
     def feature_attention(self, X):
         """Per-feature attention ``std_over_stars(dy_j/dx_i * x_i)`` (Eq. 13).
@@ -691,9 +689,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         import pandas as pd
 
         values = X.values if isinstance(X, CovariantFeatures) else np.asarray(X, dtype=np.float64)
-        J = self.input_jacobian(X)
-        G = J * values[:, None, :]
-        att = G.std(axis=0).T  # (d, L)
+        att = (self.input_jacobian(X) * values[:, None, :]).std(axis=0).T  # (d, L)
         return pd.DataFrame(att, index=list(self.feature_names_),
                             columns=[f"y{j}" for j in range(self.n_outputs_)])
 
