@@ -2,14 +2,12 @@
 
 :class:`XPNormalizer` turns a Gaia DR3 ``xp_continuous_mean_spectrum`` table
 (joined with Gaia, 2MASS and WISE photometry) into the features of the
-uncertain neural network of the Gaia XP paper (Sect. 2.2 and 3): the 55 BP and
-55 RP basis coefficients divided by the 0th RP coefficient (the constant
-normalised RP0 is dropped), optionally the colours G_BP - G_RP, W1 - W2,
-J - H, H - W2 and the pseudo-absolute magnitude parallax x 10^(0.2 G_RP).
-Its output is a :class:`skstellar.covariance.CovariantFeatures`: the feature
-values *and* each source's feature covariance, row-aligned, so the next step
-(a covariance-aware scaler or :class:`skstellar.xp.UncertainNNRegressor`)
-and cross-validation keep them together.
+uncertain neural network of the Gaia XP paper (Sect. 2.2 and 3; listed in its
+docstring). Its output is a :class:`skstellar.covariance.CovariantFeatures`:
+the feature values *and* each source's feature covariance, row-aligned, so
+the next step (a covariance-aware scaler or
+:class:`skstellar.xp.UncertainNNRegressor`) and cross-validation keep them
+together.
 
 Covariance of the normalised coefficients
 -----------------------------------------
@@ -645,12 +643,10 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             return dense
         w, V = np.linalg.eigh(dense[failed].astype(np.float64), UPLO="L")
         neg_f = np.any(w < -1e-6, axis=1)
-        neg = np.zeros(len(dense), bool)
-        neg[failed[neg_f]] = True
-        if not neg.any():
+        if not neg_f.any():
             return dense
         if self.check_covariance == "raise":
-            bad = (np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx)[neg]
+            bad = (np.arange(idx.start, idx.stop) if isinstance(idx, slice) else idx)[failed[neg_f]]
             raise ValueError(
                 f"XP coefficient covariance is not positive semi-definite for {len(bad)} "
                 f"source(s) ({self._source_labels(X, bad)}); check the correlation order "

@@ -14,11 +14,8 @@ the three parts of its uncertainty the paper defines:
 Training minimises the Gaussian likelihood of Eq. 9-10 with
 ``s = ln(sigma_y^2 + sigma_model^2 + sigma_input^2 + sigma_excess^2)``, label errors
 ``sigma_y`` given per sample and missing labels (NaN) masked; the input term
-is left out for the first ``warmup_iter`` iterations (Sect. 3.1).
-
-By default the total is then calibrated on held-out rows with the shared
-:class:`skstellar.calibration.VarianceCalibrator` (``uncertainty=
-"calibrated"``); ``uncertainty="mc"`` keeps the paper's Eq. 11 total.
+is left out for the first ``warmup_iter`` iterations (Sect. 3.1). The total is
+then calibrated on held-out rows by default (see ``uncertainty``).
 """
 
 from __future__ import annotations
