@@ -16,13 +16,11 @@ covariance ``C = diag(e) R diag(e)`` with ``R`` filled in the archive order
 independent ground truth (:func:`read_xp_avro`) and a batched
 positive-definiteness check (:func:`is_positive_definite`).
 
-Two covariances can be built from an archive row. The archive errors already
-include the factor ``b_standard_deviation`` (square root of the reduced chi^2
-of the least-squares fit), so ``diag(e) R diag(e)`` is the realistic
-covariance (``scaled=True``, the default); dividing the errors by the standard
-deviation gives the formal least-squares covariance that DPAC stores
-internally (``scaled=False``, equal to the AVRO covariance). BP and RP are
-fitted separately: there is no BP-RP cross-covariance.
+The archive errors include the factor ``b_standard_deviation`` (square root
+of the reduced chi^2 of the least-squares fit), so :func:`xp_covariance` gives
+the realistic covariance, or with ``scaled=False`` the formal one that DPAC
+stores (the AVRO covariance). BP and RP are fitted separately: there is no
+BP-RP cross-covariance.
 """
 
 from __future__ import annotations
