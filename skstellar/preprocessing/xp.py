@@ -189,15 +189,12 @@ def _float_cells(table, name):
 
 
 def _cell_band(table, band):
-    """Fast path of :func:`skstellar.io.xp_band_arrays` for tables of array cells.
+    """Fast path of :func:`skstellar.io.xp_band_arrays` for the canonical layout.
 
-    Applies when every coefficient, error and correlation cell of the band
-    is a 1-D float ndarray, all of one length per column, and no source
-    lacks the band (the canonical layout of a simulated or archive
-    catalogue): the coefficients and errors are stacked (as the reader
-    does, without a per-cell parse) and the correlation cells are kept as
-    they are, to be stacked chunk by chunk. Anything else returns None and
-    goes through the reader, which names the offending rows.
+    Applies when every cell of the band is a 1-D float ndarray, of one length
+    per column, and no source lacks the band: coefficients and errors are
+    stacked without a per-cell parse, correlation cells are kept to be stacked
+    chunk by chunk. Otherwise None: the reader then names the offending rows.
     """
     parts = [_float_cells(table, f"{band}_{field}")
              for field in ("coefficients", "coefficient_errors", "coefficient_correlations")]
