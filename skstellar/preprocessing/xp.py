@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -594,8 +595,6 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         n_workers = min(torch.get_num_threads(), len(starts))
         with torch_threads(1):
             if n_workers > 1:
-                from concurrent.futures import ThreadPoolExecutor
-
                 with ThreadPoolExecutor(n_workers) as pool:
                     list(pool.map(one_chunk, starts))
             else:
