@@ -31,11 +31,13 @@ instead; the normaliser is then a constant and the covariance is ``C / e0^2``.
 
 from __future__ import annotations
 
+import operator
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -169,10 +171,6 @@ def _band_arrays(table, band):
 
 def _float_cells(table, name):
     """(object array of 1-D float ndarray cells, their common length) or None."""
-    import operator
-
-    import pandas as pd
-
     try:
         col = table[name]
     except (KeyError, IndexError, TypeError, ValueError):

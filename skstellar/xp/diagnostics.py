@@ -21,6 +21,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
+import pandas as pd
 
 from ..covariance import CovariantFeatures
 
@@ -52,8 +53,6 @@ def derivative_coefficients(model, X, weights=None):
         Index: feature names; columns ``y0, y1, ...``: ``dx_i / dy_j`` in
         feature units per label unit.
     """
-    import pandas as pd
-
     values = X.values if isinstance(X, CovariantFeatures) else np.asarray(X, dtype=np.float64)
     J = model.input_jacobian(X).mean(axis=0)  # (L, d)
     w2 = values.std(axis=0) if weights is None else np.asarray(weights, dtype=np.float64)
@@ -122,8 +121,6 @@ def derivative_spectra(model, X, weights=None, calibrated=True, sampling=None):
             "derivative_spectra needs the optional gaiaxpy package: "
             'pip install "skstellar[xp]" (or pip install gaiaxpy).'
         ) from exc
-    import pandas as pd
-
     dcoef = derivative_coefficients(model, X, weights)
     k = 55
     bp, rp = _coefficient_vectors(dcoef, k)

@@ -21,6 +21,7 @@ then calibrated on held-out rows by default (see ``uncertainty``).
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.base import RegressorMixin
 from sklearn.utils import check_array
@@ -683,8 +684,6 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             Index: feature names; columns: labels (``y0, y1, ...``); values in
             label units.
         """
-        import pandas as pd
-
         values = X.values if isinstance(X, CovariantFeatures) else np.asarray(X, dtype=np.float64)
         att = (self.input_jacobian(X) * values[:, None, :]).std(axis=0).T  # (d, L)
         return pd.DataFrame(att, index=list(self.feature_names_),
