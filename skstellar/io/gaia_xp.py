@@ -482,16 +482,6 @@ def _read_csv_columns(path):
     return {name: frame[name] for name in frame.columns}, len(frame)
 
 
-def _read_astropy_columns(path, fmt):
-    from astropy.table import Table
-
-    with warnings.catch_warnings():
-        # VOTable/FITS readers warn about harmless archive metadata.
-        warnings.simplefilter("ignore")
-        table = Table.read(path, format=ASTROPY_FORMATS[fmt])
-    return {name: table[name] for name in table.colnames}, len(table)
-
-
 def _canonical_frame(columns, n_rows, where, from_text):
     """Build the canonical DataFrame from raw columns (see read_xp_continuous)."""
     renamed = {}
@@ -620,7 +610,13 @@ def read_xp_continuous(path, format=None):
         if fmt == "csv":
             columns, n_rows = _read_csv_columns(path)
         else:
-            columns, n_rows = _read_astropy_columns(path, fmt)
+            from astropy.table import Table
+
+            with warnings.catch_warnings():
+                # VOTable/FITS readers warn about harmless archive metadata.
+                warnings.simplefilter("ignore")
+                table = Table.read(path, format=ASTROPY_FORMATS[fmt])
+            columns, n_rows = {name: table[name] for name in table.colnames}, len(table)
     return _canonical_frame(columns, n_rows, f"XP table {path.name!r}", from_text=fmt == "csv")
 
 
