@@ -346,13 +346,6 @@ def _parse_cells(col, dtype, name, source_ids=None, float32_round=False):
     return out
 
 
-def _dense_column(col):
-    """A 2-D numeric column (fixed-length arrays) as float64 with NaN, else None."""
-    if getattr(col, "ndim", None) != 2 or getattr(col, "dtype", None) is None:
-        return None  # also pandas columns and lists: cells, not a dense array
-    return _to_float(col) if col.dtype.kind in "iuf" else None
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -674,9 +667,11 @@ def _band_cells(table, names, band, field, source_ids):
     if name is None:
         raise missing_column_error(wanted, f"the {band.upper()} XP band", names)
     col = table[name]
-    dense = _dense_column(col)
-    if dense is not None:
-        return dense, None
+    # a 2-D numeric column (fixed-length arrays) as float64 with NaN; pandas
+    # columns and lists hold cells, not a dense array
+    if (getattr(col, "ndim", None) == 2 and getattr(col, "dtype", None) is not None
+            and col.dtype.kind in "iuf"):
+        return _to_float(col), None
     return None, _parse_cells(col, _ARRAY_FIELDS[field], wanted, source_ids)
 
 
@@ -817,16 +812,6 @@ def xp_band_arrays(table, band, n_coefficients=None):
 # --------------------------------------------------------------------------- covariance
 
 
-def _correlation_gather_index(k):
-    """Flat ``(k * k,)`` index into ``[packed correlations..., 1.0]`` giving ``R``."""
-    m = packed_lower_size(k)
-    index = np.full((k, k), m, dtype=np.intp)  # diagonal -> the appended 1.0
-    rows, cols = np.tril_indices(k, -1)
-    index[rows, cols] = np.arange(m)
-    index[cols, rows] = np.arange(m)
-    return index.ravel()
-
-
 def correlation_to_covariance(errors, correlations, *, dtype=np.float64):
     """Rebuild coefficient covariance matrices ``C = diag(e) R diag(e)``.
 
@@ -886,7 +871,12 @@ def correlation_to_covariance(errors, correlations, *, dtype=np.float64):
             f"correlations has {r.shape[1]} values per source; expected k (k - 1) / 2 = {m} "
             f"for k = {k} errors (strict lower triangle, row by row)."
         )
-    gather = _correlation_gather_index(k)
+    # flat (k * k,) index into [packed correlations..., 1.0] giving R
+    gather = np.full((k, k), m, dtype=np.intp)  # diagonal -> the appended 1.0
+    rows, cols = np.tril_indices(k, -1)
+    gather[rows, cols] = np.arange(m)
+    gather[cols, rows] = np.arange(m)
+    gather = gather.ravel()
     cov = np.empty((n, k, k), dtype=dtype)
     for start in range(0, n, _COV_CHUNK):  # cache-sized blocks of sources
         sl = slice(start, min(start + _COV_CHUNK, n))

@@ -422,12 +422,6 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         "chunk_size": [Interval("int", 1, None)],
     }
 
-    def _feature_names(self, k):
-        names = [f"rp_{i}" for i in range(1, k)] + [f"bp_{i}" for i in range(k)]
-        if self.photometry:
-            names += list(PHOTOMETRY_FEATURES)
-        return np.asarray(names, dtype=object)
-
     def _read_bands(self, X):
         plain = isinstance(X, np.ndarray) and X.dtype.names is None
         if isinstance(X, CovariantFeatures) or plain:
@@ -484,7 +478,10 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         if k < 2:
             raise ValueError("Need at least 2 coefficients per band.")
         self.n_coefficients_ = k
-        self.feature_names_out_ = self._feature_names(k)
+        names = [f"rp_{i}" for i in range(1, k)] + [f"bp_{i}" for i in range(k)]
+        if self.photometry:
+            names += list(PHOTOMETRY_FEATURES)
+        self.feature_names_out_ = np.asarray(names, dtype=object)
         self.n_features_out_ = len(self.feature_names_out_)
         return self
 

@@ -586,14 +586,6 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         return a.ravel() if self._y_ndim == 1 else a
 
     # --------------------------------------------------------------- API
-    def _calibrator(self):
-        if self.uncertainty != "calibrated":
-            return None
-        if getattr(self, "calibrator_", None) is None:
-            raise ValueError("uncertainty='calibrated' but this model was fitted with "
-                             "uncertainty='mc' (no calibrator): refit it.")
-        return self.calibrator_
-
     def predict(self, X, return_std=False):
         """Point estimate (MC median by default) and optionally the total std.
 
@@ -642,7 +634,12 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         """
         point, vm, vi, ve, _ = self._components(X)
         mean, vm, vi, ve = self._to_label_units(point, vm, vi, ve)
-        parts = uncertainty_parts(mean, np.sqrt(vm + ve), np.sqrt(vi), self._calibrator())
+        calibrated = self.uncertainty == "calibrated"
+        calibrator = getattr(self, "calibrator_", None) if calibrated else None
+        if calibrated and calibrator is None:
+            raise ValueError("uncertainty='calibrated' but this model was fitted with "
+                             "uncertainty='mc' (no calibrator): refit it.")
+        parts = uncertainty_parts(mean, np.sqrt(vm + ve), np.sqrt(vi), calibrator)
         out = {"model_var": vm, "input_var": vi, "excess_var": ve, **parts}
         return {k: self._shape(np.asarray(v)) for k, v in out.items()}
 
