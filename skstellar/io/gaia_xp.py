@@ -462,12 +462,10 @@ def _source_ids(values, where):
 
 def _read_csv_columns(path):
     """CSV -> (ordered dict name -> pandas Series, n_rows); arrays kept as text."""
-    header = pd.read_csv(path, nrows=0).columns
     dtypes = {}
-    for name in header:
+    for name in pd.read_csv(path, nrows=0).columns:
         canon = _canonical_name(name)
-        band, field = _split_field(canon)
-        if field in _ARRAY_FIELDS:
+        if _split_field(canon)[1] in _ARRAY_FIELDS:
             dtypes[name] = object
         elif canon in ("source_id", "solution_id"):
             dtypes[name] = "Int64"
