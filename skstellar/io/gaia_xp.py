@@ -744,38 +744,26 @@ def xp_band_arrays(table, band, n_coefficients=None):
             )
 
     rows = np.flatnonzero(present)
-    if rows.size:
-        counts = lengths["coefficients"][rows]
-        k_full = int(counts[0])
-        bad = np.flatnonzero(counts != k_full)
-        if bad.size:
-            i, j = int(rows[0]), int(rows[bad[0]])
-            raise ValueError(
-                f"Column '{band}_coefficients' has {int(counts[bad[0]])} values in "
-                f"{_row_label(j, source_ids)} but {k_full} in {_row_label(i, source_ids)}; "
-                "all sources of a band must have the same number of coefficients "
-                "(pass n_coefficients to keep a common leading subset)."
-            )
-        bad = np.flatnonzero(lengths["coefficient_errors"][rows] != k_full)
-        if bad.size:
-            j = int(rows[bad[0]])
-            raise ValueError(
-                f"Column '{band}_coefficient_errors' has "
-                f"{int(lengths['coefficient_errors'][j])} values in {_row_label(j, source_ids)} "
-                f"but '{band}_coefficients' has {k_full}; they must match."
-            )
+    k_full = int(lengths["coefficients"][rows[0]]) if rows.size else None
+    if rows.size:  # every present row must match the first one's counts
         m_full = packed_lower_size(k_full)
-        bad = np.flatnonzero(lengths["coefficient_correlations"][rows] != m_full)
-        if bad.size:
-            j = int(rows[bad[0]])
-            raise ValueError(
-                f"Column '{band}_coefficient_correlations' has "
-                f"{int(lengths['coefficient_correlations'][j])} values in "
-                f"{_row_label(j, source_ids)}; expected k (k - 1) / 2 = {m_full} for "
-                f"k = {k_full} coefficients (strict lower triangle, row by row)."
-            )
-    else:
-        k_full = None
+        expected = (
+            ("coefficients", k_full,
+             f" but {k_full} in {_row_label(int(rows[0]), source_ids)}; all sources of a band "
+             "must have the same number of coefficients (pass n_coefficients to keep a "
+             "common leading subset)."),
+            ("coefficient_errors", k_full,
+             f" but '{band}_coefficients' has {k_full}; they must match."),
+            ("coefficient_correlations", m_full,
+             f"; expected k (k - 1) / 2 = {m_full} for k = {k_full} coefficients (strict "
+             "lower triangle, row by row)."),
+        )
+        for field, count, detail in expected:
+            bad = np.flatnonzero(lengths[field][rows] != count)
+            if bad.size:
+                j = int(rows[bad[0]])
+                raise ValueError(f"Column '{band}_{field}' has {int(lengths[field][j])} values "
+                                 f"in {_row_label(j, source_ids)}{detail}")
 
     if n_coefficients is None:
         k = k_full if k_full is not None else DR3_N_COEFFICIENTS
