@@ -446,8 +446,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         self.calibrator_ = None
         if calibrate:
             Xc = X[cal_idx] if isinstance(X, CovariantFeatures) else values[cal_idx]
-            point, vm, vi, ve, _ = self._components(Xc)
-            mean, vm, vi, ve = self._to_label_units(point, vm, vi, ve)
+            mean, vm, vi, ve = self._to_label_units(*self._components(Xc)[:4])
             yc = np.where(mask[cal_idx], y2[cal_idx], np.nan)
             self.calibrator_ = VarianceCalibrator().fit(
                 yc, mean, np.sqrt(vm + ve), np.sqrt(vi),
@@ -632,8 +631,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
             and ``"raw_std"`` (the paper's Eq. 11 total). Each of shape
             (n_samples, n_labels) (1-D for a 1-D ``y`` at fit).
         """
-        point, vm, vi, ve, _ = self._components(X)
-        mean, vm, vi, ve = self._to_label_units(point, vm, vi, ve)
+        mean, vm, vi, ve = self._to_label_units(*self._components(X)[:4])
         calibrated = self.uncertainty == "calibrated"
         calibrator = getattr(self, "calibrator_", None) if calibrated else None
         if calibrated and calibrator is None:
