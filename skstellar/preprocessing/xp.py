@@ -124,13 +124,8 @@ def normalise_xp_coefficients(bp, bp_cov, rp, rp_cov, covariance="paper", rp0_er
         C00 = rp_cov[:, 0, 0][:, None, None]
         S_bp = (bp_cov + yb[:, :, None] * yb[:, None, :] * C00) * inv2[:, None, None]
         cross = yb[:, :, None] * (yr[:, None, 1:] * C00 - C0[:, None, 1:]) * inv2[:, None, None]
-        m = 2 * k - 1
-        full = np.empty((len(bp), m, m))
-        full[:, : k - 1, : k - 1] = S_rp
-        full[:, k - 1 :, k - 1 :] = S_bp
-        full[:, k - 1 :, : k - 1] = cross
-        full[:, : k - 1, k - 1 :] = np.swapaxes(cross, 1, 2)
-        blocks = [(np.arange(m), full)]
+        full = np.block([[S_rp, np.swapaxes(cross, 1, 2)], [cross, S_bp]])
+        blocks = [(np.arange(2 * k - 1), full)]
     return y_bp, y_rp_full[:, 1:], blocks
 
 
