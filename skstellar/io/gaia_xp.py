@@ -705,9 +705,8 @@ def xp_band_arrays(table, band, n_coefficients=None):
     Returns
     -------
     XPBand
-        ``coefficients`` (n, k) float64 [e-/s], ``errors`` (n, k) float64
-        [e-/s], ``correlations`` (n, k (k - 1) / 2) float32 and ``present``
-        (n,) bool. Rows without the band are NaN and ``present`` is False.
+        The arrays (shapes, dtypes and units in :class:`XPBand`); rows without
+        the band are NaN and ``present`` is False.
 
     Raises
     ------

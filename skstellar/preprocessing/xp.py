@@ -594,12 +594,11 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         for p in packs:
             p[missing] = np.nan
         blocks = list(zip(plan.blocks, packs))
-        names = self.feature_names_out_
         if self.photometry:
             phot, phot_cov = self._photometry(X, n)
             values = np.hstack([values, phot])
             blocks.append((np.arange(m, m + phot.shape[1]), pack_lower(phot_cov)))
-        return CovariantFeatures(values, blocks, names)
+        return CovariantFeatures(values, blocks, self.feature_names_out_)
 
     def _checked_correlation(self, dense, k, X, idx):
         """Check (and optionally repair, in place) dense correlation matrices of one band.
