@@ -277,14 +277,13 @@ def _ccm_extinction(lam_um):
     extrapolated to the WISE bands (x ~ 0.2-0.3 um^-1).
     """
     x = 1.0 / np.asarray(lam_um, dtype=float)
-    r_v = 3.1
     ir = x < 1.1  # infrared power law, else the optical polynomials in y
     y = x - 1.82
     a = np.where(ir, 0.574 * x**1.61, np.polyval(
         [0.32999, -0.77530, 0.01979, 0.72085, -0.02427, -0.50447, 0.17699, 1.0], y))
     b = np.where(ir, -0.527 * x**1.61, np.polyval(
         [-2.09002, 5.30260, -0.62251, -5.38434, 1.07233, 2.28305, 1.41338, 0.0], y))
-    return a + b / r_v
+    return a + b / 3.1  # R_V
 
 
 def _photon_planck(lam_nm, teff):
@@ -338,7 +337,7 @@ def _feature_optical_depths(p):
     cool = np.clip((5000.0 - t) / 1500.0, 0.0, 1.0)
     cn = 10.0 ** (feh + 0.3 * cfe + 0.7 * nfe) * metal**1.5 * giant
     tio = 2.0 * np.exp(-(t - 3500.0) / 230.0) * 10.0 ** (0.7 * (feh + afe)) * giant**0.3
-    tau = np.stack(
+    return np.stack(
         [
             2.5 * 10.0**feh * metal**0.5,
             0.5 * 10.0**feh * metal,
@@ -361,7 +360,6 @@ def _feature_optical_depths(p):
         ],
         axis=1,
     )
-    return tau
 
 
 def _intrinsic_spectrum(p, lam_nm, lsf_sigma_nm):
