@@ -938,8 +938,7 @@ def xp_covariance(table, band, scaled=True, *, n_coefficients=None, dtype=np.flo
 # --------------------------------------------------------------------------- AVRO
 
 
-def _avro_get(record, *keys):
-    node = record
+def _avro_get(node, *keys):
     for key in keys:
         if not isinstance(node, Mapping):
             return None
