@@ -820,11 +820,10 @@ def make_xp_catalog(
     the Planck function at their effective wavelengths with the Sun's
     absolute magnitudes.
 
-    **Coefficients and covariance.** Sample u maps linearly onto the
-    Hermite argument x in [-9.800, 9.467] (BP) or [-9.933, 9.600] (RP), as
-    in the DR3 bases. The noiseless coefficients are the least-squares
-    projection of the sampled spectrum onto the first k Hermite functions
-    (:func:`xp_design_matrix`). Each sample j has noise variance
+    **Coefficients and covariance.** The noiseless coefficients are the
+    least-squares projection of the sampled spectrum onto the first k Hermite
+    functions (:func:`xp_design_matrix`, as in the DR3 bases). Each sample j
+    has noise variance
     v_j = s**2 (30 / N_transit) (r_b**2 + g l_j + (e l_j)**2), where
     l_j = f_j + mean_j(f) is the light in the sample (its flux f_j plus the
     star's PSF/LSF wings and scattered light, spread evenly), r_b a
@@ -866,12 +865,11 @@ def make_xp_catalog(
     each with a 10 per cent log-normal spread. Observed values are truth
     plus Gaussian noise with these errors.
 
-    **Labels.** ``<label>_err`` are APOGEE DR17-like (typical 60 K, 0.045,
-    0.010, 0.022, 0.030, 0.012 dex; up to 1.4 times larger for hot stars
-    and, for abundances, up to 2.9 times for hot metal-poor stars; a
-    per-star quality factor within a factor 1.35 either way) times
-    ``label_error_scale``; observed = true + N(0, err**2) (+ the excess
-    scatter for flagged stars).
+    **Labels.** ``<label>_err`` are APOGEE DR17-like (the typical errors of
+    ``excess_scale``; up to 1.4 times larger for hot stars and, for
+    abundances, up to 2.9 times for hot metal-poor stars; a per-star quality
+    factor within a factor 1.35 either way) times ``label_error_scale``;
+    observed = true + N(0, err**2) (+ the excess scatter for flagged stars).
 
     References
     ----------
