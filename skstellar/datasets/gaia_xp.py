@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.utils import check_random_state
 
 from .._validation import check_integer
+from ..io.gaia_xp import DR3_N_COEFFICIENTS
 from .simulation import scattered_magnitude_error, truncated_normal
 
 __all__ = [
@@ -41,9 +42,6 @@ XP_LABELS = ("teff", "logg", "fe_h", "c_fe", "n_fe", "alpha_m")
 
 #: Number of pseudo-wavelength samples per band of the simulated internal spectra.
 XP_N_SAMPLES = 60
-
-#: Maximum number of basis coefficients per band (as in Gaia DR3).
-_MAX_COEFFICIENTS = 55
 
 # --- Instrument model (see make_xp_catalog Notes, "Spectra" and "Coefficients").
 
@@ -216,7 +214,7 @@ def xp_wavelength_grid(band) -> np.ndarray:
     return 1.0 / np.linspace(1.0 / lo, 1.0 / hi, XP_N_SAMPLES)
 
 
-def xp_design_matrix(band, n_coefficients=_MAX_COEFFICIENTS) -> np.ndarray:
+def xp_design_matrix(band, n_coefficients=DR3_N_COEFFICIENTS) -> np.ndarray:
     """Hermite design matrix of a band on its 60-sample pseudo-wavelength grid.
 
     Pseudo-wavelength samples ``u = 0 ... 59`` map linearly onto the Hermite
@@ -244,10 +242,10 @@ def xp_design_matrix(band, n_coefficients=_MAX_COEFFICIENTS) -> np.ndarray:
 def _check_n_coefficients(n_coefficients):
     # any integer passes the type check; the range has its own message below
     k = check_integer("n_coefficients", n_coefficients, minimum=-np.inf,
-                      kind=f"an integer in [1, {_MAX_COEFFICIENTS}]")
-    if not 1 <= k <= _MAX_COEFFICIENTS:
+                      kind=f"an integer in [1, {DR3_N_COEFFICIENTS}]")
+    if not 1 <= k <= DR3_N_COEFFICIENTS:
         raise ValueError(
-            f"n_coefficients must be in [1, {_MAX_COEFFICIENTS}] (55 is Gaia DR3's value), "
+            f"n_coefficients must be in [1, {DR3_N_COEFFICIENTS}] (55 is Gaia DR3's value), "
             f"got {n_coefficients!r}."
         )
     return k
@@ -500,7 +498,7 @@ def _calibration():
     for band in XP_BANDS:
         lam, weight, lsf, _ = _band_geometry(band)
         f = scale * _intrinsic_spectrum(anchor, lam, lsf) * weight
-        c0 = (f @ _projector(band, _MAX_COEFFICIENTS).T)[0, 0]
+        c0 = (f @ _projector(band, DR3_N_COEFFICIENTS).T)[0, 0]
         cal[f"k_{band}"] = _ANCHOR_C0[band] / c0
         # BP / RP zero points from the Sun's colours (synthetic sums of the samples).
         total = cal[f"k_{band}"] * scale_sun * (_intrinsic_spectrum(sun, lam, lsf) * weight).sum()
