@@ -107,9 +107,8 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
     y, err = labels_and_errors(cat, labels)
     y_true = np.column_stack([np.asarray(truth[f"true_{c}"], dtype=np.float64) for c in labels])
 
-    params = {"random_state": random_state, "verbose": verbose}
-    params.update(regressor_params)
-    pipe = make_xp_pipeline(**params)
+    pipe = make_xp_pipeline(**{"random_state": random_state, "verbose": verbose,
+                               **regressor_params})
     t0 = time.perf_counter()
     pipe.fit(cat.iloc[train], y[train], uncertainnnregressor__y_err=err[train])
     fit_s = time.perf_counter() - t0
