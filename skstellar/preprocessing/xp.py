@@ -49,8 +49,6 @@ from .photometry import magnitude_error_from_flux_over_error
 
 __all__ = ["XPNormalizer", "XP_PHOTOMETRY_COLUMNS", "normalise_xp_coefficients"]
 
-_LN10_5 = 0.2 * np.log(10.0)
-
 #: Default photometry columns of XPNormalizer (archive names) and their errors.
 XP_PHOTOMETRY_COLUMNS = {
     "BP": GAIA_DR3["BP"],
@@ -686,7 +684,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         J[:, 1, 4], J[:, 1, 5] = 1.0, -1.0
         J[:, 2, 2], J[:, 2, 3] = 1.0, -1.0
         J[:, 3, 3], J[:, 3, 5] = 1.0, -1.0
-        J[:, 4, 1] = _LN10_5 * pmag
+        J[:, 4, 1] = 0.2 * np.log(10.0) * pmag  # d(plx 10^(0.2 RP)) / dRP
         J[:, 4, 6] = scale
         var_in = np.stack([sig[key] ** 2 for key in inputs], axis=1)
         return feats, np.einsum("nfi,ni,ngi->nfg", J, var_in, J)
