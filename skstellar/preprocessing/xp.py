@@ -655,27 +655,24 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
             return as_float_column(data[name], name, unit=unit, kind=kind)
 
         mag = {b: col(b, u.mag, "magnitude") for b in ("BP", "RP", "J", "H", "W1", "W2")}
-        plx = col("parallax", u.mas, "parallax")
+        vals = {**mag, "parallax": col("parallax", u.mas, "parallax")}
         sig = {b: magnitude_error_from_flux_over_error(
             col(f"{b}_flux_over_error", None, "flux over error")) for b in ("BP", "RP")}
         sig.update({b: col(f"{b}_error", u.mag, "magnitude error") for b in ("J", "H", "W1", "W2")})
         sig["parallax"] = col("parallax_error", u.mas, "parallax error")
         inputs = ("BP", "RP", "J", "H", "W1", "W2", "parallax")
-        vals = {**mag, "parallax": plx}
         for key in ("J", "H", "W1", "W2", "parallax"):
             check_non_negative(sig[key], cols[f"{key}_error"], "uncertainty")
         for key in inputs:
             bad = ~np.isfinite(vals[key]) | ~np.isfinite(sig[key])
             if bad.any():
-                name = cols[key]
-                r = int(np.flatnonzero(bad)[0])
                 raise ValueError(
-                    f"Column '{name}' (or its error) has {int(bad.sum())} NaN/inf value(s), "
-                    f"first at row {r}; the XP photometric features need finite photometry "
-                    "(or set photometry=False)."
+                    f"Column '{cols[key]}' (or its error) has {int(bad.sum())} NaN/inf value(s), "
+                    f"first at row {int(np.flatnonzero(bad)[0])}; the XP photometric features "
+                    "need finite photometry (or set photometry=False)."
                 )
         scale = 10.0 ** (0.2 * mag["RP"])
-        pmag = plx * scale
+        pmag = vals["parallax"] * scale
         feats = np.stack([mag["BP"] - mag["RP"], mag["W1"] - mag["W2"], mag["J"] - mag["H"],
                           mag["H"] - mag["W2"], pmag], axis=1)
         # Jacobian d(features)/d(inputs), inputs ordered as `inputs`.
