@@ -224,16 +224,6 @@ def _fused_adam_ok(device):
 # ---------------------------------------------------------------------------
 # Losses
 # ---------------------------------------------------------------------------
-def _as_weights(weights, n):
-    """Per-target weights as a float tensor of length ``n`` (ones for None)."""
-    if weights is None:
-        return torch.ones(n)
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64), dtype=torch.float32).reshape(-1)
-    if w.numel() != n:
-        raise ValueError(f"Got {w.numel()} loss weight(s) for {n} target(s).")
-    return w
-
-
 class _TargetWeightedLoss(nn.Module):
     """Base of the photo-D losses: a sum over targets with weights w_j > 0.
 
