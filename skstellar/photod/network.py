@@ -216,11 +216,6 @@ class _WeightEMA(Callback):
                 p.copy_(a)
 
 
-def _fused_adam_ok(device):
-    """Whether torch's fused Adam kernel can run on ``device`` (CPU and CUDA, float32)."""
-    return torch.device(device).type in ("cpu", "cuda")
-
-
 # ---------------------------------------------------------------------------
 # Losses
 # ---------------------------------------------------------------------------
@@ -878,7 +873,8 @@ class PhotoDNetwork(BaseNeuralRegressor):
 
         built = self._flag_callbacks() if len(valid_idx) else []
         lean = self.training_loop == "lean"
-        opt_kw = {"optimizer__fused": True} if lean and _fused_adam_ok(self.device) else {}
+        fused = lean and torch.device(self.device).type in ("cpu", "cuda")  # fused Adam runs there
+        opt_kw = {"optimizer__fused": True} if fused else {}
         if anneal_epochs is not None:
             built = built + [("lr_anneal", _CosineTail(min(int(anneal_epochs), int(max_epochs)),
                                                        max_epochs))]

@@ -37,6 +37,7 @@ from .._validation import (
     as_float_column,
     check_finite_columns,
     check_not_empty,
+    column_names,
     is_named_input,
     missing_column_error,
     row_location,
@@ -433,7 +434,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             data, n, _ = to_frame_like(X, columns=names)
             for col in names:
                 if col not in data:
-                    raise missing_column_error(col, self._purpose(col), list(_all_columns(X)))
+                    raise missing_column_error(col, self._purpose(col), column_names(X))
         else:
             arr = np.asarray(X)
             if arr.ndim != 2:
@@ -804,12 +805,3 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         if return_std:
             return mean, post[[f"{t}_std" for t in TARGET_NAMES]].to_numpy()
         return mean
-
-
-def _all_columns(X):
-    from .._validation import column_names
-
-    try:
-        return column_names(X)
-    except TypeError:
-        return []
