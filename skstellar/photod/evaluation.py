@@ -241,7 +241,7 @@ def _run_teacher(hybrid, catalog, result, rows):
     """Teacher posterior (TARGETS means and stds) on catalogue rows ``rows`` (bool), by patch."""
     from .patch_job import teacher_estimates
 
-    job = hybrid._job(teacher=hybrid.teacher_) if hybrid.teacher_ is not None else hybrid._job()
+    job = hybrid._job(teacher=hybrid.teacher_)
     out = pd.DataFrame(np.nan, index=catalog.index,
                        columns=[*TARGETS, *(f"{t}_std" for t in TARGETS)])
     keys = patch_uniq(result["patch_order"].to_numpy(), result["patch"].to_numpy())

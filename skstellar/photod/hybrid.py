@@ -55,7 +55,9 @@ from .patch_job import (
     _ROW,
     _UNIQ,
     _canonical,
+    _collect,
     _fit_teacher,
+    _patch_groups,
     _PatchJob,
     _process,
     _teacher_components,
@@ -458,9 +460,6 @@ class HybridPhotoD(BaseEstimator):
             return None  # per-patch factory
         return _fit_teacher(self.teacher)
 
-    def _base_seed(self):
-        return seed_from(self.random_state)
-
     def _plain(self):
         """An unfitted copy holding the parameters only (small to ship to workers)."""
         return type(self)(**self.get_params(deep=False))
@@ -472,7 +471,8 @@ class HybridPhotoD(BaseEstimator):
             hybrid.warm_start = warm_start
         if teacher is not None:
             hybrid.teacher = None  # the fitted one travels in the job, once
-        return _PatchJob(hybrid, teacher, self._base_seed() if base_seed is None else base_seed)
+        base_seed = seed_from(self.random_state) if base_seed is None else base_seed
+        return _PatchJob(hybrid, teacher, base_seed)
 
     def _make_student(self, which="student"):
         est = getattr(self, which)
@@ -567,12 +567,10 @@ class HybridPhotoD(BaseEstimator):
         out = {"patch_order": np.full(n, order, dtype=np.int64),
                "patch": np.full(n, pixel, dtype=np.int64),
                "labelled_by_teacher": np.asarray(labelled, dtype=bool)}
-        for k, t in enumerate(TARGETS):
+        for k, t in enumerate(TARGETS):  # (the columns are put in _OUT_COLUMNS order below)
             out[t] = mean[:, k]
             out[f"{t}_std"] = std[:, k]
-        for k, t in enumerate(TARGETS):
             out[f"{t}_sigma_nn"] = comp["sigma_nn"][:, k]
-        for k, t in enumerate(TARGETS):
             out[f"{t}_sigma_b"] = comp["sigma_b"][:, k]
         out["DM"] = dm
         out["DM_std"] = dm_std
@@ -629,8 +627,7 @@ class HybridPhotoD(BaseEstimator):
                     "(order, pixel) as patch."
                 )
             patch = (int(self.patch_order), int(pix[0]))
-        teacher = getattr(self, "teacher_", None)
-        job = self._job(teacher=teacher) if teacher is not None else self._job()
+        job = self._job(teacher=getattr(self, "teacher_", None))
         work = _canonical(frame.assign(**{_ROW: np.arange(len(frame))}))
         result, model, summary = _process(job, work, int(patch[0]), int(patch[1]))
         result = result.iloc[np.argsort(work[_ROW].to_numpy())]
@@ -697,7 +694,7 @@ class HybridPhotoD(BaseEstimator):
         frame, uniq, mapping = self._prepare(catalog)
         job = self._job()
         work = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
-        groups = [(int(k), _canonical(g)) for k, g in work.groupby(_UNIQ, sort=True)]
+        groups = _patch_groups(work)
 
         outs = [None] * len(groups)
         todo = list(range(len(groups)))
@@ -714,24 +711,15 @@ class HybridPhotoD(BaseEstimator):
                 job = self._job(teacher=job.teacher, base_seed=job.base_seed,
                                 warm_start=model.estimator.export_weights())
                 self.warm_start_patch_ = patch_key(k)
-        if self.n_jobs in (None, 1):
-            for i in todo:
-                k, g = groups[i]
-                outs[i] = _process(job, g, *patch_key(k))
-                self._log(outs[i][2])
+        if self.n_jobs in (None, 1):  # lazily: each patch is logged when it is done
+            done = (_process(job, groups[i][1], *patch_key(groups[i][0])) for i in todo)
         else:
             done = joblib.Parallel(n_jobs=self.n_jobs)(joblib.delayed(_process)(
                 job, groups[i][1], *patch_key(groups[i][0])) for i in todo)
-            for i, o in zip(todo, done):
-                outs[i] = o
-                self._log(o[2])
-        frames, models, summaries = [], {}, []
-        for (k, g), (res, model, summary) in zip(groups, outs):
-            res[_ROW] = g[_ROW].to_numpy()
-            frames.append(res)
-            summaries.append(summary)
-            if model is not None:
-                models[(summary["patch_order"], summary["patch"])] = model
+        for i, o in zip(todo, done):
+            outs[i] = o
+            self._log(o[2])
+        frames, models, summaries = _collect(groups, outs)
         result = self._assemble(frames, frame.index)
         self._store(job, mapping, models, summaries, time.perf_counter() - t_start)
         return result
@@ -800,8 +788,7 @@ class HybridPhotoD(BaseEstimator):
                                          model.predict_components(g), nan, nan)
             else:
                 if job is None:
-                    job = self._job(teacher=self.teacher_) if self.teacher_ is not None \
-                        else self._job()
+                    job = self._job(teacher=self.teacher_)
                 m, s, dm, dms = teacher_estimates(job.teacher_for(order, pixel), g)
                 res = self._result_frame(g, order, pixel, np.ones(n, bool),
                                          _teacher_components(m, s),
