@@ -913,32 +913,27 @@ class PhotoDNetwork(BaseNeuralRegressor):
         del net.paused_
         return net, self._end_run(net, X, y, valid_idx)
 
-    @classmethod
-    def _end_run(cls, net, X, y, valid_idx):
-        """Kept loss of a finished run; with a weight EMA, load it (its validation loss)."""
-        ema = dict(net.callbacks_).get("weight_ema")
-        if ema is None or ema.average_ is None:
-            return cls._kept_loss(net, valid_idx)
-        ema.apply(net)
-        module = net.module_
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            if len(valid_idx):
-                xb = torch.as_tensor(X[valid_idx], device=net.device)
-                yb = torch.as_tensor(y[valid_idx], device=net.device)
-            else:  # no split: the training loss of the averaged weights
-                xb, yb = torch.as_tensor(X, device=net.device), torch.as_tensor(y,
-                                                                                device=net.device)
-            loss = float(net.criterion_(module(xb), yb))
-        module.train(was_training)
-        return loss
-
     @staticmethod
-    def _kept_loss(net, valid_idx):
-        """Validation loss of the kept epoch (training loss without a split)."""
+    def _end_run(net, X, y, valid_idx):
+        """Validation loss of a finished run's kept epoch (training loss without a split).
+
+        With a weight EMA, the averaged weights are loaded and their loss is returned.
+        """
         from skorch.callbacks import EarlyStopping
 
+        ema = dict(net.callbacks_).get("weight_ema")
+        if ema is not None and ema.average_ is not None:
+            ema.apply(net)
+            rows = valid_idx if len(valid_idx) else slice(None)  # no split: all (training) rows
+            module = net.module_
+            was_training = module.training
+            module.eval()
+            with torch.no_grad():
+                xb = torch.as_tensor(X[rows], device=net.device)
+                yb = torch.as_tensor(y[rows], device=net.device)
+                loss = float(net.criterion_(module(xb), yb))
+            module.train(was_training)
+            return loss
         hist = net.history
         if not len(valid_idx):
             return float(hist[-1, "train_loss"])
