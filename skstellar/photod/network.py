@@ -374,8 +374,10 @@ class _MomentHead(nn.Module):
         return f"n_targets={self.scale.numel()}, sigma={self.sigma_activation}"
 
 
-def _mean_scale(a):
-    """Column means and standard deviations (1 where a column is constant)."""
+def _mean_scale(a, standardize=True):
+    """Column means and standard deviations (1 where constant); 0 and 1 without standardize."""
+    if not standardize:
+        return np.zeros(a.shape[1]), np.ones(a.shape[1])
     mean = a.mean(axis=0)
     sd = a.std(axis=0)
     return mean, np.where(sd > 0, sd, 1.0)
@@ -831,7 +833,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
             self.input_columns_ = cols
         return arr
 
-    def _read_targets(self, y, n, name, names=None):
+    def _read_targets(self, y, n, name):
         """(n, L) float array of targets/sigmas with named NaN/inf/length errors."""
         a = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
                         input_name=name, ensure_min_samples=0)
@@ -841,8 +843,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 f"n_samples={n} (the rows of X), got shape {a.shape}."
             )
         a2 = a.reshape(n, -1)
-        if names is None:
-            names = self._target_names(a2.shape[1])
+        names = self._target_names(a2.shape[1])
         index = y.index if isinstance(y, (pd.DataFrame, pd.Series)) else None
         check_finite_columns(a2, [f"{name}[{c}]" for c in names], index=index,
                              hint="Drop rows the teacher could not fit (NaN labels) before "
@@ -1002,14 +1003,11 @@ class PhotoDNetwork(BaseNeuralRegressor):
 
         rng = np.random.RandomState(seed_from(self.random_state))
         train_idx, valid_idx = (np.sort(i) for i in seeded_split(n, self.validation_fraction, rng))
-        n_valid = len(valid_idx)
         secondary_seeds = rng.randint(0, SEED_MODULUS, size=2)
         run_seeds = rng.randint(0, SEED_MODULUS, size=(int(self.n_runs), 2))
 
         x_mean, x_scale = _mean_scale(Xv[train_idx])
-        y_mean, y_scale = _mean_scale(y2[train_idx])
-        if not self.standardize:
-            y_mean, y_scale = np.zeros(L), np.ones(L)
+        y_mean, y_scale = _mean_scale(y2[train_idx], self.standardize)
         y32 = y2.astype(np.float32)
         n_feat = Xv.shape[1]
         Xv = Xv.astype(np.float32)  # training runs in float32
@@ -1022,7 +1020,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 f"{len(warm.target_names)} target(s); this fit has inputs "
                 f"{list(self.input_columns_)} and {L} target(s)."
             )
-        nets, losses, epochs = [], [], []
+        nets, losses = [], []
         def moments_module():
             head = _MomentHead(y_scale, y_mean, self.sigma_activation)
             module = self._wrap(self._build_module(n_feat, 2 * L), x_mean, x_scale, head)
@@ -1056,9 +1054,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
 
             self.secondary_net_, self.secondary_valid_loss_ = None, None
             if sb2 is not None:
-                b_mean, b_scale = _mean_scale(sb2[train_idx])
-                if not self.standardize:
-                    b_mean, b_scale = np.zeros(L), np.ones(L)
+                b_mean, b_scale = _mean_scale(sb2[train_idx], self.standardize)
 
                 def secondary_module():
                     module = self._wrap(self._build_module(n_feat, L), x_mean, x_scale,
@@ -1072,7 +1068,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                                           self.secondary_max_epochs, secondary_seeds)
                 self.secondary_net_, self.secondary_valid_loss_ = net, loss
         self.valid_indices_ = valid_idx
-        self.n_valid_ = n_valid
+        self.n_valid_ = len(valid_idx)
         return self
 
     def export_weights(self):
