@@ -46,7 +46,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import as_float_column, missing_column_error, to_frame_like
+from .._validation import missing_column_error, to_frame_like
 from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
 from ..nn.training import seed_from
 from ..parameters import COLUMN_NAMES, Interval, Options, Rule, Satisfies, validate_parameters
@@ -66,8 +66,7 @@ from .patch_job import (
 from .patches import (
     _MAX_ORDER,
     DEFAULT_PATCH_ORDER,
-    _check_sky,
-    _lonlat_to_healpix,
+    _sky_pixels,
     healpix_patches,
     patch_key,
     patch_uniq,
@@ -408,13 +407,8 @@ class HybridPhotoD(BaseEstimator):
                 raise missing_column_error(col, purpose, columns)
 
     def _base_pixels(self, frame):
-        index = frame.index
-        ra = as_float_column(frame[self.ra_column].to_numpy(), self.ra_column, unit=u.deg,
-                             kind="right ascension")
-        dec = as_float_column(frame[self.dec_column].to_numpy(), self.dec_column, unit=u.deg,
-                              kind="declination")
-        _check_sky(ra, dec, self.ra_column, self.dec_column, index)
-        return _lonlat_to_healpix(ra, dec, int(self.patch_order))
+        return _sky_pixels(frame[self.ra_column].to_numpy(), frame[self.dec_column].to_numpy(),
+                           int(self.patch_order), self.ra_column, self.dec_column, frame.index)
 
     def _plan(self, pixels, counts):
         """Map each populated pixel (at patch_order) to its (order, pixel) patch."""

@@ -346,7 +346,7 @@ _SOFTPLUS_ONE = float(np.log(np.e - 1.0))
 _SIGMA_ACTIVATIONS = ("linear", "softplus")
 
 
-class _MomentHead(nn.Module):
+class _MomentHead(_Affine):
     """Map the last layer's 2 L numbers to (mu, sigma) in target units (fixed buffers).
 
     ``mu = shift + scale * z_mu``; ``sigma = scale * (1 + z_sigma)`` (linear,
@@ -355,9 +355,7 @@ class _MomentHead(nn.Module):
     """
 
     def __init__(self, scale, shift, sigma_activation="linear"):
-        super().__init__()
-        self.register_buffer("scale", torch.as_tensor(np.asarray(scale), dtype=torch.float32))
-        self.register_buffer("shift", torch.as_tensor(np.asarray(shift), dtype=torch.float32))
+        super().__init__(scale, shift)
         self.sigma_activation = sigma_activation
 
     def forward(self, z):
