@@ -473,10 +473,8 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         good = np.all(np.isfinite(stack), axis=1)
         if self.on_invalid == "raise":
             check_finite_columns(stack, names, what="value", index=index, hint=hint)
-        positive = [*tuple(self.error_columns)]
-        if self.ar_max_column is not None:
-            positive.append(self.ar_max_column)
-        for col in positive:
+        ar_max = [] if self.ar_max_column is None else [self.ar_max_column]
+        for col in [*self.error_columns, *ar_max]:
             with np.errstate(invalid="ignore"):
                 bad = values[col] <= 0
             if bad.any():
@@ -539,10 +537,11 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         best = bound.max(axis=1)
         supported = np.isfinite(best)
 
+        def window(log_w, top):  # (star, node) pairs within the window below the star's top
+            return np.nonzero((log_w >= (top - _LOG_WEIGHT_WINDOW)[:, None]) & supported[:, None])
+
         if self.ar_integration == "analytic":
-            keep = bound >= (best - _LOG_WEIGHT_WINDOW)[:, None]
-            keep &= supported[:, None]
-            s, g = np.nonzero(keep)
+            s, g = window(bound, best)
             a_k = astar[s, g]
             sig = 1.0 / np.sqrt(q2[s])
             u0 = -a_k / sig
@@ -555,10 +554,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         else:
             log_w_full, mu_full, var_full, marg_a, a_grid = self._grid_ar(
                 chi2p, astar, q2, amax, logp, best)
-            best_g = np.max(log_w_full, axis=1)
-            keep = log_w_full >= (best_g - _LOG_WEIGHT_WINDOW)[:, None]
-            keep &= supported[:, None]
-            s, g = np.nonzero(keep)
+            s, g = window(log_w_full, np.max(log_w_full, axis=1))
             log_w, mu, var = log_w_full[s, g], mu_full[s, g], var_full[s, g]
 
         out = self._summarise(B, s, g, log_w, mu, var, qs)
@@ -744,10 +740,8 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         r = values[self.mag_column]
         c = np.column_stack([values[k] for k in cols])
         e = np.column_stack([values[k] for k in errs])
-        if self.ar_max_column is not None:
-            amax = values[self.ar_max_column]
-        else:
-            amax = np.full(n, float(self.ar_max))
+        amax = values[self.ar_max_column] if self.ar_max_column is not None \
+            else np.full(n, float(self.ar_max))
         r_err = values[self.mag_error_column] if self.mag_error_column is not None else np.zeros(n)
         rows = np.flatnonzero(good)
         bins = np.full(n, -1, dtype=np.intp)
@@ -756,10 +750,9 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             bins[rows] = self.prior_maps_.bin_index(r[rows], policy=self.r_policy,
                                                     name=self.mag_column, index=idx)
         qs = self._quantile_list()
+        q_names = [f"{name}_q{100 * q:g}" for name in TARGET_NAMES for q in qs]
         names = ["Mr", "Mr_std", "FeH", "FeH_std", "Ar", "Ar_std", "_cov_mr_ar", "chi2_min"]
-        for name in TARGET_NAMES:
-            names += [f"{name}_q{100 * q:g}" for q in qs]
-        res = {k: np.full(n, np.nan) for k in names}
+        res = {k: np.full(n, np.nan) for k in names + q_names}
         bs = int(self.batch_size)
         for start in range(0, rows.size, bs):
             sel = rows[start:start + bs]
@@ -774,12 +767,8 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             "Ar": res["Ar"], "Ar_std": res["Ar_std"],
             "DM": dm, "DM_std": np.sqrt(np.maximum(dm_var, 0.0)),
             "dist_pc": 10.0 ** (0.2 * dm + 1.0),
-            "chi2_min": res["chi2_min"], "r_bin": bins,
+            "chi2_min": res["chi2_min"], "r_bin": bins, **{k: res[k] for k in q_names},
         }
-        for name in TARGET_NAMES:
-            for q in qs:
-                key = f"{name}_q{100 * q:g}"
-                frame[key] = res[key]
         out_index = index if index is not None else pd.RangeIndex(n)
         return pd.DataFrame(frame, index=out_index)
 
