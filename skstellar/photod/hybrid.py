@@ -4,31 +4,17 @@ Mrakovčić, Ivezić & Palaversa (2025, Sects. 1 and 4.1-4.2) accelerate the
 Bayesian photometric-distance method by running it on 5-10 % of the stars of
 each ~10 deg^2 sky patch (priors change across the sky, so every patch gets
 its own model), training a neural network on those labels and letting the
-network estimate M_r, A_r and [Fe/H] for the remaining 90-95 %. This module
-holds that pipeline:
-
-* :class:`HybridPhotoD` -- the scikit-learn style estimator: HEALPix patches
-  (``astropy-healpix``, nested scheme), a seeded labelled subset per patch,
-  one fitted student per patch, estimates with total uncertainties, a flag
-  for the teacher-labelled stars, a documented policy for patches too small
-  to train a student, joblib persistence of the per-patch models, and the
-  same computation on Dask (:meth:`HybridPhotoD.fit_predict_dask`);
-* :class:`PatchStudent` -- one patch's fitted student together with what
-  completes its uncertainty (Sect. 2.6: sigma_total^2 = sigma_NN^2 + sigma_B^2);
-* :func:`healpix_patches` -- nested HEALPix pixel of each (RA, Dec).
-
-The sky patches live in :mod:`~skstellar.photod.patches`, the student in
-:mod:`~skstellar.photod.student` and the per-patch work shipped to workers in
-:mod:`~skstellar.photod.patch_job` and the Dask execution in
-:mod:`~skstellar.photod.dask_run`; the public names of the first three are
-re-exported here.
-
-Distribution uses Dask's own machinery only (``dask.dataframe`` shuffled on
-the patch column, one task per partition run by Dask's scheduler or a
-``distributed.Client``); every patch is processed by the same pure function
-(:meth:`HybridPhotoD.process_patch`), whose random choices are seeded from
-``random_state`` and the patch id alone, so the Dask result equals the
-in-process one whatever the partitioning.
+network estimate M_r, A_r and [Fe/H] for the remaining 90-95 %.
+:class:`HybridPhotoD` is that pipeline (its docstring describes the HEALPix
+patches, the labelled subset, small patches, persistence and Dask). It
+re-exports :class:`PatchStudent` (:mod:`~skstellar.photod.student`; Sect. 2.6:
+sigma_total^2 = sigma_NN^2 + sigma_B^2) and :func:`healpix_patches`
+(:mod:`~skstellar.photod.patches`). Every patch is processed by the same pure
+function (:mod:`~skstellar.photod.patch_job`, :meth:`HybridPhotoD.process_patch`)
+seeded from ``random_state`` and the patch id alone, so the Dask run
+(:mod:`~skstellar.photod.dask_run`: Dask's own ``dask.dataframe`` shuffled on
+the patch column, one task per partition) equals the in-process one whatever
+the partitioning.
 """
 
 from __future__ import annotations

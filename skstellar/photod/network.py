@@ -2,19 +2,14 @@
 
 Mrakovčić, Ivezić & Palaversa (2025) replace the Bayesian photometric-distance
 computation by a neural network trained on a few thousand Bayes-labelled
-stars (their Sects. 2.3-2.6 and 3.2). This module holds:
-
-* :class:`PhotoDNetwork` -- the moments network (Jeffrey & Wandelt 2020):
-  r, four colours and their five errors in, a mean and a standard deviation
-  for each of M_r, [Fe/H] and A_r out; optionally its secondary network,
-  which learns the teacher's posterior standard deviation sigma_B so that the
-  total uncertainty is ``sqrt(sigma_NN^2 + sigma_B^2)`` (Eq. 3);
-* :class:`MomentLoss` -- the weighted moment loss of Eqs. 1-2;
-* :class:`WeightedMSELoss` -- the weighted MSE of the secondary network
-  (Sect. 2.6);
-* the paper's constants (:data:`PAPER_HIDDEN_LAYER_SIZES`,
-  :data:`PAPER_ACTIVATIONS`, :data:`PAPER_LOSS_SCALES`,
-  :data:`PHOTOD_INPUT_COLUMNS`, :data:`TARGET_NAMES`).
+stars (their Sects. 2.3-2.6 and 3.2). This module holds
+:class:`PhotoDNetwork`, the moments network (Jeffrey & Wandelt 2020) with its
+optional secondary network for the teacher's posterior standard deviation
+sigma_B (total uncertainty ``sqrt(sigma_NN^2 + sigma_B^2)``, Eq. 3), its
+losses :class:`MomentLoss` (Eqs. 1-2) and :class:`WeightedMSELoss` (Sect.
+2.6), and the paper's constants (:data:`PAPER_HIDDEN_LAYER_SIZES`,
+:data:`PAPER_ACTIVATIONS`, :data:`PAPER_LOSS_SCALES`,
+:data:`PHOTOD_INPUT_COLUMNS`, :data:`TARGET_NAMES`).
 
 Targets are ordered ``("Mr", "FeH", "Ar")`` everywhere, the order of
 :meth:`skstellar.photod.teacher.BayesianPhotoD.predict`, so that
@@ -1043,12 +1038,11 @@ class PhotoDNetwork(BaseNeuralRegressor):
                                                             valid_idx, self.max_epochs)
             for net in nets:  # pruned runs stay paused: drop the flag
                 net.__dict__.pop("paused_", None)
-            epochs = [len(net.history) for net in nets]
             self.run_valid_losses_ = np.asarray(losses)
-            self.run_n_epochs_ = np.asarray(epochs, dtype=int)
+            self.run_n_epochs_ = np.asarray([len(net.history) for net in nets], dtype=int)
             self.best_run_ = best
-            self.net_ = nets[self.best_run_]
-            self.n_epochs_ = int(self.run_n_epochs_[self.best_run_])
+            self.net_ = nets[best]
+            self.n_epochs_ = int(self.run_n_epochs_[best])
 
             self.secondary_net_, self.secondary_valid_loss_ = None, None
             if sb2 is not None:
@@ -1106,9 +1100,6 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 out.append(module(xb).double().cpu().numpy())
         return np.concatenate(out)
 
-    def _shape(self, a):
-        return a.ravel() if self._y_ndim == 1 else a
-
     def predict_components(self, X):
         """Mean, sigma_NN, sigma_B and total standard deviation of every star.
 
@@ -1141,10 +1132,10 @@ class PhotoDNetwork(BaseNeuralRegressor):
             sigma_b = np.maximum(self._forward(self.secondary_net_.module_, Xv), 0.0)
             total = np.hypot(sigma_nn, sigma_b)
         return {
-            "mean": self._shape(mean),
-            "sigma_nn": self._shape(sigma_nn),
-            "sigma_b": None if sigma_b is None else self._shape(sigma_b),
-            "total_std": self._shape(total),
+            "mean": self._format(mean),
+            "sigma_nn": self._format(sigma_nn),
+            "sigma_b": None if sigma_b is None else self._format(sigma_b),
+            "total_std": self._format(total),
         }
 
     def predict(self, X, return_std=False):

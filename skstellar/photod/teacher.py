@@ -2,24 +2,19 @@
 
 :class:`BayesianPhotoD` implements the grid-based Bayesian method of
 Palaversa et al. (2025) that Mrakovčić, Ivezić & Palaversa (2025) use to label
-the training stars of their moments network (their Sects. 1-2.2 and 3.3):
-
-* model colours c(M_r, [Fe/H]) from a stellar locus, reddened by A_r times the
-  reddening vector (C_b1 - C_b2) of each colour;
-* a chi^2 likelihood over u-g, g-r, r-i, i-z with the star's colour errors;
-* a prior p(M_r, [Fe/H] | r) from the map of the star's apparent-r bin (27
-  overlapping 1-mag bins in a ~10 deg^2 patch) times a flat A_r prior on
-  [0, A_r^max] (A_r^max per star, photoD uses 1.3 A_r^SFD + 0.1);
-* the posterior on the (M_r, [Fe/H], A_r) grid, summarised by marginal means,
-  standard deviations and optional quantiles, the distance modulus
-  DM = r - M_r - A_r and the minimum chi^2.
+the training stars of their moments network (their Sects. 1-2.2 and 3.3): a
+chi^2 likelihood of u-g, g-r, r-i, i-z against locus colours reddened by A_r
+times the reddening vector, a prior p(M_r, [Fe/H] | r) from the map of the
+star's apparent-r bin (27 overlapping 1-mag bins in a ~10 deg^2 patch) times a
+flat A_r prior on [0, A_r^max] (photoD: 1.3 A_r^SFD + 0.1 per star), and the
+posterior summarised by marginal means, standard deviations, optional
+quantiles, DM = r - M_r - A_r and the minimum chi^2.
 
 The computation is vectorised over a batch of stars against the whole grid.
-Because the model colours are linear in A_r, chi^2 is a parabola in A_r at
-every (M_r, [Fe/H]) node; the integral over the flat A_r prior and the A_r
-moments are then closed-form truncated-normal expressions, which is the
-limit of photoD's fine A_r grid (``ar_integration="analytic"``, default). The
-discrete grid of photoD is available as ``ar_integration="grid"``.
+As chi^2 is a parabola in A_r at every (M_r, [Fe/H]) node, the A_r integral
+and moments are closed-form truncated-normal expressions, the limit of
+photoD's fine A_r grid (``ar_integration="analytic"``, default; photoD's
+discrete grid is ``ar_integration="grid"``).
 """
 
 from __future__ import annotations
