@@ -339,18 +339,16 @@ def evaluate_photod(catalog, hybrid=None, *, truth_columns=TRUTH_COLUMNS, full_t
     # NN comparisons on the test set; Bayes vs truth on every star the full teacher saw
     table = photod_table1(nn, bayes, truth, rows=test, bayes_rows=rows)
     cal_rows = []
-    for t in TARGETS:
-        pairs = []
-        if truth is not None:
-            pairs.append(("NN vs truth (sigma_total)", truth[t], nn[t], result[f"{t}_std"], test))
-            pairs.append(("Bayes vs truth (sigma_B)", truth[t], bayes[t], bayes[f"{t}_std"], rows))
-        for name, ref, est, sig, sel in pairs:
-            ok = sel & np.isfinite(est.to_numpy()) & (sig.to_numpy() > 0)
-            if ok.sum() < 2:
-                continue
-            c = metrics.calibration_summary(ref.to_numpy()[ok], est.to_numpy()[ok],
-                                            sig.to_numpy()[ok])
-            cal_rows.append({"comparison": name, "parameter": t, **c})
+    for t in TARGETS if truth is not None else ():
+        ref = truth[t].to_numpy()
+        for name, est, sig, sel in (
+                ("NN vs truth (sigma_total)", nn[t], result[f"{t}_std"], test),
+                ("Bayes vs truth (sigma_B)", bayes[t], bayes[f"{t}_std"], rows)):
+            est, sig = est.to_numpy(), sig.to_numpy()
+            ok = sel & np.isfinite(est) & (sig > 0)
+            if ok.sum() >= 2:
+                c = metrics.calibration_summary(ref[ok], est[ok], sig[ok])
+                cal_rows.append({"comparison": name, "parameter": t, **c})
     calibration = pd.DataFrame(cal_rows)
     ratios = {}
     for t in TARGETS:
@@ -396,10 +394,8 @@ def _jsonable(obj):
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (np.floating, float)):
         return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
     return obj
 
 

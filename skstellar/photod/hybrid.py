@@ -387,9 +387,8 @@ class HybridPhotoD(BaseEstimator):
                 (self.dec_column, "the sky position (ICRS declination, deg) that assigns each "
                                   "star to a patch")]
         need += [(c, "the student's inputs") for c in self._features()]
-        have = set(columns)
         for col, purpose in need:
-            if col not in have:
+            if col not in columns:
                 raise missing_column_error(col, purpose, columns)
 
     def _base_pixels(self, frame):
@@ -422,11 +421,9 @@ class HybridPhotoD(BaseEstimator):
 
     def _patch_uniq(self, base_pixels, mapping):
         """NUNIQ patch id per star (unknown pixels keep their own pixel at patch_order)."""
-        order = int(self.patch_order)
         uniq_of = {b: int(patch_uniq(o, p)) for b, (o, p) in mapping.items()}
-        s = pd.Series(base_pixels)
-        mapped = s.map(uniq_of)
-        own = patch_uniq(order, base_pixels)
+        mapped = pd.Series(base_pixels).map(uniq_of)
+        own = patch_uniq(int(self.patch_order), base_pixels)
         return np.where(mapped.isna().to_numpy(), own,
                         mapped.fillna(0).to_numpy(dtype=np.int64))
 
@@ -872,22 +869,18 @@ class HybridPhotoD(BaseEstimator):
             for f in targets:
                 if f.exists():
                     raise FileExistsError(f"{f} exists; pass overwrite=True to replace it.")
-        written = []
         for key, path in files.items():
             joblib.dump(self.patch_models_[key], path)
-            written.append(path)
         shell = self.__class__.__new__(self.__class__)
         shell.__dict__.update(self.__dict__)
         shell.patch_models_ = {}
         joblib.dump(shell, folder / "hybrid.joblib")
-        written.append(folder / "hybrid.joblib")
         index = {"patches": [{"order": k[0], "pixel": k[1], "file": p.name}
                              for k, p in files.items()],
                  "patch_order": int(self.patch_order),
                  "feature_columns": list(self.feature_columns_), "targets": list(TARGETS)}
         (folder / "index.json").write_text(json.dumps(index, indent=2))
-        written.append(folder / "index.json")
-        return written
+        return targets  # the files written
 
     @classmethod
     def load(cls, folder, patches=None):

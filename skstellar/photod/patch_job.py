@@ -123,8 +123,7 @@ def _process(job, frame, order, pixel):
     labelled = np.zeros(n, dtype=bool)
     if small:
         labelled[:] = True
-        summary["mode"] = "teacher"
-        summary["warm_start"] = False
+        summary.update(mode="teacher", warm_start=False)
     else:
         rng = np.random.default_rng(sel_seed)
         labelled[rng.choice(n, size=n_label, replace=False)] = True
