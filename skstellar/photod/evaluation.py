@@ -71,7 +71,6 @@ PAPER_TIMING = {
 }
 #: Truth columns of :func:`skstellar.datasets.photod.make_lsst_catalog`, per target.
 TRUTH_COLUMNS = {"Mr": "Mr_true", "FeH": "FeH_true", "Ar": "Ar_true"}
-_COMPARISONS = ("Bayes vs truth", "NN vs Bayes", "NN vs truth")
 _UNITS = {"Mr": "mag", "FeH": "dex", "Ar": "mag"}
 
 
@@ -213,8 +212,7 @@ def photod_table1(nn, bayes=None, truth=None, rows=None, bayes_rows=None):
     pairs = {"Bayes vs truth": (bayes, truth, keep_b), "NN vs Bayes": (nn, bayes, keep),
              "NN vs truth": (nn, truth, keep)}
     out = []
-    for comp in _COMPARISONS:
-        est, ref, sel = pairs[comp]
+    for comp, (est, ref, sel) in pairs.items():
         if est is None or ref is None:
             continue
         for t in ("Mr", "Ar", "FeH"):

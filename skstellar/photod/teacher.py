@@ -335,14 +335,6 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
                 f"quantiles must be numbers in (0, 1), got {self.quantiles!r}."
             ) from exc
 
-    def _columns(self, cols, errs):
-        names = [self.mag_column, *cols, *errs]
-        if self.ar_max_column is not None:
-            names.append(self.ar_max_column)
-        if self.mag_error_column is not None:
-            names.append(self.mag_error_column)
-        return names
-
     # -- fit -------------------------------------------------------------------
     def fit(self, X=None, y=None):
         """Prepare the model grid and the priors; no labels are used.
@@ -372,7 +364,8 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         """
         validate_parameters(self)
         cols, errs = tuple(self.colour_columns), tuple(self.error_columns)
-        columns = self._columns(cols, errs)
+        optional = (self.ar_max_column, self.mag_error_column)
+        columns = [self.mag_column, *cols, *errs, *(c for c in optional if c is not None)]
         if X is not None:
             self._read(X, columns)  # checks that the catalogue has every column
         locus = load_locus() if self.locus is None else self.locus
@@ -388,10 +381,9 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         if not np.any(red != 0):
             raise ValueError("The reddening vector is zero: A_r would not change any colour.")
 
-        valid = locus.valid.ravel()
         mr_all, feh_all = locus.grid_points()
         n_mr = locus.mr.size
-        nodes = np.flatnonzero(valid)
+        nodes = np.flatnonzero(locus.valid.ravel())
         self.locus_ = locus
         self.prior_maps_ = maps
         self.grid_mr_ = mr_all[nodes]
@@ -757,9 +749,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         dm = r - res["Mr"] - res["Ar"]
         dm_var = res["Mr_std"] ** 2 + res["Ar_std"] ** 2 + 2.0 * res.pop("_cov_mr_ar") + r_err**2
         frame = {
-            "Mr": res["Mr"], "Mr_std": res["Mr_std"],
-            "FeH": res["FeH"], "FeH_std": res["FeH_std"],
-            "Ar": res["Ar"], "Ar_std": res["Ar_std"],
+            **{k: res[k] for k in names[:6]},  # the means and stds
             "DM": dm, "DM_std": np.sqrt(np.maximum(dm_var, 0.0)),
             "dist_pc": 10.0 ** (0.2 * dm + 1.0),
             "chi2_min": res["chi2_min"], "r_bin": bins, **{k: res[k] for k in q_names},
