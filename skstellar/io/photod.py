@@ -4,20 +4,16 @@ Everything the photo-D teacher (:class:`skstellar.photod.teacher.BayesianPhotoD`
 needs as *data* rather than code (Palaversa et al. 2025; Mrakovčić, Ivezić &
 Palaversa 2025, Sect. 2.1), read from the files of ``<shared data>/photod``:
 
-* the constants of the photoD code that made those files: the bands and
-  colours of the fit, the extinction ratios A_b/A_r
-  (:data:`EXTINCTION_COEFFICIENTS`, :func:`reddening_vector`) and the flat
-  A_r prior (:data:`AR_PRIOR_SLOPE`, :data:`AR_PRIOR_OFFSET`,
+* the constants of the photoD code that made those files: bands and colours,
+  extinction ratios (:data:`EXTINCTION_COEFFICIENTS`, :func:`reddening_vector`)
+  and the flat A_r prior (:data:`AR_PRIOR_SLOPE`, :data:`AR_PRIOR_OFFSET`,
   :func:`ar_prior_max`);
-* :class:`ColourLocus`, the intrinsic colours u-g, g-r, r-i, i-z on a regular
-  (M_r, [Fe/H]) grid, and :func:`load_locus`, which resamples the photoD
-  ``SDSSDSEDlocus_*`` tables onto such a grid;
-* :class:`PriorMaps`, the TRILEGAL-based p(M_r, [Fe/H] | r) maps in 27
-  overlapping r-band bins, read by :func:`load_prior_maps` (one ~10 deg^2
-  Stripe 82 patch, RA 340-350) and :func:`load_stripe82_priors` (HEALPix
-  order-5 pixels);
-* :func:`load_stripe82_sample`, the 3,981 real SDSS Stripe 82 standard stars
-  that the method can be run on offline (no labels).
+* :class:`ColourLocus` (intrinsic colours on a regular (M_r, [Fe/H]) grid) and
+  :func:`load_locus`, which resamples the photoD ``SDSSDSEDlocus_*`` tables onto it;
+* :class:`PriorMaps` (TRILEGAL p(M_r, [Fe/H] | r) in 27 overlapping r bins), read
+  by :func:`load_prior_maps` (~10 deg^2 Stripe 82 patch, RA 340-350) and
+  :func:`load_stripe82_priors` (HEALPix order-5 pixels);
+* :func:`load_stripe82_sample`, 3,981 real, unlabelled SDSS Stripe 82 standard stars.
 
 The LSST simulator that draws from these maps is
 :func:`skstellar.datasets.make_lsst_catalog`. The folder is found by

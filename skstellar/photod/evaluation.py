@@ -9,16 +9,13 @@ sigma_total / sigma_B and sigma_NN / sigma_B (Figs. 26-27) and by speed
 (Sect. 4.2: Bayes ~4400 s for 440,000 stars, the hybrid ~165 s). This
 module measures the same numbers for skstellar:
 
-* :func:`simulate_patch_catalog` -- a simulated LSST catalogue whose stars
-  fill whole HEALPix pixels (one patch each);
-* :func:`photod_table1` -- the Table-1 statistics from estimates and
-  references;
-* :func:`evaluate_photod` -- runs a :class:`~skstellar.photod.hybrid.HybridPhotoD`
-  end to end and the full teacher side by side, and returns Table 1,
-  calibration, uncertainty ratios and timings (works without truth, e.g. on
-  the real Stripe 82 sample);
-* :func:`run_photod_demo` -- the ``skstellar demo photod`` entry point: a
-  short simulated run printed next to the paper's Table 1;
+* :func:`simulate_patch_catalog` -- simulated LSST stars filling whole HEALPix pixels;
+* :func:`photod_table1` -- the Table-1 statistics from estimates and references;
+* :func:`evaluate_photod` -- a :class:`~skstellar.photod.hybrid.HybridPhotoD` run and the
+  full teacher side by side: Table 1, calibration, uncertainty ratios and timings
+  (also without truth, e.g. on the real Stripe 82 sample);
+* :func:`run_photod_demo` -- ``skstellar demo photod``: a short simulated run printed
+  next to the paper's Table 1;
 * :data:`PAPER_TABLE1`, :data:`PAPER_TIMING` -- the paper's figures.
 """
 
