@@ -76,6 +76,7 @@ TARGETS = PHOTOD_TARGETS
 #: and their five errors [mag].
 PHOTOD_FEATURES = PHOTOD_INPUT_COLUMNS
 _SMALL_POLICIES = ("teacher", "raise", "merge")
+_EMPTY = "Found a catalogue with 0 stars while a minimum of 1 is required."
 #: Student parameters when fine-tuning from a warm start (``warm_start_params=None``):
 #: one run of <= 200 epochs (100 for the sigma_B network), early-stopping patience 30.
 WARM_START_PARAMS = {"n_runs": 1, "max_epochs": 200, "secondary_max_epochs": 100,
@@ -590,11 +591,7 @@ class HybridPhotoD(BaseEstimator):
             Stars from several patches (with ``patch=None``), a missing
             column, or a small patch with ``small_patch="raise"``.
         """
-        validate_parameters(self)
-        frame = self._as_frame(patch_frame)
-        self._check_columns(frame.columns)
-        if len(frame) == 0:
-            raise ValueError("patch_frame has no stars.")
+        frame = self._read_catalog(patch_frame, empty="patch_frame has no stars.")
         if patch is None:
             pix = np.unique(self._base_pixels(frame))
             if pix.size != 1:
@@ -611,12 +608,17 @@ class HybridPhotoD(BaseEstimator):
         return result, model, summary
 
     # -- public: whole catalogue ---------------------------------------------------
-    def _prepare(self, catalog):
+    def _read_catalog(self, catalog, empty=_EMPTY):
+        """Validate the parameters; the catalogue as a DataFrame with its columns checked."""
         validate_parameters(self)
         frame = self._as_frame(catalog)
         self._check_columns(frame.columns)
         if len(frame) == 0:
-            raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
+            raise ValueError(empty)
+        return frame
+
+    def _prepare(self, catalog):
+        frame = self._read_catalog(catalog)
         base = self._base_pixels(frame)
         pix, counts = np.unique(base, return_counts=True)
         mapping = self._plan(pix, counts)
@@ -746,11 +748,7 @@ class HybridPhotoD(BaseEstimator):
             order ``("Mr", "FeH", "Ar")``.
         """
         check_is_fitted(self, "patch_models_")
-        validate_parameters(self)
-        frame = self._as_frame(catalog)
-        self._check_columns(frame.columns)
-        if len(frame) == 0:
-            raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
+        frame = self._read_catalog(catalog)
         uniq = self._patch_uniq(self._base_pixels(frame), self.pixel_to_patch_)
         job = None
         frames = []
