@@ -1,11 +1,8 @@
 """The hybrid photo-D on Dask: a patch-shuffled DataFrame, one task per partition.
 
 The bodies of :meth:`HybridPhotoD.fit_predict_dask` and
-:meth:`HybridPhotoD.predict_dask` (documented there): the catalogue becomes a
-``dask.dataframe``, every star gets its patch id, the frame is shuffled on it
-so that every patch lands whole in one partition, and each partition is
-processed by :func:`~skstellar.photod.patch_job._run_partition` in a Dask
-task, on a ``distributed.Client`` or Dask's default scheduler.
+:meth:`HybridPhotoD.predict_dask` (documented there); each partition is
+processed by :func:`~skstellar.photod.patch_job._run_partition` in a Dask task.
 """
 
 from __future__ import annotations

@@ -480,7 +480,6 @@ class PhotoDNetwork(BaseNeuralRegressor):
       ``"softplus"`` keeps sigma > 0 by construction;
     * the secondary network uses the same learning-rate schedule, and its
       sigma_B predictions are clipped at 0 (its output is linear);
-    * all runs share one seeded validation split, so their losses compare;
     * predictions run in float64 on the CPU (training in float32), so a
       star's output does not depend on the batch it is predicted in.
 

@@ -125,8 +125,7 @@ def _process(job, frame, order, pixel):
         labelled[:] = True
         summary.update(mode="teacher", warm_start=False)
     else:
-        rng = np.random.default_rng(sel_seed)
-        labelled[rng.choice(n, size=n_label, replace=False)] = True
+        labelled[np.random.default_rng(sel_seed).choice(n, size=n_label, replace=False)] = True
     lab = np.flatnonzero(labelled)
     t0 = time.perf_counter()
     m_t, s_t, dm_t, dms_t = teacher_estimates(teacher, frame.iloc[lab])
