@@ -88,10 +88,7 @@ def fit_predict_dask(hybrid, catalog, client=None, npartitions=None, shuffle_met
     job_d = dask.delayed(job, pure=True, traverse=False)
     tasks = [dask.delayed(_run_partition, pure=True)(part, job_d)
              for part in shuffled.to_delayed()]
-    if client is not None:
-        outs = client.gather(client.compute(tasks))
-    else:
-        outs = dask.compute(*tasks)
+    outs = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
     frames, models, summaries = [], {}, []
     for res, mods, summ in outs:
         frames.append(res)

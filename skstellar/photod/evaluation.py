@@ -31,6 +31,7 @@ import pandas as pd
 from .. import metrics
 from ..reporting import write_json
 from .hybrid import DEFAULT_PATCH_ORDER, TARGETS, HybridPhotoD
+from .patch_job import teacher_estimates
 from .patches import patch_key, patch_uniq
 
 __all__ = [
@@ -234,8 +235,6 @@ def format_table1(table):
 
 def _run_teacher(hybrid, catalog, result, rows):
     """Teacher posterior (TARGETS means and stds) on catalogue rows ``rows`` (bool), by patch."""
-    from .patch_job import teacher_estimates
-
     job = hybrid._job(teacher=hybrid.teacher_)
     out = pd.DataFrame(np.nan, index=catalog.index,
                        columns=[*TARGETS, *(f"{t}_std" for t in TARGETS)])
