@@ -561,10 +561,8 @@ class HybridPhotoD(BaseEstimator):
 
         The unit of work of :meth:`fit_predict` and :meth:`fit_predict_dask`:
         a pure function of the patch's stars, the patch id and the
-        parameters. The labelled subset is drawn with the rows sorted by
-        index label (ties: input order), so with an int ``random_state`` the
-        same stars give the same numbers here, in :meth:`fit_predict` and in
-        :meth:`fit_predict_dask`.
+        parameters (subset drawn as in the class Notes), so with an int
+        ``random_state`` the same stars give the same numbers in all three.
 
         Parameters
         ----------
