@@ -215,13 +215,7 @@ class _WeightEMA(Callback):
 # Losses
 # ---------------------------------------------------------------------------
 class _TargetWeightedLoss(nn.Module):
-    """Base of the photo-D losses: a sum over targets with weights w_j > 0.
-
-    Parameters
-    ----------
-    weights : sequence of float or None, default=None
-        One weight per target; None gives 1 for every target.
-    """
+    """Base of the photo-D losses: a sum over targets with weights w_j > 0 (None: all 1)."""
 
     def __init__(self, weights=None):
         super().__init__()
