@@ -77,9 +77,8 @@ def fit_predict_dask(hybrid, catalog, client=None, npartitions=None, shuffle_met
         work = ddf.map_partitions(tag, offsets, meta=meta)
         index = None
     else:
-        frame, uniq, mapping = hybrid._prepare(catalog)
-        work_pd = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
-        n_patches = len(np.unique(uniq))
+        frame, work_pd, mapping = hybrid._prepare(catalog)
+        n_patches = work_pd[_UNIQ].nunique()
         work = dd.from_pandas(work_pd, npartitions=max(1, min(n_patches, 256)), sort=False)
         index = frame.index
     n_parts = npartitions or max(1, min(len(set(mapping.values())), 256))

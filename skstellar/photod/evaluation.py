@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..reporting import write_json
+from ..reporting import format_table, write_json
 from .hybrid import DEFAULT_PATCH_ORDER, TARGETS, HybridPhotoD
 from .patch_job import teacher_estimates
 from .patches import patch_key, patch_uniq
@@ -224,12 +224,10 @@ def photod_table1(nn, bayes=None, truth=None, rows=None, bayes_rows=None):
 
 def format_table1(table):
     """Plain-text Table 1, ours next to the paper's (for printing)."""
-    from ..reporting import format_table as _table
-
     rows = [(r.comparison, f"{r.parameter} [{r.unit}]", f"{r.n}",
              f"{r.median:+.3f}", f"{r.paper_median:+.3f}",
              f"{r.robust_std:.3f}", f"{r.paper_robust_std:.3f}") for r in table.itertuples()]
-    return _table(["comparison", "parameter", "n", "median", "paper", "robust std", "paper"],
+    return format_table(["comparison", "parameter", "n", "median", "paper", "robust std", "paper"],
                   rows)
 
 
@@ -401,14 +399,12 @@ def summarise_evaluation(ev):
 
 def print_evaluation(ev, out=print, title="skstellar"):
     """Print Table 1, calibration, uncertainty ratios and timing of :func:`evaluate_photod`."""
-    from ..reporting import format_table as _table
-
     out(format_table1(ev["table1"]))
     cal = ev["calibration"]
     if len(cal):
         out("")
         out("z-score calibration, z = (truth - estimate) / sigma (target std 0.8-1.2):")
-        out(_table(["comparison", "parameter", "n", "z mean", "z std", "z robust std",
+        out(format_table(["comparison", "parameter", "n", "z mean", "z std", "z robust std",
                     "within 1 sigma"],
                    [(r.comparison, r.parameter, f"{r.n}", f"{r.zscore_mean:+.2f}",
                      f"{r.zscore_std:.2f}", f"{r.zscore_robust_std:.2f}",
@@ -418,7 +414,7 @@ def print_evaluation(ev, out=print, title="skstellar"):
         out("")
         out("Median uncertainty ratios on the test set (paper Figs. 26-27: sigma_total/sigma_B "
             "~ 1, sigma_NN/sigma_B << 1):")
-        out(_table(["parameter", "sigma_total / sigma_B", "sigma_NN / sigma_B"],
+        out(format_table(["parameter", "sigma_total / sigma_B", "sigma_NN / sigma_B"],
                    [(t, f"{rat.get(f'{t}_total_over_bayes', np.nan):.2f}",
                      f"{rat.get(f'{t}_nn_over_bayes', np.nan):.2f}") for t in TARGETS]))
     tm, c = ev["timing"], ev["counts"]
@@ -447,7 +443,7 @@ def print_evaluation(ev, out=print, title="skstellar"):
         ("student inference, ms per star", f"{1e3 * 65 / 440000:.2f} (incl. training)",
          f"{tm['student_ms_per_star']:.4f}"),
     ]
-    out(_table(["timing", "paper", title], rows))
+    out(format_table(["timing", "paper", title], rows))
 
 
 def run_photod_demo(n_stars=30000, random_state=0, max_epochs=500, out=print, json_path=None,

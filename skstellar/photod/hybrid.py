@@ -621,7 +621,7 @@ class HybridPhotoD(BaseEstimator):
         pix, counts = np.unique(base, return_counts=True)
         mapping = self._plan(pix, counts)
         uniq = self._patch_uniq(base, mapping)
-        return frame, uniq, mapping
+        return frame, frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))}), mapping
 
     def _store(self, job, mapping, models, summaries, seconds):
         self.teacher_ = job.teacher
@@ -668,9 +668,8 @@ class HybridPhotoD(BaseEstimator):
             teacher's own input errors.
         """
         t_start = time.perf_counter()
-        frame, uniq, mapping = self._prepare(catalog)
+        frame, work, mapping = self._prepare(catalog)
         job = self._job()
-        work = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
         groups = _patch_groups(work)
 
         outs = [None] * len(groups)
