@@ -40,7 +40,6 @@ from .._validation import (
 )
 from ..columns import PHOTOD_TARGETS
 from ..io.photod import (
-    EXTINCTION_COEFFICIENTS,
     ColourLocus,
     PriorMaps,
     load_locus,
@@ -375,9 +374,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
                 f"The locus has {len(locus.colour_names)} colours {locus.colour_names} but "
                 f"colour_columns names {len(cols)}: {cols}."
             )
-        coeffs = EXTINCTION_COEFFICIENTS if self.extinction_coefficients is None \
-            else self.extinction_coefficients
-        red = reddening_vector(locus.colour_names, coeffs)
+        red = reddening_vector(locus.colour_names, self.extinction_coefficients)
         if not np.any(red != 0):
             raise ValueError("The reddening vector is zero: A_r would not change any colour.")
 
