@@ -153,12 +153,10 @@ class _PauseAfter(Callback):
 class _CosineTail(Callback):
     """Anneal the learning rate to 0 on a half cosine over the last ``epochs`` of a run.
 
-    From epoch ``max_epochs - epochs + 1`` on, each epoch's learning rate is
-    ``lr0 * (1 + cos(pi * (k + 0.5) / epochs)) / 2`` (k = 0 .. epochs - 1, the
-    epoch's midpoint), ``lr0`` being the optimiser's learning rate when the
-    tail starts (after any plateau reductions). It is set at the start of
-    every tail epoch, so a plateau schedule has no effect there. Its state
-    lives in the callback, so a paused and resumed run anneals identically.
+    ``lr0`` is the learning rate when the tail starts (after any plateau
+    reductions); the rate is set at the start of every tail epoch, so a
+    plateau schedule has no effect there. The state lives in the callback, so
+    a paused and resumed run anneals identically.
     """
 
     def __init__(self, epochs, max_epochs):
@@ -183,10 +181,8 @@ class _CosineTail(Callback):
 class _WeightEMA(Callback):
     """Exponential moving average over epochs of a net's trainable parameters.
 
-    After every epoch ``avg <- decay * avg + (1 - decay) * w`` (``avg``
-    starts at the first epoch's weights); :meth:`apply` loads ``avg`` into
-    the module. The state lives in the callback, so a paused and resumed
-    run averages identically.
+    Starts at the first epoch's weights; :meth:`apply` loads it into the module.
+    The state lives in the callback, so a paused and resumed run averages identically.
     """
 
     def __init__(self, decay):
@@ -846,15 +842,12 @@ class PhotoDNetwork(BaseNeuralRegressor):
         """Train one net on the given split (:func:`skstellar.nn.training.train_net`).
 
         ``seeds`` are (module initialisation, batch shuffling). Returns the
-        net and its kept loss (validation loss of the kept epoch, else the
-        last training loss). With ``pause_after`` (< ``max_epochs``), training
-        stops after that many epochs without ending (:meth:`_resume_net`
-        finishes it) and the loss returned is the lowest validation loss so
-        far; a run that early stopping ends before is complete. With
-        ``anneal_epochs``, the learning rate is cosine-annealed to 0 over the
-        last that many of ``max_epochs`` (:class:`_CosineTail`); with
-        ``ema_decay``, the net ends with the moving average of its weights
-        (:class:`_WeightEMA`; its kept loss is their validation loss).
+        net and its kept loss (:meth:`_end_run`). With ``pause_after`` (<
+        ``max_epochs``), training stops after that many epochs without ending
+        (:meth:`_resume_net` finishes it) and the loss returned is the lowest
+        validation loss so far; a run that early stopping ends before is
+        complete. ``anneal_epochs``: :class:`_CosineTail`; ``ema_decay``:
+        :class:`_WeightEMA`.
         """
         import skorch
 
