@@ -769,9 +769,6 @@ class PhotoDNetwork(BaseNeuralRegressor):
                         nn.init.zeros_(layer.bias)
         return mlp
 
-    def _build_criterion(self):
-        return MomentLoss(self._loss_weights(self.n_outputs_))
-
     def _wrap(self, core, x_mean, x_scale, head):
         """``[input standardisation] -> core MLP -> head`` as one module."""
         layers = [_Affine(1.0 / x_scale, -x_mean / x_scale)] if self.standardize else []
