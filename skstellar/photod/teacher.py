@@ -459,8 +459,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             check_finite_columns(stack, names, what="value", index=index, hint=hint)
         ar_max = [] if self.ar_max_column is None else [self.ar_max_column]
         for col in [*self.error_columns, *ar_max]:
-            with np.errstate(invalid="ignore"):
-                bad = values[col] <= 0
+            bad = values[col] <= 0  # (NaN compares False without a warning)
             if bad.any():
                 if self.on_invalid == "raise":
                     row = int(np.flatnonzero(bad)[0])
@@ -473,8 +472,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
                     )
                 good &= ~bad
         if self.mag_error_column is not None:
-            with np.errstate(invalid="ignore"):
-                bad = values[self.mag_error_column] < 0
+            bad = values[self.mag_error_column] < 0
             if bad.any():
                 if self.on_invalid == "raise":
                     row = int(np.flatnonzero(bad)[0])
