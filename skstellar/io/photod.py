@@ -4,20 +4,16 @@ Everything the photo-D teacher (:class:`skstellar.photod.teacher.BayesianPhotoD`
 needs as *data* rather than code (Palaversa et al. 2025; Mrakovčić, Ivezić &
 Palaversa 2025, Sect. 2.1), read from the files of ``<shared data>/photod``:
 
-* the constants of the photoD code that made those files: the bands and
-  colours of the fit, the extinction ratios A_b/A_r
-  (:data:`EXTINCTION_COEFFICIENTS`, :func:`reddening_vector`) and the flat
-  A_r prior (:data:`AR_PRIOR_SLOPE`, :data:`AR_PRIOR_OFFSET`,
+* the constants of the photoD code that made those files: bands and colours,
+  extinction ratios (:data:`EXTINCTION_COEFFICIENTS`, :func:`reddening_vector`)
+  and the flat A_r prior (:data:`AR_PRIOR_SLOPE`, :data:`AR_PRIOR_OFFSET`,
   :func:`ar_prior_max`);
-* :class:`ColourLocus`, the intrinsic colours u-g, g-r, r-i, i-z on a regular
-  (M_r, [Fe/H]) grid, and :func:`load_locus`, which resamples the photoD
-  ``SDSSDSEDlocus_*`` tables onto such a grid;
-* :class:`PriorMaps`, the TRILEGAL-based p(M_r, [Fe/H] | r) maps in 27
-  overlapping r-band bins, read by :func:`load_prior_maps` (one ~10 deg^2
-  Stripe 82 patch, RA 340-350) and :func:`load_stripe82_priors` (HEALPix
-  order-5 pixels);
-* :func:`load_stripe82_sample`, the 3,981 real SDSS Stripe 82 standard stars
-  that the method can be run on offline (no labels).
+* :class:`ColourLocus` (intrinsic colours on a regular (M_r, [Fe/H]) grid) and
+  :func:`load_locus`, which resamples the photoD ``SDSSDSEDlocus_*`` tables onto it;
+* :class:`PriorMaps` (TRILEGAL p(M_r, [Fe/H] | r) in 27 overlapping r bins), read
+  by :func:`load_prior_maps` (~10 deg^2 Stripe 82 patch, RA 340-350) and
+  :func:`load_stripe82_priors` (HEALPix order-5 pixels);
+* :func:`load_stripe82_sample`, 3,981 real, unlabelled SDSS Stripe 82 standard stars.
 
 The LSST simulator that draws from these maps is
 :func:`skstellar.datasets.make_lsst_catalog`. The folder is found by
@@ -270,25 +266,22 @@ class ColourLocus:
             interpolation weight is undefined. On a node the node's value is
             returned exactly.
         """
-        mr = np.atleast_1d(np.asarray(mr, dtype=np.float64))
-        feh = np.atleast_1d(np.asarray(feh, dtype=np.float64))
-        x = (mr - self.mr[0]) / self.mr_step
-        y = (feh - self.feh[0]) / self.feh_step
         tol = 1e-9
-        inside = ((x >= -tol) & (x <= self.mr.size - 1 + tol)
-                  & (y >= -tol) & (y <= self.feh.size - 1 + tol))
-        x = np.clip(x, 0.0, self.mr.size - 1)
-        y = np.clip(y, 0.0, self.feh.size - 1)
-        j0 = np.minimum(np.floor(x + tol).astype(np.intp), self.mr.size - 2)
-        i0 = np.minimum(np.floor(y + tol).astype(np.intp), self.feh.size - 2)
-        fx = np.clip(x - j0, 0.0, 1.0)
-        fy = np.clip(y - i0, 0.0, 1.0)
-        fx = np.where(np.abs(fx) < tol, 0.0, np.where(np.abs(fx - 1) < tol, 1.0, fx))
-        fy = np.where(np.abs(fy) < tol, 0.0, np.where(np.abs(fy - 1) < tol, 1.0, fy))
+
+        def cell(v, axis):  # inside the grid?, lower node, fraction (snapped to 0/1 at nodes)
+            t = (np.atleast_1d(np.asarray(v, dtype=np.float64)) - axis[0]) / (axis[1] - axis[0])
+            inside = (t >= -tol) & (t <= axis.size - 1 + tol)
+            t = np.clip(t, 0.0, axis.size - 1)
+            k = np.minimum(np.floor(t + tol).astype(np.intp), axis.size - 2)
+            f = np.clip(t - k, 0.0, 1.0)
+            return inside, k, np.where(np.abs(f) < tol, 0.0, np.where(np.abs(f - 1) < tol, 1.0, f))
+
+        in_x, j0, fx = cell(mr, self.mr)
+        in_y, i0, fy = cell(feh, self.feh)
         flat = np.nan_to_num(self.colours, nan=0.0).reshape(-1, len(self.colour_names))
         flat_valid = self.valid.ravel()
-        out = np.zeros((mr.size, len(self.colour_names)))
-        bad = ~inside
+        out = np.zeros((j0.size, len(self.colour_names)))
+        bad = ~(in_x & in_y)
         for di, dj, w in (
             (0, 0, (1 - fy) * (1 - fx)),
             (0, 1, (1 - fy) * fx),

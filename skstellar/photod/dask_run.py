@@ -1,11 +1,8 @@
 """The hybrid photo-D on Dask: a patch-shuffled DataFrame, one task per partition.
 
 The bodies of :meth:`HybridPhotoD.fit_predict_dask` and
-:meth:`HybridPhotoD.predict_dask` (documented there): the catalogue becomes a
-``dask.dataframe``, every star gets its patch id, the frame is shuffled on it
-so that every patch lands whole in one partition, and each partition is
-processed by :func:`~skstellar.photod.patch_job._run_partition` in a Dask
-task, on a ``distributed.Client`` or Dask's default scheduler.
+:meth:`HybridPhotoD.predict_dask` (documented there); each partition is
+processed by :func:`~skstellar.photod.patch_job._run_partition` in a Dask task.
 """
 
 from __future__ import annotations
@@ -80,9 +77,8 @@ def fit_predict_dask(hybrid, catalog, client=None, npartitions=None, shuffle_met
         work = ddf.map_partitions(tag, offsets, meta=meta)
         index = None
     else:
-        frame, uniq, mapping = hybrid._prepare(catalog)
-        work_pd = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
-        n_patches = len(np.unique(uniq))
+        frame, work_pd, mapping = hybrid._prepare(catalog)
+        n_patches = work_pd[_UNIQ].nunique()
         work = dd.from_pandas(work_pd, npartitions=max(1, min(n_patches, 256)), sort=False)
         index = frame.index
     n_parts = npartitions or max(1, min(len(set(mapping.values())), 256))
@@ -91,10 +87,7 @@ def fit_predict_dask(hybrid, catalog, client=None, npartitions=None, shuffle_met
     job_d = dask.delayed(job, pure=True, traverse=False)
     tasks = [dask.delayed(_run_partition, pure=True)(part, job_d)
              for part in shuffled.to_delayed()]
-    if client is not None:
-        outs = client.gather(client.compute(tasks))
-    else:
-        outs = dask.compute(*tasks)
+    outs = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
     frames, models, summaries = [], {}, []
     for res, mods, summ in outs:
         frames.append(res)

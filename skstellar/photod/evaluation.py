@@ -9,16 +9,13 @@ sigma_total / sigma_B and sigma_NN / sigma_B (Figs. 26-27) and by speed
 (Sect. 4.2: Bayes ~4400 s for 440,000 stars, the hybrid ~165 s). This
 module measures the same numbers for skstellar:
 
-* :func:`simulate_patch_catalog` -- a simulated LSST catalogue whose stars
-  fill whole HEALPix pixels (one patch each);
-* :func:`photod_table1` -- the Table-1 statistics from estimates and
-  references;
-* :func:`evaluate_photod` -- runs a :class:`~skstellar.photod.hybrid.HybridPhotoD`
-  end to end and the full teacher side by side, and returns Table 1,
-  calibration, uncertainty ratios and timings (works without truth, e.g. on
-  the real Stripe 82 sample);
-* :func:`run_photod_demo` -- the ``skstellar demo photod`` entry point: a
-  short simulated run printed next to the paper's Table 1;
+* :func:`simulate_patch_catalog` -- simulated LSST stars filling whole HEALPix pixels;
+* :func:`photod_table1` -- the Table-1 statistics from estimates and references;
+* :func:`evaluate_photod` -- a :class:`~skstellar.photod.hybrid.HybridPhotoD` run and the
+  full teacher side by side: Table 1, calibration, uncertainty ratios and timings
+  (also without truth, e.g. on the real Stripe 82 sample);
+* :func:`run_photod_demo` -- ``skstellar demo photod``: a short simulated run printed
+  next to the paper's Table 1;
 * :data:`PAPER_TABLE1`, :data:`PAPER_TIMING` -- the paper's figures.
 """
 
@@ -32,8 +29,9 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
-from ..reporting import write_json
+from ..reporting import format_table, write_json
 from .hybrid import DEFAULT_PATCH_ORDER, TARGETS, HybridPhotoD
+from .patch_job import teacher_estimates
 from .patches import patch_key, patch_uniq
 
 __all__ = [
@@ -71,7 +69,6 @@ PAPER_TIMING = {
 }
 #: Truth columns of :func:`skstellar.datasets.photod.make_lsst_catalog`, per target.
 TRUTH_COLUMNS = {"Mr": "Mr_true", "FeH": "FeH_true", "Ar": "Ar_true"}
-_COMPARISONS = ("Bayes vs truth", "NN vs Bayes", "NN vs truth")
 _UNITS = {"Mr": "mag", "FeH": "dex", "Ar": "mag"}
 
 
@@ -213,8 +210,7 @@ def photod_table1(nn, bayes=None, truth=None, rows=None, bayes_rows=None):
     pairs = {"Bayes vs truth": (bayes, truth, keep_b), "NN vs Bayes": (nn, bayes, keep),
              "NN vs truth": (nn, truth, keep)}
     out = []
-    for comp in _COMPARISONS:
-        est, ref, sel = pairs[comp]
+    for comp, (est, ref, sel) in pairs.items():
         if est is None or ref is None:
             continue
         for t in ("Mr", "Ar", "FeH"):
@@ -228,20 +224,16 @@ def photod_table1(nn, bayes=None, truth=None, rows=None, bayes_rows=None):
 
 def format_table1(table):
     """Plain-text Table 1, ours next to the paper's (for printing)."""
-    from ..reporting import format_table as _table
-
     rows = [(r.comparison, f"{r.parameter} [{r.unit}]", f"{r.n}",
              f"{r.median:+.3f}", f"{r.paper_median:+.3f}",
              f"{r.robust_std:.3f}", f"{r.paper_robust_std:.3f}") for r in table.itertuples()]
-    return _table(["comparison", "parameter", "n", "median", "paper", "robust std", "paper"],
+    return format_table(["comparison", "parameter", "n", "median", "paper", "robust std", "paper"],
                   rows)
 
 
 def _run_teacher(hybrid, catalog, result, rows):
     """Teacher posterior (TARGETS means and stds) on catalogue rows ``rows`` (bool), by patch."""
-    from .patch_job import teacher_estimates
-
-    job = hybrid._job(teacher=hybrid.teacher_) if hybrid.teacher_ is not None else hybrid._job()
+    job = hybrid._job(teacher=hybrid.teacher_)
     out = pd.DataFrame(np.nan, index=catalog.index,
                        columns=[*TARGETS, *(f"{t}_std" for t in TARGETS)])
     keys = patch_uniq(result["patch_order"].to_numpy(), result["patch"].to_numpy())
@@ -339,18 +331,16 @@ def evaluate_photod(catalog, hybrid=None, *, truth_columns=TRUTH_COLUMNS, full_t
     # NN comparisons on the test set; Bayes vs truth on every star the full teacher saw
     table = photod_table1(nn, bayes, truth, rows=test, bayes_rows=rows)
     cal_rows = []
-    for t in TARGETS:
-        pairs = []
-        if truth is not None:
-            pairs.append(("NN vs truth (sigma_total)", truth[t], nn[t], result[f"{t}_std"], test))
-            pairs.append(("Bayes vs truth (sigma_B)", truth[t], bayes[t], bayes[f"{t}_std"], rows))
-        for name, ref, est, sig, sel in pairs:
-            ok = sel & np.isfinite(est.to_numpy()) & (sig.to_numpy() > 0)
-            if ok.sum() < 2:
-                continue
-            c = metrics.calibration_summary(ref.to_numpy()[ok], est.to_numpy()[ok],
-                                            sig.to_numpy()[ok])
-            cal_rows.append({"comparison": name, "parameter": t, **c})
+    for t in TARGETS if truth is not None else ():
+        ref = truth[t].to_numpy()
+        for name, est, sig, sel in (
+                ("NN vs truth (sigma_total)", nn[t], result[f"{t}_std"], test),
+                ("Bayes vs truth (sigma_B)", bayes[t], bayes[f"{t}_std"], rows)):
+            est, sig = est.to_numpy(), sig.to_numpy()
+            ok = sel & np.isfinite(est) & (sig > 0)
+            if ok.sum() >= 2:
+                c = metrics.calibration_summary(ref[ok], est[ok], sig[ok])
+                cal_rows.append({"comparison": name, "parameter": t, **c})
     calibration = pd.DataFrame(cal_rows)
     ratios = {}
     for t in TARGETS:
@@ -396,10 +386,8 @@ def _jsonable(obj):
         return {k: _jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (np.floating, float)):
         return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, (np.integer,)):
-        return int(obj)
-    if isinstance(obj, (np.bool_,)):
-        return bool(obj)
+    if isinstance(obj, (np.integer, np.bool_)):
+        return obj.item()
     return obj
 
 
@@ -411,14 +399,12 @@ def summarise_evaluation(ev):
 
 def print_evaluation(ev, out=print, title="skstellar"):
     """Print Table 1, calibration, uncertainty ratios and timing of :func:`evaluate_photod`."""
-    from ..reporting import format_table as _table
-
     out(format_table1(ev["table1"]))
     cal = ev["calibration"]
     if len(cal):
         out("")
         out("z-score calibration, z = (truth - estimate) / sigma (target std 0.8-1.2):")
-        out(_table(["comparison", "parameter", "n", "z mean", "z std", "z robust std",
+        out(format_table(["comparison", "parameter", "n", "z mean", "z std", "z robust std",
                     "within 1 sigma"],
                    [(r.comparison, r.parameter, f"{r.n}", f"{r.zscore_mean:+.2f}",
                      f"{r.zscore_std:.2f}", f"{r.zscore_robust_std:.2f}",
@@ -428,7 +414,7 @@ def print_evaluation(ev, out=print, title="skstellar"):
         out("")
         out("Median uncertainty ratios on the test set (paper Figs. 26-27: sigma_total/sigma_B "
             "~ 1, sigma_NN/sigma_B << 1):")
-        out(_table(["parameter", "sigma_total / sigma_B", "sigma_NN / sigma_B"],
+        out(format_table(["parameter", "sigma_total / sigma_B", "sigma_NN / sigma_B"],
                    [(t, f"{rat.get(f'{t}_total_over_bayes', np.nan):.2f}",
                      f"{rat.get(f'{t}_nn_over_bayes', np.nan):.2f}") for t in TARGETS]))
     tm, c = ev["timing"], ev["counts"]
@@ -457,7 +443,7 @@ def print_evaluation(ev, out=print, title="skstellar"):
         ("student inference, ms per star", f"{1e3 * 65 / 440000:.2f} (incl. training)",
          f"{tm['student_ms_per_star']:.4f}"),
     ]
-    out(_table(["timing", "paper", title], rows))
+    out(format_table(["timing", "paper", title], rows))
 
 
 def run_photod_demo(n_stars=30000, random_state=0, max_epochs=500, out=print, json_path=None,

@@ -4,31 +4,17 @@ Mrakovčić, Ivezić & Palaversa (2025, Sects. 1 and 4.1-4.2) accelerate the
 Bayesian photometric-distance method by running it on 5-10 % of the stars of
 each ~10 deg^2 sky patch (priors change across the sky, so every patch gets
 its own model), training a neural network on those labels and letting the
-network estimate M_r, A_r and [Fe/H] for the remaining 90-95 %. This module
-holds that pipeline:
-
-* :class:`HybridPhotoD` -- the scikit-learn style estimator: HEALPix patches
-  (``astropy-healpix``, nested scheme), a seeded labelled subset per patch,
-  one fitted student per patch, estimates with total uncertainties, a flag
-  for the teacher-labelled stars, a documented policy for patches too small
-  to train a student, joblib persistence of the per-patch models, and the
-  same computation on Dask (:meth:`HybridPhotoD.fit_predict_dask`);
-* :class:`PatchStudent` -- one patch's fitted student together with what
-  completes its uncertainty (Sect. 2.6: sigma_total^2 = sigma_NN^2 + sigma_B^2);
-* :func:`healpix_patches` -- nested HEALPix pixel of each (RA, Dec).
-
-The sky patches live in :mod:`~skstellar.photod.patches`, the student in
-:mod:`~skstellar.photod.student` and the per-patch work shipped to workers in
-:mod:`~skstellar.photod.patch_job` and the Dask execution in
-:mod:`~skstellar.photod.dask_run`; the public names of the first three are
-re-exported here.
-
-Distribution uses Dask's own machinery only (``dask.dataframe`` shuffled on
-the patch column, one task per partition run by Dask's scheduler or a
-``distributed.Client``); every patch is processed by the same pure function
-(:meth:`HybridPhotoD.process_patch`), whose random choices are seeded from
-``random_state`` and the patch id alone, so the Dask result equals the
-in-process one whatever the partitioning.
+network estimate M_r, A_r and [Fe/H] for the remaining 90-95 %.
+:class:`HybridPhotoD` is that pipeline (its docstring describes the HEALPix
+patches, the labelled subset, small patches, persistence and Dask). It
+re-exports :class:`PatchStudent` (:mod:`~skstellar.photod.student`; Sect. 2.6:
+sigma_total^2 = sigma_NN^2 + sigma_B^2) and :func:`healpix_patches`
+(:mod:`~skstellar.photod.patches`). Every patch is processed by the same pure
+function (:mod:`~skstellar.photod.patch_job`, :meth:`HybridPhotoD.process_patch`)
+seeded from ``random_state`` and the patch id alone, so the Dask run
+(:mod:`~skstellar.photod.dask_run`: Dask's own ``dask.dataframe`` shuffled on
+the patch column, one task per partition) equals the in-process one whatever
+the partitioning.
 """
 
 from __future__ import annotations
@@ -46,7 +32,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone
 from sklearn.utils.validation import check_is_fitted
 
-from .._validation import as_float_column, missing_column_error, to_frame_like
+from .._validation import missing_column_error, to_frame_like
 from ..columns import PHOTOD_INPUT_COLUMNS, PHOTOD_TARGETS
 from ..nn.training import seed_from
 from ..parameters import COLUMN_NAMES, Interval, Options, Rule, Satisfies, validate_parameters
@@ -55,7 +41,9 @@ from .patch_job import (
     _ROW,
     _UNIQ,
     _canonical,
+    _collect,
     _fit_teacher,
+    _patch_groups,
     _PatchJob,
     _process,
     _teacher_components,
@@ -64,8 +52,7 @@ from .patch_job import (
 from .patches import (
     _MAX_ORDER,
     DEFAULT_PATCH_ORDER,
-    _check_sky,
-    _lonlat_to_healpix,
+    _sky_pixels,
     healpix_patches,
     patch_key,
     patch_uniq,
@@ -89,6 +76,7 @@ TARGETS = PHOTOD_TARGETS
 #: and their five errors [mag].
 PHOTOD_FEATURES = PHOTOD_INPUT_COLUMNS
 _SMALL_POLICIES = ("teacher", "raise", "merge")
+_EMPTY = "Found a catalogue with 0 stars while a minimum of 1 is required."
 #: Student parameters when fine-tuning from a warm start (``warm_start_params=None``):
 #: one run of <= 200 epochs (100 for the sigma_B network), early-stopping patience 30.
 WARM_START_PARAMS = {"n_runs": 1, "max_epochs": 200, "secondary_max_epochs": 100,
@@ -400,19 +388,13 @@ class HybridPhotoD(BaseEstimator):
                 (self.dec_column, "the sky position (ICRS declination, deg) that assigns each "
                                   "star to a patch")]
         need += [(c, "the student's inputs") for c in self._features()]
-        have = set(columns)
         for col, purpose in need:
-            if col not in have:
+            if col not in columns:
                 raise missing_column_error(col, purpose, columns)
 
     def _base_pixels(self, frame):
-        index = frame.index
-        ra = as_float_column(frame[self.ra_column].to_numpy(), self.ra_column, unit=u.deg,
-                             kind="right ascension")
-        dec = as_float_column(frame[self.dec_column].to_numpy(), self.dec_column, unit=u.deg,
-                              kind="declination")
-        _check_sky(ra, dec, self.ra_column, self.dec_column, index)
-        return _lonlat_to_healpix(ra, dec, int(self.patch_order))
+        return _sky_pixels(frame[self.ra_column].to_numpy(), frame[self.dec_column].to_numpy(),
+                           int(self.patch_order), self.ra_column, self.dec_column, frame.index)
 
     def _plan(self, pixels, counts):
         """Map each populated pixel (at patch_order) to its (order, pixel) patch."""
@@ -440,11 +422,9 @@ class HybridPhotoD(BaseEstimator):
 
     def _patch_uniq(self, base_pixels, mapping):
         """NUNIQ patch id per star (unknown pixels keep their own pixel at patch_order)."""
-        order = int(self.patch_order)
         uniq_of = {b: int(patch_uniq(o, p)) for b, (o, p) in mapping.items()}
-        s = pd.Series(base_pixels)
-        mapped = s.map(uniq_of)
-        own = patch_uniq(order, base_pixels)
+        mapped = pd.Series(base_pixels).map(uniq_of)
+        own = patch_uniq(int(self.patch_order), base_pixels)
         return np.where(mapped.isna().to_numpy(), own,
                         mapped.fillna(0).to_numpy(dtype=np.int64))
 
@@ -458,9 +438,6 @@ class HybridPhotoD(BaseEstimator):
             return None  # per-patch factory
         return _fit_teacher(self.teacher)
 
-    def _base_seed(self):
-        return seed_from(self.random_state)
-
     def _plain(self):
         """An unfitted copy holding the parameters only (small to ship to workers)."""
         return type(self)(**self.get_params(deep=False))
@@ -472,7 +449,8 @@ class HybridPhotoD(BaseEstimator):
             hybrid.warm_start = warm_start
         if teacher is not None:
             hybrid.teacher = None  # the fitted one travels in the job, once
-        return _PatchJob(hybrid, teacher, self._base_seed() if base_seed is None else base_seed)
+        base_seed = seed_from(self.random_state) if base_seed is None else base_seed
+        return _PatchJob(hybrid, teacher, base_seed)
 
     def _make_student(self, which="student"):
         est = getattr(self, which)
@@ -567,12 +545,10 @@ class HybridPhotoD(BaseEstimator):
         out = {"patch_order": np.full(n, order, dtype=np.int64),
                "patch": np.full(n, pixel, dtype=np.int64),
                "labelled_by_teacher": np.asarray(labelled, dtype=bool)}
-        for k, t in enumerate(TARGETS):
+        for k, t in enumerate(TARGETS):  # (the columns are put in _OUT_COLUMNS order below)
             out[t] = mean[:, k]
             out[f"{t}_std"] = std[:, k]
-        for k, t in enumerate(TARGETS):
             out[f"{t}_sigma_nn"] = comp["sigma_nn"][:, k]
-        for k, t in enumerate(TARGETS):
             out[f"{t}_sigma_b"] = comp["sigma_b"][:, k]
         out["DM"] = dm
         out["DM_std"] = dm_std
@@ -585,10 +561,8 @@ class HybridPhotoD(BaseEstimator):
 
         The unit of work of :meth:`fit_predict` and :meth:`fit_predict_dask`:
         a pure function of the patch's stars, the patch id and the
-        parameters. The labelled subset is drawn with the rows sorted by
-        index label (ties: input order), so with an int ``random_state`` the
-        same stars give the same numbers here, in :meth:`fit_predict` and in
-        :meth:`fit_predict_dask`.
+        parameters (subset drawn as in the class Notes), so with an int
+        ``random_state`` the same stars give the same numbers in all three.
 
         Parameters
         ----------
@@ -615,11 +589,7 @@ class HybridPhotoD(BaseEstimator):
             Stars from several patches (with ``patch=None``), a missing
             column, or a small patch with ``small_patch="raise"``.
         """
-        validate_parameters(self)
-        frame = self._as_frame(patch_frame)
-        self._check_columns(frame.columns)
-        if len(frame) == 0:
-            raise ValueError("patch_frame has no stars.")
+        frame = self._read_catalog(patch_frame, empty="patch_frame has no stars.")
         if patch is None:
             pix = np.unique(self._base_pixels(frame))
             if pix.size != 1:
@@ -629,25 +599,29 @@ class HybridPhotoD(BaseEstimator):
                     "(order, pixel) as patch."
                 )
             patch = (int(self.patch_order), int(pix[0]))
-        teacher = getattr(self, "teacher_", None)
-        job = self._job(teacher=teacher) if teacher is not None else self._job()
+        job = self._job(teacher=getattr(self, "teacher_", None))
         work = _canonical(frame.assign(**{_ROW: np.arange(len(frame))}))
         result, model, summary = _process(job, work, int(patch[0]), int(patch[1]))
         result = result.iloc[np.argsort(work[_ROW].to_numpy())]
         return result, model, summary
 
     # -- public: whole catalogue ---------------------------------------------------
-    def _prepare(self, catalog):
+    def _read_catalog(self, catalog, empty=_EMPTY):
+        """Validate the parameters; the catalogue as a DataFrame with its columns checked."""
         validate_parameters(self)
         frame = self._as_frame(catalog)
         self._check_columns(frame.columns)
         if len(frame) == 0:
-            raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
+            raise ValueError(empty)
+        return frame
+
+    def _prepare(self, catalog):
+        frame = self._read_catalog(catalog)
         base = self._base_pixels(frame)
         pix, counts = np.unique(base, return_counts=True)
         mapping = self._plan(pix, counts)
         uniq = self._patch_uniq(base, mapping)
-        return frame, uniq, mapping
+        return frame, frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))}), mapping
 
     def _store(self, job, mapping, models, summaries, seconds):
         self.teacher_ = job.teacher
@@ -694,10 +668,9 @@ class HybridPhotoD(BaseEstimator):
             teacher's own input errors.
         """
         t_start = time.perf_counter()
-        frame, uniq, mapping = self._prepare(catalog)
+        frame, work, mapping = self._prepare(catalog)
         job = self._job()
-        work = frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))})
-        groups = [(int(k), _canonical(g)) for k, g in work.groupby(_UNIQ, sort=True)]
+        groups = _patch_groups(work)
 
         outs = [None] * len(groups)
         todo = list(range(len(groups)))
@@ -714,24 +687,15 @@ class HybridPhotoD(BaseEstimator):
                 job = self._job(teacher=job.teacher, base_seed=job.base_seed,
                                 warm_start=model.estimator.export_weights())
                 self.warm_start_patch_ = patch_key(k)
-        if self.n_jobs in (None, 1):
-            for i in todo:
-                k, g = groups[i]
-                outs[i] = _process(job, g, *patch_key(k))
-                self._log(outs[i][2])
+        if self.n_jobs in (None, 1):  # lazily: each patch is logged when it is done
+            done = (_process(job, groups[i][1], *patch_key(groups[i][0])) for i in todo)
         else:
             done = joblib.Parallel(n_jobs=self.n_jobs)(joblib.delayed(_process)(
                 job, groups[i][1], *patch_key(groups[i][0])) for i in todo)
-            for i, o in zip(todo, done):
-                outs[i] = o
-                self._log(o[2])
-        frames, models, summaries = [], {}, []
-        for (k, g), (res, model, summary) in zip(groups, outs):
-            res[_ROW] = g[_ROW].to_numpy()
-            frames.append(res)
-            summaries.append(summary)
-            if model is not None:
-                models[(summary["patch_order"], summary["patch"])] = model
+        for i, o in zip(todo, done):
+            outs[i] = o
+            self._log(o[2])
+        frames, models, summaries = _collect(groups, outs)
         result = self._assemble(frames, frame.index)
         self._store(job, mapping, models, summaries, time.perf_counter() - t_start)
         return result
@@ -781,11 +745,7 @@ class HybridPhotoD(BaseEstimator):
             order ``("Mr", "FeH", "Ar")``.
         """
         check_is_fitted(self, "patch_models_")
-        validate_parameters(self)
-        frame = self._as_frame(catalog)
-        self._check_columns(frame.columns)
-        if len(frame) == 0:
-            raise ValueError("Found a catalogue with 0 stars while a minimum of 1 is required.")
+        frame = self._read_catalog(catalog)
         uniq = self._patch_uniq(self._base_pixels(frame), self.pixel_to_patch_)
         job = None
         frames = []
@@ -800,8 +760,7 @@ class HybridPhotoD(BaseEstimator):
                                          model.predict_components(g), nan, nan)
             else:
                 if job is None:
-                    job = self._job(teacher=self.teacher_) if self.teacher_ is not None \
-                        else self._job()
+                    job = self._job(teacher=self.teacher_)
                 m, s, dm, dms = teacher_estimates(job.teacher_for(order, pixel), g)
                 res = self._result_frame(g, order, pixel, np.ones(n, bool),
                                          _teacher_components(m, s),
@@ -905,22 +864,18 @@ class HybridPhotoD(BaseEstimator):
             for f in targets:
                 if f.exists():
                     raise FileExistsError(f"{f} exists; pass overwrite=True to replace it.")
-        written = []
         for key, path in files.items():
             joblib.dump(self.patch_models_[key], path)
-            written.append(path)
         shell = self.__class__.__new__(self.__class__)
         shell.__dict__.update(self.__dict__)
         shell.patch_models_ = {}
         joblib.dump(shell, folder / "hybrid.joblib")
-        written.append(folder / "hybrid.joblib")
         index = {"patches": [{"order": k[0], "pixel": k[1], "file": p.name}
                              for k, p in files.items()],
                  "patch_order": int(self.patch_order),
                  "feature_columns": list(self.feature_columns_), "targets": list(TARGETS)}
         (folder / "index.json").write_text(json.dumps(index, indent=2))
-        written.append(folder / "index.json")
-        return written
+        return targets  # the files written
 
     @classmethod
     def load(cls, folder, patches=None):

@@ -2,19 +2,14 @@
 
 Mrakovčić, Ivezić & Palaversa (2025) replace the Bayesian photometric-distance
 computation by a neural network trained on a few thousand Bayes-labelled
-stars (their Sects. 2.3-2.6 and 3.2). This module holds:
-
-* :class:`PhotoDNetwork` -- the moments network (Jeffrey & Wandelt 2020):
-  r, four colours and their five errors in, a mean and a standard deviation
-  for each of M_r, [Fe/H] and A_r out; optionally its secondary network,
-  which learns the teacher's posterior standard deviation sigma_B so that the
-  total uncertainty is ``sqrt(sigma_NN^2 + sigma_B^2)`` (Eq. 3);
-* :class:`MomentLoss` -- the weighted moment loss of Eqs. 1-2;
-* :class:`WeightedMSELoss` -- the weighted MSE of the secondary network
-  (Sect. 2.6);
-* the paper's constants (:data:`PAPER_HIDDEN_LAYER_SIZES`,
-  :data:`PAPER_ACTIVATIONS`, :data:`PAPER_LOSS_SCALES`,
-  :data:`PHOTOD_INPUT_COLUMNS`, :data:`TARGET_NAMES`).
+stars (their Sects. 2.3-2.6 and 3.2). This module holds
+:class:`PhotoDNetwork`, the moments network (Jeffrey & Wandelt 2020) with its
+optional secondary network for the teacher's posterior standard deviation
+sigma_B (total uncertainty ``sqrt(sigma_NN^2 + sigma_B^2)``, Eq. 3), its
+losses :class:`MomentLoss` (Eqs. 1-2) and :class:`WeightedMSELoss` (Sect.
+2.6), and the paper's constants (:data:`PAPER_HIDDEN_LAYER_SIZES`,
+:data:`PAPER_ACTIVATIONS`, :data:`PAPER_LOSS_SCALES`,
+:data:`PHOTOD_INPUT_COLUMNS`, :data:`TARGET_NAMES`).
 
 Targets are ordered ``("Mr", "FeH", "Ar")`` everywhere, the order of
 :meth:`skstellar.photod.teacher.BayesianPhotoD.predict`, so that
@@ -158,12 +153,10 @@ class _PauseAfter(Callback):
 class _CosineTail(Callback):
     """Anneal the learning rate to 0 on a half cosine over the last ``epochs`` of a run.
 
-    From epoch ``max_epochs - epochs + 1`` on, each epoch's learning rate is
-    ``lr0 * (1 + cos(pi * (k + 0.5) / epochs)) / 2`` (k = 0 .. epochs - 1, the
-    epoch's midpoint), ``lr0`` being the optimiser's learning rate when the
-    tail starts (after any plateau reductions). It is set at the start of
-    every tail epoch, so a plateau schedule has no effect there. Its state
-    lives in the callback, so a paused and resumed run anneals identically.
+    ``lr0`` is the learning rate when the tail starts (after any plateau
+    reductions); the rate is set at the start of every tail epoch, so a
+    plateau schedule has no effect there. The state lives in the callback, so
+    a paused and resumed run anneals identically.
     """
 
     def __init__(self, epochs, max_epochs):
@@ -188,10 +181,8 @@ class _CosineTail(Callback):
 class _WeightEMA(Callback):
     """Exponential moving average over epochs of a net's trainable parameters.
 
-    After every epoch ``avg <- decay * avg + (1 - decay) * w`` (``avg``
-    starts at the first epoch's weights); :meth:`apply` loads ``avg`` into
-    the module. The state lives in the callback, so a paused and resumed
-    run averages identically.
+    Starts at the first epoch's weights; :meth:`apply` loads it into the module.
+    The state lives in the callback, so a paused and resumed run averages identically.
     """
 
     def __init__(self, decay):
@@ -216,32 +207,11 @@ class _WeightEMA(Callback):
                 p.copy_(a)
 
 
-def _fused_adam_ok(device):
-    """Whether torch's fused Adam kernel can run on ``device`` (CPU and CUDA, float32)."""
-    return torch.device(device).type in ("cpu", "cuda")
-
-
 # ---------------------------------------------------------------------------
 # Losses
 # ---------------------------------------------------------------------------
-def _as_weights(weights, n):
-    """Per-target weights as a float tensor of length ``n`` (ones for None)."""
-    if weights is None:
-        return torch.ones(n)
-    w = torch.as_tensor(np.asarray(weights, dtype=np.float64), dtype=torch.float32).reshape(-1)
-    if w.numel() != n:
-        raise ValueError(f"Got {w.numel()} loss weight(s) for {n} target(s).")
-    return w
-
-
 class _TargetWeightedLoss(nn.Module):
-    """Base of the photo-D losses: a sum over targets with weights w_j > 0.
-
-    Parameters
-    ----------
-    weights : sequence of float or None, default=None
-        One weight per target; None gives 1 for every target.
-    """
+    """Base of the photo-D losses: a sum over targets with weights w_j > 0 (None: all 1)."""
 
     def __init__(self, weights=None):
         super().__init__()
@@ -361,7 +331,7 @@ _SOFTPLUS_ONE = float(np.log(np.e - 1.0))
 _SIGMA_ACTIVATIONS = ("linear", "softplus")
 
 
-class _MomentHead(nn.Module):
+class _MomentHead(_Affine):
     """Map the last layer's 2 L numbers to (mu, sigma) in target units (fixed buffers).
 
     ``mu = shift + scale * z_mu``; ``sigma = scale * (1 + z_sigma)`` (linear,
@@ -370,9 +340,7 @@ class _MomentHead(nn.Module):
     """
 
     def __init__(self, scale, shift, sigma_activation="linear"):
-        super().__init__()
-        self.register_buffer("scale", torch.as_tensor(np.asarray(scale), dtype=torch.float32))
-        self.register_buffer("shift", torch.as_tensor(np.asarray(shift), dtype=torch.float32))
+        super().__init__(scale, shift)
         self.sigma_activation = sigma_activation
 
     def forward(self, z):
@@ -389,8 +357,10 @@ class _MomentHead(nn.Module):
         return f"n_targets={self.scale.numel()}, sigma={self.sigma_activation}"
 
 
-def _mean_scale(a):
-    """Column means and standard deviations (1 where a column is constant)."""
+def _mean_scale(a, standardize=True):
+    """Column means and standard deviations (1 where constant); 0 and 1 without standardize."""
+    if not standardize:
+        return np.zeros(a.shape[1]), np.ones(a.shape[1])
     mean = a.mean(axis=0)
     sd = a.std(axis=0)
     return mean, np.where(sd > 0, sd, 1.0)
@@ -500,7 +470,6 @@ class PhotoDNetwork(BaseNeuralRegressor):
       ``"softplus"`` keeps sigma > 0 by construction;
     * the secondary network uses the same learning-rate schedule, and its
       sigma_B predictions are clipped at 0 (its output is linear);
-    * all runs share one seeded validation split, so their losses compare;
     * predictions run in float64 on the CPU (training in float32), so a
       star's output does not depend on the batch it is predicted in.
 
@@ -800,9 +769,6 @@ class PhotoDNetwork(BaseNeuralRegressor):
                         nn.init.zeros_(layer.bias)
         return mlp
 
-    def _build_criterion(self):
-        return MomentLoss(self._loss_weights(self.n_outputs_))
-
     def _wrap(self, core, x_mean, x_scale, head):
         """``[input standardisation] -> core MLP -> head`` as one module."""
         layers = [_Affine(1.0 / x_scale, -x_mean / x_scale)] if self.standardize else []
@@ -846,7 +812,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
             self.input_columns_ = cols
         return arr
 
-    def _read_targets(self, y, n, name, names=None):
+    def _read_targets(self, y, n, name):
         """(n, L) float array of targets/sigmas with named NaN/inf/length errors."""
         a = check_array(y, ensure_2d=False, dtype=np.float64, ensure_all_finite=False,
                         input_name=name, ensure_min_samples=0)
@@ -856,8 +822,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 f"n_samples={n} (the rows of X), got shape {a.shape}."
             )
         a2 = a.reshape(n, -1)
-        if names is None:
-            names = self._target_names(a2.shape[1])
+        names = self._target_names(a2.shape[1])
         index = y.index if isinstance(y, (pd.DataFrame, pd.Series)) else None
         check_finite_columns(a2, [f"{name}[{c}]" for c in names], index=index,
                              hint="Drop rows the teacher could not fit (NaN labels) before "
@@ -874,21 +839,19 @@ class PhotoDNetwork(BaseNeuralRegressor):
         """Train one net on the given split (:func:`skstellar.nn.training.train_net`).
 
         ``seeds`` are (module initialisation, batch shuffling). Returns the
-        net and its kept loss (validation loss of the kept epoch, else the
-        last training loss). With ``pause_after`` (< ``max_epochs``), training
-        stops after that many epochs without ending (:meth:`_resume_net`
-        finishes it) and the loss returned is the lowest validation loss so
-        far; a run that early stopping ends before is complete. With
-        ``anneal_epochs``, the learning rate is cosine-annealed to 0 over the
-        last that many of ``max_epochs`` (:class:`_CosineTail`); with
-        ``ema_decay``, the net ends with the moving average of its weights
-        (:class:`_WeightEMA`; its kept loss is their validation loss).
+        net and its kept loss (:meth:`_end_run`). With ``pause_after`` (<
+        ``max_epochs``), training stops after that many epochs without ending
+        (:meth:`_resume_net` finishes it) and the loss returned is the lowest
+        validation loss so far; a run that early stopping ends before is
+        complete. ``anneal_epochs``: :class:`_CosineTail`; ``ema_decay``:
+        :class:`_WeightEMA`.
         """
         import skorch
 
         built = self._flag_callbacks() if len(valid_idx) else []
         lean = self.training_loop == "lean"
-        opt_kw = {"optimizer__fused": True} if lean and _fused_adam_ok(self.device) else {}
+        fused = lean and torch.device(self.device).type in ("cpu", "cuda")  # fused Adam runs there
+        opt_kw = {"optimizer__fused": True} if fused else {}
         if anneal_epochs is not None:
             built = built + [("lr_anneal", _CosineTail(min(int(anneal_epochs), int(max_epochs)),
                                                        max_epochs))]
@@ -927,32 +890,27 @@ class PhotoDNetwork(BaseNeuralRegressor):
         del net.paused_
         return net, self._end_run(net, X, y, valid_idx)
 
-    @classmethod
-    def _end_run(cls, net, X, y, valid_idx):
-        """Kept loss of a finished run; with a weight EMA, load it (its validation loss)."""
-        ema = dict(net.callbacks_).get("weight_ema")
-        if ema is None or ema.average_ is None:
-            return cls._kept_loss(net, valid_idx)
-        ema.apply(net)
-        module = net.module_
-        was_training = module.training
-        module.eval()
-        with torch.no_grad():
-            if len(valid_idx):
-                xb = torch.as_tensor(X[valid_idx], device=net.device)
-                yb = torch.as_tensor(y[valid_idx], device=net.device)
-            else:  # no split: the training loss of the averaged weights
-                xb, yb = torch.as_tensor(X, device=net.device), torch.as_tensor(y,
-                                                                                device=net.device)
-            loss = float(net.criterion_(module(xb), yb))
-        module.train(was_training)
-        return loss
-
     @staticmethod
-    def _kept_loss(net, valid_idx):
-        """Validation loss of the kept epoch (training loss without a split)."""
+    def _end_run(net, X, y, valid_idx):
+        """Validation loss of a finished run's kept epoch (training loss without a split).
+
+        With a weight EMA, the averaged weights are loaded and their loss is returned.
+        """
         from skorch.callbacks import EarlyStopping
 
+        ema = dict(net.callbacks_).get("weight_ema")
+        if ema is not None and ema.average_ is not None:
+            ema.apply(net)
+            rows = valid_idx if len(valid_idx) else slice(None)  # no split: all (training) rows
+            module = net.module_
+            was_training = module.training
+            module.eval()
+            with torch.no_grad():
+                xb = torch.as_tensor(X[rows], device=net.device)
+                yb = torch.as_tensor(y[rows], device=net.device)
+                loss = float(net.criterion_(module(xb), yb))
+            module.train(was_training)
+            return loss
         hist = net.history
         if not len(valid_idx):
             return float(hist[-1, "train_loss"])
@@ -1021,14 +979,11 @@ class PhotoDNetwork(BaseNeuralRegressor):
 
         rng = np.random.RandomState(seed_from(self.random_state))
         train_idx, valid_idx = (np.sort(i) for i in seeded_split(n, self.validation_fraction, rng))
-        n_valid = len(valid_idx)
         secondary_seeds = rng.randint(0, SEED_MODULUS, size=2)
         run_seeds = rng.randint(0, SEED_MODULUS, size=(int(self.n_runs), 2))
 
         x_mean, x_scale = _mean_scale(Xv[train_idx])
-        y_mean, y_scale = _mean_scale(y2[train_idx])
-        if not self.standardize:
-            y_mean, y_scale = np.zeros(L), np.ones(L)
+        y_mean, y_scale = _mean_scale(y2[train_idx], self.standardize)
         y32 = y2.astype(np.float32)
         n_feat = Xv.shape[1]
         Xv = Xv.astype(np.float32)  # training runs in float32
@@ -1041,7 +996,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 f"{len(warm.target_names)} target(s); this fit has inputs "
                 f"{list(self.input_columns_)} and {L} target(s)."
             )
-        nets, losses, epochs = [], [], []
+        nets, losses = [], []
         def moments_module():
             head = _MomentHead(y_scale, y_mean, self.sigma_activation)
             module = self._wrap(self._build_module(n_feat, 2 * L), x_mean, x_scale, head)
@@ -1066,18 +1021,15 @@ class PhotoDNetwork(BaseNeuralRegressor):
                                                             valid_idx, self.max_epochs)
             for net in nets:  # pruned runs stay paused: drop the flag
                 net.__dict__.pop("paused_", None)
-            epochs = [len(net.history) for net in nets]
             self.run_valid_losses_ = np.asarray(losses)
-            self.run_n_epochs_ = np.asarray(epochs, dtype=int)
+            self.run_n_epochs_ = np.asarray([len(net.history) for net in nets], dtype=int)
             self.best_run_ = best
-            self.net_ = nets[self.best_run_]
-            self.n_epochs_ = int(self.run_n_epochs_[self.best_run_])
+            self.net_ = nets[best]
+            self.n_epochs_ = int(self.run_n_epochs_[best])
 
             self.secondary_net_, self.secondary_valid_loss_ = None, None
             if sb2 is not None:
-                b_mean, b_scale = _mean_scale(sb2[train_idx])
-                if not self.standardize:
-                    b_mean, b_scale = np.zeros(L), np.ones(L)
+                b_mean, b_scale = _mean_scale(sb2[train_idx], self.standardize)
 
                 def secondary_module():
                     module = self._wrap(self._build_module(n_feat, L), x_mean, x_scale,
@@ -1091,7 +1043,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                                           self.secondary_max_epochs, secondary_seeds)
                 self.secondary_net_, self.secondary_valid_loss_ = net, loss
         self.valid_indices_ = valid_idx
-        self.n_valid_ = n_valid
+        self.n_valid_ = len(valid_idx)
         return self
 
     def export_weights(self):
@@ -1131,9 +1083,6 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 out.append(module(xb).double().cpu().numpy())
         return np.concatenate(out)
 
-    def _shape(self, a):
-        return a.ravel() if self._y_ndim == 1 else a
-
     def predict_components(self, X):
         """Mean, sigma_NN, sigma_B and total standard deviation of every star.
 
@@ -1166,10 +1115,10 @@ class PhotoDNetwork(BaseNeuralRegressor):
             sigma_b = np.maximum(self._forward(self.secondary_net_.module_, Xv), 0.0)
             total = np.hypot(sigma_nn, sigma_b)
         return {
-            "mean": self._shape(mean),
-            "sigma_nn": self._shape(sigma_nn),
-            "sigma_b": None if sigma_b is None else self._shape(sigma_b),
-            "total_std": self._shape(total),
+            "mean": self._format(mean),
+            "sigma_nn": self._format(sigma_nn),
+            "sigma_b": None if sigma_b is None else self._format(sigma_b),
+            "total_std": self._format(total),
         }
 
     def predict(self, X, return_std=False):

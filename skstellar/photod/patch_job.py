@@ -123,11 +123,9 @@ def _process(job, frame, order, pixel):
     labelled = np.zeros(n, dtype=bool)
     if small:
         labelled[:] = True
-        summary["mode"] = "teacher"
-        summary["warm_start"] = False
+        summary.update(mode="teacher", warm_start=False)
     else:
-        rng = np.random.default_rng(sel_seed)
-        labelled[rng.choice(n, size=n_label, replace=False)] = True
+        labelled[np.random.default_rng(sel_seed).choice(n, size=n_label, replace=False)] = True
     lab = np.flatnonzero(labelled)
     t0 = time.perf_counter()
     m_t, s_t, dm_t, dms_t = teacher_estimates(teacher, frame.iloc[lab])
@@ -167,19 +165,28 @@ def _canonical(grp):
     return grp.iloc[order]
 
 
+def _patch_groups(work):
+    """(NUNIQ id, its stars in canonical order) of every patch of ``work``, by id."""
+    return [(int(k), _canonical(g)) for k, g in work.groupby(_UNIQ, sort=True)]
+
+
+def _collect(groups, outs):
+    """Frames (tagged with input rows), models by patch and summaries of ``_process`` outputs."""
+    frames, models, summaries = [], {}, []
+    for (_, grp), (res, model, summary) in zip(groups, outs):
+        res[_ROW] = grp[_ROW].to_numpy()
+        frames.append(res)
+        summaries.append(summary)
+        if model is not None:
+            models[(summary["patch_order"], summary["patch"])] = model
+    return frames, models, summaries
+
+
 def _run_partition(part, job):
     """Process every patch present in one Dask partition (a pandas DataFrame)."""
-    frames, models, summaries = [], {}, []
-    if len(part):
-        for uniq, grp in part.groupby(_UNIQ, sort=True):
-            order, pixel = patch_key(uniq)
-            grp = _canonical(grp)
-            res, model, summary = _process(job, grp, order, pixel)
-            res[_ROW] = grp[_ROW].to_numpy()
-            frames.append(res)
-            summaries.append(summary)
-            if model is not None:
-                models[(order, pixel)] = model
+    groups = _patch_groups(part)
+    frames, models, summaries = _collect(groups, [_process(job, g, *patch_key(k))
+                                                  for k, g in groups])
     if not frames:
         return job.hybrid._empty_result(with_row=True), models, summaries
     return pd.concat(frames), models, summaries

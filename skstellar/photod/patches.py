@@ -27,19 +27,6 @@ DEFAULT_PATCH_ORDER = 4
 _MAX_ORDER = 29
 
 
-def _lonlat_to_healpix(ra, dec, order):
-    """astropy-healpix's nested pixel index of (ra, dec) [deg] arrays, as int64."""
-    try:
-        from astropy_healpix import lonlat_to_healpix
-    except ImportError as exc:  # pragma: no cover - optional dependency
-        raise ImportError(
-            "HEALPix sky patches need the astropy-healpix package: pip install astropy-healpix "
-            "(or skstellar[dask])."
-        ) from exc
-    pix = lonlat_to_healpix(np.mod(ra, 360.0) * u.deg, dec * u.deg, 2**order, order="nested")
-    return np.asarray(pix, dtype=np.int64)
-
-
 def healpix_patches(ra, dec, order=DEFAULT_PATCH_ORDER):
     """Nested HEALPix pixel index of sky positions.
 
@@ -63,11 +50,7 @@ def healpix_patches(ra, dec, order=DEFAULT_PATCH_ORDER):
     ValueError
         For NaN/inf coordinates, |Dec| > 90 deg or an invalid order.
     """
-    order = _check_order(order)
-    ra = as_float_column(ra, "ra", unit=u.deg, kind="right ascension")
-    dec = as_float_column(dec, "dec", unit=u.deg, kind="declination")
-    _check_sky(ra, dec, "ra", "dec", None)
-    return _lonlat_to_healpix(ra, dec, order)
+    return _sky_pixels(ra, dec, _check_order(order))
 
 
 def _check_order(order):
@@ -78,7 +61,10 @@ def _check_order(order):
     return int(order)
 
 
-def _check_sky(ra, dec, ra_name, dec_name, index):
+def _sky_pixels(ra, dec, order, ra_name="ra", dec_name="dec", index=None):
+    """Nested pixel index (int64) of checked sky positions [deg], with named messages."""
+    ra = as_float_column(ra, ra_name, unit=u.deg, kind="right ascension")
+    dec = as_float_column(dec, dec_name, unit=u.deg, kind="declination")
     hint = "Every star needs a sky position to be assigned to a patch; fix or drop those rows."
     check_finite_columns(np.column_stack([ra, dec]), [ra_name, dec_name], what="coordinate",
                          index=index, hint=hint)
@@ -90,6 +76,15 @@ def _check_sky(ra, dec, ra_name, dec_name, index):
             f"Column '{dec_name}' has {int(bad.sum())} value(s) outside [-90, 90] deg "
             f"(first at {where}: {dec[row]!r}); declinations must be in degrees."
         )
+    try:
+        from astropy_healpix import lonlat_to_healpix
+    except ImportError as exc:  # pragma: no cover - optional dependency
+        raise ImportError(
+            "HEALPix sky patches need the astropy-healpix package: pip install astropy-healpix "
+            "(or skstellar[dask])."
+        ) from exc
+    pix = lonlat_to_healpix(np.mod(ra, 360.0) * u.deg, dec * u.deg, 2**order, order="nested")
+    return np.asarray(pix, dtype=np.int64)
 
 
 def patch_uniq(order, pixel):

@@ -1,10 +1,8 @@
 """One sky patch's student of the hybrid photo-D and how its uncertainty is formed.
 
-* :class:`PatchStudent` -- a fitted student regressor with what completes its
-  uncertainty (Mrakovčić et al. 2025, Sect. 2.6: sigma_total^2 = sigma_NN^2 +
-  sigma_B^2);
-* helpers that adapt any scikit-learn regressor (or Pipeline) as a student:
-  which ``fit`` keywords it takes, whether ``predict`` returns a std, seeding.
+:class:`PatchStudent` holds a fitted student regressor with what completes its
+uncertainty; the helpers here adapt any scikit-learn regressor (or Pipeline) as a
+student: which ``fit`` keywords it takes, whether ``predict`` returns a std, seeding.
 """
 
 from __future__ import annotations

@@ -2,24 +2,19 @@
 
 :class:`BayesianPhotoD` implements the grid-based Bayesian method of
 Palaversa et al. (2025) that Mrakovčić, Ivezić & Palaversa (2025) use to label
-the training stars of their moments network (their Sects. 1-2.2 and 3.3):
-
-* model colours c(M_r, [Fe/H]) from a stellar locus, reddened by A_r times the
-  reddening vector (C_b1 - C_b2) of each colour;
-* a chi^2 likelihood over u-g, g-r, r-i, i-z with the star's colour errors;
-* a prior p(M_r, [Fe/H] | r) from the map of the star's apparent-r bin (27
-  overlapping 1-mag bins in a ~10 deg^2 patch) times a flat A_r prior on
-  [0, A_r^max] (A_r^max per star, photoD uses 1.3 A_r^SFD + 0.1);
-* the posterior on the (M_r, [Fe/H], A_r) grid, summarised by marginal means,
-  standard deviations and optional quantiles, the distance modulus
-  DM = r - M_r - A_r and the minimum chi^2.
+the training stars of their moments network (their Sects. 1-2.2 and 3.3): a
+chi^2 likelihood of u-g, g-r, r-i, i-z against locus colours reddened by A_r
+times the reddening vector, a prior p(M_r, [Fe/H] | r) from the map of the
+star's apparent-r bin (27 overlapping 1-mag bins in a ~10 deg^2 patch) times a
+flat A_r prior on [0, A_r^max] (photoD: 1.3 A_r^SFD + 0.1 per star), and the
+posterior summarised by marginal means, standard deviations, optional
+quantiles, DM = r - M_r - A_r and the minimum chi^2.
 
 The computation is vectorised over a batch of stars against the whole grid.
-Because the model colours are linear in A_r, chi^2 is a parabola in A_r at
-every (M_r, [Fe/H]) node; the integral over the flat A_r prior and the A_r
-moments are then closed-form truncated-normal expressions, which is the
-limit of photoD's fine A_r grid (``ar_integration="analytic"``, default). The
-discrete grid of photoD is available as ``ar_integration="grid"``.
+As chi^2 is a parabola in A_r at every (M_r, [Fe/H]) node, the A_r integral
+and moments are closed-form truncated-normal expressions, the limit of
+photoD's fine A_r grid (``ar_integration="analytic"``, default; photoD's
+discrete grid is ``ar_integration="grid"``).
 """
 
 from __future__ import annotations
@@ -37,6 +32,7 @@ from .._validation import (
     as_float_column,
     check_finite_columns,
     check_not_empty,
+    column_names,
     is_named_input,
     missing_column_error,
     row_location,
@@ -44,7 +40,6 @@ from .._validation import (
 )
 from ..columns import PHOTOD_TARGETS
 from ..io.photod import (
-    EXTINCTION_COEFFICIENTS,
     ColourLocus,
     PriorMaps,
     load_locus,
@@ -339,14 +334,6 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
                 f"quantiles must be numbers in (0, 1), got {self.quantiles!r}."
             ) from exc
 
-    def _columns(self, cols, errs):
-        names = [self.mag_column, *cols, *errs]
-        if self.ar_max_column is not None:
-            names.append(self.ar_max_column)
-        if self.mag_error_column is not None:
-            names.append(self.mag_error_column)
-        return names
-
     # -- fit -------------------------------------------------------------------
     def fit(self, X=None, y=None):
         """Prepare the model grid and the priors; no labels are used.
@@ -376,7 +363,8 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         """
         validate_parameters(self)
         cols, errs = tuple(self.colour_columns), tuple(self.error_columns)
-        columns = self._columns(cols, errs)
+        optional = (self.ar_max_column, self.mag_error_column)
+        columns = [self.mag_column, *cols, *errs, *(c for c in optional if c is not None)]
         if X is not None:
             self._read(X, columns)  # checks that the catalogue has every column
         locus = load_locus() if self.locus is None else self.locus
@@ -386,16 +374,13 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
                 f"The locus has {len(locus.colour_names)} colours {locus.colour_names} but "
                 f"colour_columns names {len(cols)}: {cols}."
             )
-        coeffs = EXTINCTION_COEFFICIENTS if self.extinction_coefficients is None \
-            else self.extinction_coefficients
-        red = reddening_vector(locus.colour_names, coeffs)
+        red = reddening_vector(locus.colour_names, self.extinction_coefficients)
         if not np.any(red != 0):
             raise ValueError("The reddening vector is zero: A_r would not change any colour.")
 
-        valid = locus.valid.ravel()
         mr_all, feh_all = locus.grid_points()
         n_mr = locus.mr.size
-        nodes = np.flatnonzero(valid)
+        nodes = np.flatnonzero(locus.valid.ravel())
         self.locus_ = locus
         self.prior_maps_ = maps
         self.grid_mr_ = mr_all[nodes]
@@ -433,7 +418,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             data, n, _ = to_frame_like(X, columns=names)
             for col in names:
                 if col not in data:
-                    raise missing_column_error(col, self._purpose(col), list(_all_columns(X)))
+                    raise missing_column_error(col, self._purpose(col), column_names(X))
         else:
             arr = np.asarray(X)
             if arr.ndim != 2:
@@ -472,12 +457,9 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         good = np.all(np.isfinite(stack), axis=1)
         if self.on_invalid == "raise":
             check_finite_columns(stack, names, what="value", index=index, hint=hint)
-        positive = [*tuple(self.error_columns)]
-        if self.ar_max_column is not None:
-            positive.append(self.ar_max_column)
-        for col in positive:
-            with np.errstate(invalid="ignore"):
-                bad = values[col] <= 0
+        ar_max = [] if self.ar_max_column is None else [self.ar_max_column]
+        for col in [*self.error_columns, *ar_max]:
+            bad = values[col] <= 0  # (NaN compares False without a warning)
             if bad.any():
                 if self.on_invalid == "raise":
                     row = int(np.flatnonzero(bad)[0])
@@ -490,8 +472,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
                     )
                 good &= ~bad
         if self.mag_error_column is not None:
-            with np.errstate(invalid="ignore"):
-                bad = values[self.mag_error_column] < 0
+            bad = values[self.mag_error_column] < 0
             if bad.any():
                 if self.on_invalid == "raise":
                     row = int(np.flatnonzero(bad)[0])
@@ -538,10 +519,11 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         best = bound.max(axis=1)
         supported = np.isfinite(best)
 
+        def window(log_w, top):  # (star, node) pairs within the window below the star's top
+            return np.nonzero((log_w >= (top - _LOG_WEIGHT_WINDOW)[:, None]) & supported[:, None])
+
         if self.ar_integration == "analytic":
-            keep = bound >= (best - _LOG_WEIGHT_WINDOW)[:, None]
-            keep &= supported[:, None]
-            s, g = np.nonzero(keep)
+            s, g = window(bound, best)
             a_k = astar[s, g]
             sig = 1.0 / np.sqrt(q2[s])
             u0 = -a_k / sig
@@ -554,10 +536,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         else:
             log_w_full, mu_full, var_full, marg_a, a_grid = self._grid_ar(
                 chi2p, astar, q2, amax, logp, best)
-            best_g = np.max(log_w_full, axis=1)
-            keep = log_w_full >= (best_g - _LOG_WEIGHT_WINDOW)[:, None]
-            keep &= supported[:, None]
-            s, g = np.nonzero(keep)
+            s, g = window(log_w_full, np.max(log_w_full, axis=1))
             log_w, mu, var = log_w_full[s, g], mu_full[s, g], var_full[s, g]
 
         out = self._summarise(B, s, g, log_w, mu, var, qs)
@@ -743,10 +722,8 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         r = values[self.mag_column]
         c = np.column_stack([values[k] for k in cols])
         e = np.column_stack([values[k] for k in errs])
-        if self.ar_max_column is not None:
-            amax = values[self.ar_max_column]
-        else:
-            amax = np.full(n, float(self.ar_max))
+        amax = values[self.ar_max_column] if self.ar_max_column is not None \
+            else np.full(n, float(self.ar_max))
         r_err = values[self.mag_error_column] if self.mag_error_column is not None else np.zeros(n)
         rows = np.flatnonzero(good)
         bins = np.full(n, -1, dtype=np.intp)
@@ -755,10 +732,9 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             bins[rows] = self.prior_maps_.bin_index(r[rows], policy=self.r_policy,
                                                     name=self.mag_column, index=idx)
         qs = self._quantile_list()
+        q_names = [f"{name}_q{100 * q:g}" for name in TARGET_NAMES for q in qs]
         names = ["Mr", "Mr_std", "FeH", "FeH_std", "Ar", "Ar_std", "_cov_mr_ar", "chi2_min"]
-        for name in TARGET_NAMES:
-            names += [f"{name}_q{100 * q:g}" for q in qs]
-        res = {k: np.full(n, np.nan) for k in names}
+        res = {k: np.full(n, np.nan) for k in names + q_names}
         bs = int(self.batch_size)
         for start in range(0, rows.size, bs):
             sel = rows[start:start + bs]
@@ -768,17 +744,11 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         dm = r - res["Mr"] - res["Ar"]
         dm_var = res["Mr_std"] ** 2 + res["Ar_std"] ** 2 + 2.0 * res.pop("_cov_mr_ar") + r_err**2
         frame = {
-            "Mr": res["Mr"], "Mr_std": res["Mr_std"],
-            "FeH": res["FeH"], "FeH_std": res["FeH_std"],
-            "Ar": res["Ar"], "Ar_std": res["Ar_std"],
+            **{k: res[k] for k in names[:6]},  # the means and stds
             "DM": dm, "DM_std": np.sqrt(np.maximum(dm_var, 0.0)),
             "dist_pc": 10.0 ** (0.2 * dm + 1.0),
-            "chi2_min": res["chi2_min"], "r_bin": bins,
+            "chi2_min": res["chi2_min"], "r_bin": bins, **{k: res[k] for k in q_names},
         }
-        for name in TARGET_NAMES:
-            for q in qs:
-                key = f"{name}_q{100 * q:g}"
-                frame[key] = res[key]
         out_index = index if index is not None else pd.RangeIndex(n)
         return pd.DataFrame(frame, index=out_index)
 
@@ -804,12 +774,3 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         if return_std:
             return mean, post[[f"{t}_std" for t in TARGET_NAMES]].to_numpy()
         return mean
-
-
-def _all_columns(X):
-    from .._validation import column_names
-
-    try:
-        return column_names(X)
-    except TypeError:
-        return []
