@@ -321,8 +321,6 @@ def _calzetti_inv_micron(x):
 # ----------------------------------------------------------------------------
 
 
-
-
 def _window(centre, sigma, n_sigma, width):
     """Pixel windows around one Gaussian per row of a (n, width) array.
 

@@ -111,8 +111,6 @@ _FEH_ERROR_RANGE = (0.05, 0.09)
 _COLOUR_SPLINE = CubicSpline(_MKS_NODES, _COLOUR_TABLE.T, axis=0, bc_type="natural")
 
 
-
-
 def mdwarf_absolute_magnitudes(spectral_type, fe_h) -> np.ndarray:
     """Noise-free absolute magnitudes of M dwarfs from the simulator's relations.
 
