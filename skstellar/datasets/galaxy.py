@@ -306,11 +306,7 @@ def calzetti_k(wavelength):
     ----------
     Calzetti D. et al. 2000, ApJ 533, 682.
     """
-    return _calzetti_inv_micron(1.0e4 / np.asarray(wavelength, dtype=float))
-
-
-def _calzetti_inv_micron(x):
-    """Calzetti k as a function of x = 1 / lambda [micron^-1] (dtype-preserving)."""
+    x = 1.0e4 / np.asarray(wavelength, dtype=float)  # 1 / lambda [micron^-1]
     blue = 2.659 * (-2.156 + x * (1.509 + x * (-0.198 + 0.011 * x)))
     red = 2.659 * (-1.857 + 1.040 * x)
     return np.where(x > 1.0 / 0.63, blue, red) + _RV_CALZETTI

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..datasets.galaxy import tremonti_mass_metallicity
 
 __all__ = [
     "SNR_BINS",
@@ -56,10 +57,9 @@ def binned_residuals(x, y_true, y_pred, bins):
         x, y_true, y_pred, bins=bins, statistics=("n", "mean", "std", "robust_std"))
 
 
-def tremonti_mzr(log_mstar):
-    """Tremonti et al. (2004) mass-metallicity relation, 12 + log(O/H), valid 8.5 < x < 11.5."""
-    x = np.asarray(log_mstar, dtype=float)
-    return -1.492 + 1.847 * x - 0.08026 * x**2
+#: Tremonti et al. (2004) mass-metallicity relation, 12 + log(O/H), valid 8.5 < x < 11.5
+#: (the simulator's :func:`~skstellar.datasets.galaxy.tremonti_mass_metallicity`).
+tremonti_mzr = tremonti_mass_metallicity
 
 
 def mass_metallicity_check(log_mstar, oh_pred, bins=np.arange(8.5, 11.75, 0.5)):
