@@ -1,25 +1,21 @@
 """Transformers for 1-D spectra: resampling, rest-frame shift, per-spectrum scaling.
 
-* :class:`SpectrumResampler` puts spectra with their own (possibly ragged)
-  wavelength grids onto one common grid, by linear interpolation or with a
-  flux-conserving rebinning, propagating inverse variances and flagging the
-  pixels it cannot measure (masked neighbours, outside coverage, gaps).
-* :class:`RestFrameShifter` and :func:`to_rest_frame` divide wavelengths by
-  ``1 + z`` (or ``1 + rv / c``).
-* :class:`SpectrumMinMaxScaler` scales every spectrum into ``[0, 1]`` with its
-  own minimum and maximum, as the LAMOST galaxy-metallicity CNN does.
+This module holds :class:`SpectrumResampler`, which puts spectra with their own
+(possibly ragged) wavelength grids onto one common grid, by linear interpolation
+or with a flux-conserving rebinning, propagating inverse variances and flagging
+the pixels it cannot measure (masked neighbours, outside coverage, gaps). It
+re-exports :class:`RestFrameShifter` and :func:`to_rest_frame` (divide by ``1 + z``
+or ``1 + rv / c``; :mod:`~skstellar.preprocessing.rest_frame`) and
+:class:`SpectrumMinMaxScaler` (every spectrum into ``[0, 1]`` with its own min and
+max, as the LAMOST galaxy-metallicity CNN does;
+:mod:`~skstellar.preprocessing.spectrum_minmax`). The input view and the kernels
+live in :mod:`~skstellar.preprocessing.spectra_input` and
+:mod:`~skstellar.preprocessing.resampling_kernels`.
 
-All of them work on whole batches at once (no Python loop per spectrum or per
-pixel); they accept a :class:`~skstellar.spectrum.SpectrumBatch` and the
-array-based transformers also plain 2-D arrays, so that they compose in a
-scikit-learn ``Pipeline``. Wavelengths are in Angstrom throughout.
-
-This module holds the resampler; the rest frame lives in
-:mod:`~skstellar.preprocessing.rest_frame`, the min-max scaler in
-:mod:`~skstellar.preprocessing.spectrum_minmax`, the input view in
-:mod:`~skstellar.preprocessing.spectra_input` and the resampling kernels in
-:mod:`~skstellar.preprocessing.resampling_kernels`; the public names are
-re-exported here.
+All work on whole batches at once (no Python loop per spectrum or per pixel) and
+accept a :class:`~skstellar.spectrum.SpectrumBatch`, the array-based ones also
+plain 2-D arrays, so that they compose in a scikit-learn ``Pipeline``.
+Wavelengths are in Angstrom throughout.
 """
 
 from __future__ import annotations
@@ -58,10 +54,6 @@ __all__ = [
 #: up to ~19,000/s with 2 threads; one big block is 2-3x slower.
 _BLOCK_ELEMENTS = 1 << 16
 _BLOCK_ELEMENTS_THREADS = 1 << 18
-
-
-def _format_wavelength(w):
-    return repr(round(float(w), 6))
 
 
 def checked_grid(grid):
@@ -306,14 +298,12 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
              "(wave_max > wave_min)"),
     )
 
-    def _make_grid(self):
-        if self.grid is not None:
-            return checked_grid(self.grid)
-        n = int(np.floor((self.wave_max - self.wave_min) / self.step + 1e-9)) + 1
-        return float(self.wave_min) + float(self.step) * np.arange(n)
-
     def _setup_grid(self):
-        grid = self._make_grid()
+        if self.grid is not None:
+            grid = checked_grid(self.grid)
+        else:
+            n = int(np.floor((self.wave_max - self.wave_min) / self.step + 1e-9)) + 1
+            grid = float(self.wave_min) + float(self.step) * np.arange(n)
         self.grid_ = grid
         mids = 0.5 * (grid[1:] + grid[:-1])
         self.bin_edges_ = np.concatenate(
@@ -580,7 +570,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
                 f"input_features should have length equal to the grid size {G}; "
                 f"got {len(input_features)}."
             )
-        return np.asarray([f"flux_{_format_wavelength(w)}" for w in self.grid_], dtype=object)
+        return np.asarray([f"flux_{round(float(w), 6)!r}" for w in self.grid_], dtype=object)
 
 
 def _renumber(exc, start):
