@@ -35,19 +35,13 @@ __all__ = ["quality_mask", "select_mdwarfs", "validity_mask", "SELECTION_COLUMNS
 #: Default column of every quantity the selection reads; override any of them
 #: with the ``columns`` argument of the functions below.
 SELECTION_COLUMNS = {
-    "parallax": _cols.GAIA_DR3["parallax"],
-    "parallax_error": _cols.GAIA_DR3["parallax_error"],
-    "parallax_over_error": _cols.GAIA_DR3["parallax_over_error"],
-    "ruwe": _cols.GAIA_DR3["ruwe"],
-    "G_flux_over_error": _cols.GAIA_DR3["G_flux_over_error"],
-    "BP_flux_over_error": _cols.GAIA_DR3["BP_flux_over_error"],
-    "RP_flux_over_error": _cols.GAIA_DR3["RP_flux_over_error"],
+    **{key: _cols.GAIA_DR3[key] for key in (
+        "parallax", "parallax_error", "parallax_over_error", "ruwe",
+        "G_flux_over_error", "BP_flux_over_error", "RP_flux_over_error",
+    )},
     "twomass_quality": _cols.TWOMASS["quality"],
     "wise_quality": _cols.WISE["quality"],
-    "G": _cols.BAND_COLUMNS["G"],
-    "J": _cols.BAND_COLUMNS["J"],
-    "W1": _cols.BAND_COLUMNS["W1"],
-    "W2": _cols.BAND_COLUMNS["W2"],
+    **{band: _cols.BAND_COLUMNS[band] for band in ("G", "J", "W1", "W2")},
 }
 
 @dataclass
