@@ -269,20 +269,12 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         self.callbacks = callbacks
 
     # ------------------------------------------------------------- network
-    def _resolved_architecture(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {sorted(ARCHITECTURES)}, got {self.architecture!r}."
-            )
-        arch = dict(ARCHITECTURES[self.architecture])
+    def _build_module(self, n_features, n_outputs):
+        arch = dict(ARCHITECTURES[self.architecture])  # (checked by _parameter_constraints)
         if self.activation is not None:
             arch["activation"] = self.activation
         if self.hidden_bias is not None:
             arch["hidden_bias"] = bool(self.hidden_bias)
-        return arch
-
-    def _build_module(self, n_features, n_outputs):
-        arch = self._resolved_architecture()
         return build_mlp(
             n_features,
             self.hidden_layer_sizes,
