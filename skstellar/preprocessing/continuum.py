@@ -76,49 +76,27 @@ def _paper_kernel(sigma_pix, truncate):
     return np.exp(-((d / sigma_pix) ** 2))
 
 
-def _kernel_fft(kernel, n_pixels):
-    """FFT length and real spectrum of a symmetric kernel for zero-padded convolution."""
-    radius = (kernel.shape[0] - 1) // 2
-    # circular convolution of length L equals the zero-padded linear one on
-    # the first n_pixels outputs as long as L >= n_pixels + radius
-    L = sp_fft.next_fast_len(n_pixels + radius, real=True)
-    wrapped = np.zeros(L)
-    wrapped[: radius + 1] = kernel[radius:]
-    wrapped[L - radius:] = kernel[:radius]
-    return L, sp_fft.rfft(wrapped).real  # symmetric kernel: real spectrum
-
-
 def _smooth_ratio(flux, good, kernel, min_fraction=0.0, workers=None, return_weight=False,
                   positive=False):
     """``sum_i f_i w_i / sum_i w_i`` over the good pixels, for every pixel of every row.
 
-    Parameters
-    ----------
-    flux : ndarray of shape (n, p)
-        Values (anything at bad pixels, NaN included).
-    good : ndarray of bool, shape (n, p)
-        Usable pixels.
-    kernel : ndarray of shape (2 r + 1,)
-        Symmetric weights on pixel offsets -r..r.
-    min_fraction : float, default=0.0
-        Pixels whose weight sum is at most this fraction of ``kernel.sum()``
-        (at least the round-off floor) get NaN.
-    workers : int, optional
-        Threads of ``scipy.fft`` (None: 1).
-    return_weight : bool, default=False
-        Also return the weight sums as fractions of ``kernel.sum()``.
-    positive : bool, default=False
-        Also set NaN where the ratio is not positive.
-
-    Returns
-    -------
-    ratio : ndarray of shape (n, p), float64
-        NaN where the weight sum is (close to) zero.
-    weight : ndarray of shape (n, p), float64
-        Only with ``return_weight`` (clipped at 0 against FFT round-off).
+    ``flux`` (any value at bad pixels, NaN included) and the boolean ``good``
+    are (n, p); ``kernel`` holds symmetric weights on pixel offsets -r..r.
+    Returns the float64 ratio, NaN where the weight sum is at most
+    ``min_fraction`` of ``kernel.sum()`` (at least the round-off floor) and,
+    with ``positive``, where the ratio is not positive; with ``return_weight``
+    also the weight sums as fractions of ``kernel.sum()`` (clipped at 0 against
+    FFT round-off). ``workers``: threads of ``scipy.fft`` (None: 1).
     """
     n, p = flux.shape
-    L, kfft = _kernel_fft(kernel, p)
+    radius = (kernel.shape[0] - 1) // 2
+    # circular convolution of length L equals the zero-padded linear one on
+    # the first p outputs as long as L >= p + radius
+    L = sp_fft.next_fast_len(p + radius, real=True)
+    wrapped = np.zeros(L)
+    wrapped[: radius + 1] = kernel[radius:]
+    wrapped[L - radius:] = kernel[:radius]
+    kfft = sp_fft.rfft(wrapped).real  # symmetric kernel: real spectrum
     ksum = kernel.sum()
     threshold = max(float(min_fraction), _WEIGHT_FLOOR) * ksum
     ratio = np.empty((n, p))
@@ -330,34 +308,16 @@ def pseudo_continuum(flux, good=None, *, step=1.0, sigma=30.0, truncate=4.0, min
         if gg.shape != np.shape(flux):
             raise ValueError(f"good has shape {gg.shape}; flux has {np.shape(flux)}.")
         g &= np.atleast_2d(gg)
-    _check_kernel_params(sigma, truncate, min_weight, step)
-    kernel = _paper_kernel(sigma / step, truncate)
-    cont, frac = _smooth_ratio(f, g, kernel, min_weight, return_weight=True)
-    if one:
-        cont, frac = cont[0], frac[0]
-    return (cont, frac) if return_weight else cont
-
-
-def _check_kernel_params(sigma, truncate, min_weight, step=1.0):
     for name, v in (("sigma", sigma), ("truncate", truncate), ("step", step)):
         if not (isinstance(v, numbers.Real) and np.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a positive finite number; got {v!r}.")
     if not (isinstance(min_weight, numbers.Real) and 0 <= min_weight < 1):
         raise ValueError(f"min_weight must be a number in [0, 1); got {min_weight!r}.")
-
-
-def _batch_bad_pixels(X, flux):
-    """:meth:`SpectrumBatch.bad_pixels` with fewer full-size passes (shared grids checked once)."""
-    bad = np.isfinite(flux)
-    np.logical_not(bad, out=bad)
-    nan_wave = ~np.isfinite(X.wavelength)  # (a shared 1-D grid is checked once)
-    if nan_wave.any():
-        bad |= nan_wave
-    if X.mask is not None:
-        bad |= X.mask
-    if X.ivar is not None:
-        bad |= ~(X.ivar > 0)  # also NaN ivar
-    return bad
+    kernel = _paper_kernel(sigma / step, truncate)
+    cont, frac = _smooth_ratio(f, g, kernel, min_weight, return_weight=True)
+    if one:
+        cont, frac = cont[0], frac[0]
+    return (cont, frac) if return_weight else cont
 
 
 # ---------------------------------------------------------------------------
@@ -570,7 +530,16 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         windows = _check_windows(self.mask)
         step = _grid_step(X.wavelength)
         flux = _float_flux(X.flux)
-        bad = _batch_bad_pixels(X, flux)
+        # SpectrumBatch.bad_pixels with fewer full-size passes
+        bad = np.isfinite(flux)
+        np.logical_not(bad, out=bad)
+        nan_wave = ~np.isfinite(X.wavelength)  # (a shared 1-D grid is checked once)
+        if nan_wave.any():
+            bad |= nan_wave
+        if X.mask is not None:
+            bad |= X.mask
+        if X.ivar is not None:
+            bad |= ~(X.ivar > 0)  # also NaN ivar
         p = flux.shape[1]
         npix = np.asarray(X.npix)
         if (npix < p).any():
