@@ -2,27 +2,14 @@
 
 The LAMOST M-dwarf Cycle-StarNet analysis (Zhang et al., Sect. 2.4) measures
 each star's radial velocity, moves the spectrum to its rest frame and keeps
-6000-8900 A resampled at 1 A. This module provides
-
-* :func:`measure_radial_velocity`: a weighted template fit over a grid of
-  trial velocities, vectorised over spectra (all spectra are resampled onto
-  one log-lambda grid, where a Doppler shift is a translation, and the
-  statistics of every (spectrum, velocity) pair come from three matrix
-  products), with a parabola through the chi-square minimum for sub-grid
-  precision and an uncertainty from its curvature;
-* :class:`RadialVelocityCorrector`, a transformer that measures the velocity,
-  shifts to the rest frame and resamples onto the 6000-8900 A, 1 A grid
-  (reusing :func:`~skstellar.preprocessing.rest_frame.to_rest_frame` and
-  :class:`~skstellar.preprocessing.spectra.SpectrumResampler`), recording
-  the velocities in the batch's ``meta``;
-* :func:`air_to_vacuum` / :func:`vacuum_to_air` (Morton 2000 / Ciddor 1996
-  refraction) to put a template on the wavelength scale of the data: LAMOST
-  wavelengths are in vacuum, and an air/vacuum mismatch alone biases the
-  velocity by about 83 km/s;
-* :data:`DEFAULT_WINDOW` (6000, 8900) A and :data:`PAPER_MASK_WINDOWS`;
-* :func:`default_rv_template`, the early-M-dwarf template shipped with the
-  package (built from skstellar's own simulator by
-  ``scripts/build_rv_template.py``), used when no template is given.
+6000-8900 A (:data:`DEFAULT_WINDOW`) resampled at 1 A. This module provides
+:func:`measure_radial_velocity` (a weighted template fit on a grid of trial
+velocities, vectorised over spectra, refined by a parabola), the transformer
+:class:`RadialVelocityCorrector` (velocity, rest frame, common grid),
+:func:`air_to_vacuum` / :func:`vacuum_to_air` (LAMOST wavelengths are in vacuum,
+and an air/vacuum mismatch alone biases the velocity by about 83 km/s),
+:data:`PAPER_MASK_WINDOWS` and :func:`default_rv_template`, the early-M-dwarf
+template shipped with the package and used when no template is given.
 
 The paper fits the velocity together with the labels using its emulator;
 any template (a BT-Settl model, a Payne spectrum, an observed standard) can
@@ -482,7 +469,10 @@ def measure_radial_velocity(
     n_good = np.zeros(n, dtype=np.intp)
     for start in range(0, n, _RV_BLOCK):  # blocks of many spectra (memory), not one per spectrum
         stop = min(n, start + _RV_BLOCK)
-        block = _slice_spectra(spectra, sp, start, stop)
+        if not isinstance(spectra, SpectrumBatch):  # rows start:stop as a batch
+            block = SpectrumBatch(*sp.rows(start, stop))
+        else:
+            block = spectra if start == 0 and stop == n else spectra[start:stop]
         b = resampler.transform_batch(block)
         flux = np.asarray(b.flux, dtype=np.float64)
         good = ~b.mask & np.isfinite(flux) & ~in_window
@@ -520,16 +510,6 @@ def measure_radial_velocity(
     if return_chi2:
         return table, v, chi2
     return table
-
-
-def _slice_spectra(original, sp, start, stop):
-    """Rows start:stop of the input as a SpectrumBatch (cheap views where possible)."""
-    if isinstance(original, SpectrumBatch):
-        if start == 0 and stop == len(original):
-            return original
-        return original[start:stop]
-    w, f, iv, mk = sp.rows(start, stop)
-    return SpectrumBatch(w, f, iv, mk)
 
 
 def _refine_minimum(v, chi2, n_good, native, dlnl):
