@@ -6,18 +6,11 @@ divides every spectrum, and its errors, by a smoothed version of itself,
     F(lambda) = sum_i f_i w_i(lambda) / sum_i w_i(lambda),
     w_i(lambda) = exp(-(lambda - lambda_i)**2 / sigma**2),  sigma = 30 A.
 
-This module holds
-
-* :func:`pseudo_continuum`, the vectorised kernel: on a uniform wavelength
-  grid both sums are convolutions along the pixel axis, done for all spectra
-  at once with real FFTs of the zero-padded arrays ``f * good`` and ``good``
-  (``good`` = usable pixel), so masked pixels drop out of both sums and the
-  ratio handles the spectrum edges (a truncated kernel) by itself;
-* :class:`ContinuumNormalizer`, the scikit-learn transformer around it, for a
-  :class:`~skstellar.spectrum.SpectrumBatch` or a plain 2-D flux array;
-* :data:`PAPER_MASK_WINDOWS`, the paper's masked wavelength ranges (telluric
-  bands and H-alpha, Sect. 2.4), usable as the ``mask`` of the normaliser.
-
+:func:`pseudo_continuum` computes it for all spectra at once (FFT convolutions,
+masked pixels left out of both sums), :class:`ContinuumNormalizer` is the
+scikit-learn transformer around it (a :class:`~skstellar.spectrum.SpectrumBatch`
+or a plain 2-D flux array), and :data:`PAPER_MASK_WINDOWS` holds the paper's
+masked ranges (telluric bands and H-alpha), usable as its ``mask``.
 Wavelengths are in Angstrom throughout.
 """
 
