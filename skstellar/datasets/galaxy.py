@@ -17,7 +17,8 @@ from scipy.special import erf, expit, gammainc, gammaincinv
 from sklearn.utils import check_random_state
 
 from .._validation import check_integer, check_range_pair
-from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
+from ..spectrum import SPEED_OF_LIGHT_KMS as _C_KMS  # [km/s]
+from ..spectrum import SpectrumBatch
 from .simulation import flag_bad_pixels, truncated_normal
 
 __all__ = [
@@ -31,9 +32,6 @@ __all__ = [
     "kauffmann03_o3hb",
     "calzetti_k",
 ]
-
-#: Speed of light [km/s].
-_C_KMS = SPEED_OF_LIGHT_KMS  # [km/s]
 
 #: Vacuum rest wavelengths [Angstrom] of the simulated emission lines
 #: (SDSS/NIST vacuum values).
