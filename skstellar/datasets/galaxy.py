@@ -653,21 +653,12 @@ def make_galaxy_spectra(
     adds ``label_noise`` (0.05 dex by default) and is clipped again.
 
     **Emission lines.** The strong-line calibrations of Curti et al. (2020,
-    Table 2; R3 and N2 as in Curti et al. 2017) are on the T_e scale, while
-    the label is on the MPA-JHU scale, which is higher by up to ~0.35 dex
-    (Kewley & Ellison 2008). The label is therefore first converted with
-    :func:`te_scale_metallicity` (12+log(O/H)_Te = 8.681 + 0.573 d - 0.214
-    d**2, d = oh - 8.9; obtained by matching the Tremonti and Curti et al.
-    2020 MZRs at equal mass), then with x = 12+log(O/H)_Te - 8.69:
-
-    ======  ===================================  ==========================================
-    ratio   definition                            c_0, c_1, ...
-    ======  ===================================  ==========================================
-    R2      [OII]3727,29 / Hbeta                  0.435, -1.362, -5.655, -4.851, -0.478, 0.736
-    R3      [OIII]5007 / Hbeta                    -0.277, -3.549, -3.593, -0.981
-    N2      [NII]6584 / Halpha                    -0.489, 1.513, -2.554, -5.293, -2.867
-    S2      [SII]6717,31 / Halpha                 -0.442, -0.360, -6.271, -8.339, -3.559
-    ======  ===================================  ==========================================
+    Table 2; R3 and N2 as in Curti et al. 2017; :func:`curti2020_log_ratio`,
+    :data:`CURTI2020_COEFFICIENTS`) are on the T_e scale, while the label is
+    on the MPA-JHU scale, which is higher by up to ~0.35 dex (Kewley &
+    Ellison 2008), so the label is first converted with
+    :func:`te_scale_metallicity` (obtained by matching the Tremonti and Curti
+    et al. 2020 MZRs at equal mass).
 
     N2 is held at its maximum above 12+log(O/H)_Te = 8.87, where the
     polynomial turns over (N2 saturation). Each log ratio gets 0.07 dex
@@ -680,8 +671,8 @@ def make_galaxy_spectra(
     12+log(O/H) = 8.90 + 0.57 N2 to the T_e-scale value within ~0.1 dex
     (median offset -0.08 dex, scatter 0.05 dex). Fixed ratios: [OIII]4959 =
     [OIII]5007 / 2.98 (Storey & Zeippen 2000), [NII]6548 = [NII]6584 / 3.05;
-    case-B Halpha/Hbeta = 2.86,
-    Hgamma/Hbeta = 0.468, Hdelta/Hbeta = 0.259 (Osterbrock & Ferland 2006);
+    case-B Halpha/Hbeta = 2.86, Hgamma/Hbeta = 0.468, Hdelta/Hbeta = 0.259
+    (Osterbrock & Ferland 2006);
     [OII]3729/3727 and [SII]6717/6731 uniform in 1.25-1.45 (n_e ~ 100
     cm^-3). The rest-frame EW(Halpha) is log-normal,
     log EW = 1.1 + 0.8 f_young - 0.1 (log M* - 10) +- 0.2, clipped to 10-200
