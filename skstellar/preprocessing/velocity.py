@@ -411,15 +411,15 @@ def measure_radial_velocity(
     lo, hi = _check_window(window)
     windows = _check_windows(mask)
     tw, tf = _template_arrays(template_wavelength, template_flux)
-    if template_resolution is not None and not (
-        isinstance(template_resolution, numbers.Real) and template_resolution > 0
+    for name, value, allowed in (
+        ("template_resolution", template_resolution, "a positive resolving power or None"),
+        ("sigma", sigma, "a positive number [A]"),
+        ("pixel_velocity", pixel_velocity, "a positive number [km/s] or None"),
     ):
-        raise ValueError(
-            f"template_resolution must be a positive resolving power or None; got "
-            f"{template_resolution!r}."
-        )
-    if not (isinstance(sigma, numbers.Real) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number [A]; got {sigma!r}.")
+        if (value is not None or name == "sigma") and not (
+            isinstance(value, numbers.Real) and value > 0
+        ):
+            raise ValueError(f"{name} must be {allowed}; got {value!r}.")
     sp = as_spectra(spectra)
     if sp is None:
         raise TypeError(
@@ -434,10 +434,6 @@ def measure_radial_velocity(
         if not np.isfinite(dlnl) or dlnl <= 0:
             raise ValueError("Cannot infer a pixel step from the input wavelengths.")
     else:
-        if not (isinstance(pixel_velocity, numbers.Real) and pixel_velocity > 0):
-            raise ValueError(
-                f"pixel_velocity must be a positive number [km/s] or None; got {pixel_velocity!r}."
-            )
         dlnl = float(pixel_velocity) / C_KMS
     dlnl = min(dlnl, (np.log(hi) - np.log(lo)) / 50.0)  # at least ~50 pixels in the window
     n_pix = int(np.floor((np.log(hi) - np.log(lo)) / dlnl)) + 1
