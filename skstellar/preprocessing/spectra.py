@@ -48,10 +48,8 @@ __all__ = [
 
 #: Elements (rows x max(pixels in, pixels out)) handled per block: ~15 LAMOST
 #: spectra keep the work arrays in a 512 KiB L2 cache. Threads prefer ~60
-#: (fewer numpy calls contending for the GIL). Measured on the project's
-#: 2-vCPU AMD EPYC VM (3909 -> 4201 pixels, own grids, ivar + mask): ~12,500
-#: spectra/s median on one thread (kernel ~44 us/spectrum on an idle core),
-#: up to ~19,000/s with 2 threads; one big block is 2-3x slower.
+#: (fewer numpy calls contending for the GIL). One big block is 2-3x slower
+#: (timings: see the Speed notes of SpectrumResampler).
 _BLOCK_ELEMENTS = 1 << 16
 _BLOCK_ELEMENTS_THREADS = 1 << 18
 
@@ -93,9 +91,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
 
     The default grid is the observed-frame 3800-8000 A at 1 A steps (4201
     pixels, both ends included) of the LAMOST galaxy gas-metallicity CNN
-    (Feng, Wang & Li), whose spectra are *not* shifted to the rest frame. Put a
-    :class:`RestFrameShifter` in front for rest-frame work: this transformer
-    resamples whatever wavelengths it is given.
+    (Feng, Wang & Li), whose spectra are *not* shifted to the rest frame (see
+    the Notes for rest-frame work).
 
     Parameters
     ----------
@@ -190,8 +187,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
     **Rest frame.** There is no redshift parameter: a transformer cannot be
     given per-spectrum redshifts at transform time inside a Pipeline, so
     :class:`RestFrameShifter` (redshifts from the batch's ``meta``) goes in
-    front when rest-frame spectra are wanted. The paper's CNN uses
-    observed-frame spectra.
+    front when rest-frame spectra are wanted; this transformer resamples
+    whatever wavelengths it is given.
 
     **Array input.** A plain 2-D array (or DataFrame) is taken to be fluxes
     *already resampled* onto the grid (e.g. the output of an earlier
