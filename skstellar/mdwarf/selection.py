@@ -76,15 +76,6 @@ def _require_named(catalog, func):
         )
 
 
-def _missing(what, column_desc, available, disable):
-    shown = ", ".join(list(available)[:40]) + (" ..." if len(available) > 40 else "")
-    return ValueError(
-        f"Missing column {column_desc} for the {what} cut; available columns: {shown}. "
-        f"Disable the cut with {disable}=None, rename the column with columns=..., "
-        "or pass missing='skip'."
-    )
-
-
 def _quality_cuts(
     catalog,
     *,
@@ -112,7 +103,12 @@ def _quality_cuts(
 
     def absent(what, column_desc, disable):
         if missing == "raise":
-            raise _missing(what, column_desc, names, disable)
+            shown = ", ".join(names[:40]) + (" ..." if len(names) > 40 else "")
+            raise ValueError(
+                f"Missing column {column_desc} for the {what} cut; available columns: {shown}. "
+                f"Disable the cut with {disable}=None, rename the column with columns=..., "
+                "or pass missing='skip'."
+            )
         skipped.append(f"{what} (column {column_desc})")
         cuts.append(_Cut(what, "skipped: column absent", column_desc.replace("'", ""), None))
 
