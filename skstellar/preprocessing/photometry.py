@@ -424,19 +424,14 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(names)
         self.feature_names_in_ = np.asarray(names, dtype=object)
 
-    def _n_bands_positional(self, n_features):
-        if self.return_errors:
-            if n_features < 4 or n_features % 2:
-                raise ValueError(
-                    "With return_errors=True, positional input must have 2k + 2 columns "
-                    "[m_1..m_k, parallax, sigma_m_1..sigma_m_k, parallax_error]; got "
-                    f"{n_features} feature(s)."
-                )
-            return (n_features - 2) // 2
-        return n_features - 1
-
     def _resolve_positional(self, n_features, names):
-        k = self._n_bands_positional(n_features)
+        if self.return_errors and (n_features < 4 or n_features % 2):
+            raise ValueError(
+                "With return_errors=True, positional input must have 2k + 2 columns "
+                "[m_1..m_k, parallax, sigma_m_1..sigma_m_k, parallax_error]; got "
+                f"{n_features} feature(s)."
+            )
+        k = (n_features - 2) // 2 if self.return_errors else n_features - 1
         names = list(names)
         self.input_by_name_ = False
         self.magnitude_columns_ = tuple(names[:k])
