@@ -94,21 +94,6 @@ def _slot_indices(x, query, uniform, n_rows, work=None, finite=False):
     return idx, True  # exact hits are not looked for here (see _exact_hits)
 
 
-def _bad_pixels(f, ivar, mask, work):
-    """True where the flux is not finite, ivar <= 0 (or NaN) or mask is set."""
-    bad = work.get("bad", f.shape, bool)
-    np.isfinite(f, out=bad)
-    np.logical_not(bad, out=bad)
-    if ivar is not None:
-        tmp = work.get("badtmp", f.shape, bool)
-        np.greater(ivar, 0, out=tmp)
-        np.logical_not(tmp, out=tmp)
-        bad |= tmp
-    if mask is not None:
-        bad |= mask
-    return bad
-
-
 def _linear_block(w, f, ivar, mask, grid, uniform, max_gap, need_var, work, out):
     """Linear interpolation of one block of spectra.
 
@@ -252,7 +237,17 @@ def _flux_block(w, f, ivar, mask, grid, edges, uniform_edges, max_gap, need_var,
     _validate_block(w, np.diff(w))
     if w.ndim == 1:
         w = np.broadcast_to(w, (m, p))
-    good = ~_bad_pixels(f, ivar, mask, work) & np.isfinite(w)
+    bad = work.get("bad", f.shape, bool)  # flux not finite, ivar <= 0 (or NaN) or masked
+    np.isfinite(f, out=bad)
+    np.logical_not(bad, out=bad)
+    if ivar is not None:
+        tmp = work.get("badtmp", f.shape, bool)
+        np.greater(ivar, 0, out=tmp)
+        np.logical_not(tmp, out=tmp)
+        bad |= tmp
+    if mask is not None:
+        bad |= mask
+    good = ~bad & np.isfinite(w)
     if max_gap is not None:
         with np.errstate(invalid="ignore"):
             gap = np.diff(w, axis=1) > max_gap
