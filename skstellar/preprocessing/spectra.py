@@ -473,8 +473,10 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
             else:
                 var, fn, flagged = _flux_block(w, f, iv, mk, grid, self.bin_edges_, uniform,
                                                self.max_gap, need_var, work, out)
-        except ValueError as exc:  # shift block-relative spectrum numbers
-            raise _renumber(exc, start) from None
+        except ValueError as exc:  # re-issue with the batch's spectrum numbers
+            raise ValueError(re.sub(r"Spectrum (\d+)",
+                                    lambda m: f"Spectrum {int(m.group(1)) + start}",
+                                    str(exc), count=1)) from None
         if flagged is not None:
             if self._check_rows(out, flagged, w, fn, start):
                 flagged = np.isnan(out)
@@ -568,9 +570,3 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
                 f"got {len(input_features)}."
             )
         return np.asarray([f"flux_{round(float(w), 6)!r}" for w in self.grid_], dtype=object)
-
-
-def _renumber(exc, start):
-    """Re-issue a block-level error with the batch's spectrum numbers."""
-    return ValueError(re.sub(r"Spectrum (\d+)", lambda m: f"Spectrum {int(m.group(1)) + start}",
-                             str(exc), count=1))

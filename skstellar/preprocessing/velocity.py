@@ -276,19 +276,6 @@ def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
     return ln_grid, t
 
 
-def _native_log_step(sp):
-    """Median ln(lambda) pixel step of each spectrum (NaN padding ignored; NaN if none)."""
-    w = sp.wave
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.diff(np.log(w), axis=-1)
-    d = np.where(d > 0, d, np.nan)
-    with warnings.catch_warnings():  # rows of padding only: NaN, no warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if d.ndim == 1:
-            return np.full(len(sp), np.nanmedian(d))
-        return np.nanmedian(d, axis=1)
-
-
 # ---------------------------------------------------------------------------
 # Measurement
 # ---------------------------------------------------------------------------
@@ -426,7 +413,12 @@ def measure_radial_velocity(
             "spectra must be a SpectrumBatch or a list of (wavelength, flux[, ivar]) tuples; got "
             f"{type(spectra).__name__}."
         )
-    native = _native_log_step(sp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.diff(np.log(sp.wave), axis=-1)
+    d = np.where(d > 0, d, np.nan)
+    with warnings.catch_warnings():  # median ln(lambda) step per spectrum; padding rows: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        native = np.full(len(sp), np.nanmedian(d)) if d.ndim == 1 else np.nanmedian(d, axis=1)
     if pixel_velocity is None:
         dlnl = np.nan
         if np.isfinite(native).any():
