@@ -436,12 +436,10 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         self.input_by_name_ = False
         self.magnitude_columns_ = tuple(names[:k])
         self.parallax_column_ = names[k]
-        if self.return_errors:
-            self.error_columns_ = tuple((c, _MAGNITUDE) for c in names[k + 1 : 2 * k + 1])
-            self.parallax_error_column_ = names[2 * k + 1]
-        else:
-            self.error_columns_ = None
-            self.parallax_error_column_ = None
+        errors = self.return_errors
+        error_names = names[k + 1 : 2 * k + 1]
+        self.error_columns_ = tuple((c, _MAGNITUDE) for c in error_names) if errors else None
+        self.parallax_error_column_ = names[2 * k + 1] if errors else None
         self.band_labels_ = tuple(self.bands) if k == len(self.bands) else tuple(names[:k])
 
     # -- reading -----------------------------------------------------------
