@@ -518,9 +518,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
                                        positive=True)
         return cont
 
-    def _batch_arrays(self, X):
-        validate_parameters(self)
-        windows = _check_windows(self.mask)
+    def _batch_arrays(self, X, windows):
         step = _grid_step(X.wavelength)
         flux = _float_flux(X.flux)
         # SpectrumBatch.bad_pixels with fewer full-size passes
@@ -542,9 +540,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             else None
         return flux, bad, step, in_window
 
-    def _array_arrays(self, X):
-        validate_parameters(self)
-        windows = _check_windows(self.mask)
+    def _array_arrays(self, X, windows):
         Xa = self._validate_array(X)
         wave, step = self._array_grid(windows, Xa.shape[1])
         bad = ~np.isfinite(Xa)
@@ -593,8 +589,9 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
 
     def _continuum_of(self, X):
         """(flux, bad pixels, pixels in mask windows or None, continuum) of a batch or array."""
+        validate_parameters(self)
         arrays = self._batch_arrays if isinstance(X, SpectrumBatch) else self._array_arrays
-        flux, bad, step, in_window = arrays(X)
+        flux, bad, step, in_window = arrays(X, _check_windows(self.mask))
         return flux, bad, in_window, self._compute(np.asarray(flux, dtype=np.float64), ~bad, step,
                                                    in_window)
 
