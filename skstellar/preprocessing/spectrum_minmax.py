@@ -1,9 +1,4 @@
-"""Per-spectrum min-max scaling (:class:`SpectrumMinMaxScaler`).
-
-Every spectrum is scaled into ``feature_range`` with its own minimum and
-maximum over its finite (unmasked) pixels, as the LAMOST galaxy-metallicity
-CNN does; nothing is learnt across spectra.
-"""
+"""Per-spectrum min-max scaling (:class:`SpectrumMinMaxScaler`), as in the LAMOST galaxy CNN."""
 
 from __future__ import annotations
 
