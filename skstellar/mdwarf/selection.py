@@ -498,17 +498,8 @@ def select_mdwarfs(catalog, *, quality=True, validity=True, **kwargs):
         failed = ~cut.mask if applied else np.zeros(n, dtype=bool)
         removed = int(np.count_nonzero(keep & failed))
         keep &= ~failed
-        rows.append(
-            {
-                "cut": cut.name,
-                "condition": cut.condition,
-                "column": cut.column,
-                "applied": applied,
-                "n_failed": int(np.count_nonzero(failed)),
-                "n_removed": removed,
-                "n_remaining": int(np.count_nonzero(keep)),
-            }
-        )
+        rows.append((cut.name, cut.condition, cut.column, applied,
+                     int(np.count_nonzero(failed)), removed, int(np.count_nonzero(keep))))
     report = pd.DataFrame(
         rows,
         columns=["cut", "condition", "column", "applied", "n_failed", "n_removed", "n_remaining"],
