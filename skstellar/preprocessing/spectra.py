@@ -526,13 +526,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
             lo, hi = np.nanmin(wv), np.nanmax(wv)
             g = self.grid_
             frac = 1.0 - np.count_nonzero(flagged[i]) / G
-            if frac <= 0:
-                what = "does not overlap"
-            else:
-                what = (
-                    f"gets valid values on only {frac:.1%} of (min_coverage="
-                    f"{self.min_coverage:g})"
-                )
+            what = "does not overlap" if frac <= 0 else (
+                f"gets valid values on only {frac:.1%} of (min_coverage={self.min_coverage:g})")
             raise ValueError(
                 f"Spectrum {start + i} (valid pixels at {lo:.1f}-{hi:.1f} A) {what} the "
                 f"target grid {g[0]:g}-{g[-1]:g} A. Check its wavelengths and redshift, or "
