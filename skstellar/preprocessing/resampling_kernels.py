@@ -42,22 +42,16 @@ def _padded(a, n_slots):
 def _slot_indices(x, query, uniform, n_rows, work=None, finite=False):
     """Flat indices ``r * (P + 1) + j`` into per-row tables of ``P + 1`` slots.
 
-    ``j[r, k]`` is the number of points of ``x[r]`` strictly below
-    ``query[k]`` (to rounding for a uniform ``query``; NaN padding of ``x``
-    counts as above everything). ``x`` is ``(P,)`` (shared) or ``(n_rows, P)``,
-    sorted along its last axis (``finite``: known to hold no NaN); ``query`` is
-    sorted. All rows are done with one
-    ``bincount`` + one ``cumsum`` over the flattened block: each input point
-    is dropped into the bin of the first query point above it, and an extra
-    count at the start of every row turns the running total into the row's
-    table offset.
-
-    Returns
-    -------
-    idx : ndarray of intp, shape (n_rows, K)
-    maybe_hit : bool
-        False when no point of ``x`` coincides exactly with a query point
-        (only worked out for a shared ``x``; True otherwise).
+    ``j[r, k]`` counts the points of ``x[r]`` strictly below ``query[k]`` (to
+    rounding for a uniform ``query``; NaN padding of ``x`` counts as above
+    everything). ``x`` is ``(P,)`` (shared) or ``(n_rows, P)``, sorted along its
+    last axis (``finite``: known to hold no NaN); ``query`` is sorted. One
+    ``bincount`` + one ``cumsum`` over the flattened block does all rows: each
+    point is dropped into the bin of the first query point above it, and an
+    extra count at the start of every row turns the running total into the
+    row's table offset. Returns ``idx`` (intp, ``(n_rows, K)``) and
+    ``maybe_hit``: False when no point of ``x`` equals a query point (only
+    worked out for a shared ``x``; True otherwise).
     """
     work = _Work() if work is None else work
     P = x.shape[-1]
