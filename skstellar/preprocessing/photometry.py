@@ -374,13 +374,10 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         given = ec.get(band) if isinstance(ec, Mapping) else None if ec is None else ec[i]
         if given is not None:
             return [(given, _MAGNITUDE)]
-        cands = []
-        if _cols.BAND_ERROR_COLUMNS.get(band):
-            cands.append((_cols.BAND_ERROR_COLUMNS[band], _MAGNITUDE))
-        if _cols.BAND_FLUX_OVER_ERROR_COLUMNS.get(band):
-            cands.append((_cols.BAND_FLUX_OVER_ERROR_COLUMNS[band], _FLUX_OVER_ERROR))
-        cands.append((_cols.error_name(mag_col), _MAGNITUDE))
-        return cands
+        cands = [(_cols.BAND_ERROR_COLUMNS.get(band), _MAGNITUDE),
+                 (_cols.BAND_FLUX_OVER_ERROR_COLUMNS.get(band), _FLUX_OVER_ERROR),
+                 (_cols.error_name(mag_col), _MAGNITUDE)]
+        return [(col, kind) for col, kind in cands if col]
 
     # -- layout resolution (fit) -------------------------------------------
     def _resolve_named(self, names):
