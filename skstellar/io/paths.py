@@ -28,12 +28,9 @@ def shared_data_candidates() -> list[Path]:
         and ``<repo root>/../shared/data``, without duplicates. The folders
         need not exist.
     """
-    candidates = []
     env = os.environ.get(DATA_ENV_VAR, "").strip()
-    if env:
-        candidates.append(Path(env).expanduser())
-    candidates.append(Path.cwd() / ".." / "shared" / "data")
-    candidates.append(_REPO_ROOT.parent / "shared" / "data")
+    candidates = [Path(env).expanduser()] if env else []
+    candidates += [Path.cwd() / ".." / "shared" / "data", _REPO_ROOT.parent / "shared" / "data"]
     unique = dict.fromkeys(os.path.normpath(os.path.abspath(path)) for path in candidates)
     return [Path(key) for key in unique]
 
