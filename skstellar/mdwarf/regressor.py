@@ -316,14 +316,8 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
     def _resolve_layout(self):
         """Split the fitted columns into network features and their errors."""
         names = getattr(self, "feature_names_in_", None)
-        n = int(self.n_features_in_)
-        if names is None:
-            self._feature_index = np.arange(n)
-            self._error_index = np.full(n, -1)
-            self._dm_index = -1
-            self.network_features_ = tuple(f"x{i}" for i in range(n))
-            self.error_features_ = ("",) * n
-            return
+        if names is None:  # unnamed input: features x0, x1, ... without error columns
+            names = [f"x{i}" for i in range(self.n_features_in_)]
         names = [str(c) for c in names]
         pos = {c: i for i, c in enumerate(names)}
         feats = [c for c in names if not c.endswith(_ERROR_SUFFIX)]
