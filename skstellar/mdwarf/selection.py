@@ -345,9 +345,7 @@ def _validity_cuts(
     n_bands_array = None
     if named:
         names = column_names(catalog)
-        wanted = {
-            cols[b] for b in ("G", "J", "W1", "W2")
-        } | {_cols.absolute_name(b) for b in ("G", "J", "W1", "W2")}
+        wanted = {c for b in ("G", "J", "W1", "W2") for c in (cols[b], _cols.absolute_name(b))}
         if isinstance(feh, str):
             wanted.add(feh)
         data, n, _ = to_frame_like(catalog, columns=[c for c in names if c in wanted])
