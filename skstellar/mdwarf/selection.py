@@ -24,9 +24,7 @@ from .._validation import (
     as_str_column,
     check_not_empty,
     column_names,
-    is_astropy_table,
     is_named_input,
-    is_pandas_df,
     to_frame_like,
 )
 
@@ -428,13 +426,11 @@ def _keyword_defaults(func):
 
 
 def _subset(catalog, mask):
-    if is_pandas_df(catalog) or is_astropy_table(catalog):
-        return catalog[mask]
     if isinstance(catalog, Mapping):
         return {
             k: (v[mask] if hasattr(v, "shape") else np.asarray(v)[mask]) for k, v in catalog.items()
         }
-    return np.asarray(catalog)[mask] if not hasattr(catalog, "shape") else catalog[mask]
+    return catalog[mask]  # a DataFrame, astropy Table or structured array (named input)
 
 
 def select_mdwarfs(catalog, *, quality=True, validity=True, **kwargs):
