@@ -470,8 +470,7 @@ def _draw_galaxies(rng, n, star_forming_fraction, z_range, snr_range, label_nois
     dust_n2 = -0.4 * p["ebv"] * (k["NII_6584"] - k["Halpha"])
     dust_r3 = -0.4 * p["ebv"] * (k["OIII_5007"] - k["Hbeta"])
     r3_max = kauffmann03_o3hb(ratios["N2"] + dust_n2) - _KAUFFMANN_MARGIN - dust_r3
-    r3_sf = np.minimum(ratios["R3"], r3_max)
-    p["R3"] = np.where(sf, r3_sf, r3_agn)
+    p["R3"] = np.where(sf, np.minimum(ratios["R3"], r3_max), r3_agn)
     p["S2"] = np.where(sf, ratios["S2"], s2_agn)
     p["R2"] = np.where(sf, ratios["R2"], r2_agn)
     p["ha_hb"] = np.where(sf, _HA_HB, _HA_HB_AGN)
@@ -773,8 +772,7 @@ def make_galaxy_spectra(
     n_pix = int(np.floor((np.log10(wave_max) - np.log10(wave_min)) / log_step + 1e-9)) + 1
     loglam = np.log10(wave_min) + log_step * np.arange(n_pix)
     wave = 10.0**loglam
-    rband = (wave >= _R_BAND[0]) & (wave <= _R_BAND[1])
-    if rband.sum() < 10:
+    if ((wave >= _R_BAND[0]) & (wave <= _R_BAND[1])).sum() < 10:
         raise ValueError("The wavelength grid must cover the r band (5500-6900 A).")
 
     rng = check_random_state(random_state)

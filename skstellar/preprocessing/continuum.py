@@ -484,8 +484,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         if isinstance(X, SpectrumBatch):
             _grid_step(X.wavelength)
         else:
-            Xa = self._validate_array(X, reset=True)
-            self._array_grid(windows, Xa.shape[1])
+            self._array_grid(windows, self._validate_array(X, reset=True).shape[1])
         return self
 
     def _validate_array(self, X, reset=False):

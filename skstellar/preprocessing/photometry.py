@@ -152,8 +152,7 @@ def absolute_magnitude_error(m_err, parallax, parallax_error):
     pe = _values(parallax_error, u.mas, "parallax_error", "parallax error")
     ok = np.isfinite(p) & (p > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = pe / np.where(ok, p, np.nan)
-        out = np.sqrt(e**2 + (_PLX_TO_MAG * rel) ** 2)
+        out = np.sqrt(e**2 + (_PLX_TO_MAG * (pe / np.where(ok, p, np.nan))) ** 2)
     return _maybe_quantity(out, (m_err, parallax, parallax_error))
 
 
@@ -574,8 +573,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         check_finite_columns(pe, pname, "parallax error", index=index,
                              hint="Only rows with a valid parallax are checked")
         check_non_negative(pe, pname, "parallax error", index=index)
-        rel = pe / safe_plx
-        dm_err = _PLX_TO_MAG * rel
+        dm_err = _PLX_TO_MAG * (pe / safe_plx)
         E = np.sqrt(sig**2 + dm_err[:, None] ** 2)
         E[~valid] = np.nan
         if self.distance_error:

@@ -154,9 +154,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         validate_parameters(self)
         if isinstance(X, SpectrumBatch):
             return self._transform_batch(X)
-        Xa = self._validate(X, reset=False)
-        out, _ = self._scale(np.asarray(Xa))
-        return out
+        return self._scale(np.asarray(self._validate(X, reset=False)))[0]
 
     def _transform_batch(self, X):
         flux = _float_flux(X.flux)

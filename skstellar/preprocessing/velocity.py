@@ -504,8 +504,7 @@ def _refine_minimum(v, chi2, n_good, native, dlnl):
     """Parabolic refinement of every row's chi-square minimum -> result table."""
     n, K = chi2.shape
     dv = v[1] - v[0]
-    usable = n_good >= 20
-    finite_rows = np.isfinite(chi2).all(axis=1) & usable
+    finite_rows = np.isfinite(chi2).all(axis=1) & (n_good >= 20)  # at least 20 usable pixels
     filled = np.where(np.isfinite(chi2), chi2, np.inf)
     k = np.argmin(filled, axis=1)
     at_edge = finite_rows & ((k == 0) | (k == K - 1))
