@@ -510,11 +510,9 @@ def _refine_minimum(v, chi2, n_good, native, dlnl):
     at_edge = finite_rows & ((k == 0) | (k == K - 1))
     inner = finite_rows & ~at_edge
     rows = np.arange(n)
-    km = np.clip(k - 1, 0, K - 1)
-    kp = np.clip(k + 1, 0, K - 1)
     c0 = filled[rows, k]
-    cm = filled[rows, km]
-    cp = filled[rows, kp]
+    cm = filled[rows, np.clip(k - 1, 0, K - 1)]  # neighbours (the edges are flagged above)
+    cp = filled[rows, np.clip(k + 1, 0, K - 1)]
     with np.errstate(invalid="ignore", divide="ignore"):
         curv2 = cm - 2.0 * c0 + cp  # = chi2'' dv**2
         offset = 0.5 * (cm - cp) / curv2
