@@ -305,8 +305,7 @@ def _feh_values(feh, data, names, n):
             raise ValueError(
                 f"Missing column '{feh}' for the [Fe/H] cut; available columns: {shown}."
             )
-        values = data[feh]
-        name = feh
+        values, name = data[feh], feh
     else:
         values, name = feh, "feh"
     if isinstance(values, u.Quantity):

@@ -582,7 +582,6 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         return np.hstack([M, E])
 
     def _parallax_message(self, plx, valid, index):
-        n = plx.shape[0]
         bad = ~valid
         where = row_location(int(np.argmax(bad)), index)
         with np.errstate(invalid="ignore"):
@@ -590,7 +589,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
             n_zero = int(np.sum(plx == 0))
         return (
             f"Column '{self.parallax_column_}' has no usable parallax in {int(bad.sum())} of "
-            f"{n} sample(s) (first at {where}). Negative values in data: {n_neg}; zero: "
+            f"{plx.shape[0]} sample(s) (first at {where}). Negative values in data: {n_neg}; zero: "
             f"{n_zero}; NaN: {int(np.isnan(plx).sum())}; inf: {int(np.isinf(plx).sum())}. "
             "Absolute magnitudes need parallax > 0: cut these rows first (e.g. "
             "parallax_over_error > 10, see skstellar.mdwarf.quality_mask) or use "

@@ -112,8 +112,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         """Scaled copy of F (NaN = masked) and the per-row scale (max - min) / (hi - lo)."""
         lo, hi = (float(v) for v in self.feature_range)
         mn = np.fmin.reduce(F, axis=1)
-        mx = np.fmax.reduce(F, axis=1)
-        rng = mx - mn
+        rng = np.fmax.reduce(F, axis=1) - mn
         empty = np.isnan(mn)
         const = ~empty & ~(rng > 0)
         if self.on_constant == "raise" and (empty.any() or const.any()):

@@ -260,8 +260,7 @@ def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
         s = 1.0 / (resolution * dlnl) * _FWHM_TO_SIGMA  # Gaussian sigma in pixels
         radius = max(1, int(np.ceil(4.0 * s)))
         d = np.arange(-radius, radius + 1, dtype=np.float64)
-        kernel = np.exp(-0.5 * (d / s) ** 2)
-        flux = _smooth_ratio(flux, good, kernel)
+        flux = _smooth_ratio(flux, good, np.exp(-0.5 * (d / s) ** 2))
         good = np.isfinite(flux)
     mid = np.exp(0.5 * (lnl_lo + lnl_hi))
     cont = _smooth_ratio(flux, good, _paper_kernel(sigma / (mid * dlnl), 4.0))
