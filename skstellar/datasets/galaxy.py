@@ -790,11 +790,10 @@ def make_galaxy_spectra(
     # padded grid (a multiple of _COARSE pixels wide) so that line/feature
     # windows never wrap at the edges; the smooth continuum is computed on every
     # _COARSE-th pixel and interpolated linearly (in log lambda)
-    pad = _PAD
-    inner = slice(pad, pad + n_pix)
-    width = int(np.ceil((n_pix + 2 * pad) / _COARSE)) * _COARSE
-    loglam_pad = loglam[0] + log_step * np.arange(-pad, width - pad)
-    wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - pad))
+    inner = slice(_PAD, _PAD + n_pix)
+    width = int(np.ceil((n_pix + 2 * _PAD) / _COARSE)) * _COARSE
+    loglam_pad = loglam[0] + log_step * np.arange(-_PAD, width - _PAD)
+    wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - _PAD))
     w_frac = (np.arange(_COARSE) / _COARSE).astype(np.float32)
     inv_dlam_pad = 1.0 / (10.0**loglam_pad * ln10 * log_step)  # 1 / pixel width [1/A]
     feat_rest, feat_sig, feat_old, feat_young = np.array(_ABSORPTION_FEATURES).T

@@ -358,9 +358,8 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
                     "must include the shared distance-modulus part.")
         return inputs, (err, dm)
 
-    def _input_std(self, inputs, info):
-        err, dm = info
-        return propagate_input_errors(self.module_, inputs, err, dm, n_outputs=self.n_outputs_,
+    def _input_std(self, inputs, info):  # info: (errors, distance-modulus errors)
+        return propagate_input_errors(self.module_, inputs, *info, n_outputs=self.n_outputs_,
                                       device=self.device)
 
     # ------------------------------------------------------- validity domain
