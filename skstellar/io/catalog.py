@@ -289,8 +289,7 @@ def _frame_to_table(df: pd.DataFrame):
     """Convert a DataFrame to an astropy Table (index dropped, attrs units applied)."""
     from astropy.table import Table
 
-    columns = [_series_to_column(str(name), df[name]) for name in df.columns]
-    table = Table(columns, copy=False)
+    table = Table([_series_to_column(str(name), df[name]) for name in df.columns], copy=False)
     units = df.attrs.get("units", {}) if isinstance(df.attrs, dict) else {}
     for name, unit in units.items():
         if name in table.colnames and unit:

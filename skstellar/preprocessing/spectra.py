@@ -378,8 +378,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         sp = as_spectra(X)
         if sp is None:
             return self._array_input(X)[0]
-        flux, _, _ = self._resample(sp, need_var=False, want_mask=False)
-        return flux
+        return self._resample(sp, need_var=False, want_mask=False)[0]
 
     def transform_batch(self, X):
         """Resample and return a :class:`SpectrumBatch` on the common grid.
