@@ -274,8 +274,7 @@ def _colour(data, names, bands, cols, user_cols, n_bands_array):
     """Return (values, description) of the colour ``bands[0] - bands[1]``."""
     b1, b2 = bands
     if n_bands_array is not None:  # positional array in MDWARF_BANDS order
-        c1, c2 = f"x{_BAND_POSITION[b1]}", f"x{_BAND_POSITION[b2]}"
-        pairs = [(c1, c2)]
+        pairs = [(f"x{_BAND_POSITION[b1]}", f"x{_BAND_POSITION[b2]}")]
     elif b1 in user_cols or b2 in user_cols:
         pairs = [(cols[b1], cols[b2])]
     else:
@@ -349,12 +348,11 @@ def _validity_cuts(
     else:
         data, n, _ = to_frame_like(catalog)
         names = list(data)
-        n_features = len(names)
-        if n_features not in (len(_cols.MDWARF_BANDS), 2 * len(_cols.MDWARF_BANDS)):
+        if len(names) not in (len(_cols.MDWARF_BANDS), 2 * len(_cols.MDWARF_BANDS)):
             raise ValueError(
                 "An array passed to validity_mask must hold the eight M-dwarf bands in the "
                 f"order {_cols.MDWARF_BANDS} (optionally followed by their errors), as "
-                f"AbsoluteMagnitudes() outputs; got {n_features} column(s)."
+                f"AbsoluteMagnitudes() outputs; got {len(names)} column(s)."
             )
         n_bands_array = len(_cols.MDWARF_BANDS)
         if isinstance(feh, str):

@@ -158,8 +158,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
     def _transform_batch(self, X):
         flux = _float_flux(X.flux)
         bad = X.bad_pixels()
-        F = np.where(bad, np.nan, flux).astype(flux.dtype, copy=False)
-        out, scale = self._scale(F)
+        out, scale = self._scale(np.where(bad, np.nan, flux).astype(flux.dtype, copy=False))
         ivar = None
         if X.ivar is not None:
             with np.errstate(invalid="ignore"):
