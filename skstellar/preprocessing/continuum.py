@@ -216,8 +216,7 @@ def _grid_step(wave, rtol=1e-3):
         )
     first = int(np.argmax(finite.any(axis=1)))  # the first spectrum with 2 pixels sets the step
     step = float(np.median(d[first][finite[first]]))
-    dev = np.abs(d - step) > rtol * abs(step)
-    dev &= finite
+    dev = (np.abs(d - step) > rtol * abs(step)) & finite
     if not step > 0 or dev.any():
         if step > 0:
             r, c = np.argwhere(dev)[0]
