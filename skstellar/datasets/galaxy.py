@@ -403,12 +403,11 @@ def _sky_and_throughput(wave, log_step, sigma_inst_pix):
 
 def _draw_galaxies(rng, n, star_forming_fraction, z_range, snr_range, label_noise):
     """Per-galaxy physical and observational parameters (all vectorised)."""
-    p = {}
     u_type = rng.uniform(size=n)
     u_agn = rng.uniform(size=n)
     kind = np.where(u_type < star_forming_fraction, 0, np.where(u_agn < 0.5, 1, 2))
     sf, agn = kind == 0, kind == 1
-    p["kind"] = kind
+    p = {"kind": kind}
 
     # redshift: truncated gamma distribution
     shape, scale = _Z_GAMMA
