@@ -183,12 +183,10 @@ def _exact_hits(out, var, flagged, idx, w, fn, ivar, grid):
     w_flat = w if w.ndim == 1 else w.reshape(-1)
     base = 0 if w.ndim == 1 else rr * p
     # the hit pixel is j (at t = 1) or, after rounding, j - 1
-    cands = []
     for c, ok in ((np.minimum(j, p - 1), j < p), (np.maximum(j - 1, 0), j > 0)):
         hit = (w_flat[base + c] == gk) & ok
-        if hit.any():
-            cands.append((c, hit))
-    for c, hit in cands:
+        if not hit.any():
+            continue
         rh, ch = rr[hit], c[hit]
         fc = fn[rh, ch]
         good = np.isfinite(fc)
