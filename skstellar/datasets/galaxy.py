@@ -17,7 +17,8 @@ from scipy.special import erf, expit, gammainc, gammaincinv
 from sklearn.utils import check_random_state
 
 from .._validation import check_integer, check_range_pair
-from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
+from ..spectrum import SPEED_OF_LIGHT_KMS as _C_KMS  # [km/s]
+from ..spectrum import SpectrumBatch
 from .simulation import flag_bad_pixels, truncated_normal
 
 __all__ = [
@@ -31,9 +32,6 @@ __all__ = [
     "kauffmann03_o3hb",
     "calzetti_k",
 ]
-
-#: Speed of light [km/s].
-_C_KMS = SPEED_OF_LIGHT_KMS  # [km/s]
 
 #: Vacuum rest wavelengths [Angstrom] of the simulated emission lines
 #: (SDSS/NIST vacuum values).
@@ -306,11 +304,7 @@ def calzetti_k(wavelength):
     ----------
     Calzetti D. et al. 2000, ApJ 533, 682.
     """
-    return _calzetti_inv_micron(1.0e4 / np.asarray(wavelength, dtype=float))
-
-
-def _calzetti_inv_micron(x):
-    """Calzetti k as a function of x = 1 / lambda [micron^-1] (dtype-preserving)."""
+    x = 1.0e4 / np.asarray(wavelength, dtype=float)  # 1 / lambda [micron^-1]
     blue = 2.659 * (-2.156 + x * (1.509 + x * (-0.198 + 0.011 * x)))
     red = 2.659 * (-1.857 + 1.040 * x)
     return np.where(x > 1.0 / 0.63, blue, red) + _RV_CALZETTI
@@ -319,8 +313,6 @@ def _calzetti_inv_micron(x):
 # ----------------------------------------------------------------------------
 # Building blocks
 # ----------------------------------------------------------------------------
-
-
 
 
 def _window(centre, sigma, n_sigma, width):
@@ -411,12 +403,11 @@ def _sky_and_throughput(wave, log_step, sigma_inst_pix):
 
 def _draw_galaxies(rng, n, star_forming_fraction, z_range, snr_range, label_noise):
     """Per-galaxy physical and observational parameters (all vectorised)."""
-    p = {}
     u_type = rng.uniform(size=n)
     u_agn = rng.uniform(size=n)
     kind = np.where(u_type < star_forming_fraction, 0, np.where(u_agn < 0.5, 1, 2))
     sf, agn = kind == 0, kind == 1
-    p["kind"] = kind
+    p = {"kind": kind}
 
     # redshift: truncated gamma distribution
     shape, scale = _Z_GAMMA
@@ -478,8 +469,7 @@ def _draw_galaxies(rng, n, star_forming_fraction, z_range, snr_range, label_nois
     dust_n2 = -0.4 * p["ebv"] * (k["NII_6584"] - k["Halpha"])
     dust_r3 = -0.4 * p["ebv"] * (k["OIII_5007"] - k["Hbeta"])
     r3_max = kauffmann03_o3hb(ratios["N2"] + dust_n2) - _KAUFFMANN_MARGIN - dust_r3
-    r3_sf = np.minimum(ratios["R3"], r3_max)
-    p["R3"] = np.where(sf, r3_sf, r3_agn)
+    p["R3"] = np.where(sf, np.minimum(ratios["R3"], r3_max), r3_agn)
     p["S2"] = np.where(sf, ratios["S2"], s2_agn)
     p["R2"] = np.where(sf, ratios["R2"], r2_agn)
     p["ha_hb"] = np.where(sf, _HA_HB, _HA_HB_AGN)
@@ -661,21 +651,12 @@ def make_galaxy_spectra(
     adds ``label_noise`` (0.05 dex by default) and is clipped again.
 
     **Emission lines.** The strong-line calibrations of Curti et al. (2020,
-    Table 2; R3 and N2 as in Curti et al. 2017) are on the T_e scale, while
-    the label is on the MPA-JHU scale, which is higher by up to ~0.35 dex
-    (Kewley & Ellison 2008). The label is therefore first converted with
-    :func:`te_scale_metallicity` (12+log(O/H)_Te = 8.681 + 0.573 d - 0.214
-    d**2, d = oh - 8.9; obtained by matching the Tremonti and Curti et al.
-    2020 MZRs at equal mass), then with x = 12+log(O/H)_Te - 8.69:
-
-    ======  ===================================  ==========================================
-    ratio   definition                            c_0, c_1, ...
-    ======  ===================================  ==========================================
-    R2      [OII]3727,29 / Hbeta                  0.435, -1.362, -5.655, -4.851, -0.478, 0.736
-    R3      [OIII]5007 / Hbeta                    -0.277, -3.549, -3.593, -0.981
-    N2      [NII]6584 / Halpha                    -0.489, 1.513, -2.554, -5.293, -2.867
-    S2      [SII]6717,31 / Halpha                 -0.442, -0.360, -6.271, -8.339, -3.559
-    ======  ===================================  ==========================================
+    Table 2; R3 and N2 as in Curti et al. 2017; :func:`curti2020_log_ratio`,
+    :data:`CURTI2020_COEFFICIENTS`) are on the T_e scale, while the label is
+    on the MPA-JHU scale, which is higher by up to ~0.35 dex (Kewley &
+    Ellison 2008), so the label is first converted with
+    :func:`te_scale_metallicity` (obtained by matching the Tremonti and Curti
+    et al. 2020 MZRs at equal mass).
 
     N2 is held at its maximum above 12+log(O/H)_Te = 8.87, where the
     polynomial turns over (N2 saturation). Each log ratio gets 0.07 dex
@@ -688,8 +669,8 @@ def make_galaxy_spectra(
     12+log(O/H) = 8.90 + 0.57 N2 to the T_e-scale value within ~0.1 dex
     (median offset -0.08 dex, scatter 0.05 dex). Fixed ratios: [OIII]4959 =
     [OIII]5007 / 2.98 (Storey & Zeippen 2000), [NII]6548 = [NII]6584 / 3.05;
-    case-B Halpha/Hbeta = 2.86,
-    Hgamma/Hbeta = 0.468, Hdelta/Hbeta = 0.259 (Osterbrock & Ferland 2006);
+    case-B Halpha/Hbeta = 2.86, Hgamma/Hbeta = 0.468, Hdelta/Hbeta = 0.259
+    (Osterbrock & Ferland 2006);
     [OII]3729/3727 and [SII]6717/6731 uniform in 1.25-1.45 (n_e ~ 100
     cm^-3). The rest-frame EW(Halpha) is log-normal,
     log EW = 1.1 + 0.8 f_young - 0.1 (log M* - 10) +- 0.2, clipped to 10-200
@@ -790,8 +771,7 @@ def make_galaxy_spectra(
     n_pix = int(np.floor((np.log10(wave_max) - np.log10(wave_min)) / log_step + 1e-9)) + 1
     loglam = np.log10(wave_min) + log_step * np.arange(n_pix)
     wave = 10.0**loglam
-    rband = (wave >= _R_BAND[0]) & (wave <= _R_BAND[1])
-    if rband.sum() < 10:
+    if ((wave >= _R_BAND[0]) & (wave <= _R_BAND[1])).sum() < 10:
         raise ValueError("The wavelength grid must cover the r band (5500-6900 A).")
 
     rng = check_random_state(random_state)
@@ -809,11 +789,10 @@ def make_galaxy_spectra(
     # padded grid (a multiple of _COARSE pixels wide) so that line/feature
     # windows never wrap at the edges; the smooth continuum is computed on every
     # _COARSE-th pixel and interpolated linearly (in log lambda)
-    pad = _PAD
-    inner = slice(pad, pad + n_pix)
-    width = int(np.ceil((n_pix + 2 * pad) / _COARSE)) * _COARSE
-    loglam_pad = loglam[0] + log_step * np.arange(-pad, width - pad)
-    wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - pad))
+    inner = slice(_PAD, _PAD + n_pix)
+    width = int(np.ceil((n_pix + 2 * _PAD) / _COARSE)) * _COARSE
+    loglam_pad = loglam[0] + log_step * np.arange(-_PAD, width - _PAD)
+    wave_coarse = 10.0 ** (loglam[0] + log_step * (np.arange(0, width + 1, _COARSE) - _PAD))
     w_frac = (np.arange(_COARSE) / _COARSE).astype(np.float32)
     inv_dlam_pad = 1.0 / (10.0**loglam_pad * ln10 * log_step)  # 1 / pixel width [1/A]
     feat_rest, feat_sig, feat_old, feat_young = np.array(_ABSORPTION_FEATURES).T

@@ -111,8 +111,6 @@ _FEH_ERROR_RANGE = (0.05, 0.09)
 _COLOUR_SPLINE = CubicSpline(_MKS_NODES, _COLOUR_TABLE.T, axis=0, bc_type="natural")
 
 
-
-
 def mdwarf_absolute_magnitudes(spectral_type, fe_h) -> np.ndarray:
     """Noise-free absolute magnitudes of M dwarfs from the simulator's relations.
 
@@ -133,19 +131,17 @@ def mdwarf_absolute_magnitudes(spectral_type, fe_h) -> np.ndarray:
     spt, feh = np.broadcast_arrays(
         np.asarray(spectral_type, dtype=float), np.asarray(fe_h, dtype=float)
     )
-    spt, feh = spt.ravel(), feh.ravel()
+    return _assemble(*_mks_and_colours(spt.ravel(), feh.ravel()))
+
+
+def _mks_and_colours(spt, feh):
+    """M_Ks (n,) and colours M_band - M_Ks (n, 7) [mag] of the relations, no scatter."""
     a, b, c = _SPT_TO_MKS
     mks = a + b * spt + c * spt**2
-    colours = _COLOUR_SPLINE(mks) + _metallicity_shift(mks, feh)
-    return _assemble(mks, colours)
-
-
-def _metallicity_shift(mks, feh):
-    """Shift of M_band - M_Ks at fixed M_Ks [mag], shape (n, 7)."""
     x = (mks - 5.5)[:, None]
     f = feh[:, None]
     type_factor = 1.0 + _FEH_TYPE_LIN * x + _FEH_TYPE_QUAD * x**2
-    return _FEH_SLOPE * type_factor * (f + _FEH_CURVATURE * f**2)
+    return mks, _COLOUR_SPLINE(mks) + _FEH_SLOPE * type_factor * (f + _FEH_CURVATURE * f**2)
 
 
 def _assemble(mks, colours):
@@ -355,9 +351,7 @@ def make_mdwarf_photometry(
     spt = rng.uniform(spt_lo, spt_hi, n)
 
     # --- true absolute magnitudes ---------------------------------------------
-    a, b, c = _SPT_TO_MKS
-    mks = a + b * spt + c * spt**2
-    colours = _COLOUR_SPLINE(mks) + _metallicity_shift(mks, feh_true)
+    mks, colours = _mks_and_colours(spt, feh_true)
     colours += _INTRINSIC_COMMON * rng.standard_normal((n, 1))
     colours += _INTRINSIC_INDEPENDENT * rng.standard_normal((n, len(_COLOUR_BANDS)))
     abs_true = _assemble(mks, colours)

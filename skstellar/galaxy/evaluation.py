@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import metrics
+from ..datasets.galaxy import tremonti_mass_metallicity
 
 __all__ = [
     "SNR_BINS",
@@ -56,10 +57,9 @@ def binned_residuals(x, y_true, y_pred, bins):
         x, y_true, y_pred, bins=bins, statistics=("n", "mean", "std", "robust_std"))
 
 
-def tremonti_mzr(log_mstar):
-    """Tremonti et al. (2004) mass-metallicity relation, 12 + log(O/H), valid 8.5 < x < 11.5."""
-    x = np.asarray(log_mstar, dtype=float)
-    return -1.492 + 1.847 * x - 0.08026 * x**2
+#: Tremonti et al. (2004) mass-metallicity relation, 12 + log(O/H), valid 8.5 < x < 11.5
+#: (the simulator's :func:`~skstellar.datasets.galaxy.tremonti_mass_metallicity`).
+tremonti_mzr = tremonti_mass_metallicity
 
 
 def mass_metallicity_check(log_mstar, oh_pred, bins=np.arange(8.5, 11.75, 0.5)):
@@ -87,8 +87,7 @@ def mass_metallicity_check(log_mstar, oh_pred, bins=np.arange(8.5, 11.75, 0.5)):
 def _timed(func, *args):
     """``func(*args)`` and its wall-clock time [s]."""
     t0 = time.perf_counter()
-    out = func(*args)
-    return out, time.perf_counter() - t0
+    return func(*args), time.perf_counter() - t0
 
 
 def _fit_and_score(name, model, X_train, y_train, X_test, y_test):
@@ -157,7 +156,6 @@ def evaluate_regression(batch, *, max_epochs=100, random_state=0, baselines=(), 
     meta = batch.meta.reset_index(drop=True)
     y = meta["oh"].to_numpy(float)
     X, resample_seconds = _timed(galaxy_input_pipeline().fit_transform, batch)
-    resample_rate = len(X) / resample_seconds
     idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.2,
                                            random_state=random_state)
     Xtr, Xte, ytr, yte = X[idx_train], X[idx_test], y[idx_train], y[idx_test]
@@ -195,7 +193,7 @@ def evaluate_regression(batch, *, max_epochs=100, random_state=0, baselines=(), 
         "snr_bins": binned_residuals(test_meta["snr_r"].to_numpy(), yte, p, SNR_BINS),
         "z_bins": binned_residuals(test_meta["z"].to_numpy(), yte, p, Z_BINS),
         "mzr": mass_metallicity_check(test_meta["log_mstar"].to_numpy(), p),
-        "resample_per_second": resample_rate,
+        "resample_per_second": len(X) / resample_seconds,
         "model": cnn,
     }
 

@@ -44,14 +44,10 @@ SUPPORTED_EXTENSIONS = {
 
 #: Names accepted for ``format=`` (lower case), mapped to the canonical format.
 FORMAT_ALIASES = {
-    "csv": "csv",
-    "ecsv": "ecsv",
+    **{fmt: fmt for fmt in FORMATS},
     "ascii.ecsv": "ecsv",
-    "fits": "fits",
     "fit": "fits",
-    "parquet": "parquet",
     "pq": "parquet",
-    "votable": "votable",
     "vot": "votable",
     "xml": "votable",
 }
@@ -103,13 +99,6 @@ def _resolve_format(path: Path, format: str | None) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def _native(values: np.ndarray) -> np.ndarray:
-    """Return ``values`` in native byte order (FITS data are big-endian)."""
-    if values.dtype.byteorder not in ("=", "|") and values.dtype.kind != "O":
-        values = values.astype(values.dtype.newbyteorder("="))
-    return values
-
-
 def _decode_objects(values: np.ndarray) -> np.ndarray:
     """Decode ``bytes`` elements of an object array to ``str`` (others untouched)."""
     is_bytes = np.frompyfunc(lambda v: isinstance(v, bytes), 1, 1)(values).astype(bool)
@@ -124,7 +113,9 @@ def _decode_objects(values: np.ndarray) -> np.ndarray:
 def _column_values(col) -> np.ndarray | pd.Series:
     """Plain numpy values of one astropy column, with masks turned into NaN/None."""
     mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
-    values = _native(np.asarray(np.ma.getdata(col)))
+    values = np.asarray(np.ma.getdata(col))
+    if values.dtype.byteorder not in ("=", "|") and values.dtype.kind != "O":
+        values = values.astype(values.dtype.newbyteorder("="))  # FITS data are big-endian
     if values.dtype.kind == "S":
         values = np.char.decode(values, "utf-8", errors="replace")
     elif values.dtype.kind == "O":
@@ -298,8 +289,7 @@ def _frame_to_table(df: pd.DataFrame):
     """Convert a DataFrame to an astropy Table (index dropped, attrs units applied)."""
     from astropy.table import Table
 
-    columns = [_series_to_column(str(name), df[name]) for name in df.columns]
-    table = Table(columns, copy=False)
+    table = Table([_series_to_column(str(name), df[name]) for name in df.columns], copy=False)
     units = df.attrs.get("units", {}) if isinstance(df.attrs, dict) else {}
     for name, unit in units.items():
         if name in table.colnames and unit:

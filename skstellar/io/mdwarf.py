@@ -23,10 +23,6 @@ __all__ = ["load_mdwarf_catalog", "MDWARF_CATALOG_FILENAME"]
 MDWARF_CATALOG_FILENAME = "birky2020_safe_8band.csv"
 _MDWARF_SUBDIR = "mdwarf_photometry"
 
-# ----------------------------------------------------------------------------
-# Real data: Birky et al. (2020) safe sample with 8-band photometry.
-# ----------------------------------------------------------------------------
-
 #: File band names (``<band>_MAG``, ``<band>_ERR``, ``M_<band>``) -> skstellar's bands.
 _BIRKY_BANDS = dict(zip(("BP", "G", "RP", "J", "H", "K", "W1", "W2"), MDWARF_BANDS))
 

@@ -1,10 +1,8 @@
 """Locate the shared real-data folder (``../shared/data``) without network access.
 
 The small real catalogues used by readers, tests and benchmarks live outside
-the package, in a folder laid out as ``<data>/<subdir>/<files>``. It is found,
-in order, through the ``SKSTELLAR_DATA`` environment variable, ``../shared/data``
-relative to the current working directory, and ``../shared/data`` relative to
-the repository root (the directory above the ``skstellar`` package).
+the package, in a folder laid out as ``<data>/<subdir>/<files>``; see
+:func:`shared_data_candidates` for where it is looked for.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ from pathlib import Path
 #: Environment variable naming the folder that contains the data sub-folders.
 DATA_ENV_VAR = "SKSTELLAR_DATA"
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+_REPO_ROOT = Path(__file__).resolve().parents[2]  # the directory above the package
 
 
 def shared_data_candidates() -> list[Path]:
@@ -28,12 +26,9 @@ def shared_data_candidates() -> list[Path]:
         and ``<repo root>/../shared/data``, without duplicates. The folders
         need not exist.
     """
-    candidates = []
     env = os.environ.get(DATA_ENV_VAR, "").strip()
-    if env:
-        candidates.append(Path(env).expanduser())
-    candidates.append(Path.cwd() / ".." / "shared" / "data")
-    candidates.append(_REPO_ROOT.parent / "shared" / "data")
+    candidates = [Path(env).expanduser()] if env else []
+    candidates += [Path.cwd() / ".." / "shared" / "data", _REPO_ROOT.parent / "shared" / "data"]
     unique = dict.fromkeys(os.path.normpath(os.path.abspath(path)) for path in candidates)
     return [Path(key) for key in unique]
 

@@ -269,20 +269,12 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         self.callbacks = callbacks
 
     # ------------------------------------------------------------- network
-    def _resolved_architecture(self):
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(
-                f"architecture must be one of {sorted(ARCHITECTURES)}, got {self.architecture!r}."
-            )
-        arch = dict(ARCHITECTURES[self.architecture])
+    def _build_module(self, n_features, n_outputs):
+        arch = dict(ARCHITECTURES[self.architecture])  # (checked by _parameter_constraints)
         if self.activation is not None:
             arch["activation"] = self.activation
         if self.hidden_bias is not None:
             arch["hidden_bias"] = bool(self.hidden_bias)
-        return arch
-
-    def _build_module(self, n_features, n_outputs):
-        arch = self._resolved_architecture()
         return build_mlp(
             n_features,
             self.hidden_layer_sizes,
@@ -324,14 +316,8 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
     def _resolve_layout(self):
         """Split the fitted columns into network features and their errors."""
         names = getattr(self, "feature_names_in_", None)
-        n = int(self.n_features_in_)
-        if names is None:
-            self._feature_index = np.arange(n)
-            self._error_index = np.full(n, -1)
-            self._dm_index = -1
-            self.network_features_ = tuple(f"x{i}" for i in range(n))
-            self.error_features_ = ("",) * n
-            return
+        if names is None:  # unnamed input: features x0, x1, ... without error columns
+            names = [f"x{i}" for i in range(self.n_features_in_)]
         names = [str(c) for c in names]
         pos = {c: i for i, c in enumerate(names)}
         feats = [c for c in names if not c.endswith(_ERROR_SUFFIX)]
@@ -372,9 +358,8 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
                     "must include the shared distance-modulus part.")
         return inputs, (err, dm)
 
-    def _input_std(self, inputs, info):
-        err, dm = info
-        return propagate_input_errors(self.module_, inputs, err, dm, n_outputs=self.n_outputs_,
+    def _input_std(self, inputs, info):  # info: (errors, distance-modulus errors)
+        return propagate_input_errors(self.module_, inputs, *info, n_outputs=self.n_outputs_,
                                       device=self.device)
 
     # ------------------------------------------------------- validity domain

@@ -24,9 +24,7 @@ from .._validation import (
     as_str_column,
     check_not_empty,
     column_names,
-    is_astropy_table,
     is_named_input,
-    is_pandas_df,
     to_frame_like,
 )
 
@@ -35,19 +33,13 @@ __all__ = ["quality_mask", "select_mdwarfs", "validity_mask", "SELECTION_COLUMNS
 #: Default column of every quantity the selection reads; override any of them
 #: with the ``columns`` argument of the functions below.
 SELECTION_COLUMNS = {
-    "parallax": _cols.GAIA_DR3["parallax"],
-    "parallax_error": _cols.GAIA_DR3["parallax_error"],
-    "parallax_over_error": _cols.GAIA_DR3["parallax_over_error"],
-    "ruwe": _cols.GAIA_DR3["ruwe"],
-    "G_flux_over_error": _cols.GAIA_DR3["G_flux_over_error"],
-    "BP_flux_over_error": _cols.GAIA_DR3["BP_flux_over_error"],
-    "RP_flux_over_error": _cols.GAIA_DR3["RP_flux_over_error"],
+    **{key: _cols.GAIA_DR3[key] for key in (
+        "parallax", "parallax_error", "parallax_over_error", "ruwe",
+        "G_flux_over_error", "BP_flux_over_error", "RP_flux_over_error",
+    )},
     "twomass_quality": _cols.TWOMASS["quality"],
     "wise_quality": _cols.WISE["quality"],
-    "G": _cols.BAND_COLUMNS["G"],
-    "J": _cols.BAND_COLUMNS["J"],
-    "W1": _cols.BAND_COLUMNS["W1"],
-    "W2": _cols.BAND_COLUMNS["W2"],
+    **{band: _cols.BAND_COLUMNS[band] for band in ("G", "J", "W1", "W2")},
 }
 
 @dataclass
@@ -82,15 +74,6 @@ def _require_named(catalog, func):
         )
 
 
-def _missing(what, column_desc, available, disable):
-    shown = ", ".join(list(available)[:40]) + (" ..." if len(available) > 40 else "")
-    return ValueError(
-        f"Missing column {column_desc} for the {what} cut; available columns: {shown}. "
-        f"Disable the cut with {disable}=None, rename the column with columns=..., "
-        "or pass missing='skip'."
-    )
-
-
 def _quality_cuts(
     catalog,
     *,
@@ -118,7 +101,12 @@ def _quality_cuts(
 
     def absent(what, column_desc, disable):
         if missing == "raise":
-            raise _missing(what, column_desc, names, disable)
+            shown = ", ".join(names[:40]) + (" ..." if len(names) > 40 else "")
+            raise ValueError(
+                f"Missing column {column_desc} for the {what} cut; available columns: {shown}. "
+                f"Disable the cut with {disable}=None, rename the column with columns=..., "
+                "or pass missing='skip'."
+            )
         skipped.append(f"{what} (column {column_desc})")
         cuts.append(_Cut(what, "skipped: column absent", column_desc.replace("'", ""), None))
 
@@ -286,8 +274,7 @@ def _colour(data, names, bands, cols, user_cols, n_bands_array):
     """Return (values, description) of the colour ``bands[0] - bands[1]``."""
     b1, b2 = bands
     if n_bands_array is not None:  # positional array in MDWARF_BANDS order
-        c1, c2 = f"x{_BAND_POSITION[b1]}", f"x{_BAND_POSITION[b2]}"
-        pairs = [(c1, c2)]
+        pairs = [(f"x{_BAND_POSITION[b1]}", f"x{_BAND_POSITION[b2]}")]
     elif b1 in user_cols or b2 in user_cols:
         pairs = [(cols[b1], cols[b2])]
     else:
@@ -317,8 +304,7 @@ def _feh_values(feh, data, names, n):
             raise ValueError(
                 f"Missing column '{feh}' for the [Fe/H] cut; available columns: {shown}."
             )
-        values = data[feh]
-        name = feh
+        values, name = data[feh], feh
     else:
         values, name = feh, "feh"
     if isinstance(values, u.Quantity):
@@ -355,21 +341,18 @@ def _validity_cuts(
     n_bands_array = None
     if named:
         names = column_names(catalog)
-        wanted = {
-            cols[b] for b in ("G", "J", "W1", "W2")
-        } | {_cols.absolute_name(b) for b in ("G", "J", "W1", "W2")}
+        wanted = {c for b in ("G", "J", "W1", "W2") for c in (cols[b], _cols.absolute_name(b))}
         if isinstance(feh, str):
             wanted.add(feh)
         data, n, _ = to_frame_like(catalog, columns=[c for c in names if c in wanted])
     else:
         data, n, _ = to_frame_like(catalog)
         names = list(data)
-        n_features = len(names)
-        if n_features not in (len(_cols.MDWARF_BANDS), 2 * len(_cols.MDWARF_BANDS)):
+        if len(names) not in (len(_cols.MDWARF_BANDS), 2 * len(_cols.MDWARF_BANDS)):
             raise ValueError(
                 "An array passed to validity_mask must hold the eight M-dwarf bands in the "
                 f"order {_cols.MDWARF_BANDS} (optionally followed by their errors), as "
-                f"AbsoluteMagnitudes() outputs; got {n_features} column(s)."
+                f"AbsoluteMagnitudes() outputs; got {len(names)} column(s)."
             )
         n_bands_array = len(_cols.MDWARF_BANDS)
         if isinstance(feh, str):
@@ -440,13 +423,11 @@ def _keyword_defaults(func):
 
 
 def _subset(catalog, mask):
-    if is_pandas_df(catalog) or is_astropy_table(catalog):
-        return catalog[mask]
     if isinstance(catalog, Mapping):
         return {
             k: (v[mask] if hasattr(v, "shape") else np.asarray(v)[mask]) for k, v in catalog.items()
         }
-    return np.asarray(catalog)[mask] if not hasattr(catalog, "shape") else catalog[mask]
+    return catalog[mask]  # a DataFrame, astropy Table or structured array (named input)
 
 
 def select_mdwarfs(catalog, *, quality=True, validity=True, **kwargs):
@@ -508,17 +489,8 @@ def select_mdwarfs(catalog, *, quality=True, validity=True, **kwargs):
         failed = ~cut.mask if applied else np.zeros(n, dtype=bool)
         removed = int(np.count_nonzero(keep & failed))
         keep &= ~failed
-        rows.append(
-            {
-                "cut": cut.name,
-                "condition": cut.condition,
-                "column": cut.column,
-                "applied": applied,
-                "n_failed": int(np.count_nonzero(failed)),
-                "n_removed": removed,
-                "n_remaining": int(np.count_nonzero(keep)),
-            }
-        )
+        rows.append((cut.name, cut.condition, cut.column, applied,
+                     int(np.count_nonzero(failed)), removed, int(np.count_nonzero(keep))))
     report = pd.DataFrame(
         rows,
         columns=["cut", "condition", "column", "applied", "n_failed", "n_removed", "n_remaining"],

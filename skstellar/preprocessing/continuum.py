@@ -6,18 +6,11 @@ divides every spectrum, and its errors, by a smoothed version of itself,
     F(lambda) = sum_i f_i w_i(lambda) / sum_i w_i(lambda),
     w_i(lambda) = exp(-(lambda - lambda_i)**2 / sigma**2),  sigma = 30 A.
 
-This module holds
-
-* :func:`pseudo_continuum`, the vectorised kernel: on a uniform wavelength
-  grid both sums are convolutions along the pixel axis, done for all spectra
-  at once with real FFTs of the zero-padded arrays ``f * good`` and ``good``
-  (``good`` = usable pixel), so masked pixels drop out of both sums and the
-  ratio handles the spectrum edges (a truncated kernel) by itself;
-* :class:`ContinuumNormalizer`, the scikit-learn transformer around it, for a
-  :class:`~skstellar.spectrum.SpectrumBatch` or a plain 2-D flux array;
-* :data:`PAPER_MASK_WINDOWS`, the paper's masked wavelength ranges (telluric
-  bands and H-alpha, Sect. 2.4), usable as the ``mask`` of the normaliser.
-
+:func:`pseudo_continuum` computes it for all spectra at once (FFT convolutions,
+masked pixels left out of both sums), :class:`ContinuumNormalizer` is the
+scikit-learn transformer around it (a :class:`~skstellar.spectrum.SpectrumBatch`
+or a plain 2-D flux array), and :data:`PAPER_MASK_WINDOWS` holds the paper's
+masked ranges (telluric bands and H-alpha), usable as its ``mask``.
 Wavelengths are in Angstrom throughout.
 """
 
@@ -76,49 +69,27 @@ def _paper_kernel(sigma_pix, truncate):
     return np.exp(-((d / sigma_pix) ** 2))
 
 
-def _kernel_fft(kernel, n_pixels):
-    """FFT length and real spectrum of a symmetric kernel for zero-padded convolution."""
-    radius = (kernel.shape[0] - 1) // 2
-    # circular convolution of length L equals the zero-padded linear one on
-    # the first n_pixels outputs as long as L >= n_pixels + radius
-    L = sp_fft.next_fast_len(n_pixels + radius, real=True)
-    wrapped = np.zeros(L)
-    wrapped[: radius + 1] = kernel[radius:]
-    wrapped[L - radius:] = kernel[:radius]
-    return L, sp_fft.rfft(wrapped).real  # symmetric kernel: real spectrum
-
-
 def _smooth_ratio(flux, good, kernel, min_fraction=0.0, workers=None, return_weight=False,
                   positive=False):
     """``sum_i f_i w_i / sum_i w_i`` over the good pixels, for every pixel of every row.
 
-    Parameters
-    ----------
-    flux : ndarray of shape (n, p)
-        Values (anything at bad pixels, NaN included).
-    good : ndarray of bool, shape (n, p)
-        Usable pixels.
-    kernel : ndarray of shape (2 r + 1,)
-        Symmetric weights on pixel offsets -r..r.
-    min_fraction : float, default=0.0
-        Pixels whose weight sum is at most this fraction of ``kernel.sum()``
-        (at least the round-off floor) get NaN.
-    workers : int, optional
-        Threads of ``scipy.fft`` (None: 1).
-    return_weight : bool, default=False
-        Also return the weight sums as fractions of ``kernel.sum()``.
-    positive : bool, default=False
-        Also set NaN where the ratio is not positive.
-
-    Returns
-    -------
-    ratio : ndarray of shape (n, p), float64
-        NaN where the weight sum is (close to) zero.
-    weight : ndarray of shape (n, p), float64
-        Only with ``return_weight`` (clipped at 0 against FFT round-off).
+    ``flux`` (any value at bad pixels, NaN included) and the boolean ``good``
+    are (n, p); ``kernel`` holds symmetric weights on pixel offsets -r..r.
+    Returns the float64 ratio, NaN where the weight sum is at most
+    ``min_fraction`` of ``kernel.sum()`` (at least the round-off floor) and,
+    with ``positive``, where the ratio is not positive; with ``return_weight``
+    also the weight sums as fractions of ``kernel.sum()`` (clipped at 0 against
+    FFT round-off). ``workers``: threads of ``scipy.fft`` (None: 1).
     """
     n, p = flux.shape
-    L, kfft = _kernel_fft(kernel, p)
+    radius = (kernel.shape[0] - 1) // 2
+    # circular convolution of length L equals the zero-padded linear one on
+    # the first p outputs as long as L >= p + radius
+    L = sp_fft.next_fast_len(p + radius, real=True)
+    wrapped = np.zeros(L)
+    wrapped[: radius + 1] = kernel[radius:]
+    wrapped[L - radius:] = kernel[:radius]
+    kfft = sp_fft.rfft(wrapped).real  # symmetric kernel: real spectrum
     ksum = kernel.sum()
     threshold = max(float(min_fraction), _WEIGHT_FLOOR) * ksum
     ratio = np.empty((n, p))
@@ -245,8 +216,7 @@ def _grid_step(wave, rtol=1e-3):
         )
     first = int(np.argmax(finite.any(axis=1)))  # the first spectrum with 2 pixels sets the step
     step = float(np.median(d[first][finite[first]]))
-    dev = np.abs(d - step) > rtol * abs(step)
-    dev &= finite
+    dev = (np.abs(d - step) > rtol * abs(step)) & finite
     if not step > 0 or dev.any():
         if step > 0:
             r, c = np.argwhere(dev)[0]
@@ -330,34 +300,16 @@ def pseudo_continuum(flux, good=None, *, step=1.0, sigma=30.0, truncate=4.0, min
         if gg.shape != np.shape(flux):
             raise ValueError(f"good has shape {gg.shape}; flux has {np.shape(flux)}.")
         g &= np.atleast_2d(gg)
-    _check_kernel_params(sigma, truncate, min_weight, step)
-    kernel = _paper_kernel(sigma / step, truncate)
-    cont, frac = _smooth_ratio(f, g, kernel, min_weight, return_weight=True)
-    if one:
-        cont, frac = cont[0], frac[0]
-    return (cont, frac) if return_weight else cont
-
-
-def _check_kernel_params(sigma, truncate, min_weight, step=1.0):
     for name, v in (("sigma", sigma), ("truncate", truncate), ("step", step)):
         if not (isinstance(v, numbers.Real) and np.isfinite(v) and v > 0):
             raise ValueError(f"{name} must be a positive finite number; got {v!r}.")
     if not (isinstance(min_weight, numbers.Real) and 0 <= min_weight < 1):
         raise ValueError(f"min_weight must be a number in [0, 1); got {min_weight!r}.")
-
-
-def _batch_bad_pixels(X, flux):
-    """:meth:`SpectrumBatch.bad_pixels` with fewer full-size passes (shared grids checked once)."""
-    bad = np.isfinite(flux)
-    np.logical_not(bad, out=bad)
-    nan_wave = ~np.isfinite(X.wavelength)  # (a shared 1-D grid is checked once)
-    if nan_wave.any():
-        bad |= nan_wave
-    if X.mask is not None:
-        bad |= X.mask
-    if X.ivar is not None:
-        bad |= ~(X.ivar > 0)  # also NaN ivar
-    return bad
+    kernel = _paper_kernel(sigma / step, truncate)
+    cont, frac = _smooth_ratio(f, g, kernel, min_weight, return_weight=True)
+    if one:
+        cont, frac = cont[0], frac[0]
+    return (cont, frac) if return_weight else cont
 
 
 # ---------------------------------------------------------------------------
@@ -531,8 +483,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
         if isinstance(X, SpectrumBatch):
             _grid_step(X.wavelength)
         else:
-            Xa = self._validate_array(X, reset=True)
-            self._array_grid(windows, Xa.shape[1])
+            self._array_grid(windows, self._validate_array(X, reset=True).shape[1])
         return self
 
     def _validate_array(self, X, reset=False):
@@ -565,12 +516,19 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
                                        positive=True)
         return cont
 
-    def _batch_arrays(self, X):
-        validate_parameters(self)
-        windows = _check_windows(self.mask)
+    def _batch_arrays(self, X, windows):
         step = _grid_step(X.wavelength)
         flux = _float_flux(X.flux)
-        bad = _batch_bad_pixels(X, flux)
+        # SpectrumBatch.bad_pixels with fewer full-size passes
+        bad = np.isfinite(flux)
+        np.logical_not(bad, out=bad)
+        nan_wave = ~np.isfinite(X.wavelength)  # (a shared 1-D grid is checked once)
+        if nan_wave.any():
+            bad |= nan_wave
+        if X.mask is not None:
+            bad |= X.mask
+        if X.ivar is not None:
+            bad |= ~(X.ivar > 0)  # also NaN ivar
         p = flux.shape[1]
         npix = np.asarray(X.npix)
         if (npix < p).any():
@@ -580,9 +538,7 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             else None
         return flux, bad, step, in_window
 
-    def _array_arrays(self, X):
-        validate_parameters(self)
-        windows = _check_windows(self.mask)
+    def _array_arrays(self, X, windows):
         Xa = self._validate_array(X)
         wave, step = self._array_grid(windows, Xa.shape[1])
         bad = ~np.isfinite(Xa)
@@ -631,8 +587,9 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
 
     def _continuum_of(self, X):
         """(flux, bad pixels, pixels in mask windows or None, continuum) of a batch or array."""
+        validate_parameters(self)
         arrays = self._batch_arrays if isinstance(X, SpectrumBatch) else self._array_arrays
-        flux, bad, step, in_window = arrays(X)
+        flux, bad, step, in_window = arrays(X, _check_windows(self.mask))
         return flux, bad, in_window, self._compute(np.asarray(flux, dtype=np.float64), ~bad, step,
                                                    in_window)
 

@@ -152,8 +152,7 @@ def absolute_magnitude_error(m_err, parallax, parallax_error):
     pe = _values(parallax_error, u.mas, "parallax_error", "parallax error")
     ok = np.isfinite(p) & (p > 0)
     with np.errstate(divide="ignore", invalid="ignore"):
-        rel = pe / np.where(ok, p, np.nan)
-        out = np.sqrt(e**2 + (_PLX_TO_MAG * rel) ** 2)
+        out = np.sqrt(e**2 + (_PLX_TO_MAG * (pe / np.where(ok, p, np.nan))) ** 2)
     return _maybe_quantity(out, (m_err, parallax, parallax_error))
 
 
@@ -374,13 +373,10 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         given = ec.get(band) if isinstance(ec, Mapping) else None if ec is None else ec[i]
         if given is not None:
             return [(given, _MAGNITUDE)]
-        cands = []
-        if _cols.BAND_ERROR_COLUMNS.get(band):
-            cands.append((_cols.BAND_ERROR_COLUMNS[band], _MAGNITUDE))
-        if _cols.BAND_FLUX_OVER_ERROR_COLUMNS.get(band):
-            cands.append((_cols.BAND_FLUX_OVER_ERROR_COLUMNS[band], _FLUX_OVER_ERROR))
-        cands.append((_cols.error_name(mag_col), _MAGNITUDE))
-        return cands
+        cands = [(_cols.BAND_ERROR_COLUMNS.get(band), _MAGNITUDE),
+                 (_cols.BAND_FLUX_OVER_ERROR_COLUMNS.get(band), _FLUX_OVER_ERROR),
+                 (_cols.error_name(mag_col), _MAGNITUDE)]
+        return [(col, kind) for col, kind in cands if col]
 
     # -- layout resolution (fit) -------------------------------------------
     def _resolve_named(self, names):
@@ -424,29 +420,22 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         self.n_features_in_ = len(names)
         self.feature_names_in_ = np.asarray(names, dtype=object)
 
-    def _n_bands_positional(self, n_features):
-        if self.return_errors:
-            if n_features < 4 or n_features % 2:
-                raise ValueError(
-                    "With return_errors=True, positional input must have 2k + 2 columns "
-                    "[m_1..m_k, parallax, sigma_m_1..sigma_m_k, parallax_error]; got "
-                    f"{n_features} feature(s)."
-                )
-            return (n_features - 2) // 2
-        return n_features - 1
-
     def _resolve_positional(self, n_features, names):
-        k = self._n_bands_positional(n_features)
+        if self.return_errors and (n_features < 4 or n_features % 2):
+            raise ValueError(
+                "With return_errors=True, positional input must have 2k + 2 columns "
+                "[m_1..m_k, parallax, sigma_m_1..sigma_m_k, parallax_error]; got "
+                f"{n_features} feature(s)."
+            )
+        k = (n_features - 2) // 2 if self.return_errors else n_features - 1
         names = list(names)
         self.input_by_name_ = False
         self.magnitude_columns_ = tuple(names[:k])
         self.parallax_column_ = names[k]
-        if self.return_errors:
-            self.error_columns_ = tuple((c, _MAGNITUDE) for c in names[k + 1 : 2 * k + 1])
-            self.parallax_error_column_ = names[2 * k + 1]
-        else:
-            self.error_columns_ = None
-            self.parallax_error_column_ = None
+        errors = self.return_errors
+        error_names = names[k + 1 : 2 * k + 1]
+        self.error_columns_ = tuple((c, _MAGNITUDE) for c in error_names) if errors else None
+        self.parallax_error_column_ = names[2 * k + 1] if errors else None
         self.band_labels_ = tuple(self.bands) if k == len(self.bands) else tuple(names[:k])
 
     # -- reading -----------------------------------------------------------
@@ -584,8 +573,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         check_finite_columns(pe, pname, "parallax error", index=index,
                              hint="Only rows with a valid parallax are checked")
         check_non_negative(pe, pname, "parallax error", index=index)
-        rel = pe / safe_plx
-        dm_err = _PLX_TO_MAG * rel
+        dm_err = _PLX_TO_MAG * (pe / safe_plx)
         E = np.sqrt(sig**2 + dm_err[:, None] ** 2)
         E[~valid] = np.nan
         if self.distance_error:
@@ -594,7 +582,6 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         return np.hstack([M, E])
 
     def _parallax_message(self, plx, valid, index):
-        n = plx.shape[0]
         bad = ~valid
         where = row_location(int(np.argmax(bad)), index)
         with np.errstate(invalid="ignore"):
@@ -602,7 +589,7 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
             n_zero = int(np.sum(plx == 0))
         return (
             f"Column '{self.parallax_column_}' has no usable parallax in {int(bad.sum())} of "
-            f"{n} sample(s) (first at {where}). Negative values in data: {n_neg}; zero: "
+            f"{plx.shape[0]} sample(s) (first at {where}). Negative values in data: {n_neg}; zero: "
             f"{n_zero}; NaN: {int(np.isnan(plx).sum())}; inf: {int(np.isinf(plx).sum())}. "
             "Absolute magnitudes need parallax > 0: cut these rows first (e.g. "
             "parallax_over_error > 10, see skstellar.mdwarf.quality_mask) or use "

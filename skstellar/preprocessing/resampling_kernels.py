@@ -42,22 +42,16 @@ def _padded(a, n_slots):
 def _slot_indices(x, query, uniform, n_rows, work=None, finite=False):
     """Flat indices ``r * (P + 1) + j`` into per-row tables of ``P + 1`` slots.
 
-    ``j[r, k]`` is the number of points of ``x[r]`` strictly below
-    ``query[k]`` (to rounding for a uniform ``query``; NaN padding of ``x``
-    counts as above everything). ``x`` is ``(P,)`` (shared) or ``(n_rows, P)``,
-    sorted along its last axis (``finite``: known to hold no NaN); ``query`` is
-    sorted. All rows are done with one
-    ``bincount`` + one ``cumsum`` over the flattened block: each input point
-    is dropped into the bin of the first query point above it, and an extra
-    count at the start of every row turns the running total into the row's
-    table offset.
-
-    Returns
-    -------
-    idx : ndarray of intp, shape (n_rows, K)
-    maybe_hit : bool
-        False when no point of ``x`` coincides exactly with a query point
-        (only worked out for a shared ``x``; True otherwise).
+    ``j[r, k]`` counts the points of ``x[r]`` strictly below ``query[k]`` (to
+    rounding for a uniform ``query``; NaN padding of ``x`` counts as above
+    everything). ``x`` is ``(P,)`` (shared) or ``(n_rows, P)``, sorted along its
+    last axis (``finite``: known to hold no NaN); ``query`` is sorted. One
+    ``bincount`` + one ``cumsum`` over the flattened block does all rows: each
+    point is dropped into the bin of the first query point above it, and an
+    extra count at the start of every row turns the running total into the
+    row's table offset. Returns ``idx`` (intp, ``(n_rows, K)``) and
+    ``maybe_hit``: False when no point of ``x`` equals a query point (only
+    worked out for a shared ``x``; True otherwise).
     """
     work = _Work() if work is None else work
     P = x.shape[-1]
@@ -92,21 +86,6 @@ def _slot_indices(x, query, uniform, n_rows, work=None, finite=False):
     idx = work.get("idx", (n_rows, K), np.intp)
     np.cumsum(counts[: n_rows * K], out=idx.reshape(-1))
     return idx, True  # exact hits are not looked for here (see _exact_hits)
-
-
-def _bad_pixels(f, ivar, mask, work):
-    """True where the flux is not finite, ivar <= 0 (or NaN) or mask is set."""
-    bad = work.get("bad", f.shape, bool)
-    np.isfinite(f, out=bad)
-    np.logical_not(bad, out=bad)
-    if ivar is not None:
-        tmp = work.get("badtmp", f.shape, bool)
-        np.greater(ivar, 0, out=tmp)
-        np.logical_not(tmp, out=tmp)
-        bad |= tmp
-    if mask is not None:
-        bad |= mask
-    return bad
 
 
 def _linear_block(w, f, ivar, mask, grid, uniform, max_gap, need_var, work, out):
@@ -204,12 +183,10 @@ def _exact_hits(out, var, flagged, idx, w, fn, ivar, grid):
     w_flat = w if w.ndim == 1 else w.reshape(-1)
     base = 0 if w.ndim == 1 else rr * p
     # the hit pixel is j (at t = 1) or, after rounding, j - 1
-    cands = []
     for c, ok in ((np.minimum(j, p - 1), j < p), (np.maximum(j - 1, 0), j > 0)):
         hit = (w_flat[base + c] == gk) & ok
-        if hit.any():
-            cands.append((c, hit))
-    for c, hit in cands:
+        if not hit.any():
+            continue
         rh, ch = rr[hit], c[hit]
         fc = fn[rh, ch]
         good = np.isfinite(fc)
@@ -252,7 +229,17 @@ def _flux_block(w, f, ivar, mask, grid, edges, uniform_edges, max_gap, need_var,
     _validate_block(w, np.diff(w))
     if w.ndim == 1:
         w = np.broadcast_to(w, (m, p))
-    good = ~_bad_pixels(f, ivar, mask, work) & np.isfinite(w)
+    bad = work.get("bad", f.shape, bool)  # flux not finite, ivar <= 0 (or NaN) or masked
+    np.isfinite(f, out=bad)
+    np.logical_not(bad, out=bad)
+    if ivar is not None:
+        tmp = work.get("badtmp", f.shape, bool)
+        np.greater(ivar, 0, out=tmp)
+        np.logical_not(tmp, out=tmp)
+        bad |= tmp
+    if mask is not None:
+        bad |= mask
+    good = ~bad & np.isfinite(w)
     if max_gap is not None:
         with np.errstate(invalid="ignore"):
             gap = np.diff(w, axis=1) > max_gap

@@ -24,30 +24,6 @@ __all__ = ["C_KMS", "RestFrameShifter", "to_rest_frame"]
 C_KMS = SPEED_OF_LIGHT_KMS
 
 
-def _doppler_factor(z=None, rv=None):
-    """``1 + z`` or ``1 + rv / c`` as a float64 array (rv in km/s)."""
-    if (z is None) == (rv is None):
-        raise ValueError("Give exactly one of z (redshift) or rv (radial velocity, km/s).")
-    if z is not None:
-        factor = 1.0 + np.asarray(z, dtype=np.float64)
-        what = "z"
-    else:
-        if hasattr(rv, "unit"):  # astropy Quantity
-            import astropy.units as u
-
-            rv = u.Quantity(rv).to_value(u.km / u.s)
-        factor = 1.0 + np.asarray(rv, dtype=np.float64) / C_KMS
-        what = "rv"
-    if not np.all(np.isfinite(factor)):
-        raise ValueError(f"{what} must be finite; got non-finite value(s).")
-    if np.any(factor <= 0):
-        raise ValueError(
-            f"{what} must give a positive Doppler factor (z > -1, rv > -c); got {what} "
-            f"down to {np.min(np.asarray(z if z is not None else rv)):g}."
-        )
-    return factor
-
-
 def to_rest_frame(wavelength, z=None, rv=None):
     """Shift observed wavelengths to the rest frame.
 
@@ -76,7 +52,25 @@ def to_rest_frame(wavelength, z=None, rv=None):
     >>> to_rest_frame([6563.0 * 1.1], z=0.1)
     array([6563.])
     """
-    factor = _doppler_factor(z, rv)
+    if (z is None) == (rv is None):
+        raise ValueError("Give exactly one of z (redshift) or rv (radial velocity, km/s).")
+    if z is not None:
+        factor = 1.0 + np.asarray(z, dtype=np.float64)
+        what = "z"
+    else:
+        if hasattr(rv, "unit"):  # astropy Quantity
+            import astropy.units as u
+
+            rv = u.Quantity(rv).to_value(u.km / u.s)
+        factor = 1.0 + np.asarray(rv, dtype=np.float64) / C_KMS
+        what = "rv"
+    if not np.all(np.isfinite(factor)):
+        raise ValueError(f"{what} must be finite; got non-finite value(s).")
+    if np.any(factor <= 0):
+        raise ValueError(
+            f"{what} must give a positive Doppler factor (z > -1, rv > -c); got {what} "
+            f"down to {np.min(np.asarray(z if z is not None else rv)):g}."
+        )
     if factor.ndim > 1:
         raise ValueError(
             f"z / rv must be a scalar or 1-D (one per spectrum); got shape {factor.shape}."

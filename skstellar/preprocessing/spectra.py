@@ -1,25 +1,21 @@
 """Transformers for 1-D spectra: resampling, rest-frame shift, per-spectrum scaling.
 
-* :class:`SpectrumResampler` puts spectra with their own (possibly ragged)
-  wavelength grids onto one common grid, by linear interpolation or with a
-  flux-conserving rebinning, propagating inverse variances and flagging the
-  pixels it cannot measure (masked neighbours, outside coverage, gaps).
-* :class:`RestFrameShifter` and :func:`to_rest_frame` divide wavelengths by
-  ``1 + z`` (or ``1 + rv / c``).
-* :class:`SpectrumMinMaxScaler` scales every spectrum into ``[0, 1]`` with its
-  own minimum and maximum, as the LAMOST galaxy-metallicity CNN does.
+This module holds :class:`SpectrumResampler`, which puts spectra with their own
+(possibly ragged) wavelength grids onto one common grid, by linear interpolation
+or with a flux-conserving rebinning, propagating inverse variances and flagging
+the pixels it cannot measure (masked neighbours, outside coverage, gaps). It
+re-exports :class:`RestFrameShifter` and :func:`to_rest_frame` (divide by ``1 + z``
+or ``1 + rv / c``; :mod:`~skstellar.preprocessing.rest_frame`) and
+:class:`SpectrumMinMaxScaler` (every spectrum into ``[0, 1]`` with its own min and
+max, as the LAMOST galaxy-metallicity CNN does;
+:mod:`~skstellar.preprocessing.spectrum_minmax`). The input view and the kernels
+live in :mod:`~skstellar.preprocessing.spectra_input` and
+:mod:`~skstellar.preprocessing.resampling_kernels`.
 
-All of them work on whole batches at once (no Python loop per spectrum or per
-pixel); they accept a :class:`~skstellar.spectrum.SpectrumBatch` and the
-array-based transformers also plain 2-D arrays, so that they compose in a
-scikit-learn ``Pipeline``. Wavelengths are in Angstrom throughout.
-
-This module holds the resampler; the rest frame lives in
-:mod:`~skstellar.preprocessing.rest_frame`, the min-max scaler in
-:mod:`~skstellar.preprocessing.spectrum_minmax`, the input view in
-:mod:`~skstellar.preprocessing.spectra_input` and the resampling kernels in
-:mod:`~skstellar.preprocessing.resampling_kernels`; the public names are
-re-exported here.
+All work on whole batches at once (no Python loop per spectrum or per pixel) and
+accept a :class:`~skstellar.spectrum.SpectrumBatch`, the array-based ones also
+plain 2-D arrays, so that they compose in a scikit-learn ``Pipeline``.
+Wavelengths are in Angstrom throughout.
 """
 
 from __future__ import annotations
@@ -52,16 +48,10 @@ __all__ = [
 
 #: Elements (rows x max(pixels in, pixels out)) handled per block: ~15 LAMOST
 #: spectra keep the work arrays in a 512 KiB L2 cache. Threads prefer ~60
-#: (fewer numpy calls contending for the GIL). Measured on the project's
-#: 2-vCPU AMD EPYC VM (3909 -> 4201 pixels, own grids, ivar + mask): ~12,500
-#: spectra/s median on one thread (kernel ~44 us/spectrum on an idle core),
-#: up to ~19,000/s with 2 threads; one big block is 2-3x slower.
+#: (fewer numpy calls contending for the GIL). One big block is 2-3x slower
+#: (timings: see the Speed notes of SpectrumResampler).
 _BLOCK_ELEMENTS = 1 << 16
 _BLOCK_ELEMENTS_THREADS = 1 << 18
-
-
-def _format_wavelength(w):
-    return repr(round(float(w), 6))
 
 
 def checked_grid(grid):
@@ -101,9 +91,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
 
     The default grid is the observed-frame 3800-8000 A at 1 A steps (4201
     pixels, both ends included) of the LAMOST galaxy gas-metallicity CNN
-    (Feng, Wang & Li), whose spectra are *not* shifted to the rest frame. Put a
-    :class:`RestFrameShifter` in front for rest-frame work: this transformer
-    resamples whatever wavelengths it is given.
+    (Feng, Wang & Li), whose spectra are *not* shifted to the rest frame (see
+    the Notes for rest-frame work).
 
     Parameters
     ----------
@@ -198,8 +187,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
     **Rest frame.** There is no redshift parameter: a transformer cannot be
     given per-spectrum redshifts at transform time inside a Pipeline, so
     :class:`RestFrameShifter` (redshifts from the batch's ``meta``) goes in
-    front when rest-frame spectra are wanted. The paper's CNN uses
-    observed-frame spectra.
+    front when rest-frame spectra are wanted; this transformer resamples
+    whatever wavelengths it is given.
 
     **Array input.** A plain 2-D array (or DataFrame) is taken to be fluxes
     *already resampled* onto the grid (e.g. the output of an earlier
@@ -306,14 +295,12 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
              "(wave_max > wave_min)"),
     )
 
-    def _make_grid(self):
-        if self.grid is not None:
-            return checked_grid(self.grid)
-        n = int(np.floor((self.wave_max - self.wave_min) / self.step + 1e-9)) + 1
-        return float(self.wave_min) + float(self.step) * np.arange(n)
-
     def _setup_grid(self):
-        grid = self._make_grid()
+        if self.grid is not None:
+            grid = checked_grid(self.grid)
+        else:
+            n = int(np.floor((self.wave_max - self.wave_min) / self.step + 1e-9)) + 1
+            grid = float(self.wave_min) + float(self.step) * np.arange(n)
         self.grid_ = grid
         mids = 0.5 * (grid[1:] + grid[:-1])
         self.bin_edges_ = np.concatenate(
@@ -391,8 +378,7 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         sp = as_spectra(X)
         if sp is None:
             return self._array_input(X)[0]
-        flux, _, _ = self._resample(sp, need_var=False, want_mask=False)
-        return flux
+        return self._resample(sp, need_var=False, want_mask=False)[0]
 
     def transform_batch(self, X):
         """Resample and return a :class:`SpectrumBatch` on the common grid.
@@ -486,8 +472,10 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
             else:
                 var, fn, flagged = _flux_block(w, f, iv, mk, grid, self.bin_edges_, uniform,
                                                self.max_gap, need_var, work, out)
-        except ValueError as exc:  # shift block-relative spectrum numbers
-            raise _renumber(exc, start) from None
+        except ValueError as exc:  # re-issue with the batch's spectrum numbers
+            raise ValueError(re.sub(r"Spectrum (\d+)",
+                                    lambda m: f"Spectrum {int(m.group(1)) + start}",
+                                    str(exc), count=1)) from None
         if flagged is not None:
             if self._check_rows(out, flagged, w, fn, start):
                 flagged = np.isnan(out)
@@ -537,13 +525,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
             lo, hi = np.nanmin(wv), np.nanmax(wv)
             g = self.grid_
             frac = 1.0 - np.count_nonzero(flagged[i]) / G
-            if frac <= 0:
-                what = "does not overlap"
-            else:
-                what = (
-                    f"gets valid values on only {frac:.1%} of (min_coverage="
-                    f"{self.min_coverage:g})"
-                )
+            what = "does not overlap" if frac <= 0 else (
+                f"gets valid values on only {frac:.1%} of (min_coverage={self.min_coverage:g})")
             raise ValueError(
                 f"Spectrum {start + i} (valid pixels at {lo:.1f}-{hi:.1f} A) {what} the "
                 f"target grid {g[0]:g}-{g[-1]:g} A. Check its wavelengths and redshift, or "
@@ -580,10 +563,4 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
                 f"input_features should have length equal to the grid size {G}; "
                 f"got {len(input_features)}."
             )
-        return np.asarray([f"flux_{_format_wavelength(w)}" for w in self.grid_], dtype=object)
-
-
-def _renumber(exc, start):
-    """Re-issue a block-level error with the batch's spectrum numbers."""
-    return ValueError(re.sub(r"Spectrum (\d+)", lambda m: f"Spectrum {int(m.group(1)) + start}",
-                             str(exc), count=1))
+        return np.asarray([f"flux_{round(float(w), 6)!r}" for w in self.grid_], dtype=object)

@@ -114,18 +114,6 @@ class _Spectra:
         )
 
 
-def _is_spectra_list(X):
-    """A non-empty list/tuple of (wavelength, flux[, ivar]) tuples of 1-D arrays."""
-    if not isinstance(X, (list, tuple)) or not len(X):
-        return False
-    first = X[0]
-    return (
-        isinstance(first, (tuple, list))
-        and len(first) in (2, 3)
-        and np.ndim(first[0]) == 1
-    )
-
-
 def _float_flux(a):
     a = np.asarray(a)
     if a.dtype.kind != "f":
@@ -234,7 +222,8 @@ def as_spectra(X):
     """
     if isinstance(X, SpectrumBatch):
         sp = _from_batch(X)
-    elif _is_spectra_list(X):
+    elif (isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (tuple, list))
+          and len(X[0]) in (2, 3) and np.ndim(X[0][0]) == 1):  # (wavelength, flux[, ivar])
         sp = _from_list(X)
     else:
         return None

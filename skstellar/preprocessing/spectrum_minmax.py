@@ -1,9 +1,4 @@
-"""Per-spectrum min-max scaling (:class:`SpectrumMinMaxScaler`).
-
-Every spectrum is scaled into ``feature_range`` with its own minimum and
-maximum over its finite (unmasked) pixels, as the LAMOST galaxy-metallicity
-CNN does; nothing is learnt across spectra.
-"""
+"""Per-spectrum min-max scaling (:class:`SpectrumMinMaxScaler`), as in the LAMOST galaxy CNN."""
 
 from __future__ import annotations
 
@@ -117,8 +112,7 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         """Scaled copy of F (NaN = masked) and the per-row scale (max - min) / (hi - lo)."""
         lo, hi = (float(v) for v in self.feature_range)
         mn = np.fmin.reduce(F, axis=1)
-        mx = np.fmax.reduce(F, axis=1)
-        rng = mx - mn
+        rng = np.fmax.reduce(F, axis=1) - mn
         empty = np.isnan(mn)
         const = ~empty & ~(rng > 0)
         if self.on_constant == "raise" and (empty.any() or const.any()):
@@ -159,15 +153,12 @@ class SpectrumMinMaxScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstimator
         validate_parameters(self)
         if isinstance(X, SpectrumBatch):
             return self._transform_batch(X)
-        Xa = self._validate(X, reset=False)
-        out, _ = self._scale(np.asarray(Xa))
-        return out
+        return self._scale(np.asarray(self._validate(X, reset=False)))[0]
 
     def _transform_batch(self, X):
         flux = _float_flux(X.flux)
         bad = X.bad_pixels()
-        F = np.where(bad, np.nan, flux).astype(flux.dtype, copy=False)
-        out, scale = self._scale(F)
+        out, scale = self._scale(np.where(bad, np.nan, flux).astype(flux.dtype, copy=False))
         ivar = None
         if X.ivar is not None:
             with np.errstate(invalid="ignore"):

@@ -2,27 +2,14 @@
 
 The LAMOST M-dwarf Cycle-StarNet analysis (Zhang et al., Sect. 2.4) measures
 each star's radial velocity, moves the spectrum to its rest frame and keeps
-6000-8900 A resampled at 1 A. This module provides
-
-* :func:`measure_radial_velocity`: a weighted template fit over a grid of
-  trial velocities, vectorised over spectra (all spectra are resampled onto
-  one log-lambda grid, where a Doppler shift is a translation, and the
-  statistics of every (spectrum, velocity) pair come from three matrix
-  products), with a parabola through the chi-square minimum for sub-grid
-  precision and an uncertainty from its curvature;
-* :class:`RadialVelocityCorrector`, a transformer that measures the velocity,
-  shifts to the rest frame and resamples onto the 6000-8900 A, 1 A grid
-  (reusing :func:`~skstellar.preprocessing.rest_frame.to_rest_frame` and
-  :class:`~skstellar.preprocessing.spectra.SpectrumResampler`), recording
-  the velocities in the batch's ``meta``;
-* :func:`air_to_vacuum` / :func:`vacuum_to_air` (Morton 2000 / Ciddor 1996
-  refraction) to put a template on the wavelength scale of the data: LAMOST
-  wavelengths are in vacuum, and an air/vacuum mismatch alone biases the
-  velocity by about 83 km/s;
-* :data:`DEFAULT_WINDOW` (6000, 8900) A and :data:`PAPER_MASK_WINDOWS`;
-* :func:`default_rv_template`, the early-M-dwarf template shipped with the
-  package (built from skstellar's own simulator by
-  ``scripts/build_rv_template.py``), used when no template is given.
+6000-8900 A (:data:`DEFAULT_WINDOW`) resampled at 1 A. This module provides
+:func:`measure_radial_velocity` (a weighted template fit on a grid of trial
+velocities, vectorised over spectra, refined by a parabola), the transformer
+:class:`RadialVelocityCorrector` (velocity, rest frame, common grid),
+:func:`air_to_vacuum` / :func:`vacuum_to_air` (LAMOST wavelengths are in vacuum,
+and an air/vacuum mismatch alone biases the velocity by about 83 km/s),
+:data:`PAPER_MASK_WINDOWS` and :func:`default_rv_template`, the early-M-dwarf
+template shipped with the package and used when no template is given.
 
 The paper fits the velocity together with the labels using its emulator;
 any template (a BT-Settl model, a Payne spectrum, an observed standard) can
@@ -273,8 +260,7 @@ def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
         s = 1.0 / (resolution * dlnl) * _FWHM_TO_SIGMA  # Gaussian sigma in pixels
         radius = max(1, int(np.ceil(4.0 * s)))
         d = np.arange(-radius, radius + 1, dtype=np.float64)
-        kernel = np.exp(-0.5 * (d / s) ** 2)
-        flux = _smooth_ratio(flux, good, kernel)
+        flux = _smooth_ratio(flux, good, np.exp(-0.5 * (d / s) ** 2))
         good = np.isfinite(flux)
     mid = np.exp(0.5 * (lnl_lo + lnl_hi))
     cont = _smooth_ratio(flux, good, _paper_kernel(sigma / (mid * dlnl), 4.0))
@@ -287,19 +273,6 @@ def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
             raise ValueError("The template has no usable flux in the velocity-search range.")
         t = np.interp(ln_grid, ln_grid[ok], t[ok])
     return ln_grid, t
-
-
-def _native_log_step(sp):
-    """Median ln(lambda) pixel step of each spectrum (NaN padding ignored; NaN if none)."""
-    w = sp.wave
-    with np.errstate(invalid="ignore", divide="ignore"):
-        d = np.diff(np.log(w), axis=-1)
-    d = np.where(d > 0, d, np.nan)
-    with warnings.catch_warnings():  # rows of padding only: NaN, no warning
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if d.ndim == 1:
-            return np.full(len(sp), np.nanmedian(d))
-        return np.nanmedian(d, axis=1)
 
 
 # ---------------------------------------------------------------------------
@@ -424,22 +397,27 @@ def measure_radial_velocity(
     lo, hi = _check_window(window)
     windows = _check_windows(mask)
     tw, tf = _template_arrays(template_wavelength, template_flux)
-    if template_resolution is not None and not (
-        isinstance(template_resolution, numbers.Real) and template_resolution > 0
+    for name, value, allowed in (
+        ("template_resolution", template_resolution, "a positive resolving power or None"),
+        ("sigma", sigma, "a positive number [A]"),
+        ("pixel_velocity", pixel_velocity, "a positive number [km/s] or None"),
     ):
-        raise ValueError(
-            f"template_resolution must be a positive resolving power or None; got "
-            f"{template_resolution!r}."
-        )
-    if not (isinstance(sigma, numbers.Real) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number [A]; got {sigma!r}.")
+        if (value is not None or name == "sigma") and not (
+            isinstance(value, numbers.Real) and value > 0
+        ):
+            raise ValueError(f"{name} must be {allowed}; got {value!r}.")
     sp = as_spectra(spectra)
     if sp is None:
         raise TypeError(
             "spectra must be a SpectrumBatch or a list of (wavelength, flux[, ivar]) tuples; got "
             f"{type(spectra).__name__}."
         )
-    native = _native_log_step(sp)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = np.diff(np.log(sp.wave), axis=-1)
+    d = np.where(d > 0, d, np.nan)
+    with warnings.catch_warnings():  # median ln(lambda) step per spectrum; padding rows: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        native = np.full(len(sp), np.nanmedian(d)) if d.ndim == 1 else np.nanmedian(d, axis=1)
     if pixel_velocity is None:
         dlnl = np.nan
         if np.isfinite(native).any():
@@ -447,10 +425,6 @@ def measure_radial_velocity(
         if not np.isfinite(dlnl) or dlnl <= 0:
             raise ValueError("Cannot infer a pixel step from the input wavelengths.")
     else:
-        if not (isinstance(pixel_velocity, numbers.Real) and pixel_velocity > 0):
-            raise ValueError(
-                f"pixel_velocity must be a positive number [km/s] or None; got {pixel_velocity!r}."
-            )
         dlnl = float(pixel_velocity) / C_KMS
     dlnl = min(dlnl, (np.log(hi) - np.log(lo)) / 50.0)  # at least ~50 pixels in the window
     n_pix = int(np.floor((np.log(hi) - np.log(lo)) / dlnl)) + 1
@@ -482,7 +456,10 @@ def measure_radial_velocity(
     n_good = np.zeros(n, dtype=np.intp)
     for start in range(0, n, _RV_BLOCK):  # blocks of many spectra (memory), not one per spectrum
         stop = min(n, start + _RV_BLOCK)
-        block = _slice_spectra(spectra, sp, start, stop)
+        if not isinstance(spectra, SpectrumBatch):  # rows start:stop as a batch
+            block = SpectrumBatch(*sp.rows(start, stop))
+        else:
+            block = spectra if start == 0 and stop == n else spectra[start:stop]
         b = resampler.transform_batch(block)
         flux = np.asarray(b.flux, dtype=np.float64)
         good = ~b.mask & np.isfinite(flux) & ~in_window
@@ -522,32 +499,19 @@ def measure_radial_velocity(
     return table
 
 
-def _slice_spectra(original, sp, start, stop):
-    """Rows start:stop of the input as a SpectrumBatch (cheap views where possible)."""
-    if isinstance(original, SpectrumBatch):
-        if start == 0 and stop == len(original):
-            return original
-        return original[start:stop]
-    w, f, iv, mk = sp.rows(start, stop)
-    return SpectrumBatch(w, f, iv, mk)
-
-
 def _refine_minimum(v, chi2, n_good, native, dlnl):
     """Parabolic refinement of every row's chi-square minimum -> result table."""
     n, K = chi2.shape
     dv = v[1] - v[0]
-    usable = n_good >= 20
-    finite_rows = np.isfinite(chi2).all(axis=1) & usable
+    finite_rows = np.isfinite(chi2).all(axis=1) & (n_good >= 20)  # at least 20 usable pixels
     filled = np.where(np.isfinite(chi2), chi2, np.inf)
     k = np.argmin(filled, axis=1)
     at_edge = finite_rows & ((k == 0) | (k == K - 1))
     inner = finite_rows & ~at_edge
     rows = np.arange(n)
-    km = np.clip(k - 1, 0, K - 1)
-    kp = np.clip(k + 1, 0, K - 1)
     c0 = filled[rows, k]
-    cm = filled[rows, km]
-    cp = filled[rows, kp]
+    cm = filled[rows, np.clip(k - 1, 0, K - 1)]  # neighbours (the edges are flagged above)
+    cp = filled[rows, np.clip(k + 1, 0, K - 1)]
     with np.errstate(invalid="ignore", divide="ignore"):
         curv2 = cm - 2.0 * c0 + cp  # = chi2'' dv**2
         offset = 0.5 * (cm - cp) / curv2
