@@ -58,24 +58,9 @@ _BOOL_TEXT = {**dict.fromkeys(("T", "TRUE", "1", "Y", "YES"), True),
 
 
 def _pad_rows(rows, lengths, width, fill, dtype):
-    """Stack 1-D arrays of different lengths into a padded 2-D array.
+    """Stack 1-D arrays (``rows[i]`` of length ``lengths[i]``) into a ``(len(rows), width)`` array.
 
-    Parameters
-    ----------
-    rows : sequence of ndarray
-        One 1-D array per spectrum; ``len(rows[i]) == lengths[i]``.
-    lengths : ndarray of int
-        Length of each row.
-    width : int
-        Number of columns of the output (at least ``lengths.max()``).
-    fill : scalar
-        Value of the padded cells.
-    dtype : dtype
-        Output dtype.
-
-    Returns
-    -------
-    ndarray of shape (len(rows), width)
+    Cells beyond a row's length hold ``fill``; ``width >= lengths.max()``.
     """
     lengths = np.asarray(lengths, dtype=int)
     out = np.full((len(rows), width), fill, dtype=dtype)
@@ -189,12 +174,8 @@ def _detect_layout(header, row2: np.ndarray, name: str) -> str:
     and a warning is issued.
     """
     exten0 = str(header.get("EXTEN0", "")).upper()
-    if "WAVELENGTH" in exten0:
-        declared = "DR6"
-    elif "SUBCONT" in exten0:
-        declared = "DR1"
-    else:
-        declared = None
+    declared = next((lay for word, lay in (("WAVELENGTH", "DR6"), ("SUBCONT", "DR1"))
+                     if word in exten0), None)
     observed = "DR6" if _looks_like_wavelength(row2) else "DR1"
     if declared is not None and declared != observed:
         warnings.warn(
@@ -243,7 +224,7 @@ def _first(header, *keys):
 
 def _lamost_meta(header, path: Path, layout: str) -> dict:
     """One row of metadata from a LAMOST primary header."""
-    row = {
+    return {
         "filename": path.name,
         "path": str(path),
         "layout": layout,
@@ -255,17 +236,15 @@ def _lamost_meta(header, path: Path, layout: str) -> dict:
         "z_err": _as_float(header.get("Z_ERR")),
         "class": _as_str(header.get("CLASS")),
         "subclass": _as_str(header.get("SUBCLASS")),
+        **{f"snr_{band}": _as_float(_first(header, f"SN_{band.upper()}", f"SNR{band.upper()}"))
+           for band in _BANDS},
+        "mjd": _as_int(_first(header, "LMJD", "MJD")),
+        "helio_rv": _as_float(header.get("HELIO_RV")),
+        "vacuum": _as_bool(header.get("VACUUM")),
+        "planid": _as_str(header.get("PLANID")),
+        "spid": _as_int(header.get("SPID")),
+        "fiberid": _as_int(header.get("FIBERID")),
     }
-    for band in _BANDS:
-        key = band.upper()
-        row[f"snr_{band}"] = _as_float(_first(header, f"SN_{key}", f"SNR{key}"))
-    row["mjd"] = _as_int(_first(header, "LMJD", "MJD"))
-    row["helio_rv"] = _as_float(header.get("HELIO_RV"))
-    row["vacuum"] = _as_bool(header.get("VACUUM"))
-    row["planid"] = _as_str(header.get("PLANID"))
-    row["spid"] = _as_int(header.get("SPID"))
-    row["fiberid"] = _as_int(header.get("FIBERID"))
-    return row
 
 
 def _read_lamost_file(path: Path, mask_bad: bool):
@@ -465,7 +444,7 @@ def _is_array_column(series: pd.Series) -> bool:
     """True when a column holds one array per row (vector or list column)."""
     if series.dtype != object:
         return False
-    present = series.dropna() if len(series) else series
+    present = series.dropna()
     return bool(len(present)) and _is_array_value(present.iloc[0])
 
 
