@@ -59,8 +59,6 @@ __all__ = [
     "mdwarf_wavelength_grid",
 ]
 
-#: Speed of light [km/s].
-_C_KMS = SPEED_OF_LIGHT_KMS  # [km/s]
 #: FWHM / sigma of a Gaussian.
 _FWHM_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -257,8 +255,6 @@ def draw_mdwarf_labels(n, random_state=None):
     return pd.DataFrame({"teff": teff, "logg": logg, "m_h": m_h})
 
 
-
-
 def _as_labels(labels):
     """(n, 3) float64 array of (teff, logg, m_h) from an array or a named table."""
     if is_named_input(labels):
@@ -305,7 +301,7 @@ def _check_resolution(name, value, allow_none=False):
     try:
         r = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number (R = lambda / FWHM), got {value!r}.")
+        r = np.nan
     if not (np.isfinite(r) and r > 0):
         raise ValueError(f"{name} must be a positive number (R = lambda / FWHM), got {value!r}.")
     return r
@@ -427,7 +423,7 @@ class _Renderer:
         else:
             sig_ln = 1.0 / (_FWHM_SIGMA * resolution)
             step = min(_FINE_STEP, sig_ln / 3.0)
-        pad = _PAD_SIGMAS * sig_ln + 2.0 * max_shift_kms / _C_KMS + 4 * step
+        pad = _PAD_SIGMAS * sig_ln + 2.0 * max_shift_kms / SPEED_OF_LIGHT_KMS + 4 * step
         # the fine grid sits on multiples of ``step`` in ln(lambda), whatever the
         # output grid, so a wavelength gets the same flux on every output grid
         lo = np.floor((np.log(wave[0]) - pad) / step) * step
@@ -484,7 +480,7 @@ class _Renderer:
                 res += flux[:, i0 + 1] * w
             else:
                 # a constant shift of s fine pixels per star: read at pos - s
-                s = np.log1p(shift_kms[sl] / _C_KMS) / self.step
+                s = np.log1p(shift_kms[sl] / SPEED_OF_LIGHT_KMS) / self.step
                 k = np.floor(s)
                 f = (s - k).astype(self.dtype)[:, None]
                 wrap = self.w[None, :] < f
