@@ -12,22 +12,14 @@ skstellar on the simulated domains of
 :func:`skstellar.datasets.mdwarf_spectra.make_mdwarf_spectra`, whose
 synthetic gap and true labels are known:
 
-* :func:`residual_rms`: per-spectrum rms of ``(F_obs - model) / sigma`` over
-  the good pixels (the paper's Fig. 8 quantity);
-* :func:`label_statistics`: bias (median) and scatter (robust standard
-  deviation) of fitted labels against the truth;
-* :func:`continuum_throughput`: spectra per second of the paper's
-  pseudo-continuum normalisation (Sect. 2.4) on 2,901-pixel spectra;
-* :func:`evaluate_cyclestarnet`: simulate, train The Payne on the synthetic
-  model and Cycle-StarNet on unpaired domains, fit the labels of a paired
-  test set without and with adaptation (Sect. 3.5) and return residuals,
-  label statistics and timings;
+* :func:`residual_rms`: rms of ``(F_obs - model) / sigma`` per spectrum (Fig. 8);
+* :func:`label_statistics`: bias and scatter of fitted labels against the truth;
+* :func:`continuum_throughput`: speed of the pseudo-continuum normalisation (Sect. 2.4);
+* :func:`evaluate_cyclestarnet`: the whole pipeline, labels without and with adaptation;
 * :func:`format_cyclestarnet_report`: the paper-versus-ours tables;
-* :func:`run_cyclestarnet_demo`: the ``skstellar demo cyclestarnet`` entry
-  point (a short CPU run);
-* :data:`FAST_ADAPTER_PARAMS`: the reduced adapter used for short CPU runs;
-* :data:`PAPER_FIGURES` and :data:`TARGETS`: the paper's numbers and the
-  project's throughput targets.
+* :func:`run_cyclestarnet_demo`: the ``skstellar demo cyclestarnet`` entry point;
+* :data:`FAST_ADAPTER_PARAMS`, :data:`PAPER_FIGURES`, :data:`TARGETS`: the reduced
+  adapter of short CPU runs, the paper's numbers, the project's throughput targets.
 
 Flux is continuum-normalised (dimensionless), wavelengths are vacuum
 Angstrom, Teff is in K, log g and [M/H] in dex, times in seconds.
@@ -559,11 +551,6 @@ def evaluate_cyclestarnet(
 # ---------------------------------------------------------------------------
 # Reporting
 # ---------------------------------------------------------------------------
-def _jsonable(results):
-    """The figures without the fitted objects (for json.dump)."""
-    return {k: v for k, v in results.items() if k != "fitted"}
-
-
 def _f(x, fmt):
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
 
@@ -712,5 +699,5 @@ def run_cyclestarnet_demo(n_iter=300, n_train=300, n_test=60, n_emulator=1500,
         "values on real LAMOST data; ours are against the simulation's truth (see "
         "skstellar.datasets.mdwarf_spectra.make_mdwarf_spectra). Longer runs: "
         "python benchmarks/cycle_starnet.py")
-    write_json(json_path, _jsonable(results), out)
+    write_json(json_path, {k: v for k, v in results.items() if k != "fitted"}, out)
     return results

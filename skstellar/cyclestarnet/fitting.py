@@ -43,8 +43,6 @@ from ..spectrum import SPEED_OF_LIGHT_KMS
 
 __all__ = ["LabelFitResult", "SpectralLabelFitter", "doppler_shift_torch", "SPEED_OF_LIGHT_KMS"]
 
-#: Speed of light in km/s.
-
 _INITS = ("grid", "center", "random")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
 #: A parameter closer than this fraction of its box width to a bound is flagged.
@@ -898,12 +896,11 @@ class SpectralLabelFitter(BaseEstimator):
                 f"adapter.to_observed_torch returned {probe.shape[1]} pixels, the observed "
                 f"spectra have {y.shape[1]}."
             )
-        res2 = fit_batched(obs_model, y, wt, res.x[None], lo, hi, **common)
-        return res2, syn_labels
+        return fit_batched(obs_model, y, wt, res.x[None], lo, hi, **common), syn_labels
 
     @staticmethod
-    def _frozen_splits(adapter, y, device, rows=None):
-        """Decoded split latents of all observed spectra, once (None if not available).
+    def _frozen_splits(adapter, y, device, rows):
+        """Decoded split latents of all observed spectra, once, ``rows`` at a time (or None).
 
         Uses the adapter's ``split_features_torch`` (Cycle-StarNet); an
         adapter without it gets ``flux_obs`` at every call instead.
@@ -911,8 +908,7 @@ class SpectralLabelFitter(BaseEstimator):
         fn = getattr(adapter, "split_features_torch", None)
         if not callable(fn):
             return None
-        step = int(rows) if rows else max(1, y.shape[0])
-        parts = [fn(y[i : i + step]) for i in range(0, y.shape[0], step)]
+        parts = [fn(y[i : i + rows]) for i in range(0, y.shape[0], rows)]
         if any(p is None for p in parts):
             return None
         return torch.cat(parts).to(device=device, dtype=torch.float32)
