@@ -161,14 +161,10 @@ class LabelFitResult:
             cols[name] = self.labels[:, j]
             cols[f"{name}_err"] = self.labels_err[:, j]
         if self.rv is not None:
-            cols["rv"] = self.rv
-            cols["rv_err"] = self.rv_err
-        cols["chi2"] = self.chi2
-        cols["chi2_reduced"] = self.chi2_reduced
-        cols["n_good_pixels"] = self.n_good_pixels
-        cols["at_bound"] = self.any_at_bound
-        cols["converged"] = self.converged
-        cols["fit_ok"] = self.fit_ok
+            cols.update(rv=self.rv, rv_err=self.rv_err)
+        cols.update(chi2=self.chi2, chi2_reduced=self.chi2_reduced,
+                    n_good_pixels=self.n_good_pixels, at_bound=self.any_at_bound,
+                    converged=self.converged, fit_ok=self.fit_ok)
         return pd.DataFrame(cols)
 
 
@@ -557,8 +553,7 @@ class SpectralLabelFitter(BaseEstimator):
             flux, ivar = flux.flux, flux.ivar
         check_numeric_input(flux, what="flux", allow_nan=True, allow_inf=True)
         flux = np.asarray(flux, dtype=np.float64)
-        if flux.ndim == 1:
-            flux = flux[None, :]
+        flux = flux[None, :] if flux.ndim == 1 else flux
         if flux.ndim != 2:
             raise ValueError(f"flux must have shape (n_spectra, n_pixels), got {flux.shape}.")
         n, p = flux.shape
