@@ -676,8 +676,7 @@ class SpectralLabelFitter(BaseEstimator):
             if body is not None:
                 outs = [m.out_features for m in body.modules() if isinstance(m, torch.nn.Linear)]
                 width = max([width] + outs)
-        rows = 2**20 // max(1, width)
-        return int(np.clip(rows, 16, 256))
+        return int(np.clip(2**20 // max(1, width), 16, 256))
 
     def _with_rv(self, starts):
         if not self.fit_rv:

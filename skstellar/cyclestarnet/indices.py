@@ -92,19 +92,10 @@ def _wave_flux(X, wavelength):
 def _band_weights(wave, lo, hi):
     """Weights ``W`` such that ``(W * f).sum(-1)`` integrates the interpolated ``f`` over [lo, hi].
 
-    ``f`` is linearly interpolated between pixels.
-
-    Parameters
-    ----------
-    wave : ndarray (p,) or (n, p)
-        Increasing wavelengths [A] (NaN padding allowed at the end).
-
-    Returns
-    -------
-    W : ndarray (1 or n, p)
-        Weights [A]; non-zero only on the pixels the integral touches.
-    covered : ndarray of bool (1 or n,)
-        Whether [lo, hi] lies within the finite wavelength range.
+    ``wave`` (p,) or (n, p) is increasing [A], NaN-padded at the end; ``f`` is
+    linearly interpolated between pixels. Returns ``W`` (1 or n, p) [A], non-zero
+    only on the pixels the integral touches, and ``covered`` (1 or n,), whether
+    [lo, hi] lies within the finite wavelength range.
     """
     w2 = np.atleast_2d(wave)
     a, b = w2[:, :-1], w2[:, 1:]

@@ -10,11 +10,9 @@ is known, so that domain adaptation and label fitting can be checked against
 truth:
 
 * :func:`mdwarf_model_spectrum`, the exact, deterministic label -> spectrum
-  model of the synthetic domain: continuum-normalised flux of an M dwarf
-  (Teff 3000-4000 K, log g 4.5-5.5, [M/H] -1..+0.5) built from molecular
-  band systems (TiO, CaH, VO) and atomic lines (K I, Na I, Ca II, H-alpha)
-  whose strengths are smooth functions of the labels, seen through a
-  Gaussian line-spread function of resolving power R;
+  model of the synthetic domain: molecular bands (TiO, CaH, VO) and atomic
+  lines (K I, Na I, Ca II, H-alpha) whose strengths are smooth functions of
+  the labels (:data:`LABEL_RANGES`), seen through a Gaussian LSF;
 * :func:`make_mdwarf_spectra`, the two domains as
   :class:`~skstellar.spectrum.SpectrumBatch` objects (plus, on request, the
   noiseless truth of the observed stars);
@@ -121,9 +119,8 @@ MDWARF_ATOMIC_LINES = {
                    sigma=1.0, wing_tau=0.0, wing_sigma=0.0),
 }
 
-#: How each species' optical depth scales with the labels:
-#: tau = tau_ref * exp(-(Teff - 3500) / theta) * 10**(a_m [M/H]) * 10**(a_g (log g - 5)),
-#: as (theta [K], a_m, a_g); the alkali wings get an extra 10**(a_wing (log g - 5)).
+#: Strength law (theta [K], a_m, a_g) of each species and gravity exponent a_wing of the
+#: alkali wings (the formulas: :func:`mdwarf_model_spectrum`, Notes).
 _SPECIES_LAWS = {
     "TiO": (520.0, 0.5, 0.1),
     "CaH": (650.0, 0.2, 0.4),
@@ -373,9 +370,7 @@ def _gap_basis(lam):
     centres = np.sort(frng.uniform(*_FOREST["span"], _FOREST["n_lines"]))
     depths = np.exp(frng.uniform(np.log(_FOREST["tau"][0]), np.log(_FOREST["tau"][1]),
                                  _FOREST["n_lines"]))
-    forest = np.zeros_like(lam)
-    for c, d in zip(centres, depths):  # loop over 80 fixed lines, vectorised over pixels
-        forest += d * _gauss(lam, c, _FOREST["sigma"])
+    forest = (depths[:, None] * _gauss(lam, centres[:, None], _FOREST["sigma"])).sum(axis=0)
     tell = np.zeros_like(lam)
     for key in ("O2_B", "O2_A"):
         t = MDWARF_GAP_FEATURES[key]

@@ -248,13 +248,9 @@ def _lamost_meta(header, path: Path, layout: str) -> dict:
 
 
 def _read_lamost_file(path: Path, mask_bad: bool):
-    """Read one LAMOST LRS file.
+    """Read one LAMOST LRS file: ``(wavelength, flux, ivar, mask, normalized or None, meta row)``.
 
-    Returns
-    -------
-    tuple
-        ``(wavelength, flux, ivar, mask, normalized_or_None, meta_row)``, all
-        arrays 1-D float64 (mask bool) of the file's length.
+    The arrays are 1-D float64 (mask bool) of the file's length.
     """
     from astropy.io import fits
 
