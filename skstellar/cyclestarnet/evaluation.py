@@ -247,22 +247,6 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
 # ---------------------------------------------------------------------------
 # The end-to-end evaluation
 # ---------------------------------------------------------------------------
-def _flux_err(batch):
-    """1-sigma errors of a SpectrumBatch (inf where ivar <= 0)."""
-    iv = np.asarray(batch.ivar, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(iv > 0, 1.0 / np.sqrt(np.where(iv > 0, iv, 1.0)), np.inf)
-
-
-def _uniform_labels(n, rng):
-    """Labels drawn uniformly over the model's label box (a stand-in for the model grid)."""
-    from ..datasets.mdwarf_spectra import LABEL_RANGES
-
-    lo = np.array([LABEL_RANGES[k][0] for k in _LABELS])
-    hi = np.array([LABEL_RANGES[k][1] for k in _LABELS])
-    return lo + (hi - lo) * rng.uniform(size=(n, len(_LABELS)))
-
-
 def _timed(func, *args, **kwargs):
     """``func(*args, **kwargs)`` and its wall-clock time [s]."""
     t0 = time.perf_counter()
@@ -375,7 +359,7 @@ def evaluate_cyclestarnet(
         under ``"fitted"`` (not JSON), the emulator, adapter, fitters, fit
         results, per-spectrum residual arrays and the test truth.
     """
-    from ..datasets.mdwarf_spectra import make_mdwarf_spectra, mdwarf_model_spectrum
+    from ..datasets.mdwarf_spectra import LABEL_RANGES, make_mdwarf_spectra, mdwarf_model_spectrum
     from ..preprocessing.continuum import window_mask
     from .adapter import CycleStarNet
     from .fitting import SpectralLabelFitter
@@ -402,7 +386,9 @@ def evaluate_cyclestarnet(
     _, test, truth = make_mdwarf_spectra(n_test, n_test, paired=True, return_truth=True,
                                          random_state=seeds[1], **common)
     wave = np.asarray(test.wavelength, dtype=np.float64)
-    emu_labels = _uniform_labels(n_emulator, np.random.default_rng(seeds[2]))
+    lo, hi = np.array([LABEL_RANGES[k] for k in _LABELS]).T  # the model's box: the "grid"
+    u = np.random.default_rng(seeds[2]).uniform(size=(n_emulator, len(_LABELS)))
+    emu_labels = lo + (hi - lo) * u
     emu_flux = mdwarf_model_spectrum(emu_labels, wave).astype(np.float32)
     t_sim = time.perf_counter() - t0
     say(f"Simulated {n_synthetic} synthetic + {n_observed} observed training spectra, "
@@ -431,7 +417,9 @@ def evaluate_cyclestarnet(
 
     # --- 3. label fits without and with adaptation
     flux = np.asarray(test.flux, dtype=np.float64)
-    err = _flux_err(test)
+    with np.errstate(divide="ignore"):  # inf where ivar <= 0
+        iv = np.asarray(test.ivar, dtype=np.float64)
+        err = np.where(iv > 0, 1.0 / np.sqrt(np.where(iv > 0, iv, 1.0)), np.inf)
     mask = test.bad_pixels() | window_mask(wave, "paper")[None, :]
     fparams = {"random_state": seeds[5], **(fitter_params or {})}
     fit0 = SpectralLabelFitter(emulator=emu, **fparams).fit()

@@ -463,16 +463,6 @@ def _column_rows(df: pd.DataFrame, name: str, dtype=np.float64):
     return rows, np.array([r.size for r in rows], dtype=int)
 
 
-def _check_lengths(name: str, lengths: np.ndarray, ref: np.ndarray, ref_name: str) -> None:
-    bad = np.flatnonzero(lengths != ref)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"Column {name!r} has {lengths[i]} values in row {i} but {ref_name!r} has "
-            f"{ref[i]} ({bad.size} mismatching row(s))."
-        )
-
-
 def read_spectra_table(
     path,
     *,
@@ -568,7 +558,13 @@ def read_spectra_table(
     def padded(name, fill):
         """Array column ``name`` padded to ``width``; its row lengths must be the flux's."""
         rows, row_lengths = _column_rows(df, name)
-        _check_lengths(name, row_lengths, lengths, flux)
+        bad = np.flatnonzero(row_lengths != lengths)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"Column {name!r} has {row_lengths[i]} values in row {i} but {flux!r} has "
+                f"{lengths[i]} ({bad.size} mismatching row(s))."
+            )
         used.add(name)
         return _pad_rows(rows, lengths, width, fill, np.float64)
 
