@@ -2,16 +2,11 @@
 
 :class:`SpectralLabelFitter` derives labels (and optionally a residual radial
 velocity) for many spectra at once by minimising
-
-``chi2(y) = sum_p (F_obs,p - model_p(y))**2 / sigma_p**2``
-
-where ``model`` is a :class:`~skstellar.cyclestarnet.payne.PayneEmulator`
-(possibly Doppler shifted), or, with a Cycle-StarNet domain ``adapter``, the
-emulator's spectrum mapped into the observed domain. This is the label
-derivation of the Cycle-StarNet M-dwarf paper (Sect. 3.5): first a fit in the
-synthetic domain, ``argmin_y |Payne(y) - CSN_obs->synth(F_obs)|^2``, whose
-result starts the fit in the observed domain,
-``argmin_y |F_obs - CSN_synth->obs(Payne(y))|^2 / sigma_obs^2``, with L-BFGS.
+``chi2(y) = sum_p (F_obs,p - model_p(y))**2 / sigma_p**2`` through a
+:class:`~skstellar.cyclestarnet.payne.PayneEmulator` (possibly Doppler shifted)
+or, with a Cycle-StarNet ``adapter``, by the label derivation of the M-dwarf
+paper (Sect. 3.5): L-BFGS on ``|Payne(y) - CSN_obs->synth(F_obs)|^2``, whose
+result starts ``|F_obs - CSN_synth->obs(Payne(y))|^2 / sigma_obs^2``.
 
 The fits of all spectra of a batch run together in torch
 (:func:`skstellar.nn.optimize.fit_batched`), labels are kept inside the
@@ -653,14 +648,12 @@ class SpectralLabelFitter(BaseEstimator):
     def _eval_rows(self):
         """Rows per model evaluation: ``eval_batch_size`` or, for "auto", a cache-sized count.
 
-        The fit is memory-bound: the widest activation of a row (n_pixels x
-        n_hidden for a per-pixel network, the output for a dense one) times
-        the rows should stay near 2**20 floats. Measured on a 2-core CPU, one
-        thread: the legacy 7214 x 5 per-pixel network costs 455 us per row and
-        evaluation at 32 rows against 1680 us at 256 rows; a 2 x 300 network
-        with 2900 pixels is flat at ~100 us from 128 rows on. The reduced
-        Cycle-StarNet adapter (2,901 pixels) costs about 1 ms per row for a
-        forward and backward pass from 64 rows on (2.1 ms at 16 rows).
+        Measured on a 2-core CPU, one thread: the legacy 7214 x 5 per-pixel
+        network costs 455 us per row and evaluation at 32 rows against 1680 us
+        at 256 rows; a 2 x 300 network with 2900 pixels is flat at ~100 us from
+        128 rows on. The reduced Cycle-StarNet adapter (2,901 pixels) costs
+        about 1 ms per row for a forward and backward pass from 64 rows on
+        (2.1 ms at 16 rows).
         """
         if self.eval_batch_size != "auto":
             return int(self.eval_batch_size)

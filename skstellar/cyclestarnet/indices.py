@@ -476,8 +476,7 @@ def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, m
     if len(label_names) != k:
         raise ValueError(f"Got {len(label_names)} names for {k} label column(s).")
     s = np.asarray(snr, dtype=np.float64).ravel()
-    ids = np.asarray(object_id, dtype=object).ravel() if not isinstance(object_id, pd.Series) \
-        else object_id.to_numpy(dtype=object)
+    ids = np.asarray(object_id, dtype=object).ravel()
     if s.shape[0] != n or ids.shape[0] != n:
         raise ValueError(
             f"values ({n} rows), object_id ({ids.shape[0]}) and snr ({s.shape[0]}) must have "
