@@ -1001,12 +1001,9 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"domain must be 'observed' or 'synthetic', got {domain!r}.")
         flux, _ = self._map_input(X, "X")
         gen = self.generator_
-        if domain == "synthetic":
-            fn = gen.encode_synth
-        else:
-            def fn(x):
-                return gen.encode_obs(x, split=False)[0]
-        return self._run(fn, flux, spectra_out=False)
+        encoders = {"synthetic": gen.encode_synth,
+                    "observed": lambda x: gen.encode_obs(x, split=False)[0]}
+        return self._run(encoders[domain], flux, spectra_out=False)
 
     def _split_array(self, split, n):
         """Split latents (n, c, m) float32 from a policy name, one latent, or one per row."""

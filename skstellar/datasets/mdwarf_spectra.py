@@ -400,9 +400,7 @@ def _model_strengths(labels):
 
 
 class _Renderer:
-    """Spectra of many stars on a fine uniform ln(lambda) grid, resampled to the output grid.
-
-    The fine-grid spectra are resampled after Gaussian LSF convolution (by FFT).
+    """Spectra of many stars on a fine ln(lambda) grid, LSF-convolved (FFT) and resampled.
 
     ``dtype`` is the working precision (float64 for :func:`mdwarf_model_spectrum`,
     float32 inside :func:`make_mdwarf_spectra`, ~1e-6 relative round-off).

@@ -167,11 +167,9 @@ def _looks_like_wavelength(row: np.ndarray) -> bool:
 
 
 def _detect_layout(header, row2: np.ndarray, name: str) -> str:
-    """Decide between the "DR1" and "DR6" LAMOST layouts of one file.
+    """The "DR1" or "DR6" layout of one file: row 2's content, checked against ``EXTEN0``.
 
-    The ``EXTEN0`` keyword ("... Subcontinuum ..." or "... Wavelength ...")
-    is checked against the content of row 2; when both disagree the data win
-    and a warning is issued.
+    On disagreement the data win and a warning is issued (see :func:`read_lamost_spectra`).
     """
     exten0 = str(header.get("EXTEN0", "")).upper()
     declared = next((lay for word, lay in (("WAVELENGTH", "DR6"), ("SUBCONT", "DR1"))
