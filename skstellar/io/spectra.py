@@ -593,9 +593,8 @@ def read_spectra_table(
         ivar_out = padded(ivar, 0.0)
         ivar_out[~np.isfinite(ivar_out)] = 0.0
 
-    mask_out = np.zeros((n, width), dtype=bool)
-    if mask is not None:
-        mask_out = padded(mask, 1.0) != 0  # NaN counts as bad
+    # NaN in a mask column counts as bad
+    mask_out = np.zeros((n, width), dtype=bool) if mask is None else padded(mask, 1.0) != 0
 
     npix = lengths.copy()
     if wl_out.ndim == 2 and n:
