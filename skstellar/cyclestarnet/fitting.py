@@ -671,12 +671,6 @@ class SpectralLabelFitter(BaseEstimator):
                 width = max([width] + outs)
         return int(np.clip(2**20 // max(1, width), 16, 256))
 
-    def _with_rv(self, starts):
-        if not self.fit_rv:
-            return starts
-        rv0 = np.clip(0.0, *self.bounds_[:, -1])
-        return np.concatenate([starts, np.full(starts.shape[:2] + (1,), rv0)], axis=2)
-
     # ---------------------------------------------------------------- fit
     def fit_labels(self, flux, flux_err=None, mask=None, *, ivar=None, x0=None):
         """Fit labels (and rv) to each spectrum.
@@ -843,7 +837,9 @@ class SpectralLabelFitter(BaseEstimator):
             starts = self._grid_starts(grid_flux, target, tw, int(self.n_starts))
         else:
             starts = other
-        starts = self._with_rv(starts)
+        if self.fit_rv:  # every start at rv = 0, clipped into rv_bounds
+            rv0 = np.clip(0.0, *self.bounds_[:, -1])
+            starts = np.concatenate([starts, np.full(starts.shape[:2] + (1,), rv0)], axis=2)
         if self.adapter is None:
             return fit_batched(synth_model, target, tw, starts, lo, hi, **common), None
         res = fit_batched(synth_model, target, tw, starts, lo, hi, compute_covariance=False,
