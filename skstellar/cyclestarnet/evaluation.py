@@ -2,13 +2,10 @@
 
 Zhang et al. (``mdwarf-cycle-starnet-lamost``) judge their domain adaptation
 by the residuals of the observed spectra against their best-fitting model,
-in units of the flux uncertainty: "over 2 times" (2.0x) when the labels are
-fitted with the synthetic emulator alone and 1.68x once the emulator's
-spectra are mapped into the observed domain by Cycle-StarNet (Sect. 3.4 and
-Fig. 8); they also quote label offsets and scatters against the literature
-(abstract and Sect. 4) and the cost of their training (5e5 iterations, about
-10 V100 GPU hours, Sect. 3.4). This module measures the same quantities for
-skstellar on the simulated domains of
+in units of the flux uncertainty: "over 2 times" (2.0x) with the synthetic
+emulator alone, 1.68x through Cycle-StarNet (Sect. 3.4, Fig. 8); their label
+offsets, scatters and training cost are in :data:`PAPER_FIGURES`. This module
+measures the same quantities for skstellar on the simulated domains of
 :func:`skstellar.datasets.mdwarf_spectra.make_mdwarf_spectra`, whose
 synthetic gap and true labels are known:
 
