@@ -300,11 +300,8 @@ def _lamost_frame(rows: list[dict]) -> pd.DataFrame:
     for col in ("obsid", "mjd", "spid", "fiberid"):
         meta[col] = pd.array(meta[col].tolist(), dtype="Int64")
     vacuum = meta["vacuum"].tolist()
-    meta["vacuum"] = (
-        np.array(vacuum, dtype=bool)
-        if all(v is not None for v in vacuum)
-        else pd.array(vacuum, dtype="boolean")
-    )
+    meta["vacuum"] = (np.array(vacuum, dtype=bool) if None not in vacuum
+                      else pd.array(vacuum, dtype="boolean"))
     return meta
 
 
@@ -388,8 +385,7 @@ def read_lamost_spectra(
     >>> batch.meta[["designation", "subclass", "snr_r"]]  # doctest: +SKIP
     """
     files = _expand_paths(paths, recursive=recursive)
-    parts = [_read_lamost_file(path, mask_bad) for path in files]
-    wls, fluxes, ivars, masks, norms, rows = zip(*parts)
+    wls, fluxes, ivars, masks, norms, rows = zip(*(_read_lamost_file(p, mask_bad) for p in files))
     npix = np.array([len(f) for f in fluxes], dtype=int)
     width = int(npix.max())
 
