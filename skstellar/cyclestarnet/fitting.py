@@ -552,8 +552,7 @@ class SpectralLabelFitter(BaseEstimator):
         if flux.ndim != 2:
             raise ValueError(f"flux must have shape (n_spectra, n_pixels), got {flux.shape}.")
         n, p = flux.shape
-        expected = int(getattr(self.adapter, "n_pixels_observed", self.n_pixels_)) \
-            if self.adapter is not None else self.n_pixels_
+        expected = int(getattr(self.adapter, "n_pixels_observed", self.n_pixels_))
         if p != expected:
             raise ValueError(
                 f"The spectra have {p} pixels but the "
