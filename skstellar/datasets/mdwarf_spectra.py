@@ -950,6 +950,4 @@ def make_mdwarf_spectra(
         f"Simulated observed-domain M-dwarf spectra with a known synthetic gap "
         f"(gap_scale = {gap_scale:g}): {unit} flux, vacuum wavelengths [A], "
         f"R = {observed_resolution:g}.")
-    if return_truth:
-        return synthetic, observed, truth
-    return synthetic, observed
+    return (synthetic, observed, truth) if return_truth else (synthetic, observed)

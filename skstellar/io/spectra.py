@@ -214,10 +214,7 @@ def _as_int(value):
 
 def _first(header, *keys):
     """Value of the first of ``keys`` present in ``header`` (None if none)."""
-    for key in keys:
-        if key in header:
-            return header[key]
-    return None
+    return next((header[key] for key in keys if key in header), None)
 
 
 def _lamost_meta(header, path: Path, layout: str) -> dict:
