@@ -256,12 +256,10 @@ def _as_labels(labels):
     """(n, 3) float64 array of (teff, logg, m_h) from an array or a named table."""
     if is_named_input(labels):
         names = column_names(labels)
-        cols = []
         for name in LABEL_NAMES:
             if name not in names:
                 raise missing_column_error(name, "the M-dwarf model labels", names)
-            cols.append(np.asarray(labels[name], dtype=np.float64))
-        arr = np.column_stack(cols)
+        arr = np.column_stack([np.asarray(labels[name], dtype=np.float64) for name in LABEL_NAMES])
     else:
         arr = np.asarray(labels, dtype=np.float64)
         if arr.ndim == 1 and arr.shape[0] == 3:
