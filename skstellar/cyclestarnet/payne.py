@@ -508,10 +508,8 @@ class PayneEmulator(BaseNeuralRegressor):
             raise ValueError(
                 f"{path.name}: x_min and x_max must have the same length and x_max > x_min."
             )
-        if arrays["w_array_0"].ndim == 3:
-            body, hidden, act, arch = cls._legacy_body(arrays, n_labels, path.name)
-        else:
-            body, hidden, act, arch = cls._dense_body(arrays, n_labels, path.name)
+        build = cls._legacy_body if arrays["w_array_0"].ndim == 3 else cls._dense_body
+        body, hidden, act, arch = build(arrays, n_labels, path.name)
         n_pixels = body(torch.zeros((1, n_labels))).shape[1]
         if label_names is None and "label_names" in arrays:
             label_names = [str(s) for s in arrays["label_names"]]
