@@ -12,48 +12,16 @@
   subtype, precision-vs-S/N model (catalogue extras of the LAMOST M-dwarf paper).
 """
 
+from . import evaluation, indices
 from .adapter import SPLIT_POLICIES, CycleStarNet
-from .evaluation import (
-    FAST_ADAPTER_PARAMS,
-    PAPER_FIGURES,
-    TARGETS,
-    continuum_throughput,
-    evaluate_cyclestarnet,
-    format_cyclestarnet_report,
-    label_statistics,
-    residual_rms,
-    run_cyclestarnet_demo,
-)
+from .evaluation import *  # noqa: F403 (names in evaluation.__all__)
 from .fitting import LabelFitResult, SpectralLabelFitter, doppler_shift_torch
-from .indices import (
-    ACTIVITY_THRESHOLD,
-    HALPHA_AIR,
-    HALPHA_CONTINUUM_WINDOWS,
-    HALPHA_VACUUM,
-    SPT_RANGE,
-    TIO5_CONTINUUM,
-    TIO5_NUMERATOR,
-    activity_flag,
-    fit_precision_snr,
-    halpha_equivalent_width,
-    precision_model,
-    repeat_precision,
-    spectral_subtype_from_tio5,
-    tio5_index,
-)
+from .indices import *  # noqa: F403 (names in indices.__all__)
 from .networks import CycleStarNetGenerator, PairDiscriminator, closing_length
 from .payne import PayneEmulator, PayneNetwork, PerPixelNetwork
 
 __all__ = [
-    "FAST_ADAPTER_PARAMS",
-    "PAPER_FIGURES",
-    "TARGETS",
-    "continuum_throughput",
-    "evaluate_cyclestarnet",
-    "format_cyclestarnet_report",
-    "label_statistics",
-    "residual_rms",
-    "run_cyclestarnet_demo",
+    *evaluation.__all__,
     "SPLIT_POLICIES",
     "CycleStarNet",
     "CycleStarNetGenerator",
@@ -65,18 +33,5 @@ __all__ = [
     "PerPixelNetwork",
     "SpectralLabelFitter",
     "doppler_shift_torch",
-    "ACTIVITY_THRESHOLD",
-    "HALPHA_AIR",
-    "HALPHA_CONTINUUM_WINDOWS",
-    "HALPHA_VACUUM",
-    "SPT_RANGE",
-    "TIO5_CONTINUUM",
-    "TIO5_NUMERATOR",
-    "activity_flag",
-    "fit_precision_snr",
-    "halpha_equivalent_width",
-    "precision_model",
-    "repeat_precision",
-    "spectral_subtype_from_tio5",
-    "tio5_index",
+    *indices.__all__,
 ]

@@ -878,9 +878,6 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         return dict(zip(_HISTORY_KEYS, vals))
 
     # ------------------------------------------------------------- mapping
-    def _chunk_rows(self):
-        return max(8, 2**20 // int(self.padded_length_))
-
     def _to_net(self, x):
         """Normalised, padded network input from flux (n, P)."""
         return self._pad((x - self.flux_offset_) / self.flux_scale_)
@@ -897,7 +894,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         (``spectra_out``) or returned as is (latents).
         """
         out = []
-        step = self._chunk_rows()
+        step = max(8, 2**20 // int(self.padded_length_))  # ~2**20 floats per chunk
         with _threads(self.n_threads), torch.inference_mode():
             for start in range(0, len(flux), step):
                 chunk = np.ascontiguousarray(flux[start:start + step])
@@ -1004,12 +1001,9 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"domain must be 'observed' or 'synthetic', got {domain!r}.")
         flux, _ = self._map_input(X, "X")
         gen = self.generator_
-        if domain == "synthetic":
-            fn = gen.encode_synth
-        else:
-            def fn(x):
-                return gen.encode_obs(x, split=False)[0]
-        return self._run(fn, flux, spectra_out=False)
+        encoders = {"synthetic": gen.encode_synth,
+                    "observed": lambda x: gen.encode_obs(x, split=False)[0]}
+        return self._run(encoders[domain], flux, spectra_out=False)
 
     def _split_array(self, split, n):
         """Split latents (n, c, m) float32 from a policy name, one latent, or one per row."""

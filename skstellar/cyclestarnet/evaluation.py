@@ -2,32 +2,21 @@
 
 Zhang et al. (``mdwarf-cycle-starnet-lamost``) judge their domain adaptation
 by the residuals of the observed spectra against their best-fitting model,
-in units of the flux uncertainty: "over 2 times" (2.0x) when the labels are
-fitted with the synthetic emulator alone and 1.68x once the emulator's
-spectra are mapped into the observed domain by Cycle-StarNet (Sect. 3.4 and
-Fig. 8); they also quote label offsets and scatters against the literature
-(abstract and Sect. 4) and the cost of their training (5e5 iterations, about
-10 V100 GPU hours, Sect. 3.4). This module measures the same quantities for
-skstellar on the simulated domains of
+in units of the flux uncertainty: "over 2 times" (2.0x) with the synthetic
+emulator alone, 1.68x through Cycle-StarNet (Sect. 3.4, Fig. 8); their label
+offsets, scatters and training cost are in :data:`PAPER_FIGURES`. This module
+measures the same quantities for skstellar on the simulated domains of
 :func:`skstellar.datasets.mdwarf_spectra.make_mdwarf_spectra`, whose
 synthetic gap and true labels are known:
 
-* :func:`residual_rms`: per-spectrum rms of ``(F_obs - model) / sigma`` over
-  the good pixels (the paper's Fig. 8 quantity);
-* :func:`label_statistics`: bias (median) and scatter (robust standard
-  deviation) of fitted labels against the truth;
-* :func:`continuum_throughput`: spectra per second of the paper's
-  pseudo-continuum normalisation (Sect. 2.4) on 2,901-pixel spectra;
-* :func:`evaluate_cyclestarnet`: simulate, train The Payne on the synthetic
-  model and Cycle-StarNet on unpaired domains, fit the labels of a paired
-  test set without and with adaptation (Sect. 3.5) and return residuals,
-  label statistics and timings;
+* :func:`residual_rms`: rms of ``(F_obs - model) / sigma`` per spectrum (Fig. 8);
+* :func:`label_statistics`: bias and scatter of fitted labels against the truth;
+* :func:`continuum_throughput`: speed of the pseudo-continuum normalisation (Sect. 2.4);
+* :func:`evaluate_cyclestarnet`: the whole pipeline, labels without and with adaptation;
 * :func:`format_cyclestarnet_report`: the paper-versus-ours tables;
-* :func:`run_cyclestarnet_demo`: the ``skstellar demo cyclestarnet`` entry
-  point (a short CPU run);
-* :data:`FAST_ADAPTER_PARAMS`: the reduced adapter used for short CPU runs;
-* :data:`PAPER_FIGURES` and :data:`TARGETS`: the paper's numbers and the
-  project's throughput targets.
+* :func:`run_cyclestarnet_demo`: the ``skstellar demo cyclestarnet`` entry point;
+* :data:`FAST_ADAPTER_PARAMS`, :data:`PAPER_FIGURES`, :data:`TARGETS`: the reduced
+  adapter of short CPU runs, the paper's numbers, the project's throughput targets.
 
 Flux is continuum-normalised (dimensionless), wavelengths are vacuum
 Angstrom, Teff is in K, log g and [M/H] in dex, times in seconds.
@@ -255,22 +244,6 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
 # ---------------------------------------------------------------------------
 # The end-to-end evaluation
 # ---------------------------------------------------------------------------
-def _flux_err(batch):
-    """1-sigma errors of a SpectrumBatch (inf where ivar <= 0)."""
-    iv = np.asarray(batch.ivar, dtype=np.float64)
-    with np.errstate(divide="ignore"):
-        return np.where(iv > 0, 1.0 / np.sqrt(np.where(iv > 0, iv, 1.0)), np.inf)
-
-
-def _uniform_labels(n, rng):
-    """Labels drawn uniformly over the model's label box (a stand-in for the model grid)."""
-    from ..datasets.mdwarf_spectra import LABEL_RANGES
-
-    lo = np.array([LABEL_RANGES[k][0] for k in _LABELS])
-    hi = np.array([LABEL_RANGES[k][1] for k in _LABELS])
-    return lo + (hi - lo) * rng.uniform(size=(n, len(_LABELS)))
-
-
 def _timed(func, *args, **kwargs):
     """``func(*args, **kwargs)`` and its wall-clock time [s]."""
     t0 = time.perf_counter()
@@ -383,7 +356,7 @@ def evaluate_cyclestarnet(
         under ``"fitted"`` (not JSON), the emulator, adapter, fitters, fit
         results, per-spectrum residual arrays and the test truth.
     """
-    from ..datasets.mdwarf_spectra import make_mdwarf_spectra, mdwarf_model_spectrum
+    from ..datasets.mdwarf_spectra import LABEL_RANGES, make_mdwarf_spectra, mdwarf_model_spectrum
     from ..preprocessing.continuum import window_mask
     from .adapter import CycleStarNet
     from .fitting import SpectralLabelFitter
@@ -410,7 +383,9 @@ def evaluate_cyclestarnet(
     _, test, truth = make_mdwarf_spectra(n_test, n_test, paired=True, return_truth=True,
                                          random_state=seeds[1], **common)
     wave = np.asarray(test.wavelength, dtype=np.float64)
-    emu_labels = _uniform_labels(n_emulator, np.random.default_rng(seeds[2]))
+    lo, hi = np.array([LABEL_RANGES[k] for k in _LABELS]).T  # the model's box: the "grid"
+    u = np.random.default_rng(seeds[2]).uniform(size=(n_emulator, len(_LABELS)))
+    emu_labels = lo + (hi - lo) * u
     emu_flux = mdwarf_model_spectrum(emu_labels, wave).astype(np.float32)
     t_sim = time.perf_counter() - t0
     say(f"Simulated {n_synthetic} synthetic + {n_observed} observed training spectra, "
@@ -439,7 +414,9 @@ def evaluate_cyclestarnet(
 
     # --- 3. label fits without and with adaptation
     flux = np.asarray(test.flux, dtype=np.float64)
-    err = _flux_err(test)
+    with np.errstate(divide="ignore"):  # inf where ivar <= 0
+        iv = np.asarray(test.ivar, dtype=np.float64)
+        err = np.where(iv > 0, 1.0 / np.sqrt(np.where(iv > 0, iv, 1.0)), np.inf)
     mask = test.bad_pixels() | window_mask(wave, "paper")[None, :]
     fparams = {"random_state": seeds[5], **(fitter_params or {})}
     fit0 = SpectralLabelFitter(emulator=emu, **fparams).fit()
@@ -559,11 +536,6 @@ def evaluate_cyclestarnet(
 # ---------------------------------------------------------------------------
 # Reporting
 # ---------------------------------------------------------------------------
-def _jsonable(results):
-    """The figures without the fitted objects (for json.dump)."""
-    return {k: v for k, v in results.items() if k != "fitted"}
-
-
 def _f(x, fmt):
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
 
@@ -712,5 +684,5 @@ def run_cyclestarnet_demo(n_iter=300, n_train=300, n_test=60, n_emulator=1500,
         "values on real LAMOST data; ours are against the simulation's truth (see "
         "skstellar.datasets.mdwarf_spectra.make_mdwarf_spectra). Longer runs: "
         "python benchmarks/cycle_starnet.py")
-    write_json(json_path, _jsonable(results), out)
+    write_json(json_path, {k: v for k, v in results.items() if k != "fitted"}, out)
     return results

@@ -2,16 +2,11 @@
 
 :class:`SpectralLabelFitter` derives labels (and optionally a residual radial
 velocity) for many spectra at once by minimising
-
-``chi2(y) = sum_p (F_obs,p - model_p(y))**2 / sigma_p**2``
-
-where ``model`` is a :class:`~skstellar.cyclestarnet.payne.PayneEmulator`
-(possibly Doppler shifted), or, with a Cycle-StarNet domain ``adapter``, the
-emulator's spectrum mapped into the observed domain. This is the label
-derivation of the Cycle-StarNet M-dwarf paper (Sect. 3.5): first a fit in the
-synthetic domain, ``argmin_y |Payne(y) - CSN_obs->synth(F_obs)|^2``, whose
-result starts the fit in the observed domain,
-``argmin_y |F_obs - CSN_synth->obs(Payne(y))|^2 / sigma_obs^2``, with L-BFGS.
+``chi2(y) = sum_p (F_obs,p - model_p(y))**2 / sigma_p**2`` through a
+:class:`~skstellar.cyclestarnet.payne.PayneEmulator` (possibly Doppler shifted)
+or, with a Cycle-StarNet ``adapter``, by the label derivation of the M-dwarf
+paper (Sect. 3.5): L-BFGS on ``|Payne(y) - CSN_obs->synth(F_obs)|^2``, whose
+result starts ``|F_obs - CSN_synth->obs(Payne(y))|^2 / sigma_obs^2``.
 
 The fits of all spectra of a batch run together in torch
 (:func:`skstellar.nn.optimize.fit_batched`), labels are kept inside the
@@ -42,8 +37,6 @@ from ..parameters import RANGE, Interval, Options, Rule, validate_parameters
 from ..spectrum import SPEED_OF_LIGHT_KMS
 
 __all__ = ["LabelFitResult", "SpectralLabelFitter", "doppler_shift_torch", "SPEED_OF_LIGHT_KMS"]
-
-#: Speed of light in km/s.
 
 _INITS = ("grid", "center", "random")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -163,14 +156,10 @@ class LabelFitResult:
             cols[name] = self.labels[:, j]
             cols[f"{name}_err"] = self.labels_err[:, j]
         if self.rv is not None:
-            cols["rv"] = self.rv
-            cols["rv_err"] = self.rv_err
-        cols["chi2"] = self.chi2
-        cols["chi2_reduced"] = self.chi2_reduced
-        cols["n_good_pixels"] = self.n_good_pixels
-        cols["at_bound"] = self.any_at_bound
-        cols["converged"] = self.converged
-        cols["fit_ok"] = self.fit_ok
+            cols.update(rv=self.rv, rv_err=self.rv_err)
+        cols.update(chi2=self.chi2, chi2_reduced=self.chi2_reduced,
+                    n_good_pixels=self.n_good_pixels, at_bound=self.any_at_bound,
+                    converged=self.converged, fit_ok=self.fit_ok)
         return pd.DataFrame(cols)
 
 
@@ -559,13 +548,11 @@ class SpectralLabelFitter(BaseEstimator):
             flux, ivar = flux.flux, flux.ivar
         check_numeric_input(flux, what="flux", allow_nan=True, allow_inf=True)
         flux = np.asarray(flux, dtype=np.float64)
-        if flux.ndim == 1:
-            flux = flux[None, :]
+        flux = flux[None, :] if flux.ndim == 1 else flux
         if flux.ndim != 2:
             raise ValueError(f"flux must have shape (n_spectra, n_pixels), got {flux.shape}.")
         n, p = flux.shape
-        expected = int(getattr(self.adapter, "n_pixels_observed", self.n_pixels_)) \
-            if self.adapter is not None else self.n_pixels_
+        expected = int(getattr(self.adapter, "n_pixels_observed", self.n_pixels_))
         if p != expected:
             raise ValueError(
                 f"The spectra have {p} pixels but the "
@@ -660,14 +647,12 @@ class SpectralLabelFitter(BaseEstimator):
     def _eval_rows(self):
         """Rows per model evaluation: ``eval_batch_size`` or, for "auto", a cache-sized count.
 
-        The fit is memory-bound: the widest activation of a row (n_pixels x
-        n_hidden for a per-pixel network, the output for a dense one) times
-        the rows should stay near 2**20 floats. Measured on a 2-core CPU, one
-        thread: the legacy 7214 x 5 per-pixel network costs 455 us per row and
-        evaluation at 32 rows against 1680 us at 256 rows; a 2 x 300 network
-        with 2900 pixels is flat at ~100 us from 128 rows on. The reduced
-        Cycle-StarNet adapter (2,901 pixels) costs about 1 ms per row for a
-        forward and backward pass from 64 rows on (2.1 ms at 16 rows).
+        Measured on a 2-core CPU, one thread: the legacy 7214 x 5 per-pixel
+        network costs 455 us per row and evaluation at 32 rows against 1680 us
+        at 256 rows; a 2 x 300 network with 2900 pixels is flat at ~100 us from
+        128 rows on. The reduced Cycle-StarNet adapter (2,901 pixels) costs
+        about 1 ms per row for a forward and backward pass from 64 rows on
+        (2.1 ms at 16 rows).
         """
         if self.eval_batch_size != "auto":
             return int(self.eval_batch_size)
@@ -683,14 +668,7 @@ class SpectralLabelFitter(BaseEstimator):
             if body is not None:
                 outs = [m.out_features for m in body.modules() if isinstance(m, torch.nn.Linear)]
                 width = max([width] + outs)
-        rows = 2**20 // max(1, width)
-        return int(np.clip(rows, 16, 256))
-
-    def _with_rv(self, starts):
-        if not self.fit_rv:
-            return starts
-        rv0 = np.clip(0.0, *self.bounds_[:, -1])
-        return np.concatenate([starts, np.full(starts.shape[:2] + (1,), rv0)], axis=2)
+        return int(np.clip(2**20 // max(1, width), 16, 256))
 
     # ---------------------------------------------------------------- fit
     def fit_labels(self, flux, flux_err=None, mask=None, *, ivar=None, x0=None):
@@ -858,7 +836,9 @@ class SpectralLabelFitter(BaseEstimator):
             starts = self._grid_starts(grid_flux, target, tw, int(self.n_starts))
         else:
             starts = other
-        starts = self._with_rv(starts)
+        if self.fit_rv:  # every start at rv = 0, clipped into rv_bounds
+            rv0 = np.clip(0.0, *self.bounds_[:, -1])
+            starts = np.concatenate([starts, np.full(starts.shape[:2] + (1,), rv0)], axis=2)
         if self.adapter is None:
             return fit_batched(synth_model, target, tw, starts, lo, hi, **common), None
         res = fit_batched(synth_model, target, tw, starts, lo, hi, compute_covariance=False,
@@ -898,12 +878,11 @@ class SpectralLabelFitter(BaseEstimator):
                 f"adapter.to_observed_torch returned {probe.shape[1]} pixels, the observed "
                 f"spectra have {y.shape[1]}."
             )
-        res2 = fit_batched(obs_model, y, wt, res.x[None], lo, hi, **common)
-        return res2, syn_labels
+        return fit_batched(obs_model, y, wt, res.x[None], lo, hi, **common), syn_labels
 
     @staticmethod
-    def _frozen_splits(adapter, y, device, rows=None):
-        """Decoded split latents of all observed spectra, once (None if not available).
+    def _frozen_splits(adapter, y, device, rows):
+        """Decoded split latents of all observed spectra, once, ``rows`` at a time (or None).
 
         Uses the adapter's ``split_features_torch`` (Cycle-StarNet); an
         adapter without it gets ``flux_obs`` at every call instead.
@@ -911,8 +890,7 @@ class SpectralLabelFitter(BaseEstimator):
         fn = getattr(adapter, "split_features_torch", None)
         if not callable(fn):
             return None
-        step = int(rows) if rows else max(1, y.shape[0])
-        parts = [fn(y[i : i + step]) for i in range(0, y.shape[0], step)]
+        parts = [fn(y[i : i + rows]) for i in range(0, y.shape[0], rows)]
         if any(p is None for p in parts):
             return None
         return torch.cat(parts).to(device=device, dtype=torch.float32)

@@ -92,19 +92,10 @@ def _wave_flux(X, wavelength):
 def _band_weights(wave, lo, hi):
     """Weights ``W`` such that ``(W * f).sum(-1)`` integrates the interpolated ``f`` over [lo, hi].
 
-    ``f`` is linearly interpolated between pixels.
-
-    Parameters
-    ----------
-    wave : ndarray (p,) or (n, p)
-        Increasing wavelengths [A] (NaN padding allowed at the end).
-
-    Returns
-    -------
-    W : ndarray (1 or n, p)
-        Weights [A]; non-zero only on the pixels the integral touches.
-    covered : ndarray of bool (1 or n,)
-        Whether [lo, hi] lies within the finite wavelength range.
+    ``wave`` (p,) or (n, p) is increasing [A], NaN-padded at the end; ``f`` is
+    linearly interpolated between pixels. Returns ``W`` (1 or n, p) [A], non-zero
+    only on the pixels the integral touches, and ``covered`` (1 or n,), whether
+    [lo, hi] lies within the finite wavelength range.
     """
     w2 = np.atleast_2d(wave)
     a, b = w2[:, :-1], w2[:, 1:]
@@ -485,8 +476,7 @@ def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, m
     if len(label_names) != k:
         raise ValueError(f"Got {len(label_names)} names for {k} label column(s).")
     s = np.asarray(snr, dtype=np.float64).ravel()
-    ids = np.asarray(object_id, dtype=object).ravel() if not isinstance(object_id, pd.Series) \
-        else object_id.to_numpy(dtype=object)
+    ids = np.asarray(object_id, dtype=object).ravel()
     if s.shape[0] != n or ids.shape[0] != n:
         raise ValueError(
             f"values ({n} rows), object_id ({ids.shape[0]}) and snr ({s.shape[0]}) must have "

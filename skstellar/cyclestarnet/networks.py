@@ -287,9 +287,7 @@ class CycleStarNetGenerator(nn.Module):
     # ----------------------------------------------------------- decoders
     def split_features(self, z_split):
         """Decoded split latent (domain-feature resolution), or None."""
-        if self.dec_split is None:
-            return None
-        return self.dec_split(z_split)
+        return None if self.dec_split is None else self.dec_split(z_split)
 
     def decode_synth(self, z_shared):
         """Synthetic-domain spectra (n, L) from shared latents."""

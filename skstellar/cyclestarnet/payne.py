@@ -2,21 +2,12 @@
 
 :class:`PayneEmulator` is the spectral emulator of Ting et al. (2019, ApJ 879,
 69) as used by the Cycle-StarNet M-dwarf paper (Sect. 2.2 of
-``mdwarf-cycle-starnet-lamost``): a multilayer perceptron that maps stellar
-labels, min-max scaled to [-0.5, 0.5], to a continuum-normalised spectrum,
-with two hidden layers of 300 LeakyReLU(0.01) units. It is trained with
-:meth:`PayneEmulator.fit` (skorch-backed, seeded, early stopping on a
-validation split; The Payne's L1 loss by default) or loaded from The Payne's
-``.npz`` weight files with :meth:`PayneEmulator.from_npz`:
-
-* the modern format (``w_array_0..k``, ``b_array_0..k``, ``x_min``,
-  ``x_max``; dense layers with weights stored as (out, in) like
-  ``torch.nn.Linear``), e.g. the 25-label Kurucz network of The Payne;
-* the legacy 2018 per-pixel format of the repository's first commit
-  (El-Badry et al. 2018): an independent network per pixel with one hidden
-  layer of sigmoid units, ``w_array_0`` of shape (n_pixels, n_hidden,
-  n_labels). It is evaluated for all pixels at once with one matrix product.
-
+``mdwarf-cycle-starnet-lamost``), a multilayer perceptron from scaled labels
+to a continuum-normalised spectrum. It is trained with :meth:`PayneEmulator.fit`
+(skorch-backed) or loaded from The Payne's ``.npz`` weight files with
+:meth:`PayneEmulator.from_npz`: the modern dense format (e.g. the 25-label
+Kurucz network of The Payne) or the legacy 2018 per-pixel format of the
+repository's first commit (:class:`PerPixelNetwork`, El-Badry et al. 2018).
 :meth:`PayneEmulator.predict_torch` is the differentiable forward pass used by
 :class:`skstellar.cyclestarnet.fitting.SpectralLabelFitter`.
 """
@@ -517,10 +508,8 @@ class PayneEmulator(BaseNeuralRegressor):
             raise ValueError(
                 f"{path.name}: x_min and x_max must have the same length and x_max > x_min."
             )
-        if arrays["w_array_0"].ndim == 3:
-            body, hidden, act, arch = cls._legacy_body(arrays, n_labels, path.name)
-        else:
-            body, hidden, act, arch = cls._dense_body(arrays, n_labels, path.name)
+        build = cls._legacy_body if arrays["w_array_0"].ndim == 3 else cls._dense_body
+        body, hidden, act, arch = build(arrays, n_labels, path.name)
         n_pixels = body(torch.zeros((1, n_labels))).shape[1]
         if label_names is None and "label_names" in arrays:
             label_names = [str(s) for s in arrays["label_names"]]

@@ -10,11 +10,9 @@ is known, so that domain adaptation and label fitting can be checked against
 truth:
 
 * :func:`mdwarf_model_spectrum`, the exact, deterministic label -> spectrum
-  model of the synthetic domain: continuum-normalised flux of an M dwarf
-  (Teff 3000-4000 K, log g 4.5-5.5, [M/H] -1..+0.5) built from molecular
-  band systems (TiO, CaH, VO) and atomic lines (K I, Na I, Ca II, H-alpha)
-  whose strengths are smooth functions of the labels, seen through a
-  Gaussian line-spread function of resolving power R;
+  model of the synthetic domain: molecular bands (TiO, CaH, VO) and atomic
+  lines (K I, Na I, Ca II, H-alpha) whose strengths are smooth functions of
+  the labels (:data:`LABEL_RANGES`), seen through a Gaussian LSF;
 * :func:`make_mdwarf_spectra`, the two domains as
   :class:`~skstellar.spectrum.SpectrumBatch` objects (plus, on request, the
   noiseless truth of the observed stars);
@@ -59,8 +57,6 @@ __all__ = [
     "mdwarf_wavelength_grid",
 ]
 
-#: Speed of light [km/s].
-_C_KMS = SPEED_OF_LIGHT_KMS  # [km/s]
 #: FWHM / sigma of a Gaussian.
 _FWHM_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
 
@@ -123,9 +119,8 @@ MDWARF_ATOMIC_LINES = {
                    sigma=1.0, wing_tau=0.0, wing_sigma=0.0),
 }
 
-#: How each species' optical depth scales with the labels:
-#: tau = tau_ref * exp(-(Teff - 3500) / theta) * 10**(a_m [M/H]) * 10**(a_g (log g - 5)),
-#: as (theta [K], a_m, a_g); the alkali wings get an extra 10**(a_wing (log g - 5)).
+#: Strength law (theta [K], a_m, a_g) of each species and gravity exponent a_wing of the
+#: alkali wings (the formulas: :func:`mdwarf_model_spectrum`, Notes).
 _SPECIES_LAWS = {
     "TiO": (520.0, 0.5, 0.1),
     "CaH": (650.0, 0.2, 0.4),
@@ -257,18 +252,14 @@ def draw_mdwarf_labels(n, random_state=None):
     return pd.DataFrame({"teff": teff, "logg": logg, "m_h": m_h})
 
 
-
-
 def _as_labels(labels):
     """(n, 3) float64 array of (teff, logg, m_h) from an array or a named table."""
     if is_named_input(labels):
         names = column_names(labels)
-        cols = []
         for name in LABEL_NAMES:
             if name not in names:
                 raise missing_column_error(name, "the M-dwarf model labels", names)
-            cols.append(np.asarray(labels[name], dtype=np.float64))
-        arr = np.column_stack(cols)
+        arr = np.column_stack([np.asarray(labels[name], dtype=np.float64) for name in LABEL_NAMES])
     else:
         arr = np.asarray(labels, dtype=np.float64)
         if arr.ndim == 1 and arr.shape[0] == 3:
@@ -305,7 +296,7 @@ def _check_resolution(name, value, allow_none=False):
     try:
         r = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number (R = lambda / FWHM), got {value!r}.")
+        r = np.nan
     if not (np.isfinite(r) and r > 0):
         raise ValueError(f"{name} must be a positive number (R = lambda / FWHM), got {value!r}.")
     return r
@@ -377,9 +368,7 @@ def _gap_basis(lam):
     centres = np.sort(frng.uniform(*_FOREST["span"], _FOREST["n_lines"]))
     depths = np.exp(frng.uniform(np.log(_FOREST["tau"][0]), np.log(_FOREST["tau"][1]),
                                  _FOREST["n_lines"]))
-    forest = np.zeros_like(lam)
-    for c, d in zip(centres, depths):  # loop over 80 fixed lines, vectorised over pixels
-        forest += d * _gauss(lam, c, _FOREST["sigma"])
+    forest = (depths[:, None] * _gauss(lam, centres[:, None], _FOREST["sigma"])).sum(axis=0)
     tell = np.zeros_like(lam)
     for key in ("O2_B", "O2_A"):
         t = MDWARF_GAP_FEATURES[key]
@@ -409,9 +398,7 @@ def _model_strengths(labels):
 
 
 class _Renderer:
-    """Spectra of many stars on a fine uniform ln(lambda) grid, resampled to the output grid.
-
-    The fine-grid spectra are resampled after Gaussian LSF convolution (by FFT).
+    """Spectra of many stars on a fine ln(lambda) grid, LSF-convolved (FFT) and resampled.
 
     ``dtype`` is the working precision (float64 for :func:`mdwarf_model_spectrum`,
     float32 inside :func:`make_mdwarf_spectra`, ~1e-6 relative round-off).
@@ -427,7 +414,7 @@ class _Renderer:
         else:
             sig_ln = 1.0 / (_FWHM_SIGMA * resolution)
             step = min(_FINE_STEP, sig_ln / 3.0)
-        pad = _PAD_SIGMAS * sig_ln + 2.0 * max_shift_kms / _C_KMS + 4 * step
+        pad = _PAD_SIGMAS * sig_ln + 2.0 * max_shift_kms / SPEED_OF_LIGHT_KMS + 4 * step
         # the fine grid sits on multiples of ``step`` in ln(lambda), whatever the
         # output grid, so a wavelength gets the same flux on every output grid
         lo = np.floor((np.log(wave[0]) - pad) / step) * step
@@ -484,7 +471,7 @@ class _Renderer:
                 res += flux[:, i0 + 1] * w
             else:
                 # a constant shift of s fine pixels per star: read at pos - s
-                s = np.log1p(shift_kms[sl] / _C_KMS) / self.step
+                s = np.log1p(shift_kms[sl] / SPEED_OF_LIGHT_KMS) / self.step
                 k = np.floor(s)
                 f = (s - k).astype(self.dtype)[:, None]
                 wrap = self.w[None, :] < f
@@ -961,6 +948,4 @@ def make_mdwarf_spectra(
         f"Simulated observed-domain M-dwarf spectra with a known synthetic gap "
         f"(gap_scale = {gap_scale:g}): {unit} flux, vacuum wavelengths [A], "
         f"R = {observed_resolution:g}.")
-    if return_truth:
-        return synthetic, observed, truth
-    return synthetic, observed
+    return (synthetic, observed, truth) if return_truth else (synthetic, observed)

@@ -58,24 +58,9 @@ _BOOL_TEXT = {**dict.fromkeys(("T", "TRUE", "1", "Y", "YES"), True),
 
 
 def _pad_rows(rows, lengths, width, fill, dtype):
-    """Stack 1-D arrays of different lengths into a padded 2-D array.
+    """Stack 1-D arrays (``rows[i]`` of length ``lengths[i]``) into a ``(len(rows), width)`` array.
 
-    Parameters
-    ----------
-    rows : sequence of ndarray
-        One 1-D array per spectrum; ``len(rows[i]) == lengths[i]``.
-    lengths : ndarray of int
-        Length of each row.
-    width : int
-        Number of columns of the output (at least ``lengths.max()``).
-    fill : scalar
-        Value of the padded cells.
-    dtype : dtype
-        Output dtype.
-
-    Returns
-    -------
-    ndarray of shape (len(rows), width)
+    Cells beyond a row's length hold ``fill``; ``width >= lengths.max()``.
     """
     lengths = np.asarray(lengths, dtype=int)
     out = np.full((len(rows), width), fill, dtype=dtype)
@@ -182,19 +167,13 @@ def _looks_like_wavelength(row: np.ndarray) -> bool:
 
 
 def _detect_layout(header, row2: np.ndarray, name: str) -> str:
-    """Decide between the "DR1" and "DR6" LAMOST layouts of one file.
+    """The "DR1" or "DR6" layout of one file: row 2's content, checked against ``EXTEN0``.
 
-    The ``EXTEN0`` keyword ("... Subcontinuum ..." or "... Wavelength ...")
-    is checked against the content of row 2; when both disagree the data win
-    and a warning is issued.
+    On disagreement the data win and a warning is issued (see :func:`read_lamost_spectra`).
     """
     exten0 = str(header.get("EXTEN0", "")).upper()
-    if "WAVELENGTH" in exten0:
-        declared = "DR6"
-    elif "SUBCONT" in exten0:
-        declared = "DR1"
-    else:
-        declared = None
+    declared = next((lay for word, lay in (("WAVELENGTH", "DR6"), ("SUBCONT", "DR1"))
+                     if word in exten0), None)
     observed = "DR6" if _looks_like_wavelength(row2) else "DR1"
     if declared is not None and declared != observed:
         warnings.warn(
@@ -235,15 +214,12 @@ def _as_int(value):
 
 def _first(header, *keys):
     """Value of the first of ``keys`` present in ``header`` (None if none)."""
-    for key in keys:
-        if key in header:
-            return header[key]
-    return None
+    return next((header[key] for key in keys if key in header), None)
 
 
 def _lamost_meta(header, path: Path, layout: str) -> dict:
     """One row of metadata from a LAMOST primary header."""
-    row = {
+    return {
         "filename": path.name,
         "path": str(path),
         "layout": layout,
@@ -255,27 +231,21 @@ def _lamost_meta(header, path: Path, layout: str) -> dict:
         "z_err": _as_float(header.get("Z_ERR")),
         "class": _as_str(header.get("CLASS")),
         "subclass": _as_str(header.get("SUBCLASS")),
+        **{f"snr_{band}": _as_float(_first(header, f"SN_{band.upper()}", f"SNR{band.upper()}"))
+           for band in _BANDS},
+        "mjd": _as_int(_first(header, "LMJD", "MJD")),
+        "helio_rv": _as_float(header.get("HELIO_RV")),
+        "vacuum": _as_bool(header.get("VACUUM")),
+        "planid": _as_str(header.get("PLANID")),
+        "spid": _as_int(header.get("SPID")),
+        "fiberid": _as_int(header.get("FIBERID")),
     }
-    for band in _BANDS:
-        key = band.upper()
-        row[f"snr_{band}"] = _as_float(_first(header, f"SN_{key}", f"SNR{key}"))
-    row["mjd"] = _as_int(_first(header, "LMJD", "MJD"))
-    row["helio_rv"] = _as_float(header.get("HELIO_RV"))
-    row["vacuum"] = _as_bool(header.get("VACUUM"))
-    row["planid"] = _as_str(header.get("PLANID"))
-    row["spid"] = _as_int(header.get("SPID"))
-    row["fiberid"] = _as_int(header.get("FIBERID"))
-    return row
 
 
 def _read_lamost_file(path: Path, mask_bad: bool):
-    """Read one LAMOST LRS file.
+    """Read one LAMOST LRS file: ``(wavelength, flux, ivar, mask, normalized or None, meta row)``.
 
-    Returns
-    -------
-    tuple
-        ``(wavelength, flux, ivar, mask, normalized_or_None, meta_row)``, all
-        arrays 1-D float64 (mask bool) of the file's length.
+    The arrays are 1-D float64 (mask bool) of the file's length.
     """
     from astropy.io import fits
 
@@ -327,11 +297,8 @@ def _lamost_frame(rows: list[dict]) -> pd.DataFrame:
     for col in ("obsid", "mjd", "spid", "fiberid"):
         meta[col] = pd.array(meta[col].tolist(), dtype="Int64")
     vacuum = meta["vacuum"].tolist()
-    meta["vacuum"] = (
-        np.array(vacuum, dtype=bool)
-        if all(v is not None for v in vacuum)
-        else pd.array(vacuum, dtype="boolean")
-    )
+    meta["vacuum"] = (np.array(vacuum, dtype=bool) if None not in vacuum
+                      else pd.array(vacuum, dtype="boolean"))
     return meta
 
 
@@ -415,8 +382,7 @@ def read_lamost_spectra(
     >>> batch.meta[["designation", "subclass", "snr_r"]]  # doctest: +SKIP
     """
     files = _expand_paths(paths, recursive=recursive)
-    parts = [_read_lamost_file(path, mask_bad) for path in files]
-    wls, fluxes, ivars, masks, norms, rows = zip(*parts)
+    wls, fluxes, ivars, masks, norms, rows = zip(*(_read_lamost_file(p, mask_bad) for p in files))
     npix = np.array([len(f) for f in fluxes], dtype=int)
     width = int(npix.max())
 
@@ -465,7 +431,7 @@ def _is_array_column(series: pd.Series) -> bool:
     """True when a column holds one array per row (vector or list column)."""
     if series.dtype != object:
         return False
-    present = series.dropna() if len(series) else series
+    present = series.dropna()
     return bool(len(present)) and _is_array_value(present.iloc[0])
 
 
@@ -486,16 +452,6 @@ def _column_rows(df: pd.DataFrame, name: str, dtype=np.float64):
         for v in df[name].to_numpy(dtype=object)
     ]
     return rows, np.array([r.size for r in rows], dtype=int)
-
-
-def _check_lengths(name: str, lengths: np.ndarray, ref: np.ndarray, ref_name: str) -> None:
-    bad = np.flatnonzero(lengths != ref)
-    if bad.size:
-        i = int(bad[0])
-        raise ValueError(
-            f"Column {name!r} has {lengths[i]} values in row {i} but {ref_name!r} has "
-            f"{ref[i]} ({bad.size} mismatching row(s))."
-        )
 
 
 def read_spectra_table(
@@ -593,7 +549,13 @@ def read_spectra_table(
     def padded(name, fill):
         """Array column ``name`` padded to ``width``; its row lengths must be the flux's."""
         rows, row_lengths = _column_rows(df, name)
-        _check_lengths(name, row_lengths, lengths, flux)
+        bad = np.flatnonzero(row_lengths != lengths)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"Column {name!r} has {row_lengths[i]} values in row {i} but {flux!r} has "
+                f"{lengths[i]} ({bad.size} mismatching row(s))."
+            )
         used.add(name)
         return _pad_rows(rows, lengths, width, fill, np.float64)
 
@@ -624,9 +586,8 @@ def read_spectra_table(
         ivar_out = padded(ivar, 0.0)
         ivar_out[~np.isfinite(ivar_out)] = 0.0
 
-    mask_out = np.zeros((n, width), dtype=bool)
-    if mask is not None:
-        mask_out = padded(mask, 1.0) != 0  # NaN counts as bad
+    # NaN in a mask column counts as bad
+    mask_out = np.zeros((n, width), dtype=bool) if mask is None else padded(mask, 1.0) != 0
 
     npix = lengths.copy()
     if wl_out.ndim == 2 and n:
