@@ -127,9 +127,7 @@ class BoxTransform:
 
     def contains(self, x, atol=0.0):
         """Boolean mask of the entries of ``x`` inside ``[lower - atol, upper + atol]``."""
-        lo, _ = self._lw(x)
-        hi = self.upper.to(x)
-        return (x >= lo - atol) & (x <= hi + atol)
+        return (x >= self.lower.to(x) - atol) & (x <= self.upper.to(x) + atol)
 
 
 # --------------------------------------------------------------------------
@@ -182,16 +180,13 @@ def _value_and_grad(fun, z, idx, max_rows=None):
             (g,) = torch.autograd.grad(f.sum(), zr)
         fs.append(f.detach().to(torch.float64))
         gs.append(g.detach().to(torch.float64))
-    if len(fs) == 1:
-        return fs[0], gs[0]
     return torch.cat(fs), torch.cat(gs)
 
 
 def _values(fun, z, idx, max_rows=None):
     """``fun(z, idx)`` without gradient, evaluated in pieces of ``max_rows`` rows."""
     with torch.no_grad():
-        out = [fun(z[sl], idx[sl]) for sl in _row_slices(len(idx), max_rows)]
-    return out[0] if len(out) == 1 else torch.cat(out)
+        return torch.cat([fun(z[sl], idx[sl]) for sl in _row_slices(len(idx), max_rows)])
 
 
 def _check_start(z0, name="z0"):
@@ -510,16 +505,10 @@ def batched_levenberg_marquardt(
     n, d = z.shape
     dev = z.device
     all_idx = torch.arange(n, device=dev)
-
-    def res64(zz, idx):
-        return _values(residual_fn, zz, idx, max_rows)
-
-    r = res64(z, all_idx)
+    r = _values(residual_fn, z, all_idx, max_rows)
     n_evals = 1
     chi2 = r.to(torch.float64).square().sum(1)
-    M = r.shape[1]
-    J = torch.empty((n, M, d), dtype=r.dtype, device=dev)
-    J[:] = _jac_rows(residual_fn, z, all_idx, vectorize, max_rows)
+    J = _jac_rows(residual_fn, z, all_idx, vectorize, max_rows)
     n_evals += d
     R = r.clone()
     lam = torch.full((n,), float(lam0), dtype=torch.float64, device=dev)
@@ -550,7 +539,7 @@ def batched_levenberg_marquardt(
         lam_a = lam[act]
         step = _solve_spd(A + (lam_a[:, None] * dA).diag_embed(), -gvec)
         z_try = z[act] + step
-        r_try = res64(z_try, act)
+        r_try = _values(residual_fn, z_try, act, max_rows)
         n_evals += 1
         chi2_try = r_try.to(torch.float64).square().sum(1)
         ok = torch.isfinite(chi2_try) & (chi2_try < chi2[act])
@@ -571,13 +560,12 @@ def batched_levenberg_marquardt(
     return BatchedOptimizeResult(z, chi2, n_iter, converged & active, n_evals)
 
 
-def _jac_rows(residual_fn, z, idx, vectorize, max_rows=None):
-    out = []
-    for sl in _row_slices(len(idx), max_rows):
-        rows = idx[sl]
-        out.append(forward_jacobian(lambda zz, rows=rows: residual_fn(zz, rows), z[sl],
-                                    vectorize=vectorize))
-    return out[0] if len(out) == 1 else torch.cat(out)
+def _jac_rows(fn, z, idx, vectorize, max_rows=None):
+    """Row Jacobians of ``fn(z, idx)`` (:func:`forward_jacobian`), ``max_rows`` rows at a time."""
+    return torch.cat([
+        forward_jacobian(lambda zz, rows=idx[sl]: fn(zz, rows), z[sl], vectorize=vectorize)
+        for sl in _row_slices(len(idx), max_rows)
+    ])
 
 
 # --------------------------------------------------------------------------
@@ -868,17 +856,13 @@ def fit_batched(
     cov = None
     if compute_covariance:
         lo_w, width = box.lower.to(dev), box.width.to(dev)
-        u_best = box.to_unit(x_best)
-        pieces = []
-        for sl in _row_slices(n_obj, max_rows):
-            rows = torch.arange(n_obj, device=dev)[sl]
 
-            def model_of_unit(u, rows=rows):
-                return model_fn((lo_w + width * u).to(mdtype), rows)
+        def model_of_unit(u, rows):
+            return model_fn((lo_w + width * u).to(mdtype), rows)
 
-            with torch.no_grad():
-                pieces.append(forward_jacobian(model_of_unit, u_best[sl], vectorize=vectorize))
-        J = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
+        with torch.no_grad():
+            J = _jac_rows(model_of_unit, box.to_unit(x_best), torch.arange(n_obj, device=dev),
+                          vectorize, max_rows)
         cov_u = gauss_newton_covariance(J, w)
         cov = (cov_u * width[:, None] * width[None, :]).cpu().numpy()
     return BatchedFitResult(
