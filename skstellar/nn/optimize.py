@@ -336,8 +336,7 @@ def batched_lbfgs(
             has_hist = has_hist & ~bad
         # ---- convergence: predicted decrease of a quasi-Newton step
         done = (has_hist & (-gd / 2 < tol)) | (ga.abs().amax(1) == 0)
-        if done.any():
-            converged[act[done]] = True
+        converged[act[done]] = True
         keep = ~done
         if not keep.any():
             break
@@ -361,22 +360,18 @@ def batched_lbfgs(
             acc = sidx[ok]
             f_new[acc], g_new[acc] = ft[ok], gt[ok]
             searching[acc] = False
+            # rejected rows: minimiser of the quadratic through f(0), f'(0) and f(t)
             rej = sidx[~ok]
-            if len(rej):
-                # minimiser of the quadratic through f(0), f'(0) and f(t)
-                ft_r = torch.where(torch.isfinite(ft[~ok]), ft[~ok], fa[rej] + 1e300)
-                tr = t[rej]
-                denom = 2.0 * (ft_r - fa[rej] - gd[rej] * tr)
-                t_q = -gd[rej] * tr * tr / denom.clamp_min(1e-300)
-                t[rej] = torch.minimum(torch.maximum(t_q, 0.1 * tr), 0.5 * tr)
+            ft_r = torch.where(torch.isfinite(ft[~ok]), ft[~ok], fa[rej] + 1e300)
+            tr = t[rej]
+            denom = 2.0 * (ft_r - fa[rej] - gd[rej] * tr)
+            t_q = -gd[rej] * tr * tr / denom.clamp_min(1e-300)
+            t[rej] = torch.minimum(torch.maximum(t_q, 0.1 * tr), 0.5 * tr)
         failed = searching | (f_new >= fa)
         # a row whose line search failed from steepest descent cannot improve
         fh = n_hist[act] == 0
-        stuck = failed & fh
-        if stuck.any():
-            converged[act[stuck]] = True
-        if (failed & ~fh).any():
-            n_hist[act[failed & ~fh]] = 0  # retry next iteration from steepest descent
+        converged[act[failed & fh]] = True
+        n_hist[act[failed & ~fh]] = 0  # retry next iteration from steepest descent
         moved = ~failed
         if not moved.any():
             continue
@@ -530,8 +525,7 @@ def batched_levenberg_marquardt(
         gn = _solve_spd(A + floor[:, :, None] * eye, -gvec)
         decrement = -(gvec * gn).sum(1)
         done = decrement < tol
-        if done.any():
-            converged[act[done]] = True
+        converged[act[done]] = True
         keep = ~done
         if not keep.any():
             break
@@ -553,10 +547,8 @@ def batched_levenberg_marquardt(
             J[acc] = _jac_rows(residual_fn, z[acc], acc, vectorize, max_rows)
             n_evals += d
         rej = act[~ok]
-        if len(rej):
-            lam[rej] = lam[rej] * lam_up
-            stuck = rej[lam[rej] > lam_max]
-            converged[stuck] = True
+        lam[rej] = lam[rej] * lam_up
+        converged[rej[lam[rej] > lam_max]] = True
     return BatchedOptimizeResult(z, chi2, n_iter, converged & active, n_evals)
 
 
