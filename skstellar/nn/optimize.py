@@ -373,8 +373,6 @@ def batched_lbfgs(
         converged[act[failed & fh]] = True
         n_hist[act[failed & ~fh]] = 0  # retry next iteration from steepest descent
         moved = ~failed
-        if not moved.any():
-            continue
         ia = act[moved]
         s_vec = t[moved, None] * direc[moved]
         y_vec = g_new[moved] - ga[moved]
@@ -387,14 +385,13 @@ def batched_lbfgs(
         converged[ia[n_small[ia] >= stall_iters]] = True
         sy = (s_vec * y_vec).sum(1)
         good = sy > 1e-10 * (y_vec * y_vec).sum(1).sqrt() * (s_vec * s_vec).sum(1).sqrt()
-        if good.any():
-            ig = ia[good]
-            slot = pos[ig]
-            S[ig, slot] = s_vec[good]
-            Y[ig, slot] = y_vec[good]
-            rho[ig, slot] = 1.0 / sy[good]
-            pos[ig] = (slot + 1) % m
-            n_hist[ig] = torch.clamp(n_hist[ig] + 1, max=m)
+        ig = ia[good]
+        slot = pos[ig]
+        S[ig, slot] = s_vec[good]
+        Y[ig, slot] = y_vec[good]
+        rho[ig, slot] = 1.0 / sy[good]
+        pos[ig] = (slot + 1) % m
+        n_hist[ig] = torch.clamp(n_hist[ig] + 1, max=m)
     return BatchedOptimizeResult(z, f, n_iter, converged & active, n_evals)
 
 
@@ -619,8 +616,7 @@ def coupled_lbfgs(
 
     with torch.enable_grad():
         opt.step(closure)
-    state = opt.state[opt._params[0]]
-    n_it = int(state.get("n_iter", 0))
+    n_it = int(opt.state[z].get("n_iter", 0))
     with torch.no_grad():
         f = fun(z, idx).to(torch.float64)
     conv = torch.full((n,), n_it < int(max_iter), dtype=torch.bool, device=z.device)
