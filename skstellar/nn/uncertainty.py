@@ -60,7 +60,9 @@ def batched_jacobian(outputs, inputs, create_graph=False):
     return J.permute(1, 0, 2)
 
 
-_PIECEWISE_LINEAR = (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Identity)
+_MLP_ACTIVATIONS = (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Identity, torch.nn.GELU,
+                    torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Softsign, torch.nn.ELU,
+                    torch.nn.SiLU, torch.nn.Softplus)
 
 
 def is_supported_mlp(module):
@@ -78,16 +80,8 @@ def is_supported_mlp(module):
     """
     from .builders import _Linear
 
-    if not isinstance(module, torch.nn.Sequential):
-        return False
-    for layer in module:
-        if isinstance(layer, (torch.nn.Linear, torch.nn.Dropout, _Linear) + _PIECEWISE_LINEAR):
-            continue
-        if isinstance(layer, (torch.nn.GELU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Softsign,
-                              torch.nn.ELU, torch.nn.SiLU, torch.nn.Softplus)):
-            continue
-        return False
-    return True
+    allowed = (torch.nn.Linear, torch.nn.Dropout, _Linear) + _MLP_ACTIVATIONS
+    return isinstance(module, torch.nn.Sequential) and all(isinstance(m, allowed) for m in module)
 
 
 def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_fn=None):
@@ -134,35 +128,31 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_f
             h = layer(h)
             linears.append(layer)
             gains.append(None)
-        elif isinstance(layer, (torch.nn.Identity, _Linear)):
             continue
-        elif isinstance(layer, torch.nn.Dropout):
-            if dropout_fn is not None and layer.p > 0:
-                mask = dropout_fn(layer, h)
-                h = h * mask
-                gains[-1] = mask if gains[-1] is None else gains[-1] * mask
-            elif layer.training and layer.p > 0:
-                keep = 1.0 - layer.p
-                mask = torch.empty_like(h).bernoulli_(keep).div_(keep)
-                h = h * mask
-                gains[-1] = mask if gains[-1] is None else gains[-1] * mask
-        else:  # elementwise activation
-            pre = h
-            if isinstance(layer, torch.nn.ReLU):
-                g = (pre > 0).to(pre.dtype)
-                h = layer(pre)
-            elif isinstance(layer, torch.nn.LeakyReLU):
-                g = torch.where(pre > 0, torch.ones_like(pre),
-                                torch.full_like(pre, layer.negative_slope))
-                h = layer(pre)
+        if isinstance(layer, (torch.nn.Identity, _Linear)):
+            continue
+        if isinstance(layer, torch.nn.Dropout):  # g: this pass's mask
+            if layer.p == 0 or (dropout_fn is None and not layer.training):
+                continue
+            if dropout_fn is not None:
+                g = dropout_fn(layer, h)
             else:
-                with torch.enable_grad():
-                    p = pre if pre.requires_grad else pre.detach().requires_grad_(True)
-                    h = layer(p)
-                    (g,) = torch.autograd.grad(h, p, torch.ones_like(h), create_graph=create_graph)
-                if p is not pre:
-                    h = layer(pre)
-            gains[-1] = g if gains[-1] is None else gains[-1] * g
+                keep = 1.0 - layer.p
+                g = torch.empty_like(h).bernoulli_(keep).div_(keep)
+            h = h * g
+        elif isinstance(layer, torch.nn.ReLU):  # g: the activation's derivative
+            g = (h > 0).to(h.dtype)
+            h = layer(h)
+        elif isinstance(layer, torch.nn.LeakyReLU):
+            g = torch.where(h > 0, torch.ones_like(h), torch.full_like(h, layer.negative_slope))
+            h = layer(h)
+        else:
+            with torch.enable_grad():
+                p = h if h.requires_grad else h.detach().requires_grad_(True)
+                out = layer(p)
+                (g,) = torch.autograd.grad(out, p, torch.ones_like(out), create_graph=create_graph)
+            h = out if p is h else layer(h)
+        gains[-1] = g if gains[-1] is None else gains[-1] * g
     # output side first: A = W_out[:L]; then A <- (A * g_k) @ W_k for k = K-1..0
     A = linears[-1].weight[:n_outputs]  # (L, h)
     A = A.unsqueeze(0).expand(x.shape[0], -1, -1)
