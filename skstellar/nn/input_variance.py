@@ -180,11 +180,6 @@ class InputVarianceNet(LeanNeuralNet):
         warm = int(self.warmup_iter)
         return self.n_iter_ >= warm if training else self.n_iter_ > warm
 
-    def _rows(self, batch):
-        """The batch's row indices, on the device of the likelihood's data."""
-        rows, y = unpack_data(batch)
-        return rows.to(self.criterion_.data["x"].device), y
-
     def infer(self, x, training=False):
         """Forward passes of the rows ``x`` (see :meth:`InputVarianceLikelihood.forward_passes`)."""
         return self.criterion_.forward_passes(self.module_, x, self.input_term(training),
@@ -194,20 +189,22 @@ class InputVarianceNet(LeanNeuralNet):
         """The likelihood of the rows ``X`` (``y_true`` is unused: the labels are by row)."""
         return self.criterion_(y_pred, X, self.input_term(training), training)
 
+    def _step(self, batch, training):
+        """Loss and outputs of a batch of row indices (moved to the likelihood's device)."""
+        self._set_training(training)
+        rows, y = unpack_data(batch)
+        rows = rows.to(self.criterion_.data["x"].device)
+        y_pred = self.infer(rows, training=training)
+        return {"loss": self.get_loss(y_pred, y, X=rows, training=training), "y_pred": y_pred}
+
     def train_step_single(self, batch, **fit_params):  # noqa: D102
-        self._set_training(True)
-        Xi, yi = self._rows(batch)
-        y_pred = self.infer(Xi, training=True)
-        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        loss.backward()
-        return {"loss": loss, "y_pred": y_pred}
+        step = self._step(batch, training=True)
+        step["loss"].backward()
+        return step
 
     def validation_step(self, batch, **fit_params):  # noqa: D102
         # gradients stay on: the autograd Jacobian needs them
-        self._set_training(False)
-        Xi, yi = self._rows(batch)
-        y_pred = self.infer(Xi, training=False)
-        return {"loss": self.get_loss(y_pred, yi, X=Xi, training=False), "y_pred": y_pred}
+        return self._step(batch, training=False)
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         """One pass over ``iterator`` (training stops at ``max_iter`` steps)."""
@@ -227,8 +224,7 @@ class InputVarianceNet(LeanNeuralNet):
         self._record(prefix, sum(losses), len(losses))
         if training:
             self.history.record("iteration", self.n_iter_)
-            self.history.record("input_term", bool(
-                self.criterion_.covariance is not None and self.n_iter_ > int(self.warmup_iter)))
+            self.history.record("input_term", self.input_term(training=False))
 
 
 class WarmupEarlyStopping(EarlyStopping):
