@@ -5,13 +5,7 @@ thousand weights, mini-batches of ~1000 rows) skorch's general per-batch
 machinery is a large part of an epoch: a closure per optimiser step, the
 ``infer``/``to_tensor`` round trip, two history records and a ``.item()``
 synchronisation per batch, and epoch scores computed back from the batch
-records. :class:`LeanNeuralNet` keeps skorch's object (``module_``,
-``criterion_``, ``optimizer_``, ``history``, epoch-level callbacks such as
-``EarlyStopping`` and ``LRScheduler``, ``PrintLog``) and replaces only the
-inner loop of an epoch by the plain
-``zero_grad -> forward -> loss -> backward -> step`` sequence, accumulating
-the epoch loss without per-batch history records. The batches, their order, the losses and the
-optimiser updates are those of ``skorch.NeuralNet``.
+records. :class:`LeanNeuralNet` replaces only the inner loop of an epoch.
 """
 
 from __future__ import annotations
@@ -28,8 +22,10 @@ __all__ = ["LeanNeuralNet"]
 class LeanNeuralNet(skorch.NeuralNet):
     """``skorch.NeuralNet`` whose epochs run a lean training and validation loop.
 
-    Same parameters, attributes and usage as :class:`skorch.NeuralNet`.
-    Differences (all in :meth:`run_single_epoch`):
+    Same parameters, attributes, usage and epoch-level callbacks
+    (``EarlyStopping``, ``LRScheduler``, ``PrintLog``) as :class:`skorch.NeuralNet`;
+    the batches, their order, the losses and the optimiser updates are
+    skorch's too. Differences (all in :meth:`run_single_epoch`):
 
     * each training batch is one ``zero_grad(set_to_none=True)``, forward,
       ``criterion_(y_pred, y)``, backward and ``optimizer_.step()`` -- no
