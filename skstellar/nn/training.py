@@ -1,21 +1,11 @@
 """The one training core of skstellar's neural estimators.
 
-Every torch estimator trains through the pieces here, so seeding, the
-validation split, the callbacks and the skorch net are written once:
-
-* :func:`seed_from` and :func:`draw_seed` -- integer seeds, one modulus
-  (:data:`SEED_MODULUS`), from ``random_state``;
-* :func:`seeded_split` -- the seeded train/validation split, and
-  :func:`plan_training`, which draws the seeds and the split of a fit in one
-  fixed order;
-* :func:`flag_callbacks` -- the skorch callbacks the ``early_stopping`` and
-  ``lr_schedule`` shortcuts stand for, and :func:`merge_callbacks`, which
-  appends the user's ``callbacks=`` after them;
-* :func:`train_net` -- builds the module under a seed, assembles the skorch
-  net (any ``NeuralNet`` subclass: skorch's own, :class:`LeanNeuralNet`, or
-  one with its own ``get_loss``/``train_step`` hooks) and fits it without
-  touching the caller's global torch RNG;
-* :class:`Progress` and :func:`silent` -- progress output.
+Every torch estimator trains through the pieces here, so each is written
+once: seeds (:func:`seed_from`, :func:`draw_seed`), the train/validation
+split (:func:`seeded_split`, and :func:`plan_training` for all of a fit's
+seeds and split), the shortcut and user callbacks (:func:`flag_callbacks`,
+:func:`merge_callbacks`), the seeded skorch net (:func:`train_net`) and
+progress output (:class:`Progress`, :func:`silent`).
 """
 
 from __future__ import annotations
