@@ -18,10 +18,7 @@ in one clean class). It provides, for every method:
 * float32 inside (float64 accepted), CPU by default (``device``), skorch's
   epoch table as progress when ``verbose``.
 
-A subclass declares its hyperparameters in ``__init__`` (which must include
-the ones listed in :data:`BaseNeuralRegressor._common_params`) and
-implements ``_build_module(n_features, n_outputs)`` and
-``_build_criterion()``.
+How to subclass: see :class:`BaseNeuralRegressor`.
 """
 
 from __future__ import annotations
@@ -396,10 +393,10 @@ class BaseNeuralRegressor(RegressorMixin, NeuralEstimatorBase):
     """Base class for skstellar's torch regressors.
 
     A subclass declares its hyperparameters in ``__init__`` (including the
-    common ones of :class:`NeuralEstimatorBase`) and implements
-    ``_build_module(n_features, n_outputs)`` and ``_build_criterion()``;
-    ``fit``, ``predict(X, return_std=True)`` and ``predict_samples`` come
-    from here.
+    common ones of :class:`NeuralEstimatorBase`, listed in ``_common_params``)
+    and implements ``_build_module(n_features, n_outputs)`` and
+    ``_build_criterion()``; ``fit``, ``predict(X, return_std=True)`` and
+    ``predict_samples`` come from here.
     """
 
 
