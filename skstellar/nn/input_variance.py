@@ -104,8 +104,6 @@ class InputVarianceLikelihood(torch.nn.Module):
             # the input term uses the Jacobian of the first pass only (one more
             # sample of the same network family; halves the Jacobian cost for K = 2)
             out1, J = mlp_forward_with_jacobian(module, xb, L, create_graph=create_graph)
-            if not create_graph:
-                J = J.detach()
             out = out1 if K == 1 else torch.cat([out1, module(xb.repeat(K - 1, 1))])
             return out, J, xk
         if with_input:
