@@ -116,7 +116,7 @@ class InputVarianceLikelihood(torch.nn.Module):
         K, L, B = self.passes(training), self.n_labels, len(rows)
         data = self.data
         mu, exc = out[:, :L], self.positive(out[:, L:])
-        var = (data["vy"][rows] if K == 1 else data["vy"][rows].repeat(K, 1)) + exc
+        var = data["vy"][rows].repeat(K, 1) + exc
         if K > 1:
             vm = mu.detach().view(K, B, L).var(0, unbiased=True)
             var = var + vm.repeat(K, 1)
@@ -125,14 +125,10 @@ class InputVarianceLikelihood(torch.nn.Module):
                 J = batched_jacobian(mu, xk, create_graph=training and self.jacobian_gradient)
                 vin = self.covariance.propagate(J.view(K, B, L, -1), rows).reshape(K * B, L)
             else:
-                vin = self.covariance.propagate(J, rows)
-                vin = vin.repeat(K, 1) if K > 1 else vin
+                vin = self.covariance.propagate(J, rows).repeat(K, 1)
             var = var + vin
         var = var.clamp_min(1e-12)
-        y_t, m_t = data["y"][rows], data["m"][rows]
-        if K > 1:
-            y_t, m_t = y_t.repeat(K, 1), m_t.repeat(K, 1)
-        return gaussian_nll(mu, y_t, var, m_t)
+        return gaussian_nll(mu, data["y"][rows].repeat(K, 1), var, data["m"][rows].repeat(K, 1))
 
 
 class InputVarianceNet(LeanNeuralNet):
