@@ -243,8 +243,13 @@ class NeuralEstimatorBase(BaseEstimator):
     def _has_dropout(self) -> bool:
         return len(dropout_layers(self.module_)) > 0
 
-    def _format(self, a):
-        a = self._inverse_transform_y(np.asarray(a, dtype=np.float64).reshape(len(a), -1))
+    def _format(self, a, std=False):
+        """Outputs in target units and shape; a spread (``std``) only scales by ``|_y_scale_|``."""
+        a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+        if not std:
+            a = self._inverse_transform_y(a)
+        elif getattr(self, "_y_scale_", None) is not None:
+            a = a * np.abs(self._y_scale_)
         return a.ravel() if self._y_ndim == 1 else a
 
     def _deterministic(self, X):
@@ -346,7 +351,7 @@ class NeuralEstimatorBase(BaseEstimator):
         n_passes = int(self.n_mc_passes)
         if n_passes > 1 and self._has_dropout():
             mean, std = self._mc(X, n_passes)
-            mean, std = self._format(mean), self._format_std(std)
+            mean, std = self._format(mean), self._format(std, std=True)
             return (mean, std) if return_std else mean
         if return_std:
             raise ValueError(
@@ -354,15 +359,6 @@ class NeuralEstimatorBase(BaseEstimator):
                 "network with dropout > 0."
             )
         return self._format(self._deterministic(X))
-
-    def _format_std(self, std):
-        # Std of an affine target transform scales by |scale|; subclasses with
-        # nonlinear transforms must override.
-        std = np.asarray(std, dtype=np.float64).reshape(len(std), -1)
-        scale = getattr(self, "_y_scale_", None)
-        if scale is not None:
-            std = std * np.abs(scale)
-        return std.ravel() if self._y_ndim == 1 else std
 
     def predict_samples(self, X, n_passes=None):
         """All Monte Carlo dropout passes.
@@ -448,9 +444,7 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
             raise ValueError(
                 f"Classifier can't train when only one class is present: {self.classes_}."
             )
-        codes = enc.transform(y)
-        onehot = np.zeros((len(y), len(self.classes_)), dtype=np.float32)
-        onehot[np.arange(len(y)), codes] = 1.0
+        onehot = np.eye(len(self.classes_), dtype=np.float32)[enc.transform(y)]
         self._y_ndim = 1
         self.n_outputs_ = 1
         return self._train(X, onehot, len(self.classes_))
