@@ -4,20 +4,12 @@ The Gaia XP uncertain neural network (:class:`skstellar.xp.UncertainNNRegressor`
 minimises a Gaussian likelihood whose variance includes the input
 covariance propagated through the network's Jacobian, ``diag(J Sigma_x
 J^T)``, switched on after a warm-up. Here that is three skorch pieces on the
-shared training core (:func:`skstellar.nn.training.train_net`):
-
-* :class:`InputVarianceLikelihood` -- the criterion: the forward passes (with
-  the Jacobian when the input term is on) and the likelihood of a batch of
-  row indices;
-* :class:`InputVarianceNet` -- a :class:`LeanNeuralNet` whose ``infer`` and
-  ``get_loss`` call the criterion, which counts optimiser steps
-  (``n_iter_``), stops at ``max_iter`` and switches the input term on at
-  ``warmup_iter``;
-* :class:`WarmupEarlyStopping` -- early stopping that restarts its
-  bookkeeping when the input term switches on and never stops before.
-
-The training data given to the net are row indices into the tensors the
-likelihood holds (the covariance is looked up per row).
+shared training core (:func:`skstellar.nn.training.train_net`): the criterion
+(:class:`InputVarianceLikelihood`), the net that counts optimiser steps and
+switches the input term on (:class:`InputVarianceNet`) and early stopping
+aware of the switch (:class:`WarmupEarlyStopping`). The training data given
+to the net are row indices into the tensors the likelihood holds (the
+covariance is looked up per row).
 """
 
 from __future__ import annotations

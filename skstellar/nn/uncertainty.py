@@ -1,21 +1,13 @@
 """Input-uncertainty propagation through a network and the Gaussian-likelihood loss.
 
 Pieces shared by estimators whose inputs carry covariances (the Gaia XP
-uncertain network first):
-
-* :func:`batched_jacobian` -- ``d outputs / d inputs`` for a whole batch with
-  one batched backward call (``is_grads_batched``), differentiable when
-  ``create_graph=True`` so the loss can train through it;
-* :class:`TorchCovariance` -- a :class:`~skstellar.covariance.CovariantFeatures`
-  covariance moved to torch (diagonal part plus dense blocks) with
-  :meth:`TorchCovariance.propagate`, ``diag(J Sigma J^T)`` per sample;
-* :func:`gaussian_nll` -- ``mean_i sum_j [0.5 r^2 exp(-s) + 0.5 s]`` with
-  ``s = ln(sum of variances)`` and missing labels masked (Gaia XP paper,
-  Eq. 9-10);
-* :func:`propagate_input_errors` -- ``sqrt(J Sigma J^T)`` of a trained
-  network (dropout off) for per-feature errors plus an optional error
-  common to all features (a distance-modulus error shared by every
-  absolute magnitude), used by the M-dwarf network.
+uncertain network first): per-sample Jacobians (:func:`batched_jacobian`,
+one batched backward call; :func:`mlp_forward_with_jacobian` for plain
+MLPs), a :class:`~skstellar.covariance.CovariantFeatures` covariance in
+torch (:class:`TorchCovariance`, ``diag(J Sigma J^T)`` per sample), the
+masked Gaussian likelihood (:func:`gaussian_nll`, Gaia XP paper Eq. 9-10)
+and first-order output errors from input errors, used by the M-dwarf
+network (:func:`propagate_input_errors`).
 """
 
 from __future__ import annotations
