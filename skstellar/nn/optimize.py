@@ -3,25 +3,15 @@
 Many methods fit a handful of parameters per object by minimising an
 independent chi^2 for each of thousands of objects (labels of spectra
 through an emulator, distances, extinctions...). This module solves all of
-them at once, as one tensor of shape ``(n_objects, n_params)``:
-
-* :class:`BoxTransform` keeps parameters inside a box through the
-  reparametrisation ``x = lo + (hi - lo) * sigmoid(z)``, so an unconstrained
-  optimiser can never leave the box;
-* :func:`batched_lbfgs` is an L-BFGS whose history, step length and
-  convergence test are **per object** (the objects' problems stay independent:
-  no object's curvature leaks into another's), with a vectorised
-  Armijo backtracking line search;
-* :func:`batched_levenberg_marquardt` is a per-object Levenberg-Marquardt
-  (damped Gauss-Newton) for least-squares residuals, with forward-mode
-  Jacobians;
-* :func:`coupled_lbfgs` wraps ``torch.optim.LBFGS`` (strong Wolfe) on the
-  *sum* of the objects' losses, for comparison: its history and step length
-  are shared by all objects, which couples them (see its docstring);
-* :func:`forward_jacobian` and :func:`gauss_newton_covariance` give the
-  parameter covariance ``(J^T W J)^-1`` at the optimum;
-* :func:`fit_batched` wires a model, data, weights and bounds to these pieces,
-  with multiple starts per object (the best chi^2 is kept).
+them at once, as one tensor of shape ``(n_objects, n_params)``: bounds by
+reparametrisation (:class:`BoxTransform`), an L-BFGS whose history, step
+length and convergence test are **per object** (:func:`batched_lbfgs`), a
+per-object Levenberg-Marquardt (:func:`batched_levenberg_marquardt`),
+``torch.optim.LBFGS`` on the summed loss for comparison
+(:func:`coupled_lbfgs`), the covariance ``(J^T W J)^-1`` at the optimum
+(:func:`forward_jacobian`, :func:`gauss_newton_covariance`), and
+:func:`fit_batched`, which wires a model, data, weights, bounds and
+several starts per object to these pieces.
 
 Every function requires the objective to be **row independent**: row ``i``
 of the output may depend on row ``i`` of the parameters only (no batch
