@@ -46,9 +46,7 @@ __all__ = [
 METHODS = ("lbfgs", "lm", "torch_lbfgs")
 
 
-# --------------------------------------------------------------------------
-# Bounds by reparametrisation
-# --------------------------------------------------------------------------
+# ------------------------------------------------ Bounds by reparametrisation
 class BoxTransform:
     """Map unconstrained ``z`` to ``x`` inside the box ``[lower, upper]`` and back.
 
@@ -120,9 +118,7 @@ class BoxTransform:
         return (x >= self.lower.to(x) - atol) & (x <= self.upper.to(x) + atol)
 
 
-# --------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------
+# -------------------------------------------------------------------- Results
 @dataclass
 class BatchedOptimizeResult:
     """Outcome of a batched minimisation.
@@ -189,9 +185,7 @@ def _check_start(z0, name="z0"):
     return z0
 
 
-# --------------------------------------------------------------------------
-# L-BFGS, one independent problem per row
-# --------------------------------------------------------------------------
+# ------------------------------------ L-BFGS, one independent problem per row
 def batched_lbfgs(
     fun: Callable,
     z0,
@@ -385,9 +379,7 @@ def batched_lbfgs(
     return BatchedOptimizeResult(z, f, n_iter, converged & active, n_evals)
 
 
-# --------------------------------------------------------------------------
-# Levenberg-Marquardt, one independent problem per row
-# --------------------------------------------------------------------------
+# ----------------------- Levenberg-Marquardt, one independent problem per row
 def forward_jacobian(fn: Callable, x: torch.Tensor, vectorize: bool = True) -> torch.Tensor:
     """Jacobian of a row-independent ``fn`` for each row, by forward-mode AD.
 
@@ -547,9 +539,7 @@ def _jac_rows(fn, z, idx, vectorize, max_rows=None):
     ])
 
 
-# --------------------------------------------------------------------------
-# torch.optim.LBFGS on the summed loss (coupled rows)
-# --------------------------------------------------------------------------
+# ------------------------ torch.optim.LBFGS on the summed loss (coupled rows)
 def coupled_lbfgs(
     fun: Callable,
     z0,
@@ -615,9 +605,7 @@ def coupled_lbfgs(
     )
 
 
-# --------------------------------------------------------------------------
-# Covariance
-# --------------------------------------------------------------------------
+# ----------------------------------------------------------------- Covariance
 def gauss_newton_covariance(J: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Parameter covariance ``(J^T W J)^-1`` for each row.
 
@@ -649,9 +637,7 @@ def gauss_newton_covariance(J: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     return cov_n / (dg[:, :, None] * dg[:, None, :])
 
 
-# --------------------------------------------------------------------------
-# High-level: model + data + bounds + starts
-# --------------------------------------------------------------------------
+# --------------------------------- High-level: model + data + bounds + starts
 @dataclass
 class BatchedFitResult:
     """Outcome of :func:`fit_batched` (one row per object).
