@@ -585,23 +585,22 @@ def coupled_lbfgs(
         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
         line_search_fn="strong_wolfe",
     )
-    counter = {"evals": 0}
 
     def closure():
         opt.zero_grad()
         loss = fun(z, idx).sum()
         loss.backward()
-        counter["evals"] += 1
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
     n_it = int(opt.state[z].get("n_iter", 0))
+    n_evals = int(opt.state[z].get("func_evals", 0))  # closure calls
     with torch.no_grad():
         f = fun(z, idx).to(torch.float64)
     conv = torch.full((n,), n_it < int(max_iter), dtype=torch.bool, device=z.device)
     return BatchedOptimizeResult(
-        z.detach(), f, torch.full((n,), n_it, dtype=torch.long), conv, counter["evals"] + 1
+        z.detach(), f, torch.full((n,), n_it, dtype=torch.long), conv, n_evals + 1
     )
 
 
@@ -815,8 +814,7 @@ def fit_batched(
     fun = torch.where(torch.isfinite(fun), fun, torch.full_like(fun, float("inf")))
     best = fun.argmin(0)
     pick = best * n_obj + torch.arange(n_obj, device=dev)
-    z_best = res.x[pick]
-    x_best = box.forward(z_best)
+    x_best = box.forward(res.x[pick])
     cov = None
     if compute_covariance:
         lo_w, width = box.lower.to(dev), box.width.to(dev)
