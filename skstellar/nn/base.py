@@ -134,7 +134,6 @@ class NeuralEstimatorBase(BaseEstimator):
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": [Interval("int", 0, None), "boolean"],
-        # skorch callbacks: None or a list of callbacks / (name, callback) pairs.
         "callbacks": [None, SKORCH_CALLBACKS],
     }
 

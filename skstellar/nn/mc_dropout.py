@@ -164,9 +164,8 @@ def _foldable(module: nn.Module) -> bool:
         if isinstance(layer, nn.BatchNorm1d):
             if not layer.track_running_stats or layer.running_mean is None:
                 return False
-        elif isinstance(layer, nn.Dropout) and type(layer) is nn.Dropout:
-            continue
-        elif not isinstance(layer, (nn.Linear,) + _ELEMENTWISE) and not _is_identity(layer):
+        elif not (type(layer) is nn.Dropout or isinstance(layer, (nn.Linear,) + _ELEMENTWISE)
+                  or _is_identity(layer)):
             return False
     return True
 

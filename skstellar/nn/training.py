@@ -266,11 +266,9 @@ def train_net(net_class, build_module, criterion, X_train, y_train, valid=None, 
               valid_batch_size=4096, single_thread_below=256, **net_params):
     """Build a module under a seed, assemble a skorch net and fit it.
 
-    The caller's global torch RNG is left untouched (the module's
-    initialisation and training dropout use a forked RNG seeded with
-    ``init_seed``); the training batches are shuffled by a generator seeded
-    with ``loader_seed`` and sliced by :class:`ArrayBatchLoader`; small
-    batches train on one thread (:class:`training_threads`).
+    The caller's global torch RNG is left untouched (initialisation and
+    training dropout use a forked RNG); the training batches are sliced by
+    :class:`ArrayBatchLoader` and small ones train on one thread.
 
     Parameters
     ----------
