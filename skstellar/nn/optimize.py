@@ -479,12 +479,10 @@ def batched_levenberg_marquardt(
     n, d = z.shape
     dev = z.device
     all_idx = torch.arange(n, device=dev)
-    r = _values(residual_fn, z, all_idx, max_rows)
-    n_evals = 1
-    chi2 = r.to(torch.float64).square().sum(1)
+    R = _values(residual_fn, z, all_idx, max_rows)  # a fresh tensor (torch.cat)
+    chi2 = R.to(torch.float64).square().sum(1)
     J = _jac_rows(residual_fn, z, all_idx, vectorize, max_rows)
-    n_evals += d
-    R = r.clone()
+    n_evals = 1 + d  # the residuals and d Jacobian columns
     lam = torch.full((n,), float(lam0), dtype=torch.float64, device=dev)
     n_iter = torch.zeros(n, dtype=torch.long, device=dev)
     converged = torch.zeros(n, dtype=torch.bool, device=dev)
