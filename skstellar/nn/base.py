@@ -37,18 +37,19 @@ from .training import Progress, flag_callbacks, merge_callbacks, plan_training, 
 __all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier", "NeuralEstimatorBase"]
 
 
-def _check_named_columns_finite(X):
-    """Name the column and first row of a NaN/inf in a DataFrame (sklearn's message does not)."""
-    if not hasattr(X, "columns") or not hasattr(X, "to_numpy"):
-        return
-    try:
-        values = X.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        return  # non-numeric columns: let validate_data report them
-    check_finite_columns(
-        values, [str(c) for c in X.columns], index=X.index,
-        hint="Remove or fill those rows first; nothing is dropped silently.",
-    )
+def _check_input_values(X):
+    """Name the column and first row of a non-numeric or NaN/inf entry (sklearn does not)."""
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        try:
+            values = X.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            pass  # non-numeric columns: check_numeric_input names them
+        else:
+            check_finite_columns(
+                values, [str(c) for c in X.columns], index=X.index,
+                hint="Remove or fill those rows first; nothing is dropped silently.",
+            )
+    check_numeric_input(X)
 
 
 class NeuralEstimatorBase(BaseEstimator):
@@ -139,14 +140,12 @@ class NeuralEstimatorBase(BaseEstimator):
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset, dtype=np.float32):
-        _check_named_columns_finite(X)
-        check_numeric_input(X)
+        _check_input_values(X)
         X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
         return X.astype(dtype, copy=False)
 
     def _validate_Xy(self, X, y):
-        _check_named_columns_finite(X)
-        check_numeric_input(X)
+        _check_input_values(X)
         if y is not None:
             check_numeric_input(y, what="y")
         X, y = validate_data(
@@ -412,8 +411,7 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
     def _validate_Xy(self, X, y):
         from sklearn.utils.multiclass import check_classification_targets
 
-        _check_named_columns_finite(X)
-        check_numeric_input(X)
+        _check_input_values(X)
         if y is not None and np.asarray(y).dtype.kind == "f":
             check_numeric_input(y, what="y")  # NaN labels
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
