@@ -42,7 +42,7 @@ class LeanNeuralNet(skorch.NeuralNet):
       learning-rate schedules keep working; callbacks that read per-batch
       history entries do not apply; on the CPU the epoch loss is summed
       as a Python float (one ``.item()`` per batch, which costs nothing
-      there), on other devices as a device tensor.
+      there), on other devices as a device tensor (no synchronisation per batch).
 
     Extra ``fit`` parameters (passed to the module's ``forward``) fall back
     to skorch's own loop.
@@ -92,8 +92,6 @@ class LeanNeuralNet(skorch.NeuralNet):
         self._set_training(training)
         device = torch.device(self.device) if self.device is not None else None
         on_cpu = device is None or device.type == "cpu"
-        # on the CPU a Python float is the cheapest accumulator; elsewhere a device
-        # tensor avoids a synchronisation per batch
         total = 0.0 if on_cpu else torch.zeros((), dtype=torch.float64, device=device)
         count = n_batches = 0
         with torch.set_grad_enabled(training):
