@@ -89,18 +89,13 @@ class BoxTransform:
         """``upper - lower`` (float64)."""
         return self.upper - self.lower
 
-    def _lw(self, like):
-        return self.lower.to(like), self.width.to(like)
-
     def to_unit(self, x):
         """Position inside the box, 0 at ``lower`` and 1 at ``upper``."""
-        lo, w = self._lw(x)
-        return (x - lo) / w
+        return (x - self.lower.to(x)) / self.width.to(x)
 
     def from_unit(self, u):
         """Inverse of :meth:`to_unit`."""
-        lo, w = self._lw(u)
-        return lo + w * u
+        return self.lower.to(u) + self.width.to(u) * u
 
     def forward(self, z):
         """Bounded ``x`` from unconstrained ``z`` (differentiable)."""
