@@ -262,8 +262,7 @@ def batched_lbfgs(
     dev = z.device
     m = max(1, int(history_size))
     floor = 0.1 * float(tol) if min_decrease is None else float(min_decrease)
-    all_idx = torch.arange(n, device=dev)
-    f, g = _value_and_grad(fun, z, all_idx, max_rows)
+    f, g = _value_and_grad(fun, z, torch.arange(n, device=dev), max_rows)
     n_evals = 1
     S = torch.zeros((n, m, d), dtype=torch.float64, device=dev)
     Y = torch.zeros_like(S)
@@ -502,8 +501,7 @@ def batched_levenberg_marquardt(
         if not keep.any():
             break
         act, A, gvec, dA = act[keep], A[keep], gvec[keep], dA[keep]
-        lam_a = lam[act]
-        step = _solve_spd(A + (lam_a[:, None] * dA).diag_embed(), -gvec)
+        step = _solve_spd(A + (lam[act][:, None] * dA).diag_embed(), -gvec)
         z_try = z[act] + step
         r_try = _values(residual_fn, z_try, act, max_rows)
         n_evals += 1
