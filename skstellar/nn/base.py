@@ -454,8 +454,7 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
         # depend on its row position. In float64 the ulp is ~1e-16 and the
         # probabilities are invariant to row order and batching at any
         # tolerance scikit-learn checks.
-        z = np.asarray(logits, dtype=np.float64)
-        p = 1.0 / (1.0 + np.exp(-z))
+        p = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
         return p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-12)
 
     def predict_proba(self, X):
@@ -485,8 +484,7 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
 
     def predict(self, X):
         """Most probable class of each sample."""
-        proba = self.predict_proba(X)  # checks fitted first
-        return self.classes_[np.argmax(proba, axis=1)]
+        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
 
     def predict_samples(self, X, n_passes=None):  # noqa: D102
         raise NotImplementedError("Use predict_proba for classifiers.")

@@ -110,8 +110,7 @@ class InputVarianceLikelihood(torch.nn.Module):
         mu, exc = out[:, :L], self.positive(out[:, L:])
         var = data["vy"][rows].repeat(K, 1) + exc
         if K > 1:
-            vm = mu.detach().view(K, B, L).var(0, unbiased=True)
-            var = var + vm.repeat(K, 1)
+            var = var + mu.detach().view(K, B, L).var(0, unbiased=True).repeat(K, 1)
         if with_input:
             if J is None:
                 J = batched_jacobian(mu, xk, create_graph=training and self.jacobian_gradient)

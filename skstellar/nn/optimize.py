@@ -105,8 +105,7 @@ class BoxTransform:
 
     def inverse(self, x):
         """Unconstrained ``z`` from bounded ``x`` (clipped to the box first)."""
-        u = self.to_unit(x).clamp(self.eps, 1.0 - self.eps)
-        return torch.logit(u)
+        return torch.logit(self.to_unit(x).clamp(self.eps, 1.0 - self.eps))
 
     def contains(self, x, atol=0.0):
         """Boolean mask of the entries of ``x`` inside ``[lower - atol, upper + atol]``."""
@@ -781,8 +780,7 @@ def fit_batched(
     sqrt_w = w.sqrt()
 
     def model_of_z(z, idx):
-        x = box.forward(z)
-        return model_fn(x.to(mdtype), obj_of_row[idx])
+        return model_fn(box.forward(z).to(mdtype), obj_of_row[idx])
 
     def chi2_fn(z, idx):
         rows = obj_of_row[idx]
@@ -816,8 +814,7 @@ def fit_batched(
         with torch.no_grad():
             J = _jac_rows(model_of_unit, box.to_unit(x_best), torch.arange(n_obj, device=dev),
                           vectorize, max_rows)
-        cov_u = gauss_newton_covariance(J, w)
-        cov = (cov_u * width[:, None] * width[None, :]).cpu().numpy()
+        cov = (gauss_newton_covariance(J, w) * width[:, None] * width[None, :]).cpu().numpy()
     return BatchedFitResult(
         x=x_best.cpu().numpy(),
         chi2=res.fun[pick].cpu().numpy(),

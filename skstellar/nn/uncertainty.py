@@ -269,8 +269,7 @@ def gaussian_nll(pred, target, variance, mask=None):
     Tensor (scalar)
     """
     s = torch.log(variance)
-    r2 = (pred - target) ** 2
-    term = 0.5 * r2 * torch.exp(-s) + 0.5 * s
+    term = 0.5 * (pred - target) ** 2 * torch.exp(-s) + 0.5 * s
     if mask is not None:
         term = torch.where(mask, term, torch.zeros_like(term))
     return term.sum(dim=1).mean()
