@@ -203,8 +203,7 @@ def cnn1d_output_length(n_pixels, n_blocks, convs_per_block=2, kernel_size=3, pa
     """
     length = int(n_pixels)
     for _ in range(n_blocks):
-        for _ in range(convs_per_block):
-            length = length + 2 * padding - kernel_size + 1
+        length += convs_per_block * (2 * padding - kernel_size + 1)
         length = (length - pool_size) // pool_stride + 1
         if length < 1:
             break
