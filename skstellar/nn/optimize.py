@@ -609,9 +609,8 @@ def gauss_newton_covariance(J: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     -------
     torch.Tensor of shape (k, n_params, n_params), float64
         The inverse of the Gauss-Newton curvature; a pseudo-inverse where the
-        curvature is singular (a parameter with no effect on the model gets
-        infinite-like, i.e. unconstrained, variance only through ``pinv``'s
-        zero: such rows are better flagged by the caller).
+        curvature is singular, which gives a parameter with no effect on the
+        model zero (not infinite) variance: flag such rows in the caller.
     """
     J64 = J.to(torch.float64)
     WJ = J64 * weights.to(torch.float64).unsqueeze(-1)
