@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .builders import _Linear
+
 __all__ = ["mc_dropout_predict", "dropout_layers", "inference_forward", "MC_MODES", "DropoutHooks",
            "seeded_generator"]
 
@@ -144,16 +146,11 @@ class DropoutHooks:
         return False
 
 
+_IDENTITY = (nn.Identity, _Linear)
 _ELEMENTWISE = (
     nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Softsign, nn.Sigmoid, nn.Tanh, nn.ELU,
     nn.SELU, nn.SiLU, nn.Softplus, nn.Hardtanh, nn.Mish,
 )
-
-
-def _is_identity(layer) -> bool:
-    from .builders import _Linear
-
-    return isinstance(layer, (nn.Identity, _Linear))
 
 
 def _foldable(module: nn.Module) -> bool:
@@ -165,7 +162,7 @@ def _foldable(module: nn.Module) -> bool:
             if not layer.track_running_stats or layer.running_mean is None:
                 return False
         elif not (type(layer) is nn.Dropout or isinstance(layer, (nn.Linear,) + _ELEMENTWISE)
-                  or _is_identity(layer)):
+                  or isinstance(layer, _IDENTITY)):
             return False
     return True
 
@@ -217,7 +214,7 @@ class _FoldedPasses:
                 mask = torch.empty((n_passes, 1, width), dtype=torch.float32, device=device)
                 mask = mask.bernoulli_(keep, generator=generator).div_(keep)[:, 0, :]
                 A, c = self._scale(A, c, mask, None)
-            elif _is_identity(layer):
+            elif isinstance(layer, _IDENTITY):
                 continue
             else:  # nonlinear elementwise activation
                 if A is not None or c is not None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .builders import _Linear
+
 __all__ = ["batched_jacobian", "mlp_forward_with_jacobian", "TorchCovariance", "gaussian_nll",
            "is_supported_mlp", "propagate_input_errors"]
 
@@ -70,8 +72,6 @@ def is_supported_mlp(module):
         True for a ``Sequential`` of linear layers, dropout and elementwise
         activations.
     """
-    from .builders import _Linear
-
     allowed = (torch.nn.Linear, torch.nn.Dropout, _Linear) + _MLP_ACTIVATIONS
     return isinstance(module, torch.nn.Sequential) and all(isinstance(m, allowed) for m in module)
 
@@ -108,8 +108,6 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_f
     out : Tensor of shape (n, n_out_total)
     J : Tensor of shape (n, n_outputs, d)
     """
-    from .builders import _Linear
-
     if not is_supported_mlp(module):
         raise TypeError("mlp_forward_with_jacobian needs a Sequential of Linear, elementwise "
                         "activations and Dropout; use batched_jacobian.")
