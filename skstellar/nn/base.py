@@ -23,9 +23,14 @@ How to subclass: see :class:`BaseNeuralRegressor`.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import skorch
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_finite_columns, check_numeric_input
@@ -181,8 +186,6 @@ class NeuralEstimatorBase(BaseEstimator):
 
     def _train(self, X, y2, n_module_outputs):
         """Seeded split, skorch net, training (:mod:`skstellar.nn.training`); sets ``net_``."""
-        import skorch
-
         plan = plan_training(self.random_state, len(X), self.validation_fraction)
         self.mc_seed_ = plan.mc_seed
         train_idx, valid_idx = plan.train_perm, plan.valid_perm
@@ -280,8 +283,6 @@ class NeuralEstimatorBase(BaseEstimator):
         wide = int(getattr(self, "n_features_in_", 1)) > 256
         try:
             if wide and n_workers > 1 and str(self.device) == "cpu":
-                from concurrent.futures import ThreadPoolExecutor
-
                 with torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
                     out = list(pool.map(run, starts))
             else:
@@ -409,8 +410,6 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
         return torch.nn.BCEWithLogitsLoss()
 
     def _validate_Xy(self, X, y):
-        from sklearn.utils.multiclass import check_classification_targets
-
         _check_input_values(X)
         if y is not None and np.asarray(y).dtype.kind == "f":
             check_numeric_input(y, what="y")  # NaN labels
@@ -431,8 +430,6 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
         -------
         self
         """
-        from sklearn.preprocessing import LabelEncoder
-
         validate_parameters(self)
         X, y = self._validate_Xy(X, y)
         enc = LabelEncoder().fit(y)

@@ -12,6 +12,7 @@ all arguments, so a paper's exact architecture is a call, not a class.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 from torch import nn
@@ -65,8 +66,6 @@ def make_activation(spec) -> nn.Module:
         module instance (deep-copied so layers never share state) or ``None``
         for the identity.
     """
-    import copy
-
     if spec is None:
         return _Linear()
     if isinstance(spec, nn.Module):

@@ -16,6 +16,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
 
 from .loaders import ArrayBatchLoader
 from .threads import training_threads
@@ -203,8 +206,6 @@ def flag_callbacks(*, early_stopping, patience, lr_schedule, lr_factor, lr_patie
     -------
     list of (str, skorch.callbacks.Callback)
     """
-    from skorch.callbacks import EarlyStopping, LRScheduler
-
     callbacks = []
     if early_stopping:
         kw = {} if threshold is None else {"threshold": float(threshold),
@@ -240,8 +241,6 @@ def merge_callbacks(built, callbacks):
     TypeError
         When an entry is not a skorch callback.
     """
-    from skorch.callbacks import Callback
-
     if callbacks is None:
         return list(built)
     if isinstance(callbacks, Callback) or isinstance(callbacks, (str, bytes)):
@@ -308,9 +307,6 @@ def train_net(net_class, build_module, criterion, X_train, y_train, valid=None, 
     skorch.NeuralNet
         The fitted net.
     """
-    from skorch.dataset import Dataset
-    from skorch.helper import predefined_split
-
     batch_size = int(batch_size)
     train_split = None if valid is None else predefined_split(Dataset(*valid))
     params = {
