@@ -771,9 +771,8 @@ def fit_batched(
             f"the bounds [{float(box.lower[j])}, {float(box.upper[j])}]."
         )
     n_starts = starts.shape[0]
-    starts = starts.to(dev)
     m = float(start_margin)
-    u0 = box.to_unit(starts.reshape(n_starts * n_obj, d)).clamp(m, 1.0 - m)
+    u0 = box.to_unit(starts.to(dev).reshape(n_starts * n_obj, d)).clamp(m, 1.0 - m)
     z0 = torch.logit(u0.clamp(box.eps, 1.0 - box.eps))
     obj_of_row = torch.arange(n_obj, device=dev).repeat(n_starts)
     sqrt_w = w.sqrt()

@@ -235,9 +235,7 @@ class TorchCovariance:
                 # (J S) J^T row by row with a batched matmul
                 term = (torch.matmul(Jb, S) * Jb).sum(-1)
             out = term if out is None else out + term
-        if out is None:
-            out = torch.zeros(J.shape[:-1], dtype=J.dtype, device=J.device)
-        return out
+        return out if out is not None else torch.zeros(J.shape[:-1], dtype=J.dtype, device=J.device)
 
     def take(self, rows):
         """A new TorchCovariance restricted to ``rows`` (index tensor)."""
