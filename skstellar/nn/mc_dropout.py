@@ -393,8 +393,7 @@ def mc_dropout_predict(
         raise ValueError(f"n_passes must be >= 1, got {n_passes}.")
     if n_passes - ddof < 1:
         raise ValueError(f"n_passes={n_passes} is too few for a std with ddof={ddof}.")
-    x_all = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
-    x_all = x_all.to(dtype=torch.float32)
+    x_all = torch.as_tensor(X if torch.is_tensor(X) else np.asarray(X)).to(torch.float32)
     n = x_all.shape[0]
     gen = seeded_generator(random_state, device)
 
