@@ -101,8 +101,7 @@ class NeuralEstimatorBase(BaseEstimator):
         ``"lr_schedule"`` replaces the shortcut's. Copied at ``fit``.
     """
 
-    #: Improvement early stopping requires: None, skorch's relative 1e-4; a
-    #: number, an absolute threshold (0: any decrease).
+    #: Improvement early stopping requires (``threshold`` of :func:`flag_callbacks`).
     _early_stopping_threshold = None
 
     #: Train small batches on one thread (right for small dense networks;

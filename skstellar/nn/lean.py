@@ -35,8 +35,7 @@ class LeanNeuralNet(skorch.NeuralNet):
     * the epoch's mean loss (weighted by batch size, as skorch's
       ``PassthroughScoring``) is recorded directly as ``train_loss`` and
       ``valid_loss`` (plus ``*_best`` flags), so there are no per-batch
-      history records; the default callbacks
-      are only ``EpochTimer`` and ``PrintLog``;
+      history records; the default callbacks are only ``EpochTimer`` and ``PrintLog``;
     * callbacks still get ``on_batch_begin``/``on_batch_end`` (with
       ``batch``, ``training``, ``loss`` and ``y_pred``), so batch-level
       learning-rate schedules keep working; callbacks that read per-batch
