@@ -156,8 +156,7 @@ class NeuralEstimatorBase(BaseEstimator):
             self, X, y, dtype=np.float64, multi_output=True, y_numeric=True,
             ensure_min_samples=2,
         )
-        y = np.asarray(y, dtype=np.float64)
-        return X.astype(np.float32), y
+        return X.astype(np.float32), np.asarray(y, dtype=np.float64)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
@@ -180,8 +179,7 @@ class NeuralEstimatorBase(BaseEstimator):
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1).astype(np.float32)
         self.n_outputs_ = y2.shape[1]
-        y2 = self._transform_y_fit(y2)
-        return self._train(X, y2, self.n_outputs_)
+        return self._train(X, self._transform_y_fit(y2), self.n_outputs_)
 
     def _train(self, X, y2, n_module_outputs):
         """Seeded split, skorch net, training (:mod:`skstellar.nn.training`); sets ``net_``."""

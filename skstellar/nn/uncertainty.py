@@ -328,6 +328,5 @@ def propagate_input_errors(module, X, error, common_error=None, n_outputs=None, 
             out.append(var)
     finally:
         module.train(was)
-    L = n_outputs if n_outputs is not None else 0
-    var = np.concatenate(out) if out else np.empty((0, L))
+    var = np.concatenate(out) if out else np.empty((0, n_outputs or 0))
     return np.sqrt(var)
