@@ -478,7 +478,8 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
 
     def predict(self, X):
         """Most probable class of each sample."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)  # checks fitted first
+        return self.classes_[np.argmax(proba, axis=1)]
 
     def predict_samples(self, X, n_passes=None):  # noqa: D102
         raise NotImplementedError("Use predict_proba for classifiers.")
