@@ -409,8 +409,8 @@ def mc_dropout_predict(
     # per-chunk tensors alive between large temporaries fragments glibc's heap
     # (resident memory grew ~8 MB per chunk before this).
     mean_all = std_all = samples_all = None
-    hooks = DropoutHooks(module, n_passes, mode, gen) if folded is None else nullcontext()
     try:
+        hooks = DropoutHooks(module, n_passes, mode, gen) if folded is None else nullcontext()
         with torch.inference_mode(), hooks:
             for start in range(0, n, chunk):
                 xb = x_all[start : start + chunk].to(device)
