@@ -277,8 +277,7 @@ def batched_lbfgs(
         act = torch.nonzero(active & ~converged).reshape(-1)
         if len(act) == 0:
             break
-        k = len(act)
-        ar = torch.arange(k, device=dev)
+        ar = torch.arange(len(act), device=dev)
         ga, za, fa = g[act], z[act], f[act]
         Sa, Ya, rhoa, ha, pa = S[act], Y[act], rho[act], n_hist[act], pos[act]
         # ---- two-loop recursion, per row
@@ -485,9 +484,8 @@ def batched_levenberg_marquardt(
         if len(act) == 0:
             break
         Ja = J[act].to(torch.float64)
-        ra = R[act].to(torch.float64)
         A = Ja.transpose(1, 2) @ Ja
-        gvec = (Ja.transpose(1, 2) @ ra.unsqueeze(-1)).squeeze(-1)
+        gvec = (Ja.transpose(1, 2) @ R[act].to(torch.float64).unsqueeze(-1)).squeeze(-1)
         diag = torch.diagonal(A, dim1=1, dim2=2)
         floor = 1e-12 * diag.amax(1, keepdim=True).clamp_min(1e-300)
         dA = torch.maximum(diag, floor)
