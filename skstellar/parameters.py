@@ -281,16 +281,10 @@ def _describe(kind) -> str:
             "no_validation": "anything"}.get(kind, str(kind))
 
 
-def _merged(estimator_class, attribute):
-    """The ``attribute`` dicts (or tuples) of a class (or instance's) MRO, subclasses winning."""
+def _mro_tables(estimator_class, attribute):
+    """``attribute`` of each class in the MRO of a class (or instance), bases first."""
     cls = estimator_class if isinstance(estimator_class, type) else type(estimator_class)
-    if attribute == "_parameter_rules":
-        return tuple(r for base in reversed(cls.__mro__)
-                     for r in vars(base).get(attribute, ()))
-    merged = {}
-    for base in reversed(cls.__mro__):
-        merged.update(vars(base).get(attribute, {}))
-    return merged
+    return [vars(base).get(attribute, ()) for base in reversed(cls.__mro__)]
 
 
 def parameter_constraints(estimator_class) -> dict:
@@ -306,7 +300,8 @@ def parameter_constraints(estimator_class) -> dict:
     dict
         Parameter name -> list of allowed kinds.
     """
-    return _merged(estimator_class, "_parameter_constraints")
+    tables = _mro_tables(estimator_class, "_parameter_constraints")
+    return {name: kinds for table in tables for name, kinds in dict(table).items()}
 
 
 def parameter_rules(estimator_class) -> tuple:
@@ -321,7 +316,7 @@ def parameter_rules(estimator_class) -> tuple:
     -------
     tuple of Rule
     """
-    return _merged(estimator_class, "_parameter_rules")
+    return tuple(r for table in _mro_tables(estimator_class, "_parameter_rules") for r in table)
 
 
 #: A ``(low, high)`` range of finite numbers with ``low < high``.
