@@ -161,8 +161,8 @@ def _foldable(module: nn.Module) -> bool:
         if isinstance(layer, nn.BatchNorm1d):
             if not layer.track_running_stats or layer.running_mean is None:
                 return False
-        elif not (type(layer) is nn.Dropout or isinstance(layer, (nn.Linear,) + _ELEMENTWISE)
-                  or isinstance(layer, _IDENTITY)):
+        elif not (type(layer) is nn.Dropout
+                  or isinstance(layer, (nn.Linear,) + _ELEMENTWISE + _IDENTITY)):
             return False
     return True
 
