@@ -188,11 +188,10 @@ class _FoldedPasses:
             if isinstance(layer, nn.Linear):
                 width = layer.out_features
                 W = layer.weight.detach().to(device, torch.float32)
-                b = (layer.bias.detach().to(device, torch.float32)
-                     if layer.bias is not None else None)
                 A = W.unsqueeze(0) if A is None else torch.matmul(W, A)
                 c = None if c is None else torch.matmul(c, W.T)
-                if b is not None:
+                if layer.bias is not None:
+                    b = layer.bias.detach().to(device, torch.float32)
                     c = b.unsqueeze(0) if c is None else c + b
             elif isinstance(layer, nn.BatchNorm1d):
                 width = layer.num_features
