@@ -104,29 +104,21 @@ class Interval(Constraint):
                 return False
         elif not (isinstance(value, numbers.Real) and np.isfinite(value)):
             return False
-        if self.low is not None:
-            low_ok = value >= self.low if self.closed in ("both", "left") else value > self.low
-            if not low_ok:
-                return False
-        if self.high is not None:
-            high_ok = value <= self.high if self.closed in ("both", "right") else value < self.high
-            if not high_ok:
-                return False
-        return True
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
+        above = self.low is None or bool(value >= self.low if left else value > self.low)
+        below = self.high is None or bool(value <= self.high if right else value < self.high)
+        return above and below
 
     def __str__(self):
         name = "an int" if self.kind == "int" else "a float"
+        left, right = self.closed in ("both", "left"), self.closed in ("both", "right")
         if self.low is None and self.high is None:
             return name
         if self.high is None:
-            op = ">=" if self.closed in ("both", "left") else ">"
-            return f"{name} {op} {self.low:g}"
+            return f"{name} {'>=' if left else '>'} {self.low:g}"
         if self.low is None:
-            op = "<=" if self.closed in ("both", "right") else "<"
-            return f"{name} {op} {self.high:g}"
-        left = "[" if self.closed in ("both", "left") else "("
-        right = "]" if self.closed in ("both", "right") else ")"
-        return f"{name} in {left}{self.low:g}, {self.high:g}{right}"
+            return f"{name} {'<=' if right else '<'} {self.high:g}"
+        return f"{name} in {'[' if left else '('}{self.low:g}, {self.high:g}{']' if right else ')'}"
 
 
 @dataclass(frozen=True)
@@ -289,15 +281,10 @@ def _describe(kind) -> str:
             "no_validation": "anything"}.get(kind, str(kind))
 
 
-def _merged(cls, attribute):
-    """The ``attribute`` dicts (or tuples) of ``cls`` and its bases, subclasses winning."""
-    if attribute == "_parameter_rules":
-        return tuple(r for base in reversed(cls.__mro__)
-                     for r in vars(base).get(attribute, ()))
-    merged = {}
-    for base in reversed(cls.__mro__):
-        merged.update(vars(base).get(attribute, {}))
-    return merged
+def _mro_tables(estimator_class, attribute):
+    """``attribute`` of each class in the MRO of a class (or instance), bases first."""
+    cls = estimator_class if isinstance(estimator_class, type) else type(estimator_class)
+    return [vars(base).get(attribute, ()) for base in reversed(cls.__mro__)]
 
 
 def parameter_constraints(estimator_class) -> dict:
@@ -313,8 +300,8 @@ def parameter_constraints(estimator_class) -> dict:
     dict
         Parameter name -> list of allowed kinds.
     """
-    cls = estimator_class if isinstance(estimator_class, type) else type(estimator_class)
-    return _merged(cls, "_parameter_constraints")
+    tables = _mro_tables(estimator_class, "_parameter_constraints")
+    return {name: kinds for table in tables for name, kinds in dict(table).items()}
 
 
 def parameter_rules(estimator_class) -> tuple:
@@ -329,8 +316,7 @@ def parameter_rules(estimator_class) -> tuple:
     -------
     tuple of Rule
     """
-    cls = estimator_class if isinstance(estimator_class, type) else type(estimator_class)
-    return _merged(cls, "_parameter_rules")
+    return tuple(r for table in _mro_tables(estimator_class, "_parameter_rules") for r in table)
 
 
 #: A ``(low, high)`` range of finite numbers with ``low < high``.
@@ -378,11 +364,6 @@ def _shown(value) -> str:
     return text if len(text) <= 120 else f"a {type(value).__name__}"
 
 
-def _init_parameter_names(estimator) -> set | None:
-    getter = getattr(type(estimator), "_get_param_names", None)
-    return set(getter()) if getter is not None else None
-
-
 def validate_parameters(estimator) -> None:
     """Check every declared hyperparameter of ``estimator``, then its rules.
 
@@ -402,7 +383,8 @@ def validate_parameters(estimator) -> None:
         ``"<Class>: <requirement>; got a=..., b=...."``.
     """
     owner = type(estimator).__name__
-    taken = _init_parameter_names(estimator)
+    getter = getattr(type(estimator), "_get_param_names", None)
+    taken = set(getter()) if getter is not None else None
     for name, kinds in parameter_constraints(estimator).items():
         if taken is not None and name not in taken:
             continue  # declared by a base class for subclasses that expose it

@@ -1,23 +1,17 @@
 """Torch pieces shared by every skstellar network.
 
-- :func:`build_mlp` — configurable multilayer perceptron;
+- :func:`build_mlp`, :func:`build_cnn1d` — configurable networks;
 - :func:`mc_dropout_predict` — vectorised Monte Carlo dropout inference
   (dropout on, BatchNorm in eval mode);
 - :class:`BaseNeuralRegressor` — the skorch-backed scikit-learn base class
   that gives ``predict(X, return_std=True)``, seeding and early stopping;
 - losses (:class:`LinearWeightedMSELoss`);
-- uncertainty: :func:`batched_jacobian`, :class:`TorchCovariance`,
-  :func:`gaussian_nll` (input-covariance propagation, Gaussian likelihood);
-- optimize: batched, bounded per-object optimisers (:func:`fit_batched`,
-  :func:`batched_lbfgs`, :class:`BoxTransform`, :func:`forward_jacobian`,
-  ...);
-- threads: :class:`torch_threads` (torch's thread count for a block) and
-  :class:`training_threads`;
-- :mod:`skstellar.nn.training`: the one training core of every neural
-  estimator (``seed_from``, ``seeded_split``, ``plan_training``,
-  ``flag_callbacks``, ``merge_callbacks``, ``train_net``);
-- :mod:`skstellar.nn.input_variance`: the Jacobian input-variance
-  likelihood as skorch hooks (``InputVarianceNet``).
+- :mod:`~skstellar.nn.uncertainty` (input-covariance propagation, Gaussian
+  likelihood), :mod:`~skstellar.nn.optimize` (batched, bounded per-object
+  optimisers), :mod:`~skstellar.nn.threads` (torch's thread count for a
+  block), :mod:`~skstellar.nn.training` (the one training core of every
+  neural estimator) and :mod:`~skstellar.nn.input_variance` (the Jacobian
+  input-variance likelihood as skorch hooks).
 """
 
 from .base import BaseNeuralClassifier, BaseNeuralRegressor

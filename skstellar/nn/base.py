@@ -18,17 +18,19 @@ in one clean class). It provides, for every method:
 * float32 inside (float64 accepted), CPU by default (``device``), skorch's
   epoch table as progress when ``verbose``.
 
-A subclass declares its hyperparameters in ``__init__`` (which must include
-the ones listed in :data:`BaseNeuralRegressor._common_params`) and
-implements ``_build_module(n_features, n_outputs)`` and
-``_build_criterion()``.
+How to subclass: see :class:`BaseNeuralRegressor`.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
+import skorch
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.preprocessing import LabelEncoder
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .._validation import check_finite_columns, check_numeric_input
@@ -40,18 +42,19 @@ from .training import Progress, flag_callbacks, merge_callbacks, plan_training, 
 __all__ = ["BaseNeuralRegressor", "BaseNeuralClassifier", "NeuralEstimatorBase"]
 
 
-def _check_named_columns_finite(X):
-    """Name the column and first row of a NaN/inf in a DataFrame (sklearn's message does not)."""
-    if not hasattr(X, "columns") or not hasattr(X, "to_numpy"):
-        return
-    try:
-        values = X.to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        return  # non-numeric columns: let validate_data report them
-    check_finite_columns(
-        values, [str(c) for c in X.columns], index=X.index,
-        hint="Remove or fill those rows first; nothing is dropped silently.",
-    )
+def _check_input_values(X):
+    """Name the column and first row of a non-numeric or NaN/inf entry (sklearn does not)."""
+    if hasattr(X, "columns") and hasattr(X, "to_numpy"):
+        try:
+            values = X.to_numpy(dtype=np.float64)
+        except (TypeError, ValueError):
+            pass  # non-numeric columns: check_numeric_input names them
+        else:
+            check_finite_columns(
+                values, [str(c) for c in X.columns], index=X.index,
+                hint="Remove or fill those rows first; nothing is dropped silently.",
+            )
+    check_numeric_input(X)
 
 
 class NeuralEstimatorBase(BaseEstimator):
@@ -98,8 +101,7 @@ class NeuralEstimatorBase(BaseEstimator):
         ``"lr_schedule"`` replaces the shortcut's. Copied at ``fit``.
     """
 
-    #: Improvement early stopping requires: None, skorch's relative 1e-4; a
-    #: number, an absolute threshold (0: any decrease).
+    #: Improvement early stopping requires (``threshold`` of :func:`flag_callbacks`).
     _early_stopping_threshold = None
 
     #: Train small batches on one thread (right for small dense networks;
@@ -137,28 +139,24 @@ class NeuralEstimatorBase(BaseEstimator):
         "random_state": ["random_state"],
         "device": [str, torch.device],
         "verbose": [Interval("int", 0, None), "boolean"],
-        # skorch callbacks: None or a list of callbacks / (name, callback) pairs.
         "callbacks": [None, SKORCH_CALLBACKS],
     }
 
     # ------------------------------------------------------------ validation
     def _validate_X(self, X, reset, dtype=np.float32):
-        _check_named_columns_finite(X)
-        check_numeric_input(X)
+        _check_input_values(X)
         X = validate_data(self, X, reset=reset, dtype=np.float64, ensure_min_samples=1)
         return X.astype(dtype, copy=False)
 
     def _validate_Xy(self, X, y):
-        _check_named_columns_finite(X)
-        check_numeric_input(X)
+        _check_input_values(X)
         if y is not None:
             check_numeric_input(y, what="y")
         X, y = validate_data(
             self, X, y, dtype=np.float64, multi_output=True, y_numeric=True,
             ensure_min_samples=2,
         )
-        y = np.asarray(y, dtype=np.float64)
-        return X.astype(np.float32), y
+        return X.astype(np.float32), np.asarray(y, dtype=np.float64)
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y):
@@ -181,13 +179,10 @@ class NeuralEstimatorBase(BaseEstimator):
         self._y_ndim = y.ndim
         y2 = y.reshape(len(y), -1).astype(np.float32)
         self.n_outputs_ = y2.shape[1]
-        y2 = self._transform_y_fit(y2)
-        return self._train(X, y2, self.n_outputs_)
+        return self._train(X, self._transform_y_fit(y2), self.n_outputs_)
 
     def _train(self, X, y2, n_module_outputs):
         """Seeded split, skorch net, training (:mod:`skstellar.nn.training`); sets ``net_``."""
-        import skorch
-
         plan = plan_training(self.random_state, len(X), self.validation_fraction)
         self.mc_seed_ = plan.mc_seed
         train_idx, valid_idx = plan.train_perm, plan.valid_perm
@@ -246,8 +241,13 @@ class NeuralEstimatorBase(BaseEstimator):
     def _has_dropout(self) -> bool:
         return len(dropout_layers(self.module_)) > 0
 
-    def _format(self, a):
-        a = self._inverse_transform_y(np.asarray(a, dtype=np.float64).reshape(len(a), -1))
+    def _format(self, a, std=False):
+        """Outputs in target units and shape; a spread (``std``) only scales by ``|_y_scale_|``."""
+        a = np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+        if not std:
+            a = self._inverse_transform_y(a)
+        elif getattr(self, "_y_scale_", None) is not None:
+            a = a * np.abs(self._y_scale_)
         return a.ravel() if self._y_ndim == 1 else a
 
     def _deterministic(self, X):
@@ -280,8 +280,6 @@ class NeuralEstimatorBase(BaseEstimator):
         wide = int(getattr(self, "n_features_in_", 1)) > 256
         try:
             if wide and n_workers > 1 and str(self.device) == "cpu":
-                from concurrent.futures import ThreadPoolExecutor
-
                 with torch_threads(1), ThreadPoolExecutor(n_workers) as pool:
                     out = list(pool.map(run, starts))
             else:
@@ -349,7 +347,7 @@ class NeuralEstimatorBase(BaseEstimator):
         n_passes = int(self.n_mc_passes)
         if n_passes > 1 and self._has_dropout():
             mean, std = self._mc(X, n_passes)
-            mean, std = self._format(mean), self._format_std(std)
+            mean, std = self._format(mean), self._format(std, std=True)
             return (mean, std) if return_std else mean
         if return_std:
             raise ValueError(
@@ -357,15 +355,6 @@ class NeuralEstimatorBase(BaseEstimator):
                 "network with dropout > 0."
             )
         return self._format(self._deterministic(X))
-
-    def _format_std(self, std):
-        # Std of an affine target transform scales by |scale|; subclasses with
-        # nonlinear transforms must override.
-        std = np.asarray(std, dtype=np.float64).reshape(len(std), -1)
-        scale = getattr(self, "_y_scale_", None)
-        if scale is not None:
-            std = std * np.abs(scale)
-        return std.ravel() if self._y_ndim == 1 else std
 
     def predict_samples(self, X, n_passes=None):
         """All Monte Carlo dropout passes.
@@ -396,10 +385,10 @@ class BaseNeuralRegressor(RegressorMixin, NeuralEstimatorBase):
     """Base class for skstellar's torch regressors.
 
     A subclass declares its hyperparameters in ``__init__`` (including the
-    common ones of :class:`NeuralEstimatorBase`) and implements
-    ``_build_module(n_features, n_outputs)`` and ``_build_criterion()``;
-    ``fit``, ``predict(X, return_std=True)`` and ``predict_samples`` come
-    from here.
+    common ones of :class:`NeuralEstimatorBase`, listed in ``_common_params``)
+    and implements ``_build_module(n_features, n_outputs)`` and
+    ``_build_criterion()``; ``fit``, ``predict(X, return_std=True)`` and
+    ``predict_samples`` come from here.
     """
 
 
@@ -418,10 +407,7 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
         return torch.nn.BCEWithLogitsLoss()
 
     def _validate_Xy(self, X, y):
-        from sklearn.utils.multiclass import check_classification_targets
-
-        _check_named_columns_finite(X)
-        check_numeric_input(X)
+        _check_input_values(X)
         if y is not None and np.asarray(y).dtype.kind == "f":
             check_numeric_input(y, what="y")  # NaN labels
         X, y = validate_data(self, X, y, dtype=np.float64, ensure_min_samples=2)
@@ -441,8 +427,6 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
         -------
         self
         """
-        from sklearn.preprocessing import LabelEncoder
-
         validate_parameters(self)
         X, y = self._validate_Xy(X, y)
         enc = LabelEncoder().fit(y)
@@ -451,9 +435,7 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
             raise ValueError(
                 f"Classifier can't train when only one class is present: {self.classes_}."
             )
-        codes = enc.transform(y)
-        onehot = np.zeros((len(y), len(self.classes_)), dtype=np.float32)
-        onehot[np.arange(len(y)), codes] = 1.0
+        onehot = np.eye(len(self.classes_), dtype=np.float32)[enc.transform(y)]
         self._y_ndim = 1
         self.n_outputs_ = 1
         return self._train(X, onehot, len(self.classes_))
@@ -466,8 +448,7 @@ class BaseNeuralClassifier(ClassifierMixin, NeuralEstimatorBase):
         # depend on its row position. In float64 the ulp is ~1e-16 and the
         # probabilities are invariant to row order and batching at any
         # tolerance scikit-learn checks.
-        z = np.asarray(logits, dtype=np.float64)
-        p = 1.0 / (1.0 + np.exp(-z))
+        p = 1.0 / (1.0 + np.exp(-np.asarray(logits, dtype=np.float64)))
         return p / np.maximum(p.sum(axis=-1, keepdims=True), 1e-12)
 
     def predict_proba(self, X):

@@ -12,6 +12,7 @@ all arguments, so a paper's exact architecture is a call, not a class.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 
 from torch import nn
@@ -65,8 +66,6 @@ def make_activation(spec) -> nn.Module:
         module instance (deep-copied so layers never share state) or ``None``
         for the identity.
     """
-    import copy
-
     if spec is None:
         return _Linear()
     if isinstance(spec, nn.Module):
@@ -203,8 +202,7 @@ def cnn1d_output_length(n_pixels, n_blocks, convs_per_block=2, kernel_size=3, pa
     """
     length = int(n_pixels)
     for _ in range(n_blocks):
-        for _ in range(convs_per_block):
-            length = length + 2 * padding - kernel_size + 1
+        length += convs_per_block * (2 * padding - kernel_size + 1)
         length = (length - pool_size) // pool_stride + 1
         if length < 1:
             break

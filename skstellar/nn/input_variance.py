@@ -4,20 +4,12 @@ The Gaia XP uncertain neural network (:class:`skstellar.xp.UncertainNNRegressor`
 minimises a Gaussian likelihood whose variance includes the input
 covariance propagated through the network's Jacobian, ``diag(J Sigma_x
 J^T)``, switched on after a warm-up. Here that is three skorch pieces on the
-shared training core (:func:`skstellar.nn.training.train_net`):
-
-* :class:`InputVarianceLikelihood` -- the criterion: the forward passes (with
-  the Jacobian when the input term is on) and the likelihood of a batch of
-  row indices;
-* :class:`InputVarianceNet` -- a :class:`LeanNeuralNet` whose ``infer`` and
-  ``get_loss`` call the criterion, which counts optimiser steps
-  (``n_iter_``), stops at ``max_iter`` and switches the input term on at
-  ``warmup_iter``;
-* :class:`WarmupEarlyStopping` -- early stopping that restarts its
-  bookkeeping when the input term switches on and never stops before.
-
-The training data given to the net are row indices into the tensors the
-likelihood holds (the covariance is looked up per row).
+shared training core (:func:`skstellar.nn.training.train_net`): the criterion
+(:class:`InputVarianceLikelihood`), the net that counts optimiser steps and
+switches the input term on (:class:`InputVarianceNet`) and early stopping
+aware of the switch (:class:`WarmupEarlyStopping`). The training data given
+to the net are row indices into the tensors the likelihood holds (the
+covariance is looked up per row).
 """
 
 from __future__ import annotations
@@ -104,8 +96,6 @@ class InputVarianceLikelihood(torch.nn.Module):
             # the input term uses the Jacobian of the first pass only (one more
             # sample of the same network family; halves the Jacobian cost for K = 2)
             out1, J = mlp_forward_with_jacobian(module, xb, L, create_graph=create_graph)
-            if not create_graph:
-                J = J.detach()
             out = out1 if K == 1 else torch.cat([out1, module(xb.repeat(K - 1, 1))])
             return out, J, xk
         if with_input:
@@ -118,23 +108,18 @@ class InputVarianceLikelihood(torch.nn.Module):
         K, L, B = self.passes(training), self.n_labels, len(rows)
         data = self.data
         mu, exc = out[:, :L], self.positive(out[:, L:])
-        var = (data["vy"][rows] if K == 1 else data["vy"][rows].repeat(K, 1)) + exc
+        var = data["vy"][rows].repeat(K, 1) + exc
         if K > 1:
-            vm = mu.detach().view(K, B, L).var(0, unbiased=True)
-            var = var + vm.repeat(K, 1)
+            var = var + mu.detach().view(K, B, L).var(0, unbiased=True).repeat(K, 1)
         if with_input:
             if J is None:
                 J = batched_jacobian(mu, xk, create_graph=training and self.jacobian_gradient)
                 vin = self.covariance.propagate(J.view(K, B, L, -1), rows).reshape(K * B, L)
             else:
-                vin = self.covariance.propagate(J, rows)
-                vin = vin.repeat(K, 1) if K > 1 else vin
+                vin = self.covariance.propagate(J, rows).repeat(K, 1)
             var = var + vin
         var = var.clamp_min(1e-12)
-        y_t, m_t = data["y"][rows], data["m"][rows]
-        if K > 1:
-            y_t, m_t = y_t.repeat(K, 1), m_t.repeat(K, 1)
-        return gaussian_nll(mu, y_t, var, m_t)
+        return gaussian_nll(mu, data["y"][rows].repeat(K, 1), var, data["m"][rows].repeat(K, 1))
 
 
 class InputVarianceNet(LeanNeuralNet):
@@ -180,11 +165,6 @@ class InputVarianceNet(LeanNeuralNet):
         warm = int(self.warmup_iter)
         return self.n_iter_ >= warm if training else self.n_iter_ > warm
 
-    def _rows(self, batch):
-        """The batch's row indices, on the device of the likelihood's data."""
-        rows, y = unpack_data(batch)
-        return rows.to(self.criterion_.data["x"].device), y
-
     def infer(self, x, training=False):
         """Forward passes of the rows ``x`` (see :meth:`InputVarianceLikelihood.forward_passes`)."""
         return self.criterion_.forward_passes(self.module_, x, self.input_term(training),
@@ -194,20 +174,22 @@ class InputVarianceNet(LeanNeuralNet):
         """The likelihood of the rows ``X`` (``y_true`` is unused: the labels are by row)."""
         return self.criterion_(y_pred, X, self.input_term(training), training)
 
+    def _step(self, batch, training):
+        """Loss and outputs of a batch of row indices (moved to the likelihood's device)."""
+        self._set_training(training)
+        rows, y = unpack_data(batch)
+        rows = rows.to(self.criterion_.data["x"].device)
+        y_pred = self.infer(rows, training=training)
+        return {"loss": self.get_loss(y_pred, y, X=rows, training=training), "y_pred": y_pred}
+
     def train_step_single(self, batch, **fit_params):  # noqa: D102
-        self._set_training(True)
-        Xi, yi = self._rows(batch)
-        y_pred = self.infer(Xi, training=True)
-        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
-        loss.backward()
-        return {"loss": loss, "y_pred": y_pred}
+        step = self._step(batch, training=True)
+        step["loss"].backward()
+        return step
 
     def validation_step(self, batch, **fit_params):  # noqa: D102
         # gradients stay on: the autograd Jacobian needs them
-        self._set_training(False)
-        Xi, yi = self._rows(batch)
-        y_pred = self.infer(Xi, training=False)
-        return {"loss": self.get_loss(y_pred, yi, X=Xi, training=False), "y_pred": y_pred}
+        return self._step(batch, training=False)
 
     def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
         """One pass over ``iterator`` (training stops at ``max_iter`` steps)."""
@@ -227,8 +209,7 @@ class InputVarianceNet(LeanNeuralNet):
         self._record(prefix, sum(losses), len(losses))
         if training:
             self.history.record("iteration", self.n_iter_)
-            self.history.record("input_term", bool(
-                self.criterion_.covariance is not None and self.n_iter_ > int(self.warmup_iter)))
+            self.history.record("input_term", self.input_term(training=False))
 
 
 class WarmupEarlyStopping(EarlyStopping):

@@ -5,13 +5,7 @@ thousand weights, mini-batches of ~1000 rows) skorch's general per-batch
 machinery is a large part of an epoch: a closure per optimiser step, the
 ``infer``/``to_tensor`` round trip, two history records and a ``.item()``
 synchronisation per batch, and epoch scores computed back from the batch
-records. :class:`LeanNeuralNet` keeps skorch's object (``module_``,
-``criterion_``, ``optimizer_``, ``history``, epoch-level callbacks such as
-``EarlyStopping`` and ``LRScheduler``, ``PrintLog``) and replaces only the
-inner loop of an epoch by the plain
-``zero_grad -> forward -> loss -> backward -> step`` sequence, accumulating
-the epoch loss without per-batch history records. The batches, their order, the losses and the
-optimiser updates are those of ``skorch.NeuralNet``.
+records. :class:`LeanNeuralNet` replaces only the inner loop of an epoch.
 """
 
 from __future__ import annotations
@@ -28,8 +22,10 @@ __all__ = ["LeanNeuralNet"]
 class LeanNeuralNet(skorch.NeuralNet):
     """``skorch.NeuralNet`` whose epochs run a lean training and validation loop.
 
-    Same parameters, attributes and usage as :class:`skorch.NeuralNet`.
-    Differences (all in :meth:`run_single_epoch`):
+    Same parameters, attributes, usage and epoch-level callbacks
+    (``EarlyStopping``, ``LRScheduler``, ``PrintLog``) as :class:`skorch.NeuralNet`;
+    the batches, their order, the losses and the optimiser updates are
+    skorch's too. Differences (all in :meth:`run_single_epoch`):
 
     * each training batch is one ``zero_grad(set_to_none=True)``, forward,
       ``criterion_(y_pred, y)``, backward and ``optimizer_.step()`` -- no
@@ -39,14 +35,13 @@ class LeanNeuralNet(skorch.NeuralNet):
     * the epoch's mean loss (weighted by batch size, as skorch's
       ``PassthroughScoring``) is recorded directly as ``train_loss`` and
       ``valid_loss`` (plus ``*_best`` flags), so there are no per-batch
-      history records; the default callbacks
-      are only ``EpochTimer`` and ``PrintLog``;
+      history records; the default callbacks are only ``EpochTimer`` and ``PrintLog``;
     * callbacks still get ``on_batch_begin``/``on_batch_end`` (with
       ``batch``, ``training``, ``loss`` and ``y_pred``), so batch-level
       learning-rate schedules keep working; callbacks that read per-batch
       history entries do not apply; on the CPU the epoch loss is summed
       as a Python float (one ``.item()`` per batch, which costs nothing
-      there), on other devices as a device tensor.
+      there), on other devices as a device tensor (no synchronisation per batch).
 
     Extra ``fit`` parameters (passed to the module's ``forward``) fall back
     to skorch's own loop.
@@ -96,8 +91,6 @@ class LeanNeuralNet(skorch.NeuralNet):
         self._set_training(training)
         device = torch.device(self.device) if self.device is not None else None
         on_cpu = device is None or device.type == "cpu"
-        # on the CPU a Python float is the cheapest accumulator; elsewhere a device
-        # tensor avoids a synchronisation per batch
         total = 0.0 if on_cpu else torch.zeros((), dtype=torch.float64, device=device)
         count = n_batches = 0
         with torch.set_grad_enabled(training):

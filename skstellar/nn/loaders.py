@@ -61,8 +61,7 @@ class ArrayBatchLoader:
     def __init__(self, dataset, batch_size=128, shuffle=False, generator=None,
                  drop_last=False, **kwargs):
         self.X = _to_tensor(dataset.X)
-        y = getattr(dataset, "y", None)
-        self.y = _to_tensor(y)
+        self.y = _to_tensor(getattr(dataset, "y", None))
         self.n = _length(self.X)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
@@ -75,10 +74,7 @@ class ArrayBatchLoader:
         return -(-self.n // self.batch_size)
 
     def __iter__(self):
-        if self.shuffle:
-            order = torch.randperm(self.n, generator=self.generator)
-        else:
-            order = None
+        order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None
         for start in range(0, self.n, self.batch_size):
             stop = start + self.batch_size
             if stop > self.n and self.drop_last:

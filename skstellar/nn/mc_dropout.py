@@ -28,9 +28,13 @@ layers works. Two sampling modes are offered:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import numpy as np
 import torch
 from torch import nn
+
+from .builders import _Linear
 
 __all__ = ["mc_dropout_predict", "dropout_layers", "inference_forward", "MC_MODES", "DropoutHooks",
            "seeded_generator"]
@@ -103,34 +107,33 @@ class DropoutHooks:
         self.masks: dict[int, torch.Tensor] = {}
         self.handles = []
 
-    def multiplier(self, layer, x):
-        """The dropout multiplier (mask / keep) this layer applies to pass-major ``x``."""
-        keep = 1.0 - layer.p
-        n_rows = x.shape[0] // self.n_passes
-        if self.mode == "per_sample":
-            mask = torch.empty_like(x).bernoulli_(keep, generator=self.generator)
-            return mask.div_(keep)
-        key = id(layer)
-        mask = self.masks.get(key)
+    def _pass_mask(self, layer, x):
+        """The layer's "network"-mode mask, shape ``(n_passes, 1, *x.shape[1:])``, drawn once."""
+        mask = self.masks.get(id(layer))
         if mask is None:
-            # One mask per pass over the per-row feature shape; scaled so the
-            # expectation matches eval mode (inverted dropout, as nn.Dropout).
+            # scaled so the expectation matches eval mode (inverted dropout, as nn.Dropout)
+            keep = 1.0 - layer.p
             shape = (self.n_passes, 1) + tuple(x.shape[1:])
             mask = torch.empty(shape, dtype=x.dtype, device=x.device)
-            mask.bernoulli_(keep, generator=self.generator).div_(keep)
-            self.masks[key] = mask
-        full = mask.expand((self.n_passes, n_rows) + tuple(x.shape[1:]))
-        return full.reshape(x.shape)
+            self.masks[id(layer)] = mask.bernoulli_(keep, generator=self.generator).div_(keep)
+        return mask
+
+    def _pass_shape(self, x):
+        """``(n_passes, n_rows, *features)`` of pass-major ``x``."""
+        return (self.n_passes, x.shape[0] // self.n_passes) + tuple(x.shape[1:])
+
+    def multiplier(self, layer, x):
+        """The dropout multiplier (mask / keep) this layer applies to pass-major ``x``."""
+        if self.mode == "per_sample":
+            keep = 1.0 - layer.p
+            return torch.empty_like(x).bernoulli_(keep, generator=self.generator).div_(keep)
+        return self._pass_mask(layer, x).expand(self._pass_shape(x)).reshape(x.shape)
 
     def _hook(self, layer, inputs, output):
         x = inputs[0]
         if self.mode == "per_sample":
             return x * self.multiplier(layer, x)
-        n_rows = x.shape[0] // self.n_passes
-        mask = self.multiplier(layer, x[: self.n_passes]) if id(layer) not in self.masks else None
-        mask = self.masks[id(layer)]
-        out = x.view((self.n_passes, n_rows) + tuple(x.shape[1:])) * mask
-        return out.view_as(x)
+        return (x.view(self._pass_shape(x)) * self._pass_mask(layer, x)).view_as(x)
 
     def __enter__(self):
         self.handles = [layer.register_forward_hook(self._hook) for layer in self.layers]
@@ -143,16 +146,11 @@ class DropoutHooks:
         return False
 
 
+_IDENTITY = (nn.Identity, _Linear)
 _ELEMENTWISE = (
     nn.ReLU, nn.LeakyReLU, nn.GELU, nn.Softsign, nn.Sigmoid, nn.Tanh, nn.ELU,
     nn.SELU, nn.SiLU, nn.Softplus, nn.Hardtanh, nn.Mish,
 )
-
-
-def _is_identity(layer) -> bool:
-    from .builders import _Linear
-
-    return isinstance(layer, (nn.Identity, _Linear))
 
 
 def _foldable(module: nn.Module) -> bool:
@@ -163,9 +161,8 @@ def _foldable(module: nn.Module) -> bool:
         if isinstance(layer, nn.BatchNorm1d):
             if not layer.track_running_stats or layer.running_mean is None:
                 return False
-        elif isinstance(layer, nn.Dropout) and type(layer) is nn.Dropout:
-            continue
-        elif not isinstance(layer, (nn.Linear,) + _ELEMENTWISE) and not _is_identity(layer):
+        elif not (type(layer) is nn.Dropout
+                  or isinstance(layer, (nn.Linear,) + _ELEMENTWISE + _IDENTITY)):
             return False
     return True
 
@@ -191,16 +188,11 @@ class _FoldedPasses:
             if isinstance(layer, nn.Linear):
                 width = layer.out_features
                 W = layer.weight.detach().to(device, torch.float32)
-                b = (layer.bias.detach().to(device, torch.float32)
-                     if layer.bias is not None else None)
-                if A is None:
-                    A_new = W.unsqueeze(0)
-                else:
-                    A_new = torch.matmul(W, A)
-                c_new = None if c is None else torch.matmul(c, W.T)
-                if b is not None:
-                    c_new = b.unsqueeze(0) if c_new is None else c_new + b
-                A, c = A_new, c_new
+                A = W.unsqueeze(0) if A is None else torch.matmul(W, A)
+                c = None if c is None else torch.matmul(c, W.T)
+                if layer.bias is not None:
+                    b = layer.bias.detach().to(device, torch.float32)
+                    c = b.unsqueeze(0) if c is None else c + b
             elif isinstance(layer, nn.BatchNorm1d):
                 width = layer.num_features
                 var = layer.running_var.detach().to(device, torch.float32)
@@ -221,7 +213,7 @@ class _FoldedPasses:
                 mask = torch.empty((n_passes, 1, width), dtype=torch.float32, device=device)
                 mask = mask.bernoulli_(keep, generator=generator).div_(keep)[:, 0, :]
                 A, c = self._scale(A, c, mask, None)
-            elif _is_identity(layer):
+            elif isinstance(layer, _IDENTITY):
                 continue
             else:  # nonlinear elementwise activation
                 if A is not None or c is not None:
@@ -273,11 +265,7 @@ class _FoldedPasses:
         h = x  # (rows, F) shared by all passes, or (P, rows, F) per pass
         for k, step in enumerate(self.steps):
             if step[0] == "act":
-                layer = step[1]
-                if h.dim() == 3:
-                    h = self._inplace_activation(layer, h)
-                else:
-                    h = layer(h)
+                h = self._inplace_activation(step[1], h) if h.dim() == 3 else step[1](h)
                 continue
             _, A, c = step
             if A is not None:
@@ -404,8 +392,7 @@ def mc_dropout_predict(
         raise ValueError(f"n_passes must be >= 1, got {n_passes}.")
     if n_passes - ddof < 1:
         raise ValueError(f"n_passes={n_passes} is too few for a std with ddof={ddof}.")
-    x_all = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X)
-    x_all = x_all.to(dtype=torch.float32)
+    x_all = torch.as_tensor(X if torch.is_tensor(X) else np.asarray(X)).to(torch.float32)
     n = x_all.shape[0]
     gen = seeded_generator(random_state, device)
 
@@ -422,47 +409,39 @@ def mc_dropout_predict(
     # (resident memory grew ~8 MB per chunk before this).
     mean_all = std_all = samples_all = None
     try:
-        with torch.inference_mode():
-            hooks = DropoutHooks(module, n_passes, mode, gen) if folded is None else None
-            if hooks is not None:
-                hooks.__enter__()
-            try:
-                for start in range(0, n, chunk):
-                    xb = x_all[start : start + chunk].to(device)
-                    rows = xb.shape[0]
-                    if folded is not None:
-                        out = folded(xb.reshape(rows, -1))
-                        if out.dim() == 2:  # no dropout at all: every pass is the same
-                            out = out.unsqueeze(0).expand(n_passes, rows, out.shape[-1])
-                        out = out.reshape(n_passes * rows, -1)  # pass-major
-                        if output_transform is not None:
-                            out = output_transform(out)
-                    else:
-                        rep = xb.unsqueeze(0).expand((n_passes,) + tuple(xb.shape))
-                        out = module(rep.reshape((n_passes * rows,) + tuple(xb.shape[1:])))
-                        if output_transform is not None:
-                            out = output_transform(out)
-                    out = out.reshape((n_passes, rows) + tuple(out.shape[1:])).float()
-                    if n_passes > 1:
-                        var, mean = torch.var_mean(out, dim=0, correction=ddof)
-                        std = var.sqrt_()
-                    else:
-                        mean, std = out[0], torch.zeros_like(out[0])
-                    if mean_all is None:
-                        tail = tuple(mean.shape[1:])
-                        mean_all = np.empty((n,) + tail, dtype=np.float32)
-                        std_all = np.empty((n,) + tail, dtype=np.float32)
-                        if return_samples:
-                            samples_all = np.empty((n_passes, n) + tail, dtype=np.float32)
-                    mean_all[start : start + rows] = mean.cpu().numpy()
-                    std_all[start : start + rows] = std.cpu().numpy()
+        hooks = DropoutHooks(module, n_passes, mode, gen) if folded is None else nullcontext()
+        with torch.inference_mode(), hooks:
+            for start in range(0, n, chunk):
+                xb = x_all[start : start + chunk].to(device)
+                rows = xb.shape[0]
+                if folded is not None:
+                    out = folded(xb.reshape(rows, -1))
+                    if out.dim() == 2:  # no dropout at all: every pass is the same
+                        out = out.unsqueeze(0).expand(n_passes, rows, out.shape[-1])
+                    out = out.reshape(n_passes * rows, -1)  # pass-major
+                else:
+                    rep = xb.unsqueeze(0).expand((n_passes,) + tuple(xb.shape))
+                    out = module(rep.reshape((n_passes * rows,) + tuple(xb.shape[1:])))
+                if output_transform is not None:
+                    out = output_transform(out)
+                out = out.reshape((n_passes, rows) + tuple(out.shape[1:])).float()
+                if n_passes > 1:
+                    var, mean = torch.var_mean(out, dim=0, correction=ddof)
+                    std = var.sqrt_()
+                else:
+                    mean, std = out[0], torch.zeros_like(out[0])
+                if mean_all is None:
+                    tail = tuple(mean.shape[1:])
+                    mean_all = np.empty((n,) + tail, dtype=np.float32)
+                    std_all = np.empty((n,) + tail, dtype=np.float32)
                     if return_samples:
-                        samples_all[:, start : start + rows] = out.cpu().numpy()
-                    if progress is not None:
-                        progress(rows)
-            finally:
-                if hooks is not None:
-                    hooks.__exit__(None, None, None)
+                        samples_all = np.empty((n_passes, n) + tail, dtype=np.float32)
+                mean_all[start : start + rows] = mean.cpu().numpy()
+                std_all[start : start + rows] = std.cpu().numpy()
+                if return_samples:
+                    samples_all[:, start : start + rows] = out.cpu().numpy()
+                if progress is not None:
+                    progress(rows)
     finally:
         module.train(was_training)
     if n == 0:

@@ -3,25 +3,15 @@
 Many methods fit a handful of parameters per object by minimising an
 independent chi^2 for each of thousands of objects (labels of spectra
 through an emulator, distances, extinctions...). This module solves all of
-them at once, as one tensor of shape ``(n_objects, n_params)``:
-
-* :class:`BoxTransform` keeps parameters inside a box through the
-  reparametrisation ``x = lo + (hi - lo) * sigmoid(z)``, so an unconstrained
-  optimiser can never leave the box;
-* :func:`batched_lbfgs` is an L-BFGS whose history, step length and
-  convergence test are **per object** (the objects' problems stay independent:
-  no object's curvature leaks into another's), with a vectorised
-  Armijo backtracking line search;
-* :func:`batched_levenberg_marquardt` is a per-object Levenberg-Marquardt
-  (damped Gauss-Newton) for least-squares residuals, with forward-mode
-  Jacobians;
-* :func:`coupled_lbfgs` wraps ``torch.optim.LBFGS`` (strong Wolfe) on the
-  *sum* of the objects' losses, for comparison: its history and step length
-  are shared by all objects, which couples them (see its docstring);
-* :func:`forward_jacobian` and :func:`gauss_newton_covariance` give the
-  parameter covariance ``(J^T W J)^-1`` at the optimum;
-* :func:`fit_batched` wires a model, data, weights and bounds to these pieces,
-  with multiple starts per object (the best chi^2 is kept).
+them at once, as one tensor of shape ``(n_objects, n_params)``: bounds by
+reparametrisation (:class:`BoxTransform`), an L-BFGS whose history, step
+length and convergence test are **per object** (:func:`batched_lbfgs`), a
+per-object Levenberg-Marquardt (:func:`batched_levenberg_marquardt`),
+``torch.optim.LBFGS`` on the summed loss for comparison
+(:func:`coupled_lbfgs`), the covariance ``(J^T W J)^-1`` at the optimum
+(:func:`forward_jacobian`, :func:`gauss_newton_covariance`), and
+:func:`fit_batched`, which wires a model, data, weights, bounds and
+several starts per object to these pieces.
 
 Every function requires the objective to be **row independent**: row ``i``
 of the output may depend on row ``i`` of the parameters only (no batch
@@ -56,9 +46,7 @@ __all__ = [
 METHODS = ("lbfgs", "lm", "torch_lbfgs")
 
 
-# --------------------------------------------------------------------------
-# Bounds by reparametrisation
-# --------------------------------------------------------------------------
+# ------------------------------------------------ Bounds by reparametrisation
 class BoxTransform:
     """Map unconstrained ``z`` to ``x`` inside the box ``[lower, upper]`` and back.
 
@@ -101,18 +89,13 @@ class BoxTransform:
         """``upper - lower`` (float64)."""
         return self.upper - self.lower
 
-    def _lw(self, like):
-        return self.lower.to(like), self.width.to(like)
-
     def to_unit(self, x):
         """Position inside the box, 0 at ``lower`` and 1 at ``upper``."""
-        lo, w = self._lw(x)
-        return (x - lo) / w
+        return (x - self.lower.to(x)) / self.width.to(x)
 
     def from_unit(self, u):
         """Inverse of :meth:`to_unit`."""
-        lo, w = self._lw(u)
-        return lo + w * u
+        return self.lower.to(u) + self.width.to(u) * u
 
     def forward(self, z):
         """Bounded ``x`` from unconstrained ``z`` (differentiable)."""
@@ -122,19 +105,14 @@ class BoxTransform:
 
     def inverse(self, x):
         """Unconstrained ``z`` from bounded ``x`` (clipped to the box first)."""
-        u = self.to_unit(x).clamp(self.eps, 1.0 - self.eps)
-        return torch.logit(u)
+        return torch.logit(self.to_unit(x).clamp(self.eps, 1.0 - self.eps))
 
     def contains(self, x, atol=0.0):
         """Boolean mask of the entries of ``x`` inside ``[lower - atol, upper + atol]``."""
-        lo, _ = self._lw(x)
-        hi = self.upper.to(x)
-        return (x >= lo - atol) & (x <= hi + atol)
+        return (x >= self.lower.to(x) - atol) & (x <= self.upper.to(x) + atol)
 
 
-# --------------------------------------------------------------------------
-# Results
-# --------------------------------------------------------------------------
+# -------------------------------------------------------------------- Results
 @dataclass
 class BatchedOptimizeResult:
     """Outcome of a batched minimisation.
@@ -182,16 +160,13 @@ def _value_and_grad(fun, z, idx, max_rows=None):
             (g,) = torch.autograd.grad(f.sum(), zr)
         fs.append(f.detach().to(torch.float64))
         gs.append(g.detach().to(torch.float64))
-    if len(fs) == 1:
-        return fs[0], gs[0]
     return torch.cat(fs), torch.cat(gs)
 
 
 def _values(fun, z, idx, max_rows=None):
     """``fun(z, idx)`` without gradient, evaluated in pieces of ``max_rows`` rows."""
     with torch.no_grad():
-        out = [fun(z[sl], idx[sl]) for sl in _row_slices(len(idx), max_rows)]
-    return out[0] if len(out) == 1 else torch.cat(out)
+        return torch.cat([fun(z[sl], idx[sl]) for sl in _row_slices(len(idx), max_rows)])
 
 
 def _check_start(z0, name="z0"):
@@ -204,9 +179,7 @@ def _check_start(z0, name="z0"):
     return z0
 
 
-# --------------------------------------------------------------------------
-# L-BFGS, one independent problem per row
-# --------------------------------------------------------------------------
+# ------------------------------------ L-BFGS, one independent problem per row
 def batched_lbfgs(
     fun: Callable,
     z0,
@@ -288,8 +261,7 @@ def batched_lbfgs(
     dev = z.device
     m = max(1, int(history_size))
     floor = 0.1 * float(tol) if min_decrease is None else float(min_decrease)
-    all_idx = torch.arange(n, device=dev)
-    f, g = _value_and_grad(fun, z, all_idx, max_rows)
+    f, g = _value_and_grad(fun, z, torch.arange(n, device=dev), max_rows)
     n_evals = 1
     S = torch.zeros((n, m, d), dtype=torch.float64, device=dev)
     Y = torch.zeros_like(S)
@@ -305,8 +277,7 @@ def batched_lbfgs(
         act = torch.nonzero(active & ~converged).reshape(-1)
         if len(act) == 0:
             break
-        k = len(act)
-        ar = torch.arange(k, device=dev)
+        ar = torch.arange(len(act), device=dev)
         ga, za, fa = g[act], z[act], f[act]
         Sa, Ya, rhoa, ha, pa = S[act], Y[act], rho[act], n_hist[act], pos[act]
         # ---- two-loop recursion, per row
@@ -341,8 +312,7 @@ def batched_lbfgs(
             has_hist = has_hist & ~bad
         # ---- convergence: predicted decrease of a quasi-Newton step
         done = (has_hist & (-gd / 2 < tol)) | (ga.abs().amax(1) == 0)
-        if done.any():
-            converged[act[done]] = True
+        converged[act[done]] = True
         keep = ~done
         if not keep.any():
             break
@@ -366,25 +336,19 @@ def batched_lbfgs(
             acc = sidx[ok]
             f_new[acc], g_new[acc] = ft[ok], gt[ok]
             searching[acc] = False
+            # rejected rows: minimiser of the quadratic through f(0), f'(0) and f(t)
             rej = sidx[~ok]
-            if len(rej):
-                # minimiser of the quadratic through f(0), f'(0) and f(t)
-                ft_r = torch.where(torch.isfinite(ft[~ok]), ft[~ok], fa[rej] + 1e300)
-                tr = t[rej]
-                denom = 2.0 * (ft_r - fa[rej] - gd[rej] * tr)
-                t_q = -gd[rej] * tr * tr / denom.clamp_min(1e-300)
-                t[rej] = torch.minimum(torch.maximum(t_q, 0.1 * tr), 0.5 * tr)
+            ft_r = torch.where(torch.isfinite(ft[~ok]), ft[~ok], fa[rej] + 1e300)
+            tr = t[rej]
+            denom = 2.0 * (ft_r - fa[rej] - gd[rej] * tr)
+            t_q = -gd[rej] * tr * tr / denom.clamp_min(1e-300)
+            t[rej] = torch.minimum(torch.maximum(t_q, 0.1 * tr), 0.5 * tr)
         failed = searching | (f_new >= fa)
         # a row whose line search failed from steepest descent cannot improve
         fh = n_hist[act] == 0
-        stuck = failed & fh
-        if stuck.any():
-            converged[act[stuck]] = True
-        if (failed & ~fh).any():
-            n_hist[act[failed & ~fh]] = 0  # retry next iteration from steepest descent
+        converged[act[failed & fh]] = True
+        n_hist[act[failed & ~fh]] = 0  # retry next iteration from steepest descent
         moved = ~failed
-        if not moved.any():
-            continue
         ia = act[moved]
         s_vec = t[moved, None] * direc[moved]
         y_vec = g_new[moved] - ga[moved]
@@ -397,20 +361,17 @@ def batched_lbfgs(
         converged[ia[n_small[ia] >= stall_iters]] = True
         sy = (s_vec * y_vec).sum(1)
         good = sy > 1e-10 * (y_vec * y_vec).sum(1).sqrt() * (s_vec * s_vec).sum(1).sqrt()
-        if good.any():
-            ig = ia[good]
-            slot = pos[ig]
-            S[ig, slot] = s_vec[good]
-            Y[ig, slot] = y_vec[good]
-            rho[ig, slot] = 1.0 / sy[good]
-            pos[ig] = (slot + 1) % m
-            n_hist[ig] = torch.clamp(n_hist[ig] + 1, max=m)
+        ig = ia[good]
+        slot = pos[ig]
+        S[ig, slot] = s_vec[good]
+        Y[ig, slot] = y_vec[good]
+        rho[ig, slot] = 1.0 / sy[good]
+        pos[ig] = (slot + 1) % m
+        n_hist[ig] = torch.clamp(n_hist[ig] + 1, max=m)
     return BatchedOptimizeResult(z, f, n_iter, converged & active, n_evals)
 
 
-# --------------------------------------------------------------------------
-# Levenberg-Marquardt, one independent problem per row
-# --------------------------------------------------------------------------
+# ----------------------- Levenberg-Marquardt, one independent problem per row
 def forward_jacobian(fn: Callable, x: torch.Tensor, vectorize: bool = True) -> torch.Tensor:
     """Jacobian of a row-independent ``fn`` for each row, by forward-mode AD.
 
@@ -510,18 +471,10 @@ def batched_levenberg_marquardt(
     n, d = z.shape
     dev = z.device
     all_idx = torch.arange(n, device=dev)
-
-    def res64(zz, idx):
-        return _values(residual_fn, zz, idx, max_rows)
-
-    r = res64(z, all_idx)
-    n_evals = 1
-    chi2 = r.to(torch.float64).square().sum(1)
-    M = r.shape[1]
-    J = torch.empty((n, M, d), dtype=r.dtype, device=dev)
-    J[:] = _jac_rows(residual_fn, z, all_idx, vectorize, max_rows)
-    n_evals += d
-    R = r.clone()
+    R = _values(residual_fn, z, all_idx, max_rows)  # a fresh tensor (torch.cat)
+    chi2 = R.to(torch.float64).square().sum(1)
+    J = _jac_rows(residual_fn, z, all_idx, vectorize, max_rows)
+    n_evals = 1 + d  # the residuals and d Jacobian columns
     lam = torch.full((n,), float(lam0), dtype=torch.float64, device=dev)
     n_iter = torch.zeros(n, dtype=torch.long, device=dev)
     converged = torch.zeros(n, dtype=torch.bool, device=dev)
@@ -531,9 +484,8 @@ def batched_levenberg_marquardt(
         if len(act) == 0:
             break
         Ja = J[act].to(torch.float64)
-        ra = R[act].to(torch.float64)
         A = Ja.transpose(1, 2) @ Ja
-        gvec = (Ja.transpose(1, 2) @ ra.unsqueeze(-1)).squeeze(-1)
+        gvec = (Ja.transpose(1, 2) @ R[act].to(torch.float64).unsqueeze(-1)).squeeze(-1)
         diag = torch.diagonal(A, dim1=1, dim2=2)
         floor = 1e-12 * diag.amax(1, keepdim=True).clamp_min(1e-300)
         dA = torch.maximum(diag, floor)
@@ -541,16 +493,14 @@ def batched_levenberg_marquardt(
         gn = _solve_spd(A + floor[:, :, None] * eye, -gvec)
         decrement = -(gvec * gn).sum(1)
         done = decrement < tol
-        if done.any():
-            converged[act[done]] = True
+        converged[act[done]] = True
         keep = ~done
         if not keep.any():
             break
         act, A, gvec, dA = act[keep], A[keep], gvec[keep], dA[keep]
-        lam_a = lam[act]
-        step = _solve_spd(A + (lam_a[:, None] * dA).diag_embed(), -gvec)
+        step = _solve_spd(A + (lam[act][:, None] * dA).diag_embed(), -gvec)
         z_try = z[act] + step
-        r_try = res64(z_try, act)
+        r_try = _values(residual_fn, z_try, act, max_rows)
         n_evals += 1
         chi2_try = r_try.to(torch.float64).square().sum(1)
         ok = torch.isfinite(chi2_try) & (chi2_try < chi2[act])
@@ -564,25 +514,20 @@ def batched_levenberg_marquardt(
             J[acc] = _jac_rows(residual_fn, z[acc], acc, vectorize, max_rows)
             n_evals += d
         rej = act[~ok]
-        if len(rej):
-            lam[rej] = lam[rej] * lam_up
-            stuck = rej[lam[rej] > lam_max]
-            converged[stuck] = True
+        lam[rej] = lam[rej] * lam_up
+        converged[rej[lam[rej] > lam_max]] = True
     return BatchedOptimizeResult(z, chi2, n_iter, converged & active, n_evals)
 
 
-def _jac_rows(residual_fn, z, idx, vectorize, max_rows=None):
-    out = []
-    for sl in _row_slices(len(idx), max_rows):
-        rows = idx[sl]
-        out.append(forward_jacobian(lambda zz, rows=rows: residual_fn(zz, rows), z[sl],
-                                    vectorize=vectorize))
-    return out[0] if len(out) == 1 else torch.cat(out)
+def _jac_rows(fn, z, idx, vectorize, max_rows=None):
+    """Row Jacobians of ``fn(z, idx)`` (:func:`forward_jacobian`), ``max_rows`` rows at a time."""
+    return torch.cat([
+        forward_jacobian(lambda zz, rows=idx[sl]: fn(zz, rows), z[sl], vectorize=vectorize)
+        for sl in _row_slices(len(idx), max_rows)
+    ])
 
 
-# --------------------------------------------------------------------------
-# torch.optim.LBFGS on the summed loss (coupled rows)
-# --------------------------------------------------------------------------
+# ------------------------ torch.optim.LBFGS on the summed loss (coupled rows)
 def coupled_lbfgs(
     fun: Callable,
     z0,
@@ -628,30 +573,26 @@ def coupled_lbfgs(
         tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
         line_search_fn="strong_wolfe",
     )
-    counter = {"evals": 0}
 
     def closure():
         opt.zero_grad()
         loss = fun(z, idx).sum()
         loss.backward()
-        counter["evals"] += 1
         return loss
 
     with torch.enable_grad():
         opt.step(closure)
-    state = opt.state[opt._params[0]]
-    n_it = int(state.get("n_iter", 0))
+    n_it = int(opt.state[z].get("n_iter", 0))
+    n_evals = int(opt.state[z].get("func_evals", 0))  # closure calls
     with torch.no_grad():
         f = fun(z, idx).to(torch.float64)
     conv = torch.full((n,), n_it < int(max_iter), dtype=torch.bool, device=z.device)
     return BatchedOptimizeResult(
-        z.detach(), f, torch.full((n,), n_it, dtype=torch.long), conv, counter["evals"] + 1
+        z.detach(), f, torch.full((n,), n_it, dtype=torch.long), conv, n_evals + 1
     )
 
 
-# --------------------------------------------------------------------------
-# Covariance
-# --------------------------------------------------------------------------
+# ----------------------------------------------------------------- Covariance
 def gauss_newton_covariance(J: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Parameter covariance ``(J^T W J)^-1`` for each row.
 
@@ -666,9 +607,8 @@ def gauss_newton_covariance(J: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     -------
     torch.Tensor of shape (k, n_params, n_params), float64
         The inverse of the Gauss-Newton curvature; a pseudo-inverse where the
-        curvature is singular (a parameter with no effect on the model gets
-        infinite-like, i.e. unconstrained, variance only through ``pinv``'s
-        zero: such rows are better flagged by the caller).
+        curvature is singular, which gives a parameter with no effect on the
+        model zero (not infinite) variance: flag such rows in the caller.
     """
     J64 = J.to(torch.float64)
     WJ = J64 * weights.to(torch.float64).unsqueeze(-1)
@@ -683,9 +623,7 @@ def gauss_newton_covariance(J: torch.Tensor, weights: torch.Tensor) -> torch.Ten
     return cov_n / (dg[:, :, None] * dg[:, None, :])
 
 
-# --------------------------------------------------------------------------
-# High-level: model + data + bounds + starts
-# --------------------------------------------------------------------------
+# --------------------------------- High-level: model + data + bounds + starts
 @dataclass
 class BatchedFitResult:
     """Outcome of :func:`fit_batched` (one row per object).
@@ -831,16 +769,14 @@ def fit_batched(
             f"the bounds [{float(box.lower[j])}, {float(box.upper[j])}]."
         )
     n_starts = starts.shape[0]
-    starts = starts.to(dev)
     m = float(start_margin)
-    u0 = box.to_unit(starts.reshape(n_starts * n_obj, d)).clamp(m, 1.0 - m)
+    u0 = box.to_unit(starts.to(dev).reshape(n_starts * n_obj, d)).clamp(m, 1.0 - m)
     z0 = torch.logit(u0.clamp(box.eps, 1.0 - box.eps))
     obj_of_row = torch.arange(n_obj, device=dev).repeat(n_starts)
     sqrt_w = w.sqrt()
 
     def model_of_z(z, idx):
-        x = box.forward(z)
-        return model_fn(x.to(mdtype), obj_of_row[idx])
+        return model_fn(box.forward(z).to(mdtype), obj_of_row[idx])
 
     def chi2_fn(z, idx):
         rows = obj_of_row[idx]
@@ -863,24 +799,18 @@ def fit_batched(
     fun = torch.where(torch.isfinite(fun), fun, torch.full_like(fun, float("inf")))
     best = fun.argmin(0)
     pick = best * n_obj + torch.arange(n_obj, device=dev)
-    z_best = res.x[pick]
-    x_best = box.forward(z_best)
+    x_best = box.forward(res.x[pick])
     cov = None
     if compute_covariance:
         lo_w, width = box.lower.to(dev), box.width.to(dev)
-        u_best = box.to_unit(x_best)
-        pieces = []
-        for sl in _row_slices(n_obj, max_rows):
-            rows = torch.arange(n_obj, device=dev)[sl]
 
-            def model_of_unit(u, rows=rows):
-                return model_fn((lo_w + width * u).to(mdtype), rows)
+        def model_of_unit(u, rows):
+            return model_fn((lo_w + width * u).to(mdtype), rows)
 
-            with torch.no_grad():
-                pieces.append(forward_jacobian(model_of_unit, u_best[sl], vectorize=vectorize))
-        J = pieces[0] if len(pieces) == 1 else torch.cat(pieces)
-        cov_u = gauss_newton_covariance(J, w)
-        cov = (cov_u * width[:, None] * width[None, :]).cpu().numpy()
+        with torch.no_grad():
+            J = _jac_rows(model_of_unit, box.to_unit(x_best), torch.arange(n_obj, device=dev),
+                          vectorize, max_rows)
+        cov = (gauss_newton_covariance(J, w) * width[:, None] * width[None, :]).cpu().numpy()
     return BatchedFitResult(
         x=x_best.cpu().numpy(),
         chi2=res.fun[pick].cpu().numpy(),

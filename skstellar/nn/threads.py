@@ -1,9 +1,8 @@
-"""Context manager for torch's intra-op thread count.
+"""Context managers for torch's intra-op thread count.
 
-The estimators here run small, memory-bound tensor operations for which one
-CPU thread is often faster than several (thread synchronisation costs more
-than it saves, above all when other processes share the cores). They set
-the count for the duration of a call and restore the caller's setting.
+They set the count for a block and restore the caller's setting: for
+small, memory-bound tensor operations one CPU thread is often faster than
+several (see :class:`training_threads`).
 """
 
 from __future__ import annotations

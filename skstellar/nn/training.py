@@ -1,21 +1,11 @@
 """The one training core of skstellar's neural estimators.
 
-Every torch estimator trains through the pieces here, so seeding, the
-validation split, the callbacks and the skorch net are written once:
-
-* :func:`seed_from` and :func:`draw_seed` -- integer seeds, one modulus
-  (:data:`SEED_MODULUS`), from ``random_state``;
-* :func:`seeded_split` -- the seeded train/validation split, and
-  :func:`plan_training`, which draws the seeds and the split of a fit in one
-  fixed order;
-* :func:`flag_callbacks` -- the skorch callbacks the ``early_stopping`` and
-  ``lr_schedule`` shortcuts stand for, and :func:`merge_callbacks`, which
-  appends the user's ``callbacks=`` after them;
-* :func:`train_net` -- builds the module under a seed, assembles the skorch
-  net (any ``NeuralNet`` subclass: skorch's own, :class:`LeanNeuralNet`, or
-  one with its own ``get_loss``/``train_step`` hooks) and fits it without
-  touching the caller's global torch RNG;
-* :class:`Progress` and :func:`silent` -- progress output.
+Every torch estimator trains through the pieces here, so each is written
+once: seeds (:func:`seed_from`, :func:`draw_seed`), the train/validation
+split (:func:`seeded_split`, and :func:`plan_training` for all of a fit's
+seeds and split), the shortcut and user callbacks (:func:`flag_callbacks`,
+:func:`merge_callbacks`), the seeded skorch net (:func:`train_net`) and
+progress output (:class:`Progress`, :func:`silent`).
 """
 
 from __future__ import annotations
@@ -26,6 +16,9 @@ from typing import NamedTuple
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
+from skorch.dataset import Dataset
+from skorch.helper import predefined_split
 
 from .loaders import ArrayBatchLoader
 from .threads import training_threads
@@ -213,8 +206,6 @@ def flag_callbacks(*, early_stopping, patience, lr_schedule, lr_factor, lr_patie
     -------
     list of (str, skorch.callbacks.Callback)
     """
-    from skorch.callbacks import EarlyStopping, LRScheduler
-
     callbacks = []
     if early_stopping:
         kw = {} if threshold is None else {"threshold": float(threshold),
@@ -250,8 +241,6 @@ def merge_callbacks(built, callbacks):
     TypeError
         When an entry is not a skorch callback.
     """
-    from skorch.callbacks import Callback
-
     if callbacks is None:
         return list(built)
     if isinstance(callbacks, Callback) or isinstance(callbacks, (str, bytes)):
@@ -276,11 +265,9 @@ def train_net(net_class, build_module, criterion, X_train, y_train, valid=None, 
               valid_batch_size=4096, single_thread_below=256, **net_params):
     """Build a module under a seed, assemble a skorch net and fit it.
 
-    The caller's global torch RNG is left untouched (the module's
-    initialisation and training dropout use a forked RNG seeded with
-    ``init_seed``); the training batches are shuffled by a generator seeded
-    with ``loader_seed`` and sliced by :class:`ArrayBatchLoader`; small
-    batches train on one thread (:class:`training_threads`).
+    The caller's global torch RNG is left untouched (initialisation and
+    training dropout use a forked RNG); the training batches are sliced by
+    :class:`ArrayBatchLoader` and small ones train on one thread.
 
     Parameters
     ----------
@@ -320,9 +307,6 @@ def train_net(net_class, build_module, criterion, X_train, y_train, valid=None, 
     skorch.NeuralNet
         The fitted net.
     """
-    from skorch.dataset import Dataset
-    from skorch.helper import predefined_split
-
     batch_size = int(batch_size)
     train_split = None if valid is None else predefined_split(Dataset(*valid))
     params = {

@@ -1,27 +1,21 @@
 """Input-uncertainty propagation through a network and the Gaussian-likelihood loss.
 
 Pieces shared by estimators whose inputs carry covariances (the Gaia XP
-uncertain network first):
-
-* :func:`batched_jacobian` -- ``d outputs / d inputs`` for a whole batch with
-  one batched backward call (``is_grads_batched``), differentiable when
-  ``create_graph=True`` so the loss can train through it;
-* :class:`TorchCovariance` -- a :class:`~skstellar.covariance.CovariantFeatures`
-  covariance moved to torch (diagonal part plus dense blocks) with
-  :meth:`TorchCovariance.propagate`, ``diag(J Sigma J^T)`` per sample;
-* :func:`gaussian_nll` -- ``mean_i sum_j [0.5 r^2 exp(-s) + 0.5 s]`` with
-  ``s = ln(sum of variances)`` and missing labels masked (Gaia XP paper,
-  Eq. 9-10);
-* :func:`propagate_input_errors` -- ``sqrt(J Sigma J^T)`` of a trained
-  network (dropout off) for per-feature errors plus an optional error
-  common to all features (a distance-modulus error shared by every
-  absolute magnitude), used by the M-dwarf network.
+uncertain network first): per-sample Jacobians (:func:`batched_jacobian`,
+one batched backward call; :func:`mlp_forward_with_jacobian` for plain
+MLPs), a :class:`~skstellar.covariance.CovariantFeatures` covariance in
+torch (:class:`TorchCovariance`, ``diag(J Sigma J^T)`` per sample), the
+masked Gaussian likelihood (:func:`gaussian_nll`, Gaia XP paper Eq. 9-10)
+and first-order output errors from input errors, used by the M-dwarf
+network (:func:`propagate_input_errors`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .builders import _Linear
 
 __all__ = ["batched_jacobian", "mlp_forward_with_jacobian", "TorchCovariance", "gaussian_nll",
            "is_supported_mlp", "propagate_input_errors"]
@@ -60,7 +54,9 @@ def batched_jacobian(outputs, inputs, create_graph=False):
     return J.permute(1, 0, 2)
 
 
-_PIECEWISE_LINEAR = (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Identity)
+_MLP_ACTIVATIONS = (torch.nn.ReLU, torch.nn.LeakyReLU, torch.nn.Identity, torch.nn.GELU,
+                    torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Softsign, torch.nn.ELU,
+                    torch.nn.SiLU, torch.nn.Softplus)
 
 
 def is_supported_mlp(module):
@@ -76,18 +72,8 @@ def is_supported_mlp(module):
         True for a ``Sequential`` of linear layers, dropout and elementwise
         activations.
     """
-    from .builders import _Linear
-
-    if not isinstance(module, torch.nn.Sequential):
-        return False
-    for layer in module:
-        if isinstance(layer, (torch.nn.Linear, torch.nn.Dropout, _Linear) + _PIECEWISE_LINEAR):
-            continue
-        if isinstance(layer, (torch.nn.GELU, torch.nn.Tanh, torch.nn.Sigmoid, torch.nn.Softsign,
-                              torch.nn.ELU, torch.nn.SiLU, torch.nn.Softplus)):
-            continue
-        return False
-    return True
+    allowed = (torch.nn.Linear, torch.nn.Dropout, _Linear) + _MLP_ACTIVATIONS
+    return isinstance(module, torch.nn.Sequential) and all(isinstance(m, allowed) for m in module)
 
 
 def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_fn=None):
@@ -122,8 +108,6 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_f
     out : Tensor of shape (n, n_out_total)
     J : Tensor of shape (n, n_outputs, d)
     """
-    from .builders import _Linear
-
     if not is_supported_mlp(module):
         raise TypeError("mlp_forward_with_jacobian needs a Sequential of Linear, elementwise "
                         "activations and Dropout; use batched_jacobian.")
@@ -134,35 +118,31 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_f
             h = layer(h)
             linears.append(layer)
             gains.append(None)
-        elif isinstance(layer, (torch.nn.Identity, _Linear)):
             continue
-        elif isinstance(layer, torch.nn.Dropout):
-            if dropout_fn is not None and layer.p > 0:
-                mask = dropout_fn(layer, h)
-                h = h * mask
-                gains[-1] = mask if gains[-1] is None else gains[-1] * mask
-            elif layer.training and layer.p > 0:
-                keep = 1.0 - layer.p
-                mask = torch.empty_like(h).bernoulli_(keep).div_(keep)
-                h = h * mask
-                gains[-1] = mask if gains[-1] is None else gains[-1] * mask
-        else:  # elementwise activation
-            pre = h
-            if isinstance(layer, torch.nn.ReLU):
-                g = (pre > 0).to(pre.dtype)
-                h = layer(pre)
-            elif isinstance(layer, torch.nn.LeakyReLU):
-                g = torch.where(pre > 0, torch.ones_like(pre),
-                                torch.full_like(pre, layer.negative_slope))
-                h = layer(pre)
+        if isinstance(layer, (torch.nn.Identity, _Linear)):
+            continue
+        if isinstance(layer, torch.nn.Dropout):  # g: this pass's mask
+            if layer.p == 0 or (dropout_fn is None and not layer.training):
+                continue
+            if dropout_fn is not None:
+                g = dropout_fn(layer, h)
             else:
-                with torch.enable_grad():
-                    p = pre if pre.requires_grad else pre.detach().requires_grad_(True)
-                    h = layer(p)
-                    (g,) = torch.autograd.grad(h, p, torch.ones_like(h), create_graph=create_graph)
-                if p is not pre:
-                    h = layer(pre)
-            gains[-1] = g if gains[-1] is None else gains[-1] * g
+                keep = 1.0 - layer.p
+                g = torch.empty_like(h).bernoulli_(keep).div_(keep)
+            h = h * g
+        elif isinstance(layer, torch.nn.ReLU):  # g: the activation's derivative
+            g = (h > 0).to(h.dtype)
+            h = layer(h)
+        elif isinstance(layer, torch.nn.LeakyReLU):
+            g = torch.where(h > 0, torch.ones_like(h), torch.full_like(h, layer.negative_slope))
+            h = layer(h)
+        else:
+            with torch.enable_grad():
+                p = h if h.requires_grad else h.detach().requires_grad_(True)
+                out = layer(p)
+                (g,) = torch.autograd.grad(out, p, torch.ones_like(out), create_graph=create_graph)
+            h = out if p is h else layer(h)
+        gains[-1] = g if gains[-1] is None else gains[-1] * g
     # output side first: A = W_out[:L]; then A <- (A * g_k) @ W_k for k = K-1..0
     A = linears[-1].weight[:n_outputs]  # (L, h)
     A = A.unsqueeze(0).expand(x.shape[0], -1, -1)
@@ -255,9 +235,7 @@ class TorchCovariance:
                 # (J S) J^T row by row with a batched matmul
                 term = (torch.matmul(Jb, S) * Jb).sum(-1)
             out = term if out is None else out + term
-        if out is None:
-            out = torch.zeros(J.shape[:-1], dtype=J.dtype, device=J.device)
-        return out
+        return out if out is not None else torch.zeros(J.shape[:-1], dtype=J.dtype, device=J.device)
 
     def take(self, rows):
         """A new TorchCovariance restricted to ``rows`` (index tensor)."""
@@ -287,8 +265,7 @@ def gaussian_nll(pred, target, variance, mask=None):
     Tensor (scalar)
     """
     s = torch.log(variance)
-    r2 = (pred - target) ** 2
-    term = 0.5 * r2 * torch.exp(-s) + 0.5 * s
+    term = 0.5 * (pred - target) ** 2 * torch.exp(-s) + 0.5 * s
     if mask is not None:
         term = torch.where(mask, term, torch.zeros_like(term))
     return term.sum(dim=1).mean()
@@ -351,6 +328,5 @@ def propagate_input_errors(module, X, error, common_error=None, n_outputs=None, 
             out.append(var)
     finally:
         module.train(was)
-    L = n_outputs if n_outputs is not None else 0
-    var = np.concatenate(out) if out else np.empty((0, L))
+    var = np.concatenate(out) if out else np.empty((0, n_outputs or 0))
     return np.sqrt(var)
