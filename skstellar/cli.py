@@ -218,15 +218,12 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
     return results
 
 
-def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
+def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from . import plotting
 
-    os.makedirs(folder, exist_ok=True)
     bp_rp = (test["phot_bp_mean_mag"] - test["phot_rp_mean_mag"]).to_numpy()
     figs = {
         "mdwarf_one_to_one.png": plotting.plot_one_to_one(
@@ -238,12 +235,19 @@ def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
         "mdwarf_calibration.png": plotting.plot_calibration(
             y_true, pred["fe_h_pred"], pred["fe_h_pred_error"], label="calibrated"),
     }
-    if s_mc is not None:
-        plotting.plot_calibration(y_true, pred["fe_h_pred"], s_mc,
-                                  ax=figs["mdwarf_calibration.png"].axes[0], label="MC dropout")
-    for name, fig in figs.items():
+    plotting.plot_calibration(y_true, pred["fe_h_pred"], s_mc,
+                              ax=figs["mdwarf_calibration.png"].axes[0], label="MC dropout")
+    _save_figures(folder, figs, out, dpi=120, bbox_inches="tight")
+
+
+def _save_figures(folder, figures, out, **savefig_kw):
+    """Save ``{file name: Figure}`` in ``folder`` (created if needed), close them, say so."""
+    import matplotlib.pyplot as plt
+
+    os.makedirs(folder, exist_ok=True)
+    for name, fig in figures.items():
         path = os.path.join(folder, name)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        fig.savefig(path, **savefig_kw)
         plt.close(fig)
         out(f"Saved {path}")
 
@@ -332,16 +336,13 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         from .datasets.gaia_xp import make_xp_catalog
         from .xp.diagnostics import plot_zscores
 
-        os.makedirs(plots, exist_ok=True)
         cat, truth = make_xp_catalog(n_stars, random_state=random_state, return_truth=True)
         sub = test_index[:2000]  # held-out stars only
         u = pipe[-1].predict_uncertainty(pipe[0].transform(cat.iloc[sub]))
         labels = res["labels"]
         t = np.column_stack([truth[f"true_{c}"].to_numpy()[sub] for c in labels])
         fig = plot_zscores(t, u["prediction"], u["total_std"], label_names=labels)
-        path = os.path.join(plots, "xp_zscores.png")
-        fig.savefig(path, dpi=110)
-        out(f"Saved {path}")
+        _save_figures(plots, {"xp_zscores.png": fig}, out, dpi=110)
     write_json(json_path, res, out, default=float)
     return res
 
@@ -484,8 +485,33 @@ def read_method_input(method, path):
     FileNotFoundError
         If nothing exists at ``path``.
     """
+    import glob
+
     try:
-        return _read_method_input(method, path)
+        if method in ("mdwarf", "photod", "xp"):  # one catalogue (xp: a Gaia XP table)
+            from .io import read_catalog, read_xp_continuous
+
+            if method == "xp" and not os.path.exists(path):
+                raise FileNotFoundError(f"No such file: {path!r}")
+            if method != "xp" and os.path.isdir(path):
+                _fail(f"{path} is a folder; {method} reads one catalogue file")
+            cat = read_xp_continuous(path) if method == "xp" else read_catalog(path)
+            _check_rows(len(cat), path)
+            return cat, cat
+        if method in ("galaxy", "labelfit"):
+            from .io import read_lamost_spectra, read_spectra_table
+
+            if not (os.path.exists(path) or glob.glob(path)):
+                raise FileNotFoundError(f"No such file or folder: {path!r}")
+            read = read_spectra_table if _is_spectra_table(path) else read_lamost_spectra
+            batch = read(path)
+            _check_rows(len(batch.flux), path)
+            if batch.meta is None:
+                import pandas as pd
+
+                return batch, pd.DataFrame(index=range(len(batch.flux)))
+            return batch, batch.meta.reset_index(drop=True)
+        _fail(f"unknown method {method!r}; choose from {', '.join(DEFAULT_TARGETS)}")
     except ValueError as exc:
         msg = " ".join(str(exc).split())
         if "No columns to parse" in msg:
@@ -493,37 +519,6 @@ def read_method_input(method, path):
         if str(path) not in msg:
             raise ValueError(f"{path}: {msg}") from exc
         raise
-
-
-def _read_method_input(method, path):
-    import glob
-
-    if method in ("mdwarf", "photod", "xp"):  # one catalogue (xp: a Gaia XP table)
-        from .io import read_catalog, read_xp_continuous
-
-        if method == "xp" and not os.path.exists(path):
-            raise FileNotFoundError(f"No such file: {path!r}")
-        if method != "xp" and os.path.isdir(path):
-            _fail(f"{path} is a folder; {method} reads one catalogue file")
-        cat = read_xp_continuous(path) if method == "xp" else read_catalog(path)
-        _check_rows(len(cat), path)
-        return cat, cat
-    if method in ("galaxy", "labelfit"):
-        from .io import read_lamost_spectra, read_spectra_table
-
-        if not (os.path.exists(path) or glob.glob(path)):
-            raise FileNotFoundError(f"No such file or folder: {path!r}")
-        if _is_spectra_table(path):
-            batch = read_spectra_table(path)
-        else:
-            batch = read_lamost_spectra(path)
-        meta = batch.meta.reset_index(drop=True) if batch.meta is not None else None
-        n = len(batch.flux)
-        _check_rows(n, path)
-        import pandas as pd
-
-        return batch, meta if meta is not None else pd.DataFrame(index=range(n))
-    _fail(f"unknown method {method!r}; choose from {', '.join(DEFAULT_TARGETS)}")
 
 
 def id_columns(table, keep=None):
