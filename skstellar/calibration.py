@@ -38,7 +38,7 @@ import numpy as np
 from scipy import optimize, stats
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clone
 from sklearn.model_selection import check_cv
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import Bunch, _safe_indexing, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .parameters import Interval, Options, Satisfies, validate_parameters
@@ -268,17 +268,14 @@ class VarianceCalibrator:
         if fit_scale:
             # a few starts (moment estimates of "all scale" and "all floor");
             # the likelihood is smooth in (log a, b^2), so the best is kept
-            mvm = float(np.mean(vm))
-            a_all = max(excess / mvm, 1e-6)
-            starts = [[np.log(a_all), 0.0], [np.log(max(0.1 * a_all, 1e-6)), 0.5 * excess],
-                      [0.0, 0.5 * excess]]
+            a_all = max(excess / float(np.mean(vm)), 1e-6)
+            b2 = 0.5 * excess if fit_floor else 0.0
+            starts = [[np.log(a_all), 0.0], [np.log(max(0.1 * a_all, 1e-6)), b2], [0.0, b2]]
             bounds = [(-30.0, 30.0), (0.0, None) if fit_floor else (0.0, 0.0)]
         else:
             starts, bounds = [[max(excess, 1e-6)]], [(0.0, None)]
         best = None
         for x0 in starts:
-            if not fit_floor and len(x0) == 2:
-                x0 = [x0[0], 0.0]
             res = optimize.minimize(_scaling_nll, x0, args=(r2, vm, vi, fit_scale), jac=True,
                                     method="L-BFGS-B", bounds=bounds)
             if best is None or res.fun < best.fun:
@@ -288,10 +285,6 @@ class VarianceCalibrator:
         else:
             a, b2 = 1.0, float(best.x[0])
         return a, float(np.sqrt(max(b2, 0.0))) * unit
-
-    def _check_fitted(self):
-        if not hasattr(self, "scale_"):
-            raise ValueError("This VarianceCalibrator is not fitted yet; call fit first.")
 
     def parts(self, model_std, input_std=None):
         """The calibrated parts of the uncertainty.
@@ -308,7 +301,8 @@ class VarianceCalibrator:
             ``intrinsic_std`` (``b``) and ``total_std`` (their quadrature sum),
             all in the target unit.
         """
-        self._check_fitted()
+        if not hasattr(self, "scale_"):
+            raise ValueError("This VarianceCalibrator is not fitted yet; call fit first.")
         shape = np.shape(model_std)
         sm = _as_2d(model_std)
         if sm.shape[1] != len(self.scale_):
@@ -596,11 +590,9 @@ class ConformalCalibrator:
         if not hasattr(self, "scores_"):
             raise ValueError("This ConformalCalibrator is not fitted yet; call fit first.")
         alpha = _check_alpha(alpha)
-        q = []
-        for sc in self.scores_:
-            k = _conformal_rank(len(sc), alpha)
-            q.append(np.inf if k > len(sc) else float(sc[k - 1]))
-        return np.asarray(q)
+        ranks = [_conformal_rank(len(sc), alpha) for sc in self.scores_]
+        return np.asarray([np.inf if k > len(sc) else float(sc[k - 1])
+                           for k, sc in zip(ranks, self.scores_)])
 
     def interval(self, y_pred, y_std, alpha=ALPHA_1SIGMA):
         """``y_pred -+ q * y_std`` (shapes of ``y_pred``)."""
@@ -643,20 +635,6 @@ def _default_estimator():
     from sklearn.linear_model import BayesianRidge
 
     return BayesianRidge()
-
-
-def _index(X, idx):
-    from sklearn.utils import _safe_indexing
-
-    return _safe_indexing(X, idx)
-
-
-def _is_regressor_like(estimator) -> bool:
-    return hasattr(estimator, "fit") and hasattr(estimator, "predict")
-
-
-def _is_splitter(cv) -> bool:
-    return hasattr(cv, "split") or (hasattr(cv, "__iter__") and not isinstance(cv, str))
 
 
 class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
@@ -729,10 +707,13 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     _parameter_constraints = {
-        "estimator": [None, Satisfies(_is_regressor_like, "a regressor with fit and predict")],
+        "estimator": [None, Satisfies(lambda est: hasattr(est, "fit") and hasattr(est, "predict"),
+                                      "a regressor with fit and predict")],
         "method": [Options(("scaling", "conformal"))],
         "cv": [Interval("int", 2, None), Interval("real", 0, 1, closed="neither"),
-               Satisfies(_is_splitter, "a cross-validation generator or an iterable of splits")],
+               Satisfies(lambda cv: hasattr(cv, "split") or (hasattr(cv, "__iter__")
+                                                             and not isinstance(cv, str)),
+                         "a cross-validation generator or an iterable of splits")],
         "warn_below": [Interval("int", 0, None)],
         "random_state": ["random_state"],
     }
@@ -784,18 +765,17 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         n = len(y_arr)
         oof_mean = np.full(y_arr.shape, np.nan)
         oof_std = np.full(y_arr.shape, np.nan)
-        folds, held = [], np.zeros(n, dtype=bool)
-        fold_of = np.full(n, -1)
+        folds, fold_of = [], np.full(n, -1)
         for k, (tr, te) in enumerate(splits):
             est = clone(base)
             params = _check_method_params(X, fit_params, tr)
-            est.fit(_index(X, tr), y_arr[tr], **params)
-            m, s = _predict_with_std(est, _index(X, te))
+            est.fit(_safe_indexing(X, tr), y_arr[tr], **params)
+            m, s = _predict_with_std(est, _safe_indexing(X, te))
             oof_mean[te], oof_std[te] = m.reshape(oof_mean[te].shape), s.reshape(
                 oof_std[te].shape)
-            held[te] = True
             fold_of[te] = k
             folds.append(est)
+        held = fold_of >= 0
         if not held.any():
             raise ValueError("cv produced no held-out rows.")
         self.oof_prediction_, self.oof_std_ = oof_mean[held], oof_std[held]
