@@ -101,14 +101,6 @@ def column_names(X) -> list[str]:
     raise TypeError(f"{type(X).__name__} input has no column names.")
 
 
-def _format_available(names) -> str:
-    names = list(names)
-    if len(names) > _MAX_LISTED:
-        shown = ", ".join(names[:_MAX_LISTED])
-        return f"{shown}, ... ({len(names) - _MAX_LISTED} more)"
-    return ", ".join(names) if names else "(none)"
-
-
 def missing_column_error(column, purpose, available) -> ValueError:
     """Build the ``ValueError`` for a required column that is absent.
 
@@ -126,10 +118,11 @@ def missing_column_error(column, purpose, available) -> ValueError:
     ValueError
         ``"Missing column 'w1mpro' for band W1; available columns: ..."``.
     """
-    return ValueError(
-        f"Missing column '{column}' for {purpose}; available columns: "
-        f"{_format_available(available)}"
-    )
+    names = list(available)
+    listed = ", ".join(names[:_MAX_LISTED]) or "(none)"
+    if len(names) > _MAX_LISTED:
+        listed += f", ... ({len(names) - _MAX_LISTED} more)"
+    return ValueError(f"Missing column '{column}' for {purpose}; available columns: {listed}")
 
 
 def _num_rows(value) -> int:
@@ -255,12 +248,9 @@ def _to_numpy_column(col):
             return col.to_numpy(dtype=np.float64, na_value=np.nan)
         col = col.to_numpy(dtype=object)
 
-    unit = None
-    if isinstance(col, u.Quantity):
-        unit = col.unit
-    elif getattr(col, "unit", None) is not None and hasattr(col, "info"):
-        # astropy Column of a plain Table: honour its unit
-        unit = col.unit
+    # a Quantity's unit, or that of an astropy Column of a plain Table
+    has_unit = isinstance(col, u.Quantity) or hasattr(col, "info")
+    unit = getattr(col, "unit", None) if has_unit else None
 
     col = _fill_masked(col)
     if isinstance(col, u.Quantity):
@@ -270,19 +260,13 @@ def _to_numpy_column(col):
     arr = np.asarray(col)
     if arr.ndim != 1:
         raise ValueError(f"Each column must be 1-D, got shape {arr.shape}.")
-    kind = arr.dtype.kind
-    if kind == "b":
-        return arr
-    if kind in "iuf":
+    if arr.dtype.kind not in "iufO":
+        return arr  # boolean, strings, ...
+    try:
         arr = arr.astype(np.float64, copy=False)
-        return u.Quantity(arr, unit, copy=False) if unit is not None else arr
-    if kind == "O":
-        try:
-            arr_f = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            return arr
-        return u.Quantity(arr_f, unit, copy=False) if unit is not None else arr_f
-    return arr
+    except (TypeError, ValueError):
+        return arr  # objects that are not numbers
+    return u.Quantity(arr, unit, copy=False) if unit is not None else arr
 
 
 def to_frame_like(X, columns=None):
@@ -463,13 +447,10 @@ def row_location(r, index=None):
     index : sequence or None
         Row labels (a pandas Index, an array); None gives the position alone.
     """
-    return f"row {r}" + ("" if index is None else f", index {_label(index, r)!r}")
-
-
-def _label(index, r):
-    """Row label of position ``r`` as a plain Python value (no ``np.int64(...)`` repr)."""
-    label = list(index[r:r + 1])[0]
-    return label.item() if isinstance(label, np.generic) else label
+    if index is None:
+        return f"row {r}"
+    label = list(index[r:r + 1])[0]  # a plain Python value: no np.int64(...) repr
+    return f"row {r}, index {(label.item() if isinstance(label, np.generic) else label)!r}"
 
 
 def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=None):
@@ -525,11 +506,10 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
                 f"({int(bad.sum())} non-numeric value(s) in all)."
                 + (f" {hint}" if hint else "")
             )
-        try:
-            arr = np.asarray(arr, dtype=np.float64)
-        except (TypeError, ValueError):
-            return  # other objects: left to the caller's validation
-    arr = np.asarray(arr, dtype=np.float64)
+    try:
+        arr = np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # other objects: left to the caller's validation
     if np.isfinite(arr).all():
         return
     for label, bad, allowed in (("NaN", np.isnan(arr), allow_nan),
@@ -580,15 +560,11 @@ def reading_file(path, what="file"):
             zipfile.BadZipFile) as exc:  # (UnicodeDecodeError is a ValueError)
         if isinstance(exc, ValueError) and name in str(exc):
             raise
-        raise ValueError(_read_message(name, what, exc)) from exc
-
-
-def _read_message(name, what, exc):
-    cause = " ".join(str(exc).split()) or type(exc).__name__
-    if len(cause) > 200:
-        cause = cause[:197] + "..."
-    return (f"Cannot read {what} '{name}': {cause} ({type(exc).__name__}). "
-            f"Is the file truncated or not a {what}?")
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        if len(cause) > 200:
+            cause = cause[:197] + "..."
+        raise ValueError(f"Cannot read {what} '{name}': {cause} ({type(exc).__name__}). "
+                         f"Is the file truncated or not a {what}?") from exc
 
 
 def check_text_table_complete(path, sep=",", what="table"):
