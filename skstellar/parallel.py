@@ -56,7 +56,6 @@ __all__ = [
 
 def _require_dask():
     try:
-        import dask  # noqa: F401
         import dask.array  # noqa: F401
     except ImportError as exc:  # pragma: no cover - dask is a dev dependency
         raise ImportError(
@@ -160,7 +159,7 @@ class DaskSpectra:
             return list(a.to_delayed()[:, 0])
 
         cols = [blocks(a) for a in (self.wavelength, self.flux, self.ivar, self.mask)]
-        make = dask.delayed(_spectrum_batch, pure=True)
+        make = dask.delayed(SpectrumBatch, pure=True)
         return [(make(w, f, iv, m), n) for (w, f, iv, m), n in
                 zip(zip(*cols), self.flux.chunks[0])]
 
@@ -169,11 +168,7 @@ class DaskSpectra:
         w = self.wavelength
         w = w if (w is None or isinstance(w, np.ndarray)) else w[:n].compute()
         pick = [None if a is None else a[:n].compute() for a in (self.ivar, self.mask)]
-        return _spectrum_batch(w, self.flux[:n].compute(), *pick)
-
-
-def _spectrum_batch(wavelength, flux, ivar, mask):
-    return SpectrumBatch(wavelength=wavelength, flux=flux, ivar=ivar, mask=mask)
+        return SpectrumBatch(w, self.flux[:n].compute(), *pick)
 
 
 # --------------------------------------------------------------- partitions
@@ -256,13 +251,6 @@ def _with_rows_per_task(X, rows_per_task):
     )
 
 
-def _delayed_estimator(estimator):
-    import dask
-
-    # One key for the fitted model: a distributed scheduler ships it once per worker.
-    return dask.delayed(estimator, pure=True, traverse=False)
-
-
 def _lazy_array(delayed_out, n, like):
     import dask.array as da
 
@@ -286,11 +274,7 @@ def _parallel_post_fit(estimator, X, method, probe):
 
     probe = np.asarray(probe)
     if not isinstance(X, da.Array) or method == "predict_proba" or probe.ndim != 1:
-        # ParallelPostFit drops the output axis of a dask array (2-D outputs
-        # fail), and on a dask.dataframe its map_partitions must tokenize the
-        # fitted model deterministically, which a torch model's pickle is not
-        # (dask.tokenize.TokenizationError): those cases use our own tasks.
-        return None
+        return None  # our own tasks (see the module docstring)
     meta = np.empty((0,) + probe.shape[1:], dtype=probe.dtype)
     if method == "predict":
         return ParallelPostFit(estimator, predict_meta=meta).predict(X)
@@ -314,7 +298,8 @@ def _partition_tasks(estimator, X, method, kwargs, threads, use_dask_ml, rows_pe
             return probe, out, None
     import dask
 
-    est = _delayed_estimator(estimator)
+    # One key for the fitted model: a distributed scheduler ships it once per worker.
+    est = dask.delayed(estimator, pure=True, traverse=False)
     run = dask.delayed(_call, pure=True)
     return probe, None, [(run(est, p, method, kwargs, threads), n) for p, n in parts]
 
