@@ -88,25 +88,11 @@ def _check_nan_policy(nan_policy):
 
 
 def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
-    """Validate and align 1-D (or 2-D) inputs and apply the NaN policy.
+    """``arrays`` (named ``names`` in messages) as float arrays of one shape, NaN policy applied.
 
-    Parameters
-    ----------
-    arrays : sequence of array-like
-        Inputs; all must share the same shape.
-    names : sequence of str
-        Names used in error messages.
-    nan_policy : {"raise", "omit", "keep"}
-        ``"omit"`` drops every row (first axis) in which any input is NaN;
-        ``"keep"`` (internal, used for per-target omission of 2-D input)
-        leaves NaNs in place.
-    ndim : tuple of int
-        Accepted numbers of dimensions.
-
-    Returns
-    -------
-    list of ndarray
-        Float arrays of a common shape, NaN-free unless ``nan_policy="keep"``.
+    ``ndim`` lists the accepted numbers of dimensions. ``"omit"`` drops every
+    row (first axis) in which any input is NaN; ``"keep"`` (internal, for the
+    per-target omission of 2-D input) leaves NaNs in place.
     """
     if nan_policy != "keep":
         _check_nan_policy(nan_policy)
@@ -178,28 +164,6 @@ def _check_positive_std(s):
 # --------------------------------------------------------------------------
 # kernels on clean 1-D arrays (no validation)
 # --------------------------------------------------------------------------
-def _mad(x):
-    if x.size == 0:
-        return np.nan
-    return float(np.median(np.abs(x - np.median(x))))
-
-
-def _std(x):
-    return float(np.std(x, ddof=1)) if x.size > 1 else np.nan
-
-
-def _mean(x):
-    return float(np.mean(x)) if x.size else np.nan
-
-
-def _median(x):
-    return float(np.median(x)) if x.size else np.nan
-
-
-def _rmse(r):
-    return float(np.sqrt(np.mean(r**2))) if r.size else np.nan
-
-
 def _corr(func, a, b):
     """Correlation coefficient, NaN when undefined (n < 2 or constant input)."""
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -209,14 +173,15 @@ def _corr(func, a, b):
         return float(func(a, b).statistic)
 
 
+#: Each statistic of a residual array, NaN where it is undefined (too few values).
 _KERNELS = {
     "n": lambda r: int(r.size),
-    "mean": _mean,
-    "median": _median,
-    "std": _std,
-    "robust_std": lambda r: ROBUST_STD_FACTOR * _mad(r),
-    "mad": _mad,
-    "rmse": _rmse,
+    "mean": lambda r: float(np.mean(r)) if r.size else np.nan,
+    "median": lambda r: float(np.median(r)) if r.size else np.nan,
+    "std": lambda r: float(np.std(r, ddof=1)) if r.size > 1 else np.nan,
+    "robust_std": lambda r: ROBUST_STD_FACTOR * _KERNELS["mad"](r),
+    "mad": lambda r: float(np.median(np.abs(r - np.median(r)))) if r.size else np.nan,
+    "rmse": lambda r: float(np.sqrt(np.mean(r**2))) if r.size else np.nan,
 }
 
 
@@ -268,7 +233,7 @@ def bias(y_true, y_pred, nan_policy="raise"):
     float
         Bias in the unit of the target.
     """
-    return _mean(residuals(y_true, y_pred, nan_policy))
+    return _KERNELS["mean"](residuals(y_true, y_pred, nan_policy))
 
 
 def rmse(y_true, y_pred, nan_policy="raise"):
@@ -286,7 +251,7 @@ def rmse(y_true, y_pred, nan_policy="raise"):
     float
         RMSE in the unit of the target (includes the bias).
     """
-    return _rmse(residuals(y_true, y_pred, nan_policy))
+    return _KERNELS["rmse"](residuals(y_true, y_pred, nan_policy))
 
 
 def mad(x, nan_policy="raise"):
@@ -306,7 +271,7 @@ def mad(x, nan_policy="raise"):
         ``0.6745 * sigma``; see :func:`robust_std` for the scaled version.
     """
     (a,) = _prepare([x], ["x"], nan_policy)
-    return _mad(a)
+    return _KERNELS["mad"](a)
 
 
 def robust_std(x, nan_policy="raise"):
@@ -551,8 +516,8 @@ def binned_statistics(
     if s is not None:
         sig_groups = np.split(s[inside][order], split_at)
         z_groups = np.split(((t - p) / s)[inside][order], split_at)
-        table["median_sigma"] = [_median(g) for g in sig_groups]
-        table["zscore_std"] = [_std(g) for g in z_groups]
+        table["median_sigma"] = [_KERNELS["median"](g) for g in sig_groups]
+        table["zscore_std"] = [_KERNELS["std"](g) for g in z_groups]
     return pd.DataFrame(table)
 
 
@@ -600,9 +565,9 @@ def _calibration_1d(t, p, s):
     z = (t - p) / s
     out = {
         "n": int(z.size),
-        "zscore_mean": _mean(z),
-        "zscore_std": _std(z),
-        "zscore_robust_std": ROBUST_STD_FACTOR * _mad(z),
+        "zscore_mean": _KERNELS["mean"](z),
+        "zscore_std": _KERNELS["std"](z),
+        "zscore_robust_std": _KERNELS["robust_std"](z),
     }
     absz = np.abs(z)
     for k, expected in _EXPECTED_WITHIN.items():
