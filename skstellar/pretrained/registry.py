@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import store
+
 __all__ = ["list_pretrained", "load_pretrained", "pretrained_path", "PretrainedModel",
            "PRETRAINED_DIR"]
 
@@ -97,11 +99,9 @@ def list_pretrained():
     >>> "mdwarf-feh" in skstellar.list_pretrained().names()
     True
     """
-    from .store import read_model_json
-
     out = PretrainedList()
     for folder in _folders():
-        meta = read_model_json(folder)
+        meta = store.read_model_json(folder)
         card = meta.get("card", {})
         out.append(PretrainedModel(
             name=folder.name,
@@ -161,11 +161,8 @@ def load_pretrained(name):
     >>> sorted(model.card_)[:2]
     ['accuracy', 'accuracy_summary']
     """
-    from . import store
-    from .store import read_model_json
-
     folder = pretrained_path(name)
-    kind = read_model_json(folder).get("kind")
+    kind = store.read_model_json(folder).get("kind")
     if kind not in _KINDS:
         raise ValueError(f"Pretrained model {name!r} has an unknown kind {kind!r}.")
     return getattr(store, _KINDS[kind])(folder)
