@@ -72,9 +72,7 @@ def is_named_input(X) -> bool:
         return len(X.columns) > 0 and all(isinstance(c, str) for c in X.columns)
     if isinstance(X, Mapping):
         return all(isinstance(k, str) for k in X.keys())
-    if isinstance(X, np.ndarray) and X.dtype.names is not None:
-        return True
-    return False
+    return isinstance(X, np.ndarray) and X.dtype.names is not None
 
 
 def column_names(X) -> list[str]:

@@ -630,10 +630,8 @@ class SpectralLabelModel:
         fitter = SpectralLabelFitter(emulator=FrozenEstimator(self.emulator_), n_jobs=self.n_jobs,
                                      verbose=self.verbose, random_state=0).fit()
         res = fitter.fit_labels(obs.flux, ivar=obs.ivar, mask=obs.mask)
-        cols = {}
-        for i, name in enumerate(res.label_names):
-            cols[f"{name}_pred"] = res.labels[:, i]
-            cols[f"{name}_pred_error"] = res.labels_err[:, i]
+        cols = {f"{name}_pred{suffix}": values[:, i] for i, name in enumerate(res.label_names)
+                for suffix, values in (("", res.labels), ("_error", res.labels_err))}
         if rvmeta is not None:
             cols.update({c: rvmeta[c].to_numpy() for c in ("rv", "rv_err")})
         cols.update({"chi2_reduced": res.chi2_reduced, "fit_ok": res.fit_ok,
@@ -778,10 +776,9 @@ def model_method(model):
     from sklearn.pipeline import Pipeline
 
     final = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    name = type(final).__name__
     return {"MDwarfMetallicityRegressor": "mdwarf", "UncertainNNRegressor": "xp",
             "PhotoDNetwork": "photod", "SpectralCNNRegressor": "galaxy",
-            "SpectralLabelModel": "labelfit"}.get(name)
+            "SpectralLabelModel": "labelfit"}.get(type(final).__name__)
 
 
 def invalid_input_rows(model, catalog):
@@ -938,8 +935,7 @@ def _cmd_fit(args):
     if os.path.exists(args.model) and not args.overwrite:
         _fail(f"{args.model} exists; pass --overwrite to replace it")
     joblib.dump(model, args.model)
-    final = model.steps[-1][1]
-    epochs = getattr(final, "n_epochs_", None)
+    epochs = getattr(model.steps[-1][1], "n_epochs_", None)
     print(f"Trained {args.method} on {args.input} in {time.perf_counter() - t0:.1f} s"
           + (f" ({epochs} epochs)" if epochs is not None else "") + f"; saved {args.model}")
     return 0
