@@ -64,9 +64,7 @@ _NAN_POLICIES = ("raise", "omit")
 _BIN_STATISTICS = ("n", "mean", "median", "std", "robust_std", "mad", "rmse")
 
 
-# --------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------
+# --------------------------------------------------------------- input handling
 def to_float_array(x, name):
     """Convert an array-like (list, ndarray, Series, DataFrame) to floats."""
     if hasattr(x, "to_numpy"):
@@ -161,9 +159,7 @@ def _check_positive_std(s):
         )
 
 
-# --------------------------------------------------------------------------
-# kernels on clean 1-D arrays (no validation)
-# --------------------------------------------------------------------------
+# ---------------------------------- kernels on clean 1-D arrays (no validation)
 def _corr(func, a, b):
     """Correlation coefficient, NaN when undefined (n < 2 or constant input)."""
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -185,9 +181,7 @@ _KERNELS = {
 }
 
 
-# --------------------------------------------------------------------------
-# point-estimate accuracy
-# --------------------------------------------------------------------------
+# ------------------------------------------------------ point-estimate accuracy
 def residuals(y_true, y_pred, nan_policy="raise"):
     """Residuals ``y_pred - y_true``.
 
@@ -416,9 +410,7 @@ def residual_summary(y_true, y_pred, nan_policy="raise", target_names=None):
     return _summary_per_target([t, p], y_true, target_names, _residual_summary_1d, "pairs")
 
 
-# --------------------------------------------------------------------------
-# binned accuracy
-# --------------------------------------------------------------------------
+# -------------------------------------------------------------- binned accuracy
 def _bin_edges(x, bins):
     if isinstance(bins, numbers.Integral) and not isinstance(bins, bool):
         if bins < 1:
@@ -521,9 +513,7 @@ def binned_statistics(
     return pd.DataFrame(table)
 
 
-# --------------------------------------------------------------------------
-# uncertainty calibration
-# --------------------------------------------------------------------------
+# ------------------------------------------------------ uncertainty calibration
 def zscore(y_true, y_pred, y_std, nan_policy="raise"):
     """Standardised errors ``(y_true - y_pred) / y_std``.
 
