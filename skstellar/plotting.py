@@ -98,13 +98,6 @@ def _scatter_style(s, c, cmap, color):
     return kw
 
 
-def _colorbar(fig, mappable, ax, label):
-    """Add a colorbar for ``mappable`` next to ``ax``, labelled ``label`` if given."""
-    cbar = fig.colorbar(mappable, ax=ax)
-    if label:
-        cbar.set_label(label)
-
-
 def _fmt(value, unit=""):
     text = f"{value:+.3g}" if np.isfinite(value) else "nan"
     return f"{text} {unit}".rstrip()
@@ -223,7 +216,7 @@ def plot_one_to_one(
               bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
 
     if c is not None:
-        _colorbar(fig, sc, [ax_top, ax_bot], color_label)
+        fig.colorbar(sc, ax=[ax_top, ax_bot], label=color_label or "")
     return fig
 
 
@@ -443,5 +436,5 @@ def plot_cmd(
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if cc is not None:
-        _colorbar(fig, sc, ax, color_label)
+        fig.colorbar(sc, ax=ax, label=color_label or "")
     return fig
