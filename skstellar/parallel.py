@@ -251,16 +251,12 @@ def _with_rows_per_task(X, rows_per_task):
     )
 
 
-def _lazy_array(delayed_out, n, like):
+def _lazy_rows(parts, like):
+    """``(delayed output, n_rows)`` parts as one dask array, in order, typed like ``like``."""
     import dask.array as da
 
     like = np.asarray(like)
-    return da.from_delayed(delayed_out, shape=(n,) + like.shape[1:], dtype=like.dtype)
-
-
-def _concat(arrays):
-    import dask.array as da
-
+    arrays = [da.from_delayed(o, shape=(n,) + like.shape[1:], dtype=like.dtype) for o, n in parts]
     return arrays[0] if len(arrays) == 1 else da.concatenate(arrays, axis=0)
 
 
@@ -360,10 +356,10 @@ def predict_partitions(estimator, X, *, return_std=False, method="predict", thre
     import dask
 
     if not return_std:
-        return _concat([_lazy_array(o, n, probe) for o, n in outs])
+        return _lazy_rows(outs, probe)
     get = dask.delayed(operator.getitem, pure=True)
-    mean = _concat([_lazy_array(get(o, 0), n, probe[0]) for o, n in outs])
-    std = _concat([_lazy_array(get(o, 1), n, probe[1]) for o, n in outs])
+    mean = _lazy_rows([(get(o, 0), n) for o, n in outs], probe[0])
+    std = _lazy_rows([(get(o, 1), n) for o, n in outs], probe[1])
     return mean, std
 
 
@@ -435,10 +431,10 @@ def transform_partitions(estimator, X, *, threads=None, use_dask_ml=True, rows_p
 
     if not isinstance(probe, CovariantFeatures):
         arr = dask.delayed(np.asarray, pure=True)
-        return _concat([_lazy_array(arr(o), n, probe) for o, n in outs])
+        return _lazy_rows([(arr(o), n) for o, n in outs], probe)
     attr = dask.delayed(_cov_part, pure=True)
-    values = _concat([_lazy_array(attr(o, -1), n, probe.values) for o, n in outs])
-    blocks = [(cols, _concat([_lazy_array(attr(o, b), n, packed) for o, n in outs]))
+    values = _lazy_rows([(attr(o, -1), n) for o, n in outs], probe.values)
+    blocks = [(cols, _lazy_rows([(attr(o, b), n) for o, n in outs], packed))
               for b, (cols, packed) in enumerate(probe.blocks)]
     return LazyCovariantFeatures(values, blocks, probe.feature_names)
 

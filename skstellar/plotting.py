@@ -90,12 +90,8 @@ def _single_axes(ax, fig, figsize):
 
 def _scatter_style(s, c, cmap, color):
     """Keyword arguments of ``Axes.scatter``: coloured by ``c`` if given, else ``color``."""
-    kw = {"s": s, "edgecolors": "none"}
-    if c is not None:
-        kw.update(c=c, cmap=cmap)
-    else:
-        kw.update(color=color)
-    return kw
+    colour = {"color": color} if c is None else {"c": c, "cmap": cmap}
+    return {"s": s, "edgecolors": "none", **colour}
 
 
 def _fmt(value, unit=""):

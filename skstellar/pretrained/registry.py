@@ -124,12 +124,11 @@ def pretrained_path(name):
     ValueError
         If no model has that name (the message lists the names that exist).
     """
-    folder = PRETRAINED_DIR / str(name)
-    if not isinstance(name, str) or not (folder / "model.json").is_file():
+    if not is_pretrained_name(name):
         names = [p.name for p in _folders()]
         raise ValueError(
             f"No pretrained model named {name!r}; available: {', '.join(names) or 'none'}.")
-    return folder
+    return PRETRAINED_DIR / name
 
 
 def is_pretrained_name(name):
