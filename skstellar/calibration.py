@@ -156,8 +156,7 @@ def _scaling_nll(params, r2, vm, vi, fit_scale):
         a = np.exp(log_a)
     else:
         (b2,), a = params, 1.0
-    v = a * vm + vi + b2
-    v = np.maximum(v, 1e-300)
+    v = np.maximum(a * vm + vi + b2, 1e-300)
     nll = 0.5 * np.mean(np.log(v) + r2 / v)
     w = 0.5 * (1.0 / v - r2 / v**2)  # d nll / d v, per row
     grad_b2 = np.mean(w)
@@ -255,9 +254,7 @@ class VarianceCalibrator:
 
     def _fit_one(self, r2, vm, vi, scale_ok=True):
         # work in units of the residual rms so that both parameters are O(1)
-        unit = float(np.sqrt(np.mean(r2)))
-        if unit <= 0:
-            unit = 1.0
+        unit = float(np.sqrt(np.mean(r2))) or 1.0
         r2, vm, vi = r2 / unit**2, vm / unit**2, vi / unit**2
         # fewer than 3 rows cannot fix two parameters: floor only (a = 1)
         fit_scale = bool(self.fit_scale) and bool(np.any(vm > 0)) and scale_ok
@@ -768,8 +765,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         folds, fold_of = [], np.full(n, -1)
         for k, (tr, te) in enumerate(splits):
             est = clone(base)
-            params = _check_method_params(X, fit_params, tr)
-            est.fit(_safe_indexing(X, tr), y_arr[tr], **params)
+            est.fit(_safe_indexing(X, tr), y_arr[tr], **_check_method_params(X, fit_params, tr))
             m, s = _predict_with_std(est, _safe_indexing(X, te))
             oof_mean[te], oof_std[te] = m.reshape(oof_mean[te].shape), s.reshape(
                 oof_std[te].shape)
