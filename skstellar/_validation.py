@@ -224,8 +224,7 @@ def _fill_masked(col):
         col = np.ma.getdata(col)
     if mask is None or not mask.any():
         return col
-    kind = np.asarray(col).dtype.kind
-    if kind in "biuf":
+    if np.asarray(col).dtype.kind in "biuf":
         col = col.astype(np.float64, copy=True)
         col[mask] = np.nan
         return col
@@ -246,9 +245,8 @@ def _to_numpy_column(col):
             return col.to_numpy(dtype=np.float64, na_value=np.nan)
         col = col.to_numpy(dtype=object)
 
-    # a Quantity's unit, or that of an astropy Column of a plain Table
-    has_unit = isinstance(col, u.Quantity) or hasattr(col, "info")
-    unit = getattr(col, "unit", None) if has_unit else None
+    # the unit of an astropy Column of a plain Table (read before _fill_masked drops it)
+    unit = getattr(col, "unit", None) if hasattr(col, "info") else None
 
     col = _fill_masked(col)
     if isinstance(col, u.Quantity):
@@ -310,14 +308,8 @@ def to_frame_like(X, columns=None):
             def column(c):
                 v = X[c]
                 return v if hasattr(v, "shape") or hasattr(v, "dtype") else np.asarray(v)
-    elif is_pandas_df(X):  # unnamed columns x0, x1, ... by position
-        n_rows, n_columns = X.shape
-        names = [f"x{i}" for i in range(n_columns)]
-
-        def column(c):
-            return X.iloc[:, int(c[1:])]
-    else:
-        arr = np.asarray(X)
+    else:  # unnamed columns x0, x1, ... by position
+        arr = X if is_pandas_df(X) else np.asarray(X)
         if arr.ndim != 2:
             raise ValueError(
                 f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data "
@@ -326,9 +318,10 @@ def to_frame_like(X, columns=None):
             )
         n_rows, n_columns = arr.shape
         names = [f"x{i}" for i in range(n_columns)]
+        by_position = arr.iloc if is_pandas_df(X) else arr
 
         def column(c):
-            return arr[:, int(c[1:])]
+            return by_position[:, int(c[1:])]
     present = set(names)
     wanted = names if columns is None else [c for c in columns if c in present]
     return {c: _to_numpy_column(column(c)) for c in wanted}, int(n_rows), named
