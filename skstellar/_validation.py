@@ -588,11 +588,8 @@ def check_text_table_complete(path, sep=",", what="table"):
     if name.endswith((".gz", ".bz2", ".xz", ".zip")):
         return
     with open(name, "rb") as fh:
-        header = b""
-        for line in fh:
-            if line.strip() and not line.lstrip().startswith(b"#"):
-                header = line
-                break
+        header = next((line for line in fh if line.strip() and not line.lstrip().startswith(b"#")),
+                      b"")
         fh.seek(0, os.SEEK_END)
         size = fh.tell()
         fh.seek(max(0, size - 65536))

@@ -600,9 +600,8 @@ class SpectralLabelModel:
         wave = batch.wavelength_2d()
         if wave.shape[1] == grid.size and np.allclose(wave, grid[None, :], equal_nan=False):
             return batch, None  # already rest-frame on the emulator's grid
-        lo, hi = float(grid[0]), float(grid[-1])
-        step = float(np.median(np.diff(grid)))
-        rest = RadialVelocityCorrector(window=(lo, hi), step=step,
+        rest = RadialVelocityCorrector(window=(float(grid[0]), float(grid[-1])),
+                                       step=float(np.median(np.diff(grid))),
                                        on_failure="nan").fit_transform(batch)
         obs = ContinuumNormalizer(mask="paper", flag_windows=True).fit_transform(rest)
         if obs.flux.shape[1] != grid.size:
@@ -640,8 +639,7 @@ class SpectralLabelModel:
 
     def predict(self, batch):
         """Fitted labels, shape (n_spectra, n_labels)."""
-        t = self.predict_catalog(batch)
-        return t[[f"{n}_pred" for n in self.labels]].to_numpy()
+        return self.predict_catalog(batch)[[f"{n}_pred" for n in self.labels]].to_numpy()
 
 
 def make_method_model(method, *, targets=None, random_state=0, max_epochs=None, verbose=0,
@@ -954,8 +952,6 @@ def _cmd_predict(args):
               "skstellar.SpectralLabelFitter)")
     X, table = read_method_input(method, args.input)
     t0 = time.perf_counter()
-    if args.all_columns and not isinstance(table, pd.DataFrame):
-        _fail("--all-columns needs a catalogue input")
     out = predict_method(model, X, None if args.all_columns else table, keep=args.keep,
                          n_jobs=args.n_jobs, verbose=args.verbose, invalid=args.invalid)
     if args.all_columns:  # every input column, then the predictions

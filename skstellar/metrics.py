@@ -60,9 +60,6 @@ ROBUST_STD_FACTOR = 1.4826
 
 _NAN_POLICIES = ("raise", "omit")
 
-#: Statistics understood by :func:`binned_statistics`.
-_BIN_STATISTICS = ("n", "mean", "median", "std", "robust_std", "mad", "rmse")
-
 
 # --------------------------------------------------------------- input handling
 def to_float_array(x, name):
@@ -169,7 +166,8 @@ def _corr(func, a, b):
         return float(func(a, b).statistic)
 
 
-#: Each statistic of a residual array, NaN where it is undefined (too few values).
+#: Each statistic of a residual array (those :func:`binned_statistics` understands), NaN
+#: where it is undefined (too few values).
 _KERNELS = {
     "n": lambda r: int(r.size),
     "mean": lambda r: float(np.mean(r)) if r.size else np.nan,
@@ -473,10 +471,10 @@ def binned_statistics(
         have ``n = 0`` and NaN elsewhere.
     """
     statistics = [statistics] if isinstance(statistics, str) else list(statistics)
-    unknown = [s for s in statistics if s not in _BIN_STATISTICS]
+    unknown = [s for s in statistics if s not in tuple(_KERNELS)]
     if unknown:
         raise ValueError(
-            f"unknown statistic(s) {unknown}; choose from {_BIN_STATISTICS}"
+            f"unknown statistic(s) {unknown}; choose from {tuple(_KERNELS)}"
         )
     arrays = [x, y_true, y_pred]
     if y_std is not None:

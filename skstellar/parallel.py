@@ -120,8 +120,7 @@ class DaskSpectra:
 
         if not isinstance(flux, da.Array) or flux.ndim != 2:
             raise ValueError("DaskSpectra: flux must be a 2-D dask array (n_spectra, n_pixels).")
-        flux = flux.rechunk({1: -1})
-        self.flux = flux
+        self.flux = flux.rechunk({1: -1})
         self.wavelength = self._like(wavelength, "wavelength", shared_ok=True)
         self.ivar = self._like(ivar, "ivar")
         self.mask = self._like(mask, "mask")
@@ -160,8 +159,7 @@ class DaskSpectra:
 
         cols = [blocks(a) for a in (self.wavelength, self.flux, self.ivar, self.mask)]
         make = dask.delayed(SpectrumBatch, pure=True)
-        return [(make(w, f, iv, m), n) for (w, f, iv, m), n in
-                zip(zip(*cols), self.flux.chunks[0])]
+        return [(make(*parts), n) for parts, n in zip(zip(*cols), self.flux.chunks[0])]
 
     def head(self, n=1):
         """The first ``n`` spectra as an in-memory SpectrumBatch (computed)."""
