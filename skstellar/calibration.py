@@ -445,8 +445,7 @@ class HeldOutCalibrationMixin:
     # predict ----------------------------------------------------------
     def _parts(self, X, with_std=True):
         check_is_fitted(self, "net_")
-        Xv = self._validate_X(X, reset=False)
-        return self._raw_parts(Xv, with_std=with_std)
+        return self._raw_parts(self._validate_X(X, reset=False), with_std=with_std)
 
     def _calibrated(self):
         if self.uncertainty == "calibrated" and getattr(self, "calibrator_", None) is None:

@@ -262,8 +262,7 @@ def mad(x, nan_policy="raise"):
         MAD in the unit of ``x``. For a normal distribution it equals
         ``0.6745 * sigma``; see :func:`robust_std` for the scaled version.
     """
-    (a,) = _prepare([x], ["x"], nan_policy)
-    return _KERNELS["mad"](a)
+    return _KERNELS["mad"](*_prepare([x], ["x"], nan_policy))
 
 
 def robust_std(x, nan_policy="raise"):
@@ -301,8 +300,7 @@ def pearson(y_true, y_pred, nan_policy="raise"):
         Coefficient in [-1, 1] (dimensionless); NaN when fewer than two
         pairs are given or either input is constant.
     """
-    t, p = _prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy)
-    return _corr(stats.pearsonr, t, p)
+    return _corr(stats.pearsonr, *_prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy))
 
 
 def spearman(y_true, y_pred, nan_policy="raise"):
@@ -321,8 +319,7 @@ def spearman(y_true, y_pred, nan_policy="raise"):
         Coefficient in [-1, 1] (dimensionless); NaN when fewer than two
         pairs are given or either input is constant.
     """
-    t, p = _prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy)
-    return _corr(stats.spearmanr, t, p)
+    return _corr(stats.spearmanr, *_prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy))
 
 
 def _target_names(y, k, target_names):

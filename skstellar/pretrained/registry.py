@@ -105,9 +105,7 @@ def list_pretrained():
         card = meta.get("card", {})
         out.append(PretrainedModel(
             name=folder.name,
-            description=card.get("description", ""),
-            training_data=card.get("training_data", ""),
-            validity_domain=card.get("validity_domain", ""),
+            **{k: card.get(k, "") for k in ("description", "training_data", "validity_domain")},
             accuracy=card.get("accuracy_summary", ""),
             inputs=tuple(meta["steps"]["absolute_magnitudes"]["input_columns"])
             if "steps" in meta else tuple(card.get("inputs", ())),
