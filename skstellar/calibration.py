@@ -271,16 +271,10 @@ class VarianceCalibrator:
             bounds = [(-30.0, 30.0), (0.0, None) if fit_floor else (0.0, 0.0)]
         else:
             starts, bounds = [[max(excess, 1e-6)]], [(0.0, None)]
-        best = None
-        for x0 in starts:
-            res = optimize.minimize(_scaling_nll, x0, args=(r2, vm, vi, fit_scale), jac=True,
-                                    method="L-BFGS-B", bounds=bounds)
-            if best is None or res.fun < best.fun:
-                best = res
-        if fit_scale:
-            a, b2 = float(np.exp(best.x[0])), float(best.x[1])
-        else:
-            a, b2 = 1.0, float(best.x[0])
+        best = min((optimize.minimize(_scaling_nll, x0, args=(r2, vm, vi, fit_scale), jac=True,
+                                      method="L-BFGS-B", bounds=bounds) for x0 in starts),
+                   key=lambda res: res.fun)  # the first of equally good fits
+        a, b2 = (float(np.exp(best.x[0])), float(best.x[1])) if fit_scale else (1.0, best.x[0])
         return a, float(np.sqrt(max(b2, 0.0))) * unit
 
     def parts(self, model_std, input_std=None):
