@@ -358,11 +358,9 @@ class HeldOutCalibrationMixin:
     Mixed into a :class:`skstellar.nn.BaseNeuralRegressor` subclass (before
     it in the bases), it fits a :class:`VarianceCalibrator` on the rows the
     network held out for early stopping (``validation_indices_``) at the end
-    of ``fit``, and makes ``predict(X, return_std=True)`` return the
-    calibrated total ``sqrt(a sigma_model^2 + sigma_input^2 + b^2)``;
-    ``uncertainty="mc"`` returns the paper's raw ``sqrt(sigma_model^2 +
-    sigma_input^2)``. It adds :meth:`predict_interval` and
-    :meth:`predict_uncertainty`.
+    of ``fit``, and makes :meth:`predict` return the calibrated total (or,
+    with ``uncertainty="mc"``, the paper's raw spread; formulas there). It
+    adds :meth:`predict_interval` and :meth:`predict_uncertainty`.
 
     The host declares an ``uncertainty`` parameter and may override
     ``_model_inputs(Xv) -> (network_inputs, error_info)`` and

@@ -106,16 +106,13 @@ def predict_table(model, catalog):
         # input error is raised again by the plain predict below.
         mean, std = final.predict(Xt), None
 
-    def columns(values, suffix=""):
-        """``prediction<suffix>`` for one target, ``prediction_<i><suffix>`` for several."""
+    cols = {}  # prediction<suffix> for one target, prediction_<i><suffix> for several
+    for suffix, values in [("", mean)] + ([] if std is None else [("_error", std)]):
         values = np.asarray(values)
         if values.ndim == 1:
-            return {f"prediction{suffix}": values}
-        return {f"prediction_{i}{suffix}": values[:, i] for i in range(values.shape[1])}
-
-    cols = columns(mean)
-    if std is not None:
-        cols.update(columns(std, "_error"))
+            cols[f"prediction{suffix}"] = values
+        else:
+            cols.update({f"prediction_{i}{suffix}": values[:, i] for i in range(values.shape[1])})
     return pd.DataFrame(cols, index=index)
 
 
