@@ -142,8 +142,7 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
     from .datasets import make_mdwarf_photometry
     from .mdwarf.selection import select_mdwarfs
 
-    cat = make_mdwarf_photometry(n_samples, random_state=random_state)
-    cat, report = select_mdwarfs(cat)
+    cat, _ = select_mdwarfs(make_mdwarf_photometry(n_samples, random_state=random_state))
     out(f"Simulated {n_samples} M dwarfs; {len(cat)} pass the paper's Table 1 cuts and "
         "validity domain.")
     train, test = train_test_split(cat, test_size=0.2, random_state=random_state)

@@ -217,8 +217,7 @@ def load_mdwarf_pipeline(folder):
     pipe.set_params(regressor__max_epochs=1, regressor__validation_fraction=0.0,
                     regressor__verbose=0, regressor__batch_size=4,
                     regressor__uncertainty="mc")
-    X, y = _synthetic_rows(steps["absolute_magnitudes"]["input_columns"])
-    pipe.fit(X, y)
+    pipe.fit(*_synthetic_rows(steps["absolute_magnitudes"]["input_columns"]))
     pipe.set_params(**{f"regressor__{k}": reg_params[k]
                        for k in ("max_epochs", "validation_fraction", "verbose", "batch_size")})
     cal_state = steps["regressor"].get("calibrator")
