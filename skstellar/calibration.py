@@ -492,8 +492,7 @@ class HeldOutCalibrationMixin:
         lower, upper : ndarray, shaped like ``predict(X)`` (target unit)
         """
         alpha = _check_alpha(alpha)
-        mean, std = self.predict(X, return_std=True)
-        return gaussian_interval(mean, std, alpha)
+        return gaussian_interval(*self.predict(X, return_std=True), alpha)
 
     def predict_uncertainty(self, X):
         """Prediction and the parts of its uncertainty.
@@ -592,8 +591,7 @@ class ConformalCalibrator:
 
     def std(self, y_std):
         """A Gaussian-equivalent std: the 68.3 % conformal half-width ``q_1sigma * y_std``."""
-        s = _as_2d(y_std)
-        return (self.quantile(ALPHA_1SIGMA) * s).reshape(np.shape(y_std))
+        return (self.quantile(ALPHA_1SIGMA) * _as_2d(y_std)).reshape(np.shape(y_std))
 
 
 # --------------------------------------------------------------- meta-estimator

@@ -476,8 +476,6 @@ def iter_chunks(estimator, X, *, method="predict", chunk_rows=65536, **kwargs):
 
 
 def _take(X, rows):
-    if isinstance(X, SpectrumBatch):
-        return X[rows]
     if hasattr(X, "iloc"):
         return X.iloc[rows]
     if isinstance(X, dict):
