@@ -887,8 +887,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         from sklearn.utils import get_tags
 
         tags = super().__sklearn_tags__()
-        base = _default_estimator() if self.estimator is None else self.estimator
-        inner = get_tags(base)
+        inner = get_tags(_default_estimator() if self.estimator is None else self.estimator)
         tags.target_tags.multi_output = inner.target_tags.multi_output
         tags.input_tags.allow_nan = False
         tags.non_deterministic = inner.non_deterministic

@@ -37,10 +37,7 @@ __all__ = [
 
 
 def _finite_1d(arrays, names):
-    """Convert to 1-D float arrays of equal length and drop non-finite rows.
-
-    ``None`` entries are passed through unchanged.
-    """
+    """1-D float arrays of equal length without their non-finite rows; ``None`` passes through."""
     out = []
     n = None
     for a, name in zip(arrays, names):
@@ -100,10 +97,7 @@ def _fmt(value, unit=""):
 
 
 def _annotate(ax, text, x=0.97, y=0.95, ha="right", **text_kw):
-    """Small text anchored at its top, by default in the top-right corner of ``ax``.
-
-    ``x`` and ``y`` are axes coordinates; ``text_kw`` go to ``Axes.text``.
-    """
+    """Small text, its top at axes coordinates ``(x, y)`` (top right), ``text_kw`` to ``text``."""
     ax.text(x, y, text, transform=ax.transAxes, va="top", ha=ha, fontsize="small", **text_kw)
 
 
