@@ -470,8 +470,7 @@ class HeldOutCalibrationMixin:
             return self._shape_out(mean)
         if self._calibrated():
             return self._shape_out(mean), self._shape_out(self.calibrator_.std(sm, si))
-        has_mc = int(self.n_mc_passes) > 1 and self._has_dropout()
-        if not has_mc and si is None:
+        if si is None and not (int(self.n_mc_passes) > 1 and self._has_dropout()):
             raise ValueError(
                 "return_std=True with uncertainty='mc' needs Monte Carlo dropout: set "
                 "n_mc_passes >= 2 and a network with dropout > 0 (or uncertainty='calibrated').")

@@ -285,8 +285,7 @@ def _partition_tasks(estimator, X, method, kwargs, threads, use_dask_ml, rows_pe
     X = _with_rows_per_task(X, rows_per_task)
     parts, head = _partitions(X)
     probe = _call(estimator, head, method, kwargs, None)  # fails early, in-process
-    if use_dask_ml and not kwargs and threads is None and not isinstance(X, DaskSpectra) \
-            and not _is_lsdb(X):
+    if use_dask_ml and not kwargs and threads is None:  # (it takes dask arrays only)
         out = _parallel_post_fit(estimator, X, method, probe)
         if out is not None:
             return probe, out, None

@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from skstellar import metrics
-from skstellar.metrics import to_float_array
 
 __all__ = [
     "plot_calibration",
@@ -44,7 +43,7 @@ def _finite_1d(arrays, names):
         if a is None:
             out.append(None)
             continue
-        arr = to_float_array(a, name)
+        arr = metrics.to_float_array(a, name)
         if arr.ndim == 0 and name == "y_std":
             arr = np.full(n if n is not None else 1, float(arr))
         if arr.ndim != 1:
