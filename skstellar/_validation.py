@@ -590,9 +590,8 @@ def check_text_table_complete(path, sep=",", what="table"):
     with open(name, "rb") as fh:
         header = next((line for line in fh if line.strip() and not line.lstrip().startswith(b"#")),
                       b"")
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 65536))
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, end - 65536))
         tail = fh.read().rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
     if not header or not tail or tail == header.rstrip(b"\r\n"):
         return

@@ -508,8 +508,7 @@ class HeldOutCalibrationMixin:
             in the target unit and shaped like ``predict(X)``.
         """
         mean, sm, si = self._parts(X)
-        cal = self.calibrator_ if self._calibrated() else None
-        out = uncertainty_parts(mean, sm, si, cal)
+        out = uncertainty_parts(mean, sm, si, self.calibrator_ if self._calibrated() else None)
         return Bunch(**{k: self._shape_out(np.asarray(v)) for k, v in out.items()})
 
 
@@ -608,8 +607,7 @@ def _predict_with_std(estimator, X):
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError(f"{type(estimator).__name__}.predict(X, return_std=True) must return "
                         "(mean, std).")
-    mean, std = out
-    mean = np.asarray(mean, dtype=np.float64)
+    mean, std = np.asarray(out[0], dtype=np.float64), out[1]
     if not np.isfinite(mean).all():
         raise ValueError(f"{type(estimator).__name__} predicted NaN/inf values.")
     std = check_std(std, mean.shape, f"the std returned by {type(estimator).__name__}")
@@ -788,8 +786,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
 
     def _checked(self, X):
         check_is_fitted(self, "calibrator_")
-        Xv = validate_data(self, X, reset=False, ensure_all_finite=False)
-        return self._keep_frame(X, Xv)
+        return self._keep_frame(X, validate_data(self, X, reset=False, ensure_all_finite=False))
 
     def _raw(self, X):
         X = self._checked(X)

@@ -58,14 +58,13 @@ def make_mdwarf_pipeline(random_state=None, verbose=0, **regressor_params):
     from .mdwarf import MDwarfMetallicityRegressor
     from .preprocessing import AbsoluteMagnitudes
 
-    pipe = Pipeline(
+    return Pipeline(
         [
             ("absolute_magnitudes", AbsoluteMagnitudes()),
             ("regressor", MDwarfMetallicityRegressor(
                 random_state=random_state, verbose=verbose, **regressor_params)),
         ]
-    )
-    return pipe.set_output(transform="pandas")
+    ).set_output(transform="pandas")
 
 
 def predict_table(model, catalog):
@@ -573,12 +572,11 @@ class SpectralLabelModel:
         from .cyclestarnet import PayneEmulator
 
         wave = np.asarray(batch.wavelength)
-        if wave.ndim != 1:
-            w2 = batch.wavelength_2d()
-            if not np.allclose(w2, w2[:1], equal_nan=True):
+        if wave.ndim != 1:  # one grid per spectrum: they must all be the same
+            if not np.allclose(wave, wave[:1], equal_nan=True):
                 _fail("labelfit trains on spectra sharing one wavelength grid (rest frame, "
                       "continuum-normalised); resample them first")
-            wave = w2[0]
+            wave = wave[0]
         y = np.asarray(y, dtype=np.float64).reshape(len(batch.flux), -1)
         X = pd.DataFrame(y, columns=list(self.labels))
         self.emulator_ = PayneEmulator(max_epochs=int(self.max_epochs), wavelength=wave,
@@ -1076,8 +1074,7 @@ def main(argv=None):
     User errors (a missing column, a wrong file type, an empty file, a file
     that does not exist) print one line ``error: ...`` on stderr and return 2.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, OSError, ImportError,

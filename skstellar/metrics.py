@@ -131,8 +131,7 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
 def _prepare_per_target(arrays, names, nan_policy):
     """:func:`_prepare` for 1-D or 2-D input whose ``"omit"`` acts per target later."""
     _check_nan_policy(nan_policy)
-    policy = "keep" if nan_policy == "omit" else "raise"
-    return _prepare(arrays, names, policy, ndim=(1, 2))
+    return _prepare(arrays, names, "keep" if nan_policy == "omit" else "raise", ndim=(1, 2))
 
 
 def _prepare_std(y_std, shape):
@@ -324,9 +323,7 @@ def spearman(y_true, y_pred, nan_policy="raise"):
 
 def _target_names(y, k, target_names):
     if target_names is None:
-        if isinstance(y, pd.DataFrame):
-            return list(y.columns)
-        return list(range(k))
+        return list(y.columns) if isinstance(y, pd.DataFrame) else list(range(k))
     names = list(target_names)
     if len(names) != k:
         raise ValueError(f"target_names has {len(names)} entries for {k} targets")
@@ -489,8 +486,7 @@ def binned_statistics(
 
     # Sort once by bin, then split: each bin's values are contiguous.
     order = np.argsort(idx[inside], kind="stable")
-    counts = np.bincount(idx[inside], minlength=n_bins)
-    split_at = np.cumsum(counts)[:-1]
+    split_at = np.cumsum(np.bincount(idx[inside], minlength=n_bins))[:-1]
     res_groups = np.split((p - t)[inside][order], split_at)
 
     table = {

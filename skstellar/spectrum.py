@@ -112,9 +112,8 @@ class SpectrumBatch:
         """Select spectra (int, slice, boolean or integer array)."""
         if isinstance(idx, (int, np.integer)):
             idx = [int(idx)]
-        wl = self.wavelength if self.wavelength.ndim == 1 else self.wavelength[idx]
         return SpectrumBatch(
-            wavelength=wl,
+            wavelength=self.wavelength if self.wavelength.ndim == 1 else self.wavelength[idx],
             flux=self.flux[idx],
             ivar=None if self.ivar is None else self.ivar[idx],
             mask=None if self.mask is None else self.mask[idx],

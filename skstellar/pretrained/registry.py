@@ -66,9 +66,7 @@ class PretrainedList(list):
     """A list of :class:`PretrainedModel` that prints as a readable block."""
 
     def __str__(self):
-        if not self:
-            return "No pretrained models are installed."
-        return "\n\n".join(str(m) for m in self)
+        return "\n\n".join(str(m) for m in self) or "No pretrained models are installed."
 
     __repr__ = __str__
 
