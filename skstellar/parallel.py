@@ -224,11 +224,10 @@ def merged_row_chunks(chunks, rows_per_task):
         if acc >= rows_per_task:
             out.append(acc)
             acc = 0
-    if acc:
-        if out and acc < rows_per_task:
-            out[-1] += acc
-        else:
-            out.append(acc)
+    if acc and out:
+        out[-1] += acc  # a short tail joins the chunk before it
+    elif acc:
+        out.append(acc)
     return tuple(out)
 
 

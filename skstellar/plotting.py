@@ -185,13 +185,11 @@ def plot_one_to_one(
     ax_bot.scatter(t, res, **point_kw)
 
     ax_top.plot(lims, lims, color="k", lw=1, ls="--", zorder=4)
-    ax_top.set_xlim(lims)
-    ax_top.set_ylim(lims)
+    ax_top.set(xlim=lims, ylim=lims)
     ax_bot.axhline(0.0, color="k", lw=1, ls="--", zorder=4)
 
     ax_top.set_ylabel(_with_unit(f"Predicted {label}", unit))
-    ax_bot.set_xlabel(_with_unit(f"True {label}", unit))
-    ax_bot.set_ylabel(_with_unit("Pred $-$ True", unit))
+    ax_bot.set(xlabel=_with_unit(f"True {label}", unit), ylabel=_with_unit("Pred $-$ True", unit))
     ax_top.tick_params(labelbottom=False)
 
     text = "\n".join(
@@ -243,8 +241,7 @@ def plot_residual_histogram(
     ax.hist(p - t, bins=bins, histtype="stepfilled", color="C0", alpha=0.6)
     ax.axvline(0.0, color="k", lw=1, ls="--")
     ax.axvline(summary["mean"], color="C3", lw=1)
-    ax.set_xlabel(_with_unit(f"Pred $-$ True {label}", unit))
-    ax.set_ylabel("N")
+    ax.set(xlabel=_with_unit(f"Pred $-$ True {label}", unit), ylabel="N")
     u = unit or ""
     text = "\n".join(
         [
@@ -308,9 +305,8 @@ def plot_zscore_histogram(y_true, y_pred, y_std, bins=40, ax=None, fig=None, zma
     )
     grid = np.linspace(-zmax, zmax, 400)
     ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k-", lw=1.2, label="N(0, 1)")
-    ax.set_xlim(-zmax, zmax)
-    ax.set_xlabel(r"$z = (y_\mathrm{true} - y_\mathrm{pred}) / \sigma$")
-    ax.set_ylabel("Density")
+    ax.set(xlim=(-zmax, zmax), xlabel=r"$z = (y_\mathrm{true} - y_\mathrm{pred}) / \sigma$",
+           ylabel="Density")
     ax.legend(loc="upper left", fontsize="small", frameon=False)
     text = "\n".join(
         [
@@ -363,11 +359,8 @@ def plot_calibration(y_true, y_pred, y_std, ax=None, fig=None, label=None, nomin
             f"95%: {cal['frac_within_2sigma']:.2f}")
     ax.plot(curve["nominal"], curve["observed"], "o-", ms=3,
             label=f"{label}: {text}" if label else text)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
-    ax.set_xlabel("Nominal coverage of the Gaussian interval")
-    ax.set_ylabel("Observed coverage")
+    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal",
+           xlabel="Nominal coverage of the Gaussian interval", ylabel="Observed coverage")
     ax.legend(loc="upper left", fontsize="x-small", frameon=False)
     return fig
 
@@ -422,8 +415,7 @@ def plot_cmd(
     sc = ax.scatter(x, y, **{**_scatter_style(s, cc, cmap, "k"), **scatter_kwargs})
     if not ax.yaxis_inverted():
         ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     if cc is not None:
         fig.colorbar(sc, ax=ax, label=color_label or "")
     return fig
