@@ -141,8 +141,7 @@ def gaussian_interval(mean, std, alpha=ALPHA_1SIGMA):
     -------
     lower, upper : ndarray
     """
-    alpha = _check_alpha(alpha)
-    k = stats.norm.ppf(1.0 - alpha / 2.0)
+    k = stats.norm.ppf(1.0 - _check_alpha(alpha) / 2.0)
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
     return mean - k * std, mean + k * std
@@ -151,11 +150,8 @@ def gaussian_interval(mean, std, alpha=ALPHA_1SIGMA):
 # -------------------------------------------------------- variance scaling
 def _scaling_nll(params, r2, vm, vi, fit_scale):
     # parameters (log a, b^2): b^2 >= 0 keeps a non-zero gradient at b = 0
-    if fit_scale:
-        log_a, b2 = params
-        a = np.exp(log_a)
-    else:
-        (b2,), a = params, 1.0
+    log_a, b2 = params if fit_scale else (0.0, params[0])  # without the scale, a = 1
+    a = np.exp(log_a)
     v = np.maximum(a * vm + vi + b2, 1e-300)
     nll = 0.5 * np.mean(np.log(v) + r2 / v)
     w = 0.5 * (1.0 / v - r2 / v**2)  # d nll / d v, per row
@@ -776,7 +772,6 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             self.estimator_ = clone(base).fit(X, y_arr, **_check_method_params(
                 X, fit_params, np.arange(n)))
             self.fold_estimators_ = folds
-        self._y_ndim = y_arr.ndim
         return self
 
     @staticmethod
@@ -860,8 +855,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if self.method == "scaling":
             return gaussian_interval(mean, self.calibrator_.std(std), alpha)
         if self.fold_estimators_:
-            lo, hi = self._cv_plus(X, alpha)
-            return lo.reshape(mean.shape), hi.reshape(mean.shape)
+            return tuple(bound.reshape(mean.shape) for bound in self._cv_plus(X, alpha))
         return self.calibrator_.interval(mean, std, alpha)
 
     def predict_uncertainty(self, X):

@@ -185,8 +185,7 @@ def _partitions(X):
     if isinstance(X, DaskSpectra):
         return X.partitions(), X.head(1)
     if isinstance(X, dd.DataFrame):
-        parts = [(p, np.nan) for p in X.to_delayed()]
-        return parts, X.head(1, npartitions=-1)
+        return [(p, np.nan) for p in X.to_delayed()], X.head(1, npartitions=-1)
     if isinstance(X, da.Array):
         if X.ndim != 2:
             raise ValueError(f"Need a 2-D dask array (n_rows, n_features); got {X.ndim}-D.")
@@ -354,9 +353,7 @@ def predict_partitions(estimator, X, *, return_std=False, method="predict", thre
     if not return_std:
         return _lazy_rows(outs, probe)
     get = dask.delayed(operator.getitem, pure=True)
-    mean = _lazy_rows([(get(o, 0), n) for o, n in outs], probe[0])
-    std = _lazy_rows([(get(o, 1), n) for o, n in outs], probe[1])
-    return mean, std
+    return tuple(_lazy_rows([(get(o, i), n) for o, n in outs], probe[i]) for i in (0, 1))
 
 
 # ------------------------------------------------------------- transform

@@ -185,10 +185,9 @@ def plot_one_to_one(
     ax_bot.scatter(t, res, **point_kw)
 
     ax_top.plot(lims, lims, color="k", lw=1, ls="--", zorder=4)
-    ax_top.set(xlim=lims, ylim=lims)
+    ax_top.set(xlim=lims, ylim=lims, ylabel=_with_unit(f"Predicted {label}", unit))
     ax_bot.axhline(0.0, color="k", lw=1, ls="--", zorder=4)
 
-    ax_top.set_ylabel(_with_unit(f"Predicted {label}", unit))
     ax_bot.set(xlabel=_with_unit(f"True {label}", unit), ylabel=_with_unit("Pred $-$ True", unit))
     ax_top.tick_params(labelbottom=False)
 
