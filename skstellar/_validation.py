@@ -215,14 +215,14 @@ def _first_bad_cell(bad):
 
 def _fill_masked(col):
     """Return plain data with masked entries as NaN (numeric) or None (other)."""
-    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
-    if mask is None and hasattr(col, "unmasked") and hasattr(col, "mask"):
+    if np.ma.isMaskedArray(col):
+        mask, col = np.ma.getmaskarray(col), np.ma.getdata(col)
+    elif hasattr(col, "unmasked") and hasattr(col, "mask"):
         # astropy.utils.masked.Masked (e.g. a masked Quantity column of a QTable)
-        mask = np.asarray(col.mask)
-        col = col.unmasked
-    elif mask is not None:
-        col = np.ma.getdata(col)
-    if mask is None or not mask.any():
+        mask, col = np.asarray(col.mask), col.unmasked
+    else:
+        return col
+    if not mask.any():
         return col
     if np.asarray(col).dtype.kind in "biuf":
         col = col.astype(np.float64, copy=True)
