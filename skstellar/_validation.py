@@ -483,11 +483,9 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
 
         original = pd.Series(arr.ravel(), dtype=object)
         is_text = original.map(lambda v: isinstance(v, (str, bytes))).to_numpy()
-        text = original[is_text]
         bad = np.zeros(arr.size, dtype=bool)
-        bad[np.flatnonzero(is_text)] = pd.to_numeric(
-            text.map(lambda v: v.decode() if isinstance(v, bytes) else v), errors="coerce"
-        ).isna().to_numpy() if is_text.any() else []
+        bad[is_text] = pd.to_numeric(original[is_text].map(
+            lambda v: v.decode() if isinstance(v, bytes) else v), errors="coerce").isna()
         bad = bad.reshape(arr.shape)
         if bad.any():
             r, c = (int(i) for i in np.argwhere(bad)[0])
