@@ -102,12 +102,11 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
         out.append(a)
     shape = out[0].shape
     for a, name in zip(out[1:], names[1:]):
+        if a.shape[0] != shape[0]:
+            raise ValueError(
+                f"{names[0]} and {name} have different lengths ({shape[0]} and {a.shape[0]})"
+            )
         if a.shape != shape:
-            if a.shape[0] != shape[0]:
-                raise ValueError(
-                    f"{names[0]} and {name} have different lengths "
-                    f"({shape[0]} and {a.shape[0]})"
-                )
             raise ValueError(
                 f"{names[0]} and {name} have different shapes ({shape} and {a.shape})"
             )
