@@ -603,11 +603,10 @@ def _predict_with_std(estimator, X):
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError(f"{type(estimator).__name__}.predict(X, return_std=True) must return "
                         "(mean, std).")
-    mean, std = np.asarray(out[0], dtype=np.float64), out[1]
+    mean = np.asarray(out[0], dtype=np.float64)
     if not np.isfinite(mean).all():
         raise ValueError(f"{type(estimator).__name__} predicted NaN/inf values.")
-    std = check_std(std, mean.shape, f"the std returned by {type(estimator).__name__}")
-    return mean, std
+    return mean, check_std(out[1], mean.shape, f"the std returned by {type(estimator).__name__}")
 
 
 def _default_estimator():
