@@ -35,12 +35,10 @@ __all__ = sorted(_LAZY) + ["__version__"]
 def __getattr__(name):
     # Estimators are imported on first use so ``import skstellar`` stays light
     # (torch is only loaded when a network is needed).
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     if name in _SUBPACKAGES:
-        import importlib
-
         return importlib.import_module(f"skstellar.{name}")
     raise AttributeError(f"module 'skstellar' has no attribute {name!r}")

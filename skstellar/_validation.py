@@ -72,9 +72,7 @@ def is_named_input(X) -> bool:
         return len(X.columns) > 0 and all(isinstance(c, str) for c in X.columns)
     if isinstance(X, Mapping):
         return all(isinstance(k, str) for k in X.keys())
-    if isinstance(X, np.ndarray) and X.dtype.names is not None:
-        return True
-    return False
+    return isinstance(X, np.ndarray) and X.dtype.names is not None
 
 
 def column_names(X) -> list[str]:
@@ -101,14 +99,6 @@ def column_names(X) -> list[str]:
     raise TypeError(f"{type(X).__name__} input has no column names.")
 
 
-def _format_available(names) -> str:
-    names = list(names)
-    if len(names) > _MAX_LISTED:
-        shown = ", ".join(names[:_MAX_LISTED])
-        return f"{shown}, ... ({len(names) - _MAX_LISTED} more)"
-    return ", ".join(names) if names else "(none)"
-
-
 def missing_column_error(column, purpose, available) -> ValueError:
     """Build the ``ValueError`` for a required column that is absent.
 
@@ -126,10 +116,11 @@ def missing_column_error(column, purpose, available) -> ValueError:
     ValueError
         ``"Missing column 'w1mpro' for band W1; available columns: ..."``.
     """
-    return ValueError(
-        f"Missing column '{column}' for {purpose}; available columns: "
-        f"{_format_available(available)}"
-    )
+    names = list(available)
+    listed = ", ".join(names[:_MAX_LISTED]) or "(none)"
+    if len(names) > _MAX_LISTED:
+        listed += f", ... ({len(names) - _MAX_LISTED} more)"
+    return ValueError(f"Missing column '{column}' for {purpose}; available columns: {listed}")
 
 
 def _num_rows(value) -> int:
@@ -224,17 +215,16 @@ def _first_bad_cell(bad):
 
 def _fill_masked(col):
     """Return plain data with masked entries as NaN (numeric) or None (other)."""
-    mask = np.ma.getmaskarray(col) if np.ma.isMaskedArray(col) else None
-    if mask is None and hasattr(col, "unmasked") and hasattr(col, "mask"):
+    if np.ma.isMaskedArray(col):
+        mask, col = np.ma.getmaskarray(col), np.ma.getdata(col)
+    elif hasattr(col, "unmasked") and hasattr(col, "mask"):
         # astropy.utils.masked.Masked (e.g. a masked Quantity column of a QTable)
-        mask = np.asarray(col.mask)
-        col = col.unmasked
-    elif mask is not None:
-        col = np.ma.getdata(col)
-    if mask is None or not mask.any():
+        mask, col = np.asarray(col.mask), col.unmasked
+    else:
         return col
-    kind = np.asarray(col).dtype.kind
-    if kind in "biuf":
+    if not mask.any():
+        return col
+    if np.asarray(col).dtype.kind in "biuf":
         col = col.astype(np.float64, copy=True)
         col[mask] = np.nan
         return col
@@ -255,12 +245,8 @@ def _to_numpy_column(col):
             return col.to_numpy(dtype=np.float64, na_value=np.nan)
         col = col.to_numpy(dtype=object)
 
-    unit = None
-    if isinstance(col, u.Quantity):
-        unit = col.unit
-    elif getattr(col, "unit", None) is not None and hasattr(col, "info"):
-        # astropy Column of a plain Table: honour its unit
-        unit = col.unit
+    # the unit of an astropy Column of a plain Table (read before _fill_masked drops it)
+    unit = getattr(col, "unit", None) if hasattr(col, "info") else None
 
     col = _fill_masked(col)
     if isinstance(col, u.Quantity):
@@ -270,19 +256,13 @@ def _to_numpy_column(col):
     arr = np.asarray(col)
     if arr.ndim != 1:
         raise ValueError(f"Each column must be 1-D, got shape {arr.shape}.")
-    kind = arr.dtype.kind
-    if kind == "b":
-        return arr
-    if kind in "iuf":
+    if arr.dtype.kind not in "iufO":
+        return arr  # boolean, strings, ...
+    try:
         arr = arr.astype(np.float64, copy=False)
-        return u.Quantity(arr, unit, copy=False) if unit is not None else arr
-    if kind == "O":
-        try:
-            arr_f = arr.astype(np.float64)
-        except (TypeError, ValueError):
-            return arr
-        return u.Quantity(arr_f, unit, copy=False) if unit is not None else arr_f
-    return arr
+    except (TypeError, ValueError):
+        return arr  # objects that are not numbers
+    return u.Quantity(arr, unit, copy=False) if unit is not None else arr
 
 
 def to_frame_like(X, columns=None):
@@ -328,14 +308,8 @@ def to_frame_like(X, columns=None):
             def column(c):
                 v = X[c]
                 return v if hasattr(v, "shape") or hasattr(v, "dtype") else np.asarray(v)
-    elif is_pandas_df(X):  # unnamed columns x0, x1, ... by position
-        n_rows, n_columns = X.shape
-        names = [f"x{i}" for i in range(n_columns)]
-
-        def column(c):
-            return X.iloc[:, int(c[1:])]
-    else:
-        arr = np.asarray(X)
+    else:  # unnamed columns x0, x1, ... by position
+        arr = X if is_pandas_df(X) else np.asarray(X)
         if arr.ndim != 2:
             raise ValueError(
                 f"Expected 2D array, got {arr.ndim}D array instead. Reshape your data "
@@ -344,9 +318,10 @@ def to_frame_like(X, columns=None):
             )
         n_rows, n_columns = arr.shape
         names = [f"x{i}" for i in range(n_columns)]
+        by_position = arr.iloc if is_pandas_df(X) else arr
 
         def column(c):
-            return arr[:, int(c[1:])]
+            return by_position[:, int(c[1:])]
     present = set(names)
     wanted = names if columns is None else [c for c in columns if c in present]
     return {c: _to_numpy_column(column(c)) for c in wanted}, int(n_rows), named
@@ -463,13 +438,10 @@ def row_location(r, index=None):
     index : sequence or None
         Row labels (a pandas Index, an array); None gives the position alone.
     """
-    return f"row {r}" + ("" if index is None else f", index {_label(index, r)!r}")
-
-
-def _label(index, r):
-    """Row label of position ``r`` as a plain Python value (no ``np.int64(...)`` repr)."""
-    label = list(index[r:r + 1])[0]
-    return label.item() if isinstance(label, np.generic) else label
+    if index is None:
+        return f"row {r}"
+    label = list(index[r:r + 1])[0]  # a plain Python value: no np.int64(...) repr
+    return f"row {r}, index {(label.item() if isinstance(label, np.generic) else label)!r}"
 
 
 def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=None):
@@ -511,11 +483,9 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
 
         original = pd.Series(arr.ravel(), dtype=object)
         is_text = original.map(lambda v: isinstance(v, (str, bytes))).to_numpy()
-        text = original[is_text]
         bad = np.zeros(arr.size, dtype=bool)
-        bad[np.flatnonzero(is_text)] = pd.to_numeric(
-            text.map(lambda v: v.decode() if isinstance(v, bytes) else v), errors="coerce"
-        ).isna().to_numpy() if is_text.any() else []
+        bad[is_text] = pd.to_numeric(original[is_text].map(
+            lambda v: v.decode() if isinstance(v, bytes) else v), errors="coerce").isna()
         bad = bad.reshape(arr.shape)
         if bad.any():
             r, c = (int(i) for i in np.argwhere(bad)[0])
@@ -525,11 +495,10 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
                 f"({int(bad.sum())} non-numeric value(s) in all)."
                 + (f" {hint}" if hint else "")
             )
-        try:
-            arr = np.asarray(arr, dtype=np.float64)
-        except (TypeError, ValueError):
-            return  # other objects: left to the caller's validation
-    arr = np.asarray(arr, dtype=np.float64)
+    try:
+        arr = np.asarray(arr, dtype=np.float64)
+    except (TypeError, ValueError):
+        return  # other objects: left to the caller's validation
     if np.isfinite(arr).all():
         return
     for label, bad, allowed in (("NaN", np.isnan(arr), allow_nan),
@@ -580,15 +549,11 @@ def reading_file(path, what="file"):
             zipfile.BadZipFile) as exc:  # (UnicodeDecodeError is a ValueError)
         if isinstance(exc, ValueError) and name in str(exc):
             raise
-        raise ValueError(_read_message(name, what, exc)) from exc
-
-
-def _read_message(name, what, exc):
-    cause = " ".join(str(exc).split()) or type(exc).__name__
-    if len(cause) > 200:
-        cause = cause[:197] + "..."
-    return (f"Cannot read {what} '{name}': {cause} ({type(exc).__name__}). "
-            f"Is the file truncated or not a {what}?")
+        cause = " ".join(str(exc).split()) or type(exc).__name__
+        if len(cause) > 200:
+            cause = cause[:197] + "..."
+        raise ValueError(f"Cannot read {what} '{name}': {cause} ({type(exc).__name__}). "
+                         f"Is the file truncated or not a {what}?") from exc
 
 
 def check_text_table_complete(path, sep=",", what="table"):
@@ -621,14 +586,10 @@ def check_text_table_complete(path, sep=",", what="table"):
     if name.endswith((".gz", ".bz2", ".xz", ".zip")):
         return
     with open(name, "rb") as fh:
-        header = b""
-        for line in fh:
-            if line.strip() and not line.lstrip().startswith(b"#"):
-                header = line
-                break
-        fh.seek(0, os.SEEK_END)
-        size = fh.tell()
-        fh.seek(max(0, size - 65536))
+        header = next((line for line in fh if line.strip() and not line.lstrip().startswith(b"#")),
+                      b"")
+        end = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, end - 65536))
         tail = fh.read().rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
     if not header or not tail or tail == header.rstrip(b"\r\n"):
         return

@@ -38,7 +38,7 @@ import numpy as np
 from scipy import optimize, stats
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, RegressorMixin, clone
 from sklearn.model_selection import check_cv
-from sklearn.utils import Bunch, check_random_state
+from sklearn.utils import Bunch, _safe_indexing, check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .parameters import Interval, Options, Satisfies, validate_parameters
@@ -141,8 +141,7 @@ def gaussian_interval(mean, std, alpha=ALPHA_1SIGMA):
     -------
     lower, upper : ndarray
     """
-    alpha = _check_alpha(alpha)
-    k = stats.norm.ppf(1.0 - alpha / 2.0)
+    k = stats.norm.ppf(1.0 - _check_alpha(alpha) / 2.0)
     mean = np.asarray(mean, dtype=np.float64)
     std = np.asarray(std, dtype=np.float64)
     return mean - k * std, mean + k * std
@@ -151,13 +150,9 @@ def gaussian_interval(mean, std, alpha=ALPHA_1SIGMA):
 # -------------------------------------------------------- variance scaling
 def _scaling_nll(params, r2, vm, vi, fit_scale):
     # parameters (log a, b^2): b^2 >= 0 keeps a non-zero gradient at b = 0
-    if fit_scale:
-        log_a, b2 = params
-        a = np.exp(log_a)
-    else:
-        (b2,), a = params, 1.0
-    v = a * vm + vi + b2
-    v = np.maximum(v, 1e-300)
+    log_a, b2 = params if fit_scale else (0.0, params[0])  # without the scale, a = 1
+    a = np.exp(log_a)
+    v = np.maximum(a * vm + vi + b2, 1e-300)
     nll = 0.5 * np.mean(np.log(v) + r2 / v)
     w = 0.5 * (1.0 / v - r2 / v**2)  # d nll / d v, per row
     grad_b2 = np.mean(w)
@@ -255,9 +250,7 @@ class VarianceCalibrator:
 
     def _fit_one(self, r2, vm, vi, scale_ok=True):
         # work in units of the residual rms so that both parameters are O(1)
-        unit = float(np.sqrt(np.mean(r2)))
-        if unit <= 0:
-            unit = 1.0
+        unit = float(np.sqrt(np.mean(r2))) or 1.0
         r2, vm, vi = r2 / unit**2, vm / unit**2, vi / unit**2
         # fewer than 3 rows cannot fix two parameters: floor only (a = 1)
         fit_scale = bool(self.fit_scale) and bool(np.any(vm > 0)) and scale_ok
@@ -268,30 +261,17 @@ class VarianceCalibrator:
         if fit_scale:
             # a few starts (moment estimates of "all scale" and "all floor");
             # the likelihood is smooth in (log a, b^2), so the best is kept
-            mvm = float(np.mean(vm))
-            a_all = max(excess / mvm, 1e-6)
-            starts = [[np.log(a_all), 0.0], [np.log(max(0.1 * a_all, 1e-6)), 0.5 * excess],
-                      [0.0, 0.5 * excess]]
+            a_all = max(excess / float(np.mean(vm)), 1e-6)
+            b2 = 0.5 * excess if fit_floor else 0.0
+            starts = [[np.log(a_all), 0.0], [np.log(max(0.1 * a_all, 1e-6)), b2], [0.0, b2]]
             bounds = [(-30.0, 30.0), (0.0, None) if fit_floor else (0.0, 0.0)]
         else:
             starts, bounds = [[max(excess, 1e-6)]], [(0.0, None)]
-        best = None
-        for x0 in starts:
-            if not fit_floor and len(x0) == 2:
-                x0 = [x0[0], 0.0]
-            res = optimize.minimize(_scaling_nll, x0, args=(r2, vm, vi, fit_scale), jac=True,
-                                    method="L-BFGS-B", bounds=bounds)
-            if best is None or res.fun < best.fun:
-                best = res
-        if fit_scale:
-            a, b2 = float(np.exp(best.x[0])), float(best.x[1])
-        else:
-            a, b2 = 1.0, float(best.x[0])
+        best = min((optimize.minimize(_scaling_nll, x0, args=(r2, vm, vi, fit_scale), jac=True,
+                                      method="L-BFGS-B", bounds=bounds) for x0 in starts),
+                   key=lambda res: res.fun)  # the first of equally good fits
+        a, b2 = (float(np.exp(best.x[0])), float(best.x[1])) if fit_scale else (1.0, best.x[0])
         return a, float(np.sqrt(max(b2, 0.0))) * unit
-
-    def _check_fitted(self):
-        if not hasattr(self, "scale_"):
-            raise ValueError("This VarianceCalibrator is not fitted yet; call fit first.")
 
     def parts(self, model_std, input_std=None):
         """The calibrated parts of the uncertainty.
@@ -308,7 +288,8 @@ class VarianceCalibrator:
             ``intrinsic_std`` (``b``) and ``total_std`` (their quadrature sum),
             all in the target unit.
         """
-        self._check_fitted()
+        if not hasattr(self, "scale_"):
+            raise ValueError("This VarianceCalibrator is not fitted yet; call fit first.")
         shape = np.shape(model_std)
         sm = _as_2d(model_std)
         if sm.shape[1] != len(self.scale_):
@@ -373,11 +354,9 @@ class HeldOutCalibrationMixin:
     Mixed into a :class:`skstellar.nn.BaseNeuralRegressor` subclass (before
     it in the bases), it fits a :class:`VarianceCalibrator` on the rows the
     network held out for early stopping (``validation_indices_``) at the end
-    of ``fit``, and makes ``predict(X, return_std=True)`` return the
-    calibrated total ``sqrt(a sigma_model^2 + sigma_input^2 + b^2)``;
-    ``uncertainty="mc"`` returns the paper's raw ``sqrt(sigma_model^2 +
-    sigma_input^2)``. It adds :meth:`predict_interval` and
-    :meth:`predict_uncertainty`.
+    of ``fit``, and makes :meth:`predict` return the calibrated total (or,
+    with ``uncertainty="mc"``, the paper's raw spread; formulas there). It
+    adds :meth:`predict_interval` and :meth:`predict_uncertainty`.
 
     The host declares an ``uncertainty`` parameter and may override
     ``_model_inputs(Xv) -> (network_inputs, error_info)`` and
@@ -454,8 +433,7 @@ class HeldOutCalibrationMixin:
     # predict ----------------------------------------------------------
     def _parts(self, X, with_std=True):
         check_is_fitted(self, "net_")
-        Xv = self._validate_X(X, reset=False)
-        return self._raw_parts(Xv, with_std=with_std)
+        return self._raw_parts(self._validate_X(X, reset=False), with_std=with_std)
 
     def _calibrated(self):
         if self.uncertainty == "calibrated" and getattr(self, "calibrator_", None) is None:
@@ -488,8 +466,7 @@ class HeldOutCalibrationMixin:
             return self._shape_out(mean)
         if self._calibrated():
             return self._shape_out(mean), self._shape_out(self.calibrator_.std(sm, si))
-        has_mc = int(self.n_mc_passes) > 1 and self._has_dropout()
-        if not has_mc and si is None:
+        if si is None and not (int(self.n_mc_passes) > 1 and self._has_dropout()):
             raise ValueError(
                 "return_std=True with uncertainty='mc' needs Monte Carlo dropout: set "
                 "n_mc_passes >= 2 and a network with dropout > 0 (or uncertainty='calibrated').")
@@ -510,8 +487,7 @@ class HeldOutCalibrationMixin:
         lower, upper : ndarray, shaped like ``predict(X)`` (target unit)
         """
         alpha = _check_alpha(alpha)
-        mean, std = self.predict(X, return_std=True)
-        return gaussian_interval(mean, std, alpha)
+        return gaussian_interval(*self.predict(X, return_std=True), alpha)
 
     def predict_uncertainty(self, X):
         """Prediction and the parts of its uncertainty.
@@ -528,8 +504,7 @@ class HeldOutCalibrationMixin:
             in the target unit and shaped like ``predict(X)``.
         """
         mean, sm, si = self._parts(X)
-        cal = self.calibrator_ if self._calibrated() else None
-        out = uncertainty_parts(mean, sm, si, cal)
+        out = uncertainty_parts(mean, sm, si, self.calibrator_ if self._calibrated() else None)
         return Bunch(**{k: self._shape_out(np.asarray(v)) for k, v in out.items()})
 
 
@@ -596,11 +571,9 @@ class ConformalCalibrator:
         if not hasattr(self, "scores_"):
             raise ValueError("This ConformalCalibrator is not fitted yet; call fit first.")
         alpha = _check_alpha(alpha)
-        q = []
-        for sc in self.scores_:
-            k = _conformal_rank(len(sc), alpha)
-            q.append(np.inf if k > len(sc) else float(sc[k - 1]))
-        return np.asarray(q)
+        ranks = [_conformal_rank(len(sc), alpha) for sc in self.scores_]
+        return np.asarray([np.inf if k > len(sc) else float(sc[k - 1])
+                           for k, sc in zip(ranks, self.scores_)])
 
     def interval(self, y_pred, y_std, alpha=ALPHA_1SIGMA):
         """``y_pred -+ q * y_std`` (shapes of ``y_pred``)."""
@@ -612,8 +585,7 @@ class ConformalCalibrator:
 
     def std(self, y_std):
         """A Gaussian-equivalent std: the 68.3 % conformal half-width ``q_1sigma * y_std``."""
-        s = _as_2d(y_std)
-        return (self.quantile(ALPHA_1SIGMA) * s).reshape(np.shape(y_std))
+        return (self.quantile(ALPHA_1SIGMA) * _as_2d(y_std)).reshape(np.shape(y_std))
 
 
 # --------------------------------------------------------------- meta-estimator
@@ -631,32 +603,16 @@ def _predict_with_std(estimator, X):
     if not isinstance(out, tuple) or len(out) != 2:
         raise TypeError(f"{type(estimator).__name__}.predict(X, return_std=True) must return "
                         "(mean, std).")
-    mean, std = out
-    mean = np.asarray(mean, dtype=np.float64)
+    mean = np.asarray(out[0], dtype=np.float64)
     if not np.isfinite(mean).all():
         raise ValueError(f"{type(estimator).__name__} predicted NaN/inf values.")
-    std = check_std(std, mean.shape, f"the std returned by {type(estimator).__name__}")
-    return mean, std
+    return mean, check_std(out[1], mean.shape, f"the std returned by {type(estimator).__name__}")
 
 
 def _default_estimator():
     from sklearn.linear_model import BayesianRidge
 
     return BayesianRidge()
-
-
-def _index(X, idx):
-    from sklearn.utils import _safe_indexing
-
-    return _safe_indexing(X, idx)
-
-
-def _is_regressor_like(estimator) -> bool:
-    return hasattr(estimator, "fit") and hasattr(estimator, "predict")
-
-
-def _is_splitter(cv) -> bool:
-    return hasattr(cv, "split") or (hasattr(cv, "__iter__") and not isinstance(cv, str))
 
 
 class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
@@ -729,10 +685,13 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         self.random_state = random_state
 
     _parameter_constraints = {
-        "estimator": [None, Satisfies(_is_regressor_like, "a regressor with fit and predict")],
+        "estimator": [None, Satisfies(lambda est: hasattr(est, "fit") and hasattr(est, "predict"),
+                                      "a regressor with fit and predict")],
         "method": [Options(("scaling", "conformal"))],
         "cv": [Interval("int", 2, None), Interval("real", 0, 1, closed="neither"),
-               Satisfies(_is_splitter, "a cross-validation generator or an iterable of splits")],
+               Satisfies(lambda cv: hasattr(cv, "split") or (hasattr(cv, "__iter__")
+                                                             and not isinstance(cv, str)),
+                         "a cross-validation generator or an iterable of splits")],
         "warn_below": [Interval("int", 0, None)],
         "random_state": ["random_state"],
     }
@@ -784,18 +743,16 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         n = len(y_arr)
         oof_mean = np.full(y_arr.shape, np.nan)
         oof_std = np.full(y_arr.shape, np.nan)
-        folds, held = [], np.zeros(n, dtype=bool)
-        fold_of = np.full(n, -1)
+        folds, fold_of = [], np.full(n, -1)
         for k, (tr, te) in enumerate(splits):
             est = clone(base)
-            params = _check_method_params(X, fit_params, tr)
-            est.fit(_index(X, tr), y_arr[tr], **params)
-            m, s = _predict_with_std(est, _index(X, te))
+            est.fit(_safe_indexing(X, tr), y_arr[tr], **_check_method_params(X, fit_params, tr))
+            m, s = _predict_with_std(est, _safe_indexing(X, te))
             oof_mean[te], oof_std[te] = m.reshape(oof_mean[te].shape), s.reshape(
                 oof_std[te].shape)
-            held[te] = True
             fold_of[te] = k
             folds.append(est)
+        held = fold_of >= 0
         if not held.any():
             raise ValueError("cv produced no held-out rows.")
         self.oof_prediction_, self.oof_std_ = oof_mean[held], oof_std[held]
@@ -814,7 +771,6 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             self.estimator_ = clone(base).fit(X, y_arr, **_check_method_params(
                 X, fit_params, np.arange(n)))
             self.fold_estimators_ = folds
-        self._y_ndim = y_arr.ndim
         return self
 
     @staticmethod
@@ -824,8 +780,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
 
     def _checked(self, X):
         check_is_fitted(self, "calibrator_")
-        Xv = validate_data(self, X, reset=False, ensure_all_finite=False)
-        return self._keep_frame(X, Xv)
+        return self._keep_frame(X, validate_data(self, X, reset=False, ensure_all_finite=False))
 
     def _raw(self, X):
         X = self._checked(X)
@@ -899,8 +854,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         if self.method == "scaling":
             return gaussian_interval(mean, self.calibrator_.std(std), alpha)
         if self.fold_estimators_:
-            lo, hi = self._cv_plus(X, alpha)
-            return lo.reshape(mean.shape), hi.reshape(mean.shape)
+            return tuple(bound.reshape(mean.shape) for bound in self._cv_plus(X, alpha))
         return self.calibrator_.interval(mean, std, alpha)
 
     def predict_uncertainty(self, X):
@@ -922,8 +876,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
         from sklearn.utils import get_tags
 
         tags = super().__sklearn_tags__()
-        base = _default_estimator() if self.estimator is None else self.estimator
-        inner = get_tags(base)
+        inner = get_tags(_default_estimator() if self.estimator is None else self.estimator)
         tags.target_tags.multi_output = inner.target_tags.multi_output
         tags.input_tags.allow_nan = False
         tags.non_deterministic = inner.non_deterministic

@@ -58,14 +58,13 @@ def make_mdwarf_pipeline(random_state=None, verbose=0, **regressor_params):
     from .mdwarf import MDwarfMetallicityRegressor
     from .preprocessing import AbsoluteMagnitudes
 
-    pipe = Pipeline(
+    return Pipeline(
         [
             ("absolute_magnitudes", AbsoluteMagnitudes()),
             ("regressor", MDwarfMetallicityRegressor(
                 random_state=random_state, verbose=verbose, **regressor_params)),
         ]
-    )
-    return pipe.set_output(transform="pandas")
+    ).set_output(transform="pandas")
 
 
 def predict_table(model, catalog):
@@ -106,16 +105,13 @@ def predict_table(model, catalog):
         # input error is raised again by the plain predict below.
         mean, std = final.predict(Xt), None
 
-    def columns(values, suffix=""):
-        """``prediction<suffix>`` for one target, ``prediction_<i><suffix>`` for several."""
+    cols = {}  # prediction<suffix> for one target, prediction_<i><suffix> for several
+    for suffix, values in [("", mean)] + ([] if std is None else [("_error", std)]):
         values = np.asarray(values)
         if values.ndim == 1:
-            return {f"prediction{suffix}": values}
-        return {f"prediction_{i}{suffix}": values[:, i] for i in range(values.shape[1])}
-
-    cols = columns(mean)
-    if std is not None:
-        cols.update(columns(std, "_error"))
+            cols[f"prediction{suffix}"] = values
+        else:
+            cols.update({f"prediction_{i}{suffix}": values[:, i] for i in range(values.shape[1])})
     return pd.DataFrame(cols, index=index)
 
 
@@ -145,8 +141,7 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
     from .datasets import make_mdwarf_photometry
     from .mdwarf.selection import select_mdwarfs
 
-    cat = make_mdwarf_photometry(n_samples, random_state=random_state)
-    cat, report = select_mdwarfs(cat)
+    cat, _ = select_mdwarfs(make_mdwarf_photometry(n_samples, random_state=random_state))
     out(f"Simulated {n_samples} M dwarfs; {len(cat)} pass the paper's Table 1 cuts and "
         "validity domain.")
     train, test = train_test_split(cat, test_size=0.2, random_state=random_state)
@@ -218,15 +213,12 @@ def run_mdwarf_demo(n_samples=5000, random_state=0, max_epochs=300, plots=None,
     return results
 
 
-def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
+def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc):
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from . import plotting
 
-    os.makedirs(folder, exist_ok=True)
     bp_rp = (test["phot_bp_mean_mag"] - test["phot_rp_mean_mag"]).to_numpy()
     figs = {
         "mdwarf_one_to_one.png": plotting.plot_one_to_one(
@@ -238,12 +230,19 @@ def _save_mdwarf_plots(folder, y_true, pred, test, out, s_mc=None):
         "mdwarf_calibration.png": plotting.plot_calibration(
             y_true, pred["fe_h_pred"], pred["fe_h_pred_error"], label="calibrated"),
     }
-    if s_mc is not None:
-        plotting.plot_calibration(y_true, pred["fe_h_pred"], s_mc,
-                                  ax=figs["mdwarf_calibration.png"].axes[0], label="MC dropout")
-    for name, fig in figs.items():
+    plotting.plot_calibration(y_true, pred["fe_h_pred"], s_mc,
+                              ax=figs["mdwarf_calibration.png"].axes[0], label="MC dropout")
+    _save_figures(folder, figs, out, dpi=120, bbox_inches="tight")
+
+
+def _save_figures(folder, figures, out, **savefig_kw):
+    """Save ``{file name: Figure}`` in ``folder`` (created if needed), close them, say so."""
+    import matplotlib.pyplot as plt
+
+    os.makedirs(folder, exist_ok=True)
+    for name, fig in figures.items():
         path = os.path.join(folder, name)
-        fig.savefig(path, dpi=120, bbox_inches="tight")
+        fig.savefig(path, **savefig_kw)
         plt.close(fig)
         out(f"Saved {path}")
 
@@ -332,16 +331,13 @@ def run_xp_demo(n_stars=6000, random_state=0, max_iter=1500, batch_size=500, jso
         from .datasets.gaia_xp import make_xp_catalog
         from .xp.diagnostics import plot_zscores
 
-        os.makedirs(plots, exist_ok=True)
         cat, truth = make_xp_catalog(n_stars, random_state=random_state, return_truth=True)
         sub = test_index[:2000]  # held-out stars only
         u = pipe[-1].predict_uncertainty(pipe[0].transform(cat.iloc[sub]))
         labels = res["labels"]
         t = np.column_stack([truth[f"true_{c}"].to_numpy()[sub] for c in labels])
         fig = plot_zscores(t, u["prediction"], u["total_std"], label_names=labels)
-        path = os.path.join(plots, "xp_zscores.png")
-        fig.savefig(path, dpi=110)
-        out(f"Saved {path}")
+        _save_figures(plots, {"xp_zscores.png": fig}, out, dpi=110)
     write_json(json_path, res, out, default=float)
     return res
 
@@ -484,8 +480,33 @@ def read_method_input(method, path):
     FileNotFoundError
         If nothing exists at ``path``.
     """
+    import glob
+
     try:
-        return _read_method_input(method, path)
+        if method in ("mdwarf", "photod", "xp"):  # one catalogue (xp: a Gaia XP table)
+            from .io import read_catalog, read_xp_continuous
+
+            if method == "xp" and not os.path.exists(path):
+                raise FileNotFoundError(f"No such file: {path!r}")
+            if method != "xp" and os.path.isdir(path):
+                _fail(f"{path} is a folder; {method} reads one catalogue file")
+            cat = read_xp_continuous(path) if method == "xp" else read_catalog(path)
+            _check_rows(len(cat), path)
+            return cat, cat
+        if method in ("galaxy", "labelfit"):
+            from .io import read_lamost_spectra, read_spectra_table
+
+            if not (os.path.exists(path) or glob.glob(path)):
+                raise FileNotFoundError(f"No such file or folder: {path!r}")
+            read = read_spectra_table if _is_spectra_table(path) else read_lamost_spectra
+            batch = read(path)
+            _check_rows(len(batch.flux), path)
+            if batch.meta is None:
+                import pandas as pd
+
+                return batch, pd.DataFrame(index=range(len(batch.flux)))
+            return batch, batch.meta.reset_index(drop=True)
+        _fail(f"unknown method {method!r}; choose from {', '.join(DEFAULT_TARGETS)}")
     except ValueError as exc:
         msg = " ".join(str(exc).split())
         if "No columns to parse" in msg:
@@ -493,37 +514,6 @@ def read_method_input(method, path):
         if str(path) not in msg:
             raise ValueError(f"{path}: {msg}") from exc
         raise
-
-
-def _read_method_input(method, path):
-    import glob
-
-    if method in ("mdwarf", "photod", "xp"):  # one catalogue (xp: a Gaia XP table)
-        from .io import read_catalog, read_xp_continuous
-
-        if method == "xp" and not os.path.exists(path):
-            raise FileNotFoundError(f"No such file: {path!r}")
-        if method != "xp" and os.path.isdir(path):
-            _fail(f"{path} is a folder; {method} reads one catalogue file")
-        cat = read_xp_continuous(path) if method == "xp" else read_catalog(path)
-        _check_rows(len(cat), path)
-        return cat, cat
-    if method in ("galaxy", "labelfit"):
-        from .io import read_lamost_spectra, read_spectra_table
-
-        if not (os.path.exists(path) or glob.glob(path)):
-            raise FileNotFoundError(f"No such file or folder: {path!r}")
-        if _is_spectra_table(path):
-            batch = read_spectra_table(path)
-        else:
-            batch = read_lamost_spectra(path)
-        meta = batch.meta.reset_index(drop=True) if batch.meta is not None else None
-        n = len(batch.flux)
-        _check_rows(n, path)
-        import pandas as pd
-
-        return batch, meta if meta is not None else pd.DataFrame(index=range(n))
-    _fail(f"unknown method {method!r}; choose from {', '.join(DEFAULT_TARGETS)}")
 
 
 def id_columns(table, keep=None):
@@ -582,12 +572,11 @@ class SpectralLabelModel:
         from .cyclestarnet import PayneEmulator
 
         wave = np.asarray(batch.wavelength)
-        if wave.ndim != 1:
-            w2 = batch.wavelength_2d()
-            if not np.allclose(w2, w2[:1], equal_nan=True):
+        if wave.ndim != 1:  # one grid per spectrum: they must all be the same
+            if not np.allclose(wave, wave[:1], equal_nan=True):
                 _fail("labelfit trains on spectra sharing one wavelength grid (rest frame, "
                       "continuum-normalised); resample them first")
-            wave = w2[0]
+            wave = wave[0]
         y = np.asarray(y, dtype=np.float64).reshape(len(batch.flux), -1)
         X = pd.DataFrame(y, columns=list(self.labels))
         self.emulator_ = PayneEmulator(max_epochs=int(self.max_epochs), wavelength=wave,
@@ -605,9 +594,8 @@ class SpectralLabelModel:
         wave = batch.wavelength_2d()
         if wave.shape[1] == grid.size and np.allclose(wave, grid[None, :], equal_nan=False):
             return batch, None  # already rest-frame on the emulator's grid
-        lo, hi = float(grid[0]), float(grid[-1])
-        step = float(np.median(np.diff(grid)))
-        rest = RadialVelocityCorrector(window=(lo, hi), step=step,
+        rest = RadialVelocityCorrector(window=(float(grid[0]), float(grid[-1])),
+                                       step=float(np.median(np.diff(grid))),
                                        on_failure="nan").fit_transform(batch)
         obs = ContinuumNormalizer(mask="paper", flag_windows=True).fit_transform(rest)
         if obs.flux.shape[1] != grid.size:
@@ -635,10 +623,8 @@ class SpectralLabelModel:
         fitter = SpectralLabelFitter(emulator=FrozenEstimator(self.emulator_), n_jobs=self.n_jobs,
                                      verbose=self.verbose, random_state=0).fit()
         res = fitter.fit_labels(obs.flux, ivar=obs.ivar, mask=obs.mask)
-        cols = {}
-        for i, name in enumerate(res.label_names):
-            cols[f"{name}_pred"] = res.labels[:, i]
-            cols[f"{name}_pred_error"] = res.labels_err[:, i]
+        cols = {f"{name}_pred{suffix}": values[:, i] for i, name in enumerate(res.label_names)
+                for suffix, values in (("", res.labels), ("_error", res.labels_err))}
         if rvmeta is not None:
             cols.update({c: rvmeta[c].to_numpy() for c in ("rv", "rv_err")})
         cols.update({"chi2_reduced": res.chi2_reduced, "fit_ok": res.fit_ok,
@@ -647,8 +633,7 @@ class SpectralLabelModel:
 
     def predict(self, batch):
         """Fitted labels, shape (n_spectra, n_labels)."""
-        t = self.predict_catalog(batch)
-        return t[[f"{n}_pred" for n in self.labels]].to_numpy()
+        return self.predict_catalog(batch)[[f"{n}_pred" for n in self.labels]].to_numpy()
 
 
 def make_method_model(method, *, targets=None, random_state=0, max_epochs=None, verbose=0,
@@ -783,10 +768,9 @@ def model_method(model):
     from sklearn.pipeline import Pipeline
 
     final = model.steps[-1][1] if isinstance(model, Pipeline) else model
-    name = type(final).__name__
     return {"MDwarfMetallicityRegressor": "mdwarf", "UncertainNNRegressor": "xp",
             "PhotoDNetwork": "photod", "SpectralCNNRegressor": "galaxy",
-            "SpectralLabelModel": "labelfit"}.get(name)
+            "SpectralLabelModel": "labelfit"}.get(type(final).__name__)
 
 
 def invalid_input_rows(model, catalog):
@@ -943,8 +927,7 @@ def _cmd_fit(args):
     if os.path.exists(args.model) and not args.overwrite:
         _fail(f"{args.model} exists; pass --overwrite to replace it")
     joblib.dump(model, args.model)
-    final = model.steps[-1][1]
-    epochs = getattr(final, "n_epochs_", None)
+    epochs = getattr(model.steps[-1][1], "n_epochs_", None)
     print(f"Trained {args.method} on {args.input} in {time.perf_counter() - t0:.1f} s"
           + (f" ({epochs} epochs)" if epochs is not None else "") + f"; saved {args.model}")
     return 0
@@ -963,8 +946,6 @@ def _cmd_predict(args):
               "skstellar.SpectralLabelFitter)")
     X, table = read_method_input(method, args.input)
     t0 = time.perf_counter()
-    if args.all_columns and not isinstance(table, pd.DataFrame):
-        _fail("--all-columns needs a catalogue input")
     out = predict_method(model, X, None if args.all_columns else table, keep=args.keep,
                          n_jobs=args.n_jobs, verbose=args.verbose, invalid=args.invalid)
     if args.all_columns:  # every input column, then the predictions
@@ -1093,8 +1074,7 @@ def main(argv=None):
     User errors (a missing column, a wrong file type, an empty file, a file
     that does not exist) print one line ``error: ...`` on stderr and return 2.
     """
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError, FileExistsError, OSError, ImportError,

@@ -50,35 +50,13 @@ WISE = {
 MDWARF_BANDS = ("BP", "G", "RP", "J", "H", "Ks", "W1", "W2")
 
 #: Apparent-magnitude column for each band.
-BAND_COLUMNS = {
-    "BP": GAIA_DR3["BP"],
-    "G": GAIA_DR3["G"],
-    "RP": GAIA_DR3["RP"],
-    "J": TWOMASS["J"],
-    "H": TWOMASS["H"],
-    "Ks": TWOMASS["Ks"],
-    "W1": WISE["W1"],
-    "W2": WISE["W2"],
-}
+BAND_COLUMNS = {b: {**GAIA_DR3, **TWOMASS, **WISE}[b] for b in MDWARF_BANDS}
 
 #: Apparent-magnitude error column for each band (Gaia bands have none: use flux_over_error).
-BAND_ERROR_COLUMNS = {
-    "BP": None,
-    "G": None,
-    "RP": None,
-    "J": TWOMASS["J_error"],
-    "H": TWOMASS["H_error"],
-    "Ks": TWOMASS["Ks_error"],
-    "W1": WISE["W1_error"],
-    "W2": WISE["W2_error"],
-}
+BAND_ERROR_COLUMNS = {b: {**TWOMASS, **WISE}.get(f"{b}_error") for b in MDWARF_BANDS}
 
 #: Flux-over-error column for the Gaia bands (used when no magnitude error column exists).
-BAND_FLUX_OVER_ERROR_COLUMNS = {
-    "BP": GAIA_DR3["BP_flux_over_error"],
-    "G": GAIA_DR3["G_flux_over_error"],
-    "RP": GAIA_DR3["RP_flux_over_error"],
-}
+BAND_FLUX_OVER_ERROR_COLUMNS = {b: GAIA_DR3[f"{b}_flux_over_error"] for b in ("BP", "G", "RP")}
 
 #: Metallicity label column used by readers and simulators.
 FEH = "fe_h"

@@ -60,13 +60,8 @@ ROBUST_STD_FACTOR = 1.4826
 
 _NAN_POLICIES = ("raise", "omit")
 
-#: Statistics understood by :func:`binned_statistics`.
-_BIN_STATISTICS = ("n", "mean", "median", "std", "robust_std", "mad", "rmse")
 
-
-# --------------------------------------------------------------------------
-# input handling
-# --------------------------------------------------------------------------
+# --------------------------------------------------------------- input handling
 def to_float_array(x, name):
     """Convert an array-like (list, ndarray, Series, DataFrame) to floats."""
     if hasattr(x, "to_numpy"):
@@ -88,25 +83,11 @@ def _check_nan_policy(nan_policy):
 
 
 def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
-    """Validate and align 1-D (or 2-D) inputs and apply the NaN policy.
+    """``arrays`` (named ``names`` in messages) as float arrays of one shape, NaN policy applied.
 
-    Parameters
-    ----------
-    arrays : sequence of array-like
-        Inputs; all must share the same shape.
-    names : sequence of str
-        Names used in error messages.
-    nan_policy : {"raise", "omit", "keep"}
-        ``"omit"`` drops every row (first axis) in which any input is NaN;
-        ``"keep"`` (internal, used for per-target omission of 2-D input)
-        leaves NaNs in place.
-    ndim : tuple of int
-        Accepted numbers of dimensions.
-
-    Returns
-    -------
-    list of ndarray
-        Float arrays of a common shape, NaN-free unless ``nan_policy="keep"``.
+    ``ndim`` lists the accepted numbers of dimensions. ``"omit"`` drops every
+    row (first axis) in which any input is NaN; ``"keep"`` (internal, for the
+    per-target omission of 2-D input) leaves NaNs in place.
     """
     if nan_policy != "keep":
         _check_nan_policy(nan_policy)
@@ -121,12 +102,11 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
         out.append(a)
     shape = out[0].shape
     for a, name in zip(out[1:], names[1:]):
+        if a.shape[0] != shape[0]:
+            raise ValueError(
+                f"{names[0]} and {name} have different lengths ({shape[0]} and {a.shape[0]})"
+            )
         if a.shape != shape:
-            if a.shape[0] != shape[0]:
-                raise ValueError(
-                    f"{names[0]} and {name} have different lengths "
-                    f"({shape[0]} and {a.shape[0]})"
-                )
             raise ValueError(
                 f"{names[0]} and {name} have different shapes ({shape} and {a.shape})"
             )
@@ -150,8 +130,7 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
 def _prepare_per_target(arrays, names, nan_policy):
     """:func:`_prepare` for 1-D or 2-D input whose ``"omit"`` acts per target later."""
     _check_nan_policy(nan_policy)
-    policy = "keep" if nan_policy == "omit" else "raise"
-    return _prepare(arrays, names, policy, ndim=(1, 2))
+    return _prepare(arrays, names, "keep" if nan_policy == "omit" else "raise", ndim=(1, 2))
 
 
 def _prepare_std(y_std, shape):
@@ -175,31 +154,7 @@ def _check_positive_std(s):
         )
 
 
-# --------------------------------------------------------------------------
-# kernels on clean 1-D arrays (no validation)
-# --------------------------------------------------------------------------
-def _mad(x):
-    if x.size == 0:
-        return np.nan
-    return float(np.median(np.abs(x - np.median(x))))
-
-
-def _std(x):
-    return float(np.std(x, ddof=1)) if x.size > 1 else np.nan
-
-
-def _mean(x):
-    return float(np.mean(x)) if x.size else np.nan
-
-
-def _median(x):
-    return float(np.median(x)) if x.size else np.nan
-
-
-def _rmse(r):
-    return float(np.sqrt(np.mean(r**2))) if r.size else np.nan
-
-
+# ---------------------------------- kernels on clean 1-D arrays (no validation)
 def _corr(func, a, b):
     """Correlation coefficient, NaN when undefined (n < 2 or constant input)."""
     if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
@@ -209,20 +164,20 @@ def _corr(func, a, b):
         return float(func(a, b).statistic)
 
 
+#: Each statistic of a residual array (those :func:`binned_statistics` understands), NaN
+#: where it is undefined (too few values).
 _KERNELS = {
     "n": lambda r: int(r.size),
-    "mean": _mean,
-    "median": _median,
-    "std": _std,
-    "robust_std": lambda r: ROBUST_STD_FACTOR * _mad(r),
-    "mad": _mad,
-    "rmse": _rmse,
+    "mean": lambda r: float(np.mean(r)) if r.size else np.nan,
+    "median": lambda r: float(np.median(r)) if r.size else np.nan,
+    "std": lambda r: float(np.std(r, ddof=1)) if r.size > 1 else np.nan,
+    "robust_std": lambda r: ROBUST_STD_FACTOR * _KERNELS["mad"](r),
+    "mad": lambda r: float(np.median(np.abs(r - np.median(r)))) if r.size else np.nan,
+    "rmse": lambda r: float(np.sqrt(np.mean(r**2))) if r.size else np.nan,
 }
 
 
-# --------------------------------------------------------------------------
-# point-estimate accuracy
-# --------------------------------------------------------------------------
+# ------------------------------------------------------ point-estimate accuracy
 def residuals(y_true, y_pred, nan_policy="raise"):
     """Residuals ``y_pred - y_true``.
 
@@ -268,7 +223,7 @@ def bias(y_true, y_pred, nan_policy="raise"):
     float
         Bias in the unit of the target.
     """
-    return _mean(residuals(y_true, y_pred, nan_policy))
+    return _KERNELS["mean"](residuals(y_true, y_pred, nan_policy))
 
 
 def rmse(y_true, y_pred, nan_policy="raise"):
@@ -286,7 +241,7 @@ def rmse(y_true, y_pred, nan_policy="raise"):
     float
         RMSE in the unit of the target (includes the bias).
     """
-    return _rmse(residuals(y_true, y_pred, nan_policy))
+    return _KERNELS["rmse"](residuals(y_true, y_pred, nan_policy))
 
 
 def mad(x, nan_policy="raise"):
@@ -305,8 +260,7 @@ def mad(x, nan_policy="raise"):
         MAD in the unit of ``x``. For a normal distribution it equals
         ``0.6745 * sigma``; see :func:`robust_std` for the scaled version.
     """
-    (a,) = _prepare([x], ["x"], nan_policy)
-    return _mad(a)
+    return _KERNELS["mad"](*_prepare([x], ["x"], nan_policy))
 
 
 def robust_std(x, nan_policy="raise"):
@@ -344,8 +298,7 @@ def pearson(y_true, y_pred, nan_policy="raise"):
         Coefficient in [-1, 1] (dimensionless); NaN when fewer than two
         pairs are given or either input is constant.
     """
-    t, p = _prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy)
-    return _corr(stats.pearsonr, t, p)
+    return _corr(stats.pearsonr, *_prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy))
 
 
 def spearman(y_true, y_pred, nan_policy="raise"):
@@ -364,15 +317,12 @@ def spearman(y_true, y_pred, nan_policy="raise"):
         Coefficient in [-1, 1] (dimensionless); NaN when fewer than two
         pairs are given or either input is constant.
     """
-    t, p = _prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy)
-    return _corr(stats.spearmanr, t, p)
+    return _corr(stats.spearmanr, *_prepare([y_true, y_pred], ["y_true", "y_pred"], nan_policy))
 
 
 def _target_names(y, k, target_names):
     if target_names is None:
-        if isinstance(y, pd.DataFrame):
-            return list(y.columns)
-        return list(range(k))
+        return list(y.columns) if isinstance(y, pd.DataFrame) else list(range(k))
     names = list(target_names)
     if len(names) != k:
         raise ValueError(f"target_names has {len(names)} entries for {k} targets")
@@ -451,9 +401,7 @@ def residual_summary(y_true, y_pred, nan_policy="raise", target_names=None):
     return _summary_per_target([t, p], y_true, target_names, _residual_summary_1d, "pairs")
 
 
-# --------------------------------------------------------------------------
-# binned accuracy
-# --------------------------------------------------------------------------
+# -------------------------------------------------------------- binned accuracy
 def _bin_edges(x, bins):
     if isinstance(bins, numbers.Integral) and not isinstance(bins, bool):
         if bins < 1:
@@ -516,10 +464,10 @@ def binned_statistics(
         have ``n = 0`` and NaN elsewhere.
     """
     statistics = [statistics] if isinstance(statistics, str) else list(statistics)
-    unknown = [s for s in statistics if s not in _BIN_STATISTICS]
+    unknown = [s for s in statistics if s not in tuple(_KERNELS)]
     if unknown:
         raise ValueError(
-            f"unknown statistic(s) {unknown}; choose from {_BIN_STATISTICS}"
+            f"unknown statistic(s) {unknown}; choose from {tuple(_KERNELS)}"
         )
     arrays = [x, y_true, y_pred]
     if y_std is not None:
@@ -537,8 +485,7 @@ def binned_statistics(
 
     # Sort once by bin, then split: each bin's values are contiguous.
     order = np.argsort(idx[inside], kind="stable")
-    counts = np.bincount(idx[inside], minlength=n_bins)
-    split_at = np.cumsum(counts)[:-1]
+    split_at = np.cumsum(np.bincount(idx[inside], minlength=n_bins))[:-1]
     res_groups = np.split((p - t)[inside][order], split_at)
 
     table = {
@@ -551,14 +498,12 @@ def binned_statistics(
     if s is not None:
         sig_groups = np.split(s[inside][order], split_at)
         z_groups = np.split(((t - p) / s)[inside][order], split_at)
-        table["median_sigma"] = [_median(g) for g in sig_groups]
-        table["zscore_std"] = [_std(g) for g in z_groups]
+        table["median_sigma"] = [_KERNELS["median"](g) for g in sig_groups]
+        table["zscore_std"] = [_KERNELS["std"](g) for g in z_groups]
     return pd.DataFrame(table)
 
 
-# --------------------------------------------------------------------------
-# uncertainty calibration
-# --------------------------------------------------------------------------
+# ------------------------------------------------------ uncertainty calibration
 def zscore(y_true, y_pred, y_std, nan_policy="raise"):
     """Standardised errors ``(y_true - y_pred) / y_std``.
 
@@ -600,9 +545,9 @@ def _calibration_1d(t, p, s):
     z = (t - p) / s
     out = {
         "n": int(z.size),
-        "zscore_mean": _mean(z),
-        "zscore_std": _std(z),
-        "zscore_robust_std": ROBUST_STD_FACTOR * _mad(z),
+        "zscore_mean": _KERNELS["mean"](z),
+        "zscore_std": _KERNELS["std"](z),
+        "zscore_robust_std": _KERNELS["robust_std"](z),
     }
     absz = np.abs(z)
     for k, expected in _EXPECTED_WITHIN.items():

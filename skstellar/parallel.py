@@ -56,7 +56,6 @@ __all__ = [
 
 def _require_dask():
     try:
-        import dask  # noqa: F401
         import dask.array  # noqa: F401
     except ImportError as exc:  # pragma: no cover - dask is a dev dependency
         raise ImportError(
@@ -121,8 +120,7 @@ class DaskSpectra:
 
         if not isinstance(flux, da.Array) or flux.ndim != 2:
             raise ValueError("DaskSpectra: flux must be a 2-D dask array (n_spectra, n_pixels).")
-        flux = flux.rechunk({1: -1})
-        self.flux = flux
+        self.flux = flux.rechunk({1: -1})
         self.wavelength = self._like(wavelength, "wavelength", shared_ok=True)
         self.ivar = self._like(ivar, "ivar")
         self.mask = self._like(mask, "mask")
@@ -160,20 +158,15 @@ class DaskSpectra:
             return list(a.to_delayed()[:, 0])
 
         cols = [blocks(a) for a in (self.wavelength, self.flux, self.ivar, self.mask)]
-        make = dask.delayed(_spectrum_batch, pure=True)
-        return [(make(w, f, iv, m), n) for (w, f, iv, m), n in
-                zip(zip(*cols), self.flux.chunks[0])]
+        make = dask.delayed(SpectrumBatch, pure=True)
+        return [(make(*parts), n) for parts, n in zip(zip(*cols), self.flux.chunks[0])]
 
     def head(self, n=1):
         """The first ``n`` spectra as an in-memory SpectrumBatch (computed)."""
         w = self.wavelength
         w = w if (w is None or isinstance(w, np.ndarray)) else w[:n].compute()
         pick = [None if a is None else a[:n].compute() for a in (self.ivar, self.mask)]
-        return _spectrum_batch(w, self.flux[:n].compute(), *pick)
-
-
-def _spectrum_batch(wavelength, flux, ivar, mask):
-    return SpectrumBatch(wavelength=wavelength, flux=flux, ivar=ivar, mask=mask)
+        return SpectrumBatch(w, self.flux[:n].compute(), *pick)
 
 
 # --------------------------------------------------------------- partitions
@@ -192,8 +185,7 @@ def _partitions(X):
     if isinstance(X, DaskSpectra):
         return X.partitions(), X.head(1)
     if isinstance(X, dd.DataFrame):
-        parts = [(p, np.nan) for p in X.to_delayed()]
-        return parts, X.head(1, npartitions=-1)
+        return [(p, np.nan) for p in X.to_delayed()], X.head(1, npartitions=-1)
     if isinstance(X, da.Array):
         if X.ndim != 2:
             raise ValueError(f"Need a 2-D dask array (n_rows, n_features); got {X.ndim}-D.")
@@ -231,11 +223,10 @@ def merged_row_chunks(chunks, rows_per_task):
         if acc >= rows_per_task:
             out.append(acc)
             acc = 0
-    if acc:
-        if out and acc < rows_per_task:
-            out[-1] += acc
-        else:
-            out.append(acc)
+    if acc and out:
+        out[-1] += acc  # a short tail joins the chunk before it
+    elif acc:
+        out.append(acc)
     return tuple(out)
 
 
@@ -256,23 +247,12 @@ def _with_rows_per_task(X, rows_per_task):
     )
 
 
-def _delayed_estimator(estimator):
-    import dask
-
-    # One key for the fitted model: a distributed scheduler ships it once per worker.
-    return dask.delayed(estimator, pure=True, traverse=False)
-
-
-def _lazy_array(delayed_out, n, like):
+def _lazy_rows(parts, like):
+    """``(delayed output, n_rows)`` parts as one dask array, in order, typed like ``like``."""
     import dask.array as da
 
     like = np.asarray(like)
-    return da.from_delayed(delayed_out, shape=(n,) + like.shape[1:], dtype=like.dtype)
-
-
-def _concat(arrays):
-    import dask.array as da
-
+    arrays = [da.from_delayed(o, shape=(n,) + like.shape[1:], dtype=like.dtype) for o, n in parts]
     return arrays[0] if len(arrays) == 1 else da.concatenate(arrays, axis=0)
 
 
@@ -286,11 +266,7 @@ def _parallel_post_fit(estimator, X, method, probe):
 
     probe = np.asarray(probe)
     if not isinstance(X, da.Array) or method == "predict_proba" or probe.ndim != 1:
-        # ParallelPostFit drops the output axis of a dask array (2-D outputs
-        # fail), and on a dask.dataframe its map_partitions must tokenize the
-        # fitted model deterministically, which a torch model's pickle is not
-        # (dask.tokenize.TokenizationError): those cases use our own tasks.
-        return None
+        return None  # our own tasks (see the module docstring)
     meta = np.empty((0,) + probe.shape[1:], dtype=probe.dtype)
     if method == "predict":
         return ParallelPostFit(estimator, predict_meta=meta).predict(X)
@@ -307,14 +283,14 @@ def _partition_tasks(estimator, X, method, kwargs, threads, use_dask_ml, rows_pe
     X = _with_rows_per_task(X, rows_per_task)
     parts, head = _partitions(X)
     probe = _call(estimator, head, method, kwargs, None)  # fails early, in-process
-    if use_dask_ml and not kwargs and threads is None and not isinstance(X, DaskSpectra) \
-            and not _is_lsdb(X):
+    if use_dask_ml and not kwargs and threads is None:  # (it takes dask arrays only)
         out = _parallel_post_fit(estimator, X, method, probe)
         if out is not None:
             return probe, out, None
     import dask
 
-    est = _delayed_estimator(estimator)
+    # One key for the fitted model: a distributed scheduler ships it once per worker.
+    est = dask.delayed(estimator, pure=True, traverse=False)
     run = dask.delayed(_call, pure=True)
     return probe, None, [(run(est, p, method, kwargs, threads), n) for p, n in parts]
 
@@ -375,11 +351,9 @@ def predict_partitions(estimator, X, *, return_std=False, method="predict", thre
     import dask
 
     if not return_std:
-        return _concat([_lazy_array(o, n, probe) for o, n in outs])
+        return _lazy_rows(outs, probe)
     get = dask.delayed(operator.getitem, pure=True)
-    mean = _concat([_lazy_array(get(o, 0), n, probe[0]) for o, n in outs])
-    std = _concat([_lazy_array(get(o, 1), n, probe[1]) for o, n in outs])
-    return mean, std
+    return tuple(_lazy_rows([(get(o, i), n) for o, n in outs], probe[i]) for i in (0, 1))
 
 
 # ------------------------------------------------------------- transform
@@ -450,10 +424,10 @@ def transform_partitions(estimator, X, *, threads=None, use_dask_ml=True, rows_p
 
     if not isinstance(probe, CovariantFeatures):
         arr = dask.delayed(np.asarray, pure=True)
-        return _concat([_lazy_array(arr(o), n, probe) for o, n in outs])
+        return _lazy_rows([(arr(o), n) for o, n in outs], probe)
     attr = dask.delayed(_cov_part, pure=True)
-    values = _concat([_lazy_array(attr(o, -1), n, probe.values) for o, n in outs])
-    blocks = [(cols, _concat([_lazy_array(attr(o, b), n, packed) for o, n in outs]))
+    values = _lazy_rows([(attr(o, -1), n) for o, n in outs], probe.values)
+    blocks = [(cols, _lazy_rows([(attr(o, b), n) for o, n in outs], packed))
               for b, (cols, packed) in enumerate(probe.blocks)]
     return LazyCovariantFeatures(values, blocks, probe.feature_names)
 
@@ -497,8 +471,6 @@ def iter_chunks(estimator, X, *, method="predict", chunk_rows=65536, **kwargs):
 
 
 def _take(X, rows):
-    if isinstance(X, SpectrumBatch):
-        return X[rows]
     if hasattr(X, "iloc"):
         return X.iloc[rows]
     if isinstance(X, dict):

@@ -25,7 +25,6 @@ from __future__ import annotations
 import numpy as np
 
 from skstellar import metrics
-from skstellar.metrics import to_float_array
 
 __all__ = [
     "plot_calibration",
@@ -37,17 +36,14 @@ __all__ = [
 
 
 def _finite_1d(arrays, names):
-    """Convert to 1-D float arrays of equal length and drop non-finite rows.
-
-    ``None`` entries are passed through unchanged.
-    """
+    """1-D float arrays of equal length without their non-finite rows; ``None`` passes through."""
     out = []
     n = None
     for a, name in zip(arrays, names):
         if a is None:
             out.append(None)
             continue
-        arr = to_float_array(a, name)
+        arr = metrics.to_float_array(a, name)
         if arr.ndim == 0 and name == "y_std":
             arr = np.full(n if n is not None else 1, float(arr))
         if arr.ndim != 1:
@@ -90,19 +86,8 @@ def _single_axes(ax, fig, figsize):
 
 def _scatter_style(s, c, cmap, color):
     """Keyword arguments of ``Axes.scatter``: coloured by ``c`` if given, else ``color``."""
-    kw = {"s": s, "edgecolors": "none"}
-    if c is not None:
-        kw.update(c=c, cmap=cmap)
-    else:
-        kw.update(color=color)
-    return kw
-
-
-def _colorbar(fig, mappable, ax, label):
-    """Add a colorbar for ``mappable`` next to ``ax``, labelled ``label`` if given."""
-    cbar = fig.colorbar(mappable, ax=ax)
-    if label:
-        cbar.set_label(label)
+    colour = {"color": color} if c is None else {"c": c, "cmap": cmap}
+    return {"s": s, "edgecolors": "none", **colour}
 
 
 def _fmt(value, unit=""):
@@ -111,10 +96,7 @@ def _fmt(value, unit=""):
 
 
 def _annotate(ax, text, x=0.97, y=0.95, ha="right", **text_kw):
-    """Small text anchored at its top, by default in the top-right corner of ``ax``.
-
-    ``x`` and ``y`` are axes coordinates; ``text_kw`` go to ``Axes.text``.
-    """
+    """Small text, its top at axes coordinates ``(x, y)`` (top right), ``text_kw`` to ``text``."""
     ax.text(x, y, text, transform=ax.transAxes, va="top", ha=ha, fontsize="small", **text_kw)
 
 
@@ -203,13 +185,10 @@ def plot_one_to_one(
     ax_bot.scatter(t, res, **point_kw)
 
     ax_top.plot(lims, lims, color="k", lw=1, ls="--", zorder=4)
-    ax_top.set_xlim(lims)
-    ax_top.set_ylim(lims)
+    ax_top.set(xlim=lims, ylim=lims, ylabel=_with_unit(f"Predicted {label}", unit))
     ax_bot.axhline(0.0, color="k", lw=1, ls="--", zorder=4)
 
-    ax_top.set_ylabel(_with_unit(f"Predicted {label}", unit))
-    ax_bot.set_xlabel(_with_unit(f"True {label}", unit))
-    ax_bot.set_ylabel(_with_unit("Pred $-$ True", unit))
+    ax_bot.set(xlabel=_with_unit(f"True {label}", unit), ylabel=_with_unit("Pred $-$ True", unit))
     ax_top.tick_params(labelbottom=False)
 
     text = "\n".join(
@@ -223,7 +202,7 @@ def plot_one_to_one(
               bbox={"boxstyle": "round", "facecolor": "white", "alpha": 0.8})
 
     if c is not None:
-        _colorbar(fig, sc, [ax_top, ax_bot], color_label)
+        fig.colorbar(sc, ax=[ax_top, ax_bot], label=color_label or "")
     return fig
 
 
@@ -261,8 +240,7 @@ def plot_residual_histogram(
     ax.hist(p - t, bins=bins, histtype="stepfilled", color="C0", alpha=0.6)
     ax.axvline(0.0, color="k", lw=1, ls="--")
     ax.axvline(summary["mean"], color="C3", lw=1)
-    ax.set_xlabel(_with_unit(f"Pred $-$ True {label}", unit))
-    ax.set_ylabel("N")
+    ax.set(xlabel=_with_unit(f"Pred $-$ True {label}", unit), ylabel="N")
     u = unit or ""
     text = "\n".join(
         [
@@ -326,9 +304,8 @@ def plot_zscore_histogram(y_true, y_pred, y_std, bins=40, ax=None, fig=None, zma
     )
     grid = np.linspace(-zmax, zmax, 400)
     ax.plot(grid, np.exp(-0.5 * grid**2) / np.sqrt(2 * np.pi), "k-", lw=1.2, label="N(0, 1)")
-    ax.set_xlim(-zmax, zmax)
-    ax.set_xlabel(r"$z = (y_\mathrm{true} - y_\mathrm{pred}) / \sigma$")
-    ax.set_ylabel("Density")
+    ax.set(xlim=(-zmax, zmax), xlabel=r"$z = (y_\mathrm{true} - y_\mathrm{pred}) / \sigma$",
+           ylabel="Density")
     ax.legend(loc="upper left", fontsize="small", frameon=False)
     text = "\n".join(
         [
@@ -381,11 +358,8 @@ def plot_calibration(y_true, y_pred, y_std, ax=None, fig=None, label=None, nomin
             f"95%: {cal['frac_within_2sigma']:.2f}")
     ax.plot(curve["nominal"], curve["observed"], "o-", ms=3,
             label=f"{label}: {text}" if label else text)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
-    ax.set_xlabel("Nominal coverage of the Gaussian interval")
-    ax.set_ylabel("Observed coverage")
+    ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal",
+           xlabel="Nominal coverage of the Gaussian interval", ylabel="Observed coverage")
     ax.legend(loc="upper left", fontsize="x-small", frameon=False)
     return fig
 
@@ -440,8 +414,7 @@ def plot_cmd(
     sc = ax.scatter(x, y, **{**_scatter_style(s, cc, cmap, "k"), **scatter_kwargs})
     if not ax.yaxis_inverted():
         ax.invert_yaxis()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     if cc is not None:
-        _colorbar(fig, sc, ax, color_label)
+        fig.colorbar(sc, ax=ax, label=color_label or "")
     return fig

@@ -13,7 +13,7 @@ flux in the file's units, ``ivar`` the inverse variance of the flux
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -51,7 +51,7 @@ class SpectrumBatch:
     ivar: np.ndarray | None = None
     mask: np.ndarray | None = None
     meta: pd.DataFrame | None = None
-    npix: np.ndarray | None = field(default=None)
+    npix: np.ndarray | None = None
 
     def __post_init__(self):
         self.flux = np.atleast_2d(np.asarray(self.flux))
@@ -74,10 +74,7 @@ class SpectrumBatch:
                 if a.shape != (n, p):
                     raise ValueError(f"{name} shape {a.shape} does not match flux shape {(n, p)}.")
                 setattr(self, name, a)
-        if self.npix is None:
-            self.npix = np.full(n, p, dtype=int)
-        else:
-            self.npix = np.asarray(self.npix, dtype=int)
+        self.npix = np.full(n, p, dtype=int) if self.npix is None else np.asarray(self.npix, int)
         if self.meta is not None and len(self.meta) != n:
             raise ValueError(f"meta has {len(self.meta)} rows for {n} spectra.")
 
@@ -115,9 +112,8 @@ class SpectrumBatch:
         """Select spectra (int, slice, boolean or integer array)."""
         if isinstance(idx, (int, np.integer)):
             idx = [int(idx)]
-        wl = self.wavelength if self.wavelength.ndim == 1 else self.wavelength[idx]
         return SpectrumBatch(
-            wavelength=wl,
+            wavelength=self.wavelength if self.wavelength.ndim == 1 else self.wavelength[idx],
             flux=self.flux[idx],
             ivar=None if self.ivar is None else self.ivar[idx],
             mask=None if self.mask is None else self.mask[idx],

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import store
+
 __all__ = ["list_pretrained", "load_pretrained", "pretrained_path", "PretrainedModel",
            "PRETRAINED_DIR"]
 
@@ -64,9 +66,7 @@ class PretrainedList(list):
     """A list of :class:`PretrainedModel` that prints as a readable block."""
 
     def __str__(self):
-        if not self:
-            return "No pretrained models are installed."
-        return "\n\n".join(str(m) for m in self)
+        return "\n\n".join(str(m) for m in self) or "No pretrained models are installed."
 
     __repr__ = __str__
 
@@ -97,17 +97,13 @@ def list_pretrained():
     >>> "mdwarf-feh" in skstellar.list_pretrained().names()
     True
     """
-    from .store import read_model_json
-
     out = PretrainedList()
     for folder in _folders():
-        meta = read_model_json(folder)
+        meta = store.read_model_json(folder)
         card = meta.get("card", {})
         out.append(PretrainedModel(
             name=folder.name,
-            description=card.get("description", ""),
-            training_data=card.get("training_data", ""),
-            validity_domain=card.get("validity_domain", ""),
+            **{k: card.get(k, "") for k in ("description", "training_data", "validity_domain")},
             accuracy=card.get("accuracy_summary", ""),
             inputs=tuple(meta["steps"]["absolute_magnitudes"]["input_columns"])
             if "steps" in meta else tuple(card.get("inputs", ())),
@@ -124,12 +120,11 @@ def pretrained_path(name):
     ValueError
         If no model has that name (the message lists the names that exist).
     """
-    folder = PRETRAINED_DIR / str(name)
-    if not isinstance(name, str) or not (folder / "model.json").is_file():
+    if not is_pretrained_name(name):
         names = [p.name for p in _folders()]
         raise ValueError(
             f"No pretrained model named {name!r}; available: {', '.join(names) or 'none'}.")
-    return folder
+    return PRETRAINED_DIR / name
 
 
 def is_pretrained_name(name):
@@ -161,11 +156,8 @@ def load_pretrained(name):
     >>> sorted(model.card_)[:2]
     ['accuracy', 'accuracy_summary']
     """
-    from . import store
-    from .store import read_model_json
-
     folder = pretrained_path(name)
-    kind = read_model_json(folder).get("kind")
+    kind = store.read_model_json(folder).get("kind")
     if kind not in _KINDS:
         raise ValueError(f"Pretrained model {name!r} has an unknown kind {kind!r}.")
     return getattr(store, _KINDS[kind])(folder)

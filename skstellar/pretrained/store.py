@@ -88,11 +88,9 @@ def _calibrator_state(regressor):
     cal = getattr(regressor, "calibrator_", None)
     if cal is None:
         return None
+    fitted = {k: _jsonable(np.asarray(getattr(cal, k))) for k in ("scale_", "floor_", "n_samples_")}
     return {"params": _jsonable({"fit_scale": cal.fit_scale, "fit_floor": cal.fit_floor,
-                                 "warn_below": cal.warn_below}),
-            "scale_": _jsonable(np.asarray(cal.scale_)),
-            "floor_": _jsonable(np.asarray(cal.floor_)),
-            "n_samples_": _jsonable(np.asarray(cal.n_samples_))}
+                                 "warn_below": cal.warn_below}), **fitted}
 
 
 def _restore_calibrator(state):
@@ -171,7 +169,7 @@ def read_model_json(folder):
     return _from_json(meta)
 
 
-def _synthetic_rows(columns, feature_names):
+def _synthetic_rows(columns):
     """Four finite rows with the training columns (only to build the network)."""
     import pandas as pd
 
@@ -219,8 +217,7 @@ def load_mdwarf_pipeline(folder):
     pipe.set_params(regressor__max_epochs=1, regressor__validation_fraction=0.0,
                     regressor__verbose=0, regressor__batch_size=4,
                     regressor__uncertainty="mc")
-    X, y = _synthetic_rows(steps["absolute_magnitudes"]["input_columns"], None)
-    pipe.fit(X, y)
+    pipe.fit(*_synthetic_rows(steps["absolute_magnitudes"]["input_columns"]))
     pipe.set_params(**{f"regressor__{k}": reg_params[k]
                        for k in ("max_epochs", "validation_fraction", "verbose", "batch_size")})
     cal_state = steps["regressor"].get("calibrator")
