@@ -55,9 +55,7 @@ _HISTORY_KEYS = ("loss", "rec_synth", "cyc_synth", "rec_obs", "cyc_obs", "adv_sy
                  "adv_obs", "disc_synth", "disc_obs")
 
 
-# ---------------------------------------------------------------------------
-# Input handling
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------- Input handling
 def _grid_text(w):
     w = np.asarray(w, dtype=np.float64)
     return f"{w[0]:.6g}-{w[-1]:.6g} A, {w.size} pixels"
@@ -202,9 +200,7 @@ def _wmse(pred, target, winv):
     return ((pred - target) * winv).square().mean()
 
 
-# ---------------------------------------------------------------------------
-# The estimator
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------- The estimator
 class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Unsupervised domain adapter between synthetic and observed spectra (Cycle-StarNet).
 

@@ -91,9 +91,7 @@ FAST_ADAPTER_PARAMS = dict(domain_channels=(8, 16), shared_channels=(32, 64, 64)
                            lr_decay_every=None, log_every=50)
 
 
-# ---------------------------------------------------------------------------
-# Small measurements
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------- Small measurements
 
 
 def residual_rms(flux, flux_err, model, mask=None):
@@ -241,9 +239,7 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
     }
 
 
-# ---------------------------------------------------------------------------
-# The end-to-end evaluation
-# ---------------------------------------------------------------------------
+# -------------------------------------------------- The end-to-end evaluation
 def _timed(func, *args, **kwargs):
     """``func(*args, **kwargs)`` and its wall-clock time [s]."""
     t0 = time.perf_counter()
@@ -533,9 +529,7 @@ def evaluate_cyclestarnet(
     }
 
 
-# ---------------------------------------------------------------------------
-# Reporting
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------ Reporting
 def _f(x, fmt):
     return "-" if x is None or (isinstance(x, float) and not np.isfinite(x)) else format(x, fmt)
 

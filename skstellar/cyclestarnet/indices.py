@@ -60,9 +60,7 @@ TIO5_CONTINUUM = (7042.0, 7046.0)
 SPT_RANGE = (-2.0, 7.0)
 
 
-# ---------------------------------------------------------------------------
-# Input handling and band integrals
-# ---------------------------------------------------------------------------
+# ------------------------------------------ Input handling and band integrals
 def _wave_flux(X, wavelength):
     """-> (wave 1-D or 2-D, flux (n, p) float64, bad (n, p) bool, was_1d)."""
     if isinstance(X, SpectrumBatch):
@@ -142,9 +140,7 @@ def _maybe_scalar(values, was_1d):
     return float(values[0]) if was_1d else values
 
 
-# ---------------------------------------------------------------------------
-# H-alpha
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------------- H-alpha
 def halpha_equivalent_width(X, *, wavelength=None, center=HALPHA_VACUUM, half_width=7.0,
                             continuum="windows", continuum_windows=HALPHA_CONTINUUM_WINDOWS):
     """Equivalent width of H-alpha, emission positive (Zhang et al. Eq. 10).
@@ -257,9 +253,7 @@ def activity_flag(ew, threshold=ACTIVITY_THRESHOLD, undefined=0):
     return int(flag) if flag.ndim == 0 else flag
 
 
-# ---------------------------------------------------------------------------
-# TiO5 and spectral subtype
-# ---------------------------------------------------------------------------
+# -------------------------------------------------- TiO5 and spectral subtype
 def tio5_index(X, *, wavelength=None, numerator=TIO5_NUMERATOR, continuum=TIO5_CONTINUUM):
     """TiO5 band index: mean flux in 7126-7135 A over mean flux in 7042-7046 A (Eq. 12).
 
@@ -325,9 +319,7 @@ def spectral_subtype_from_tio5(tio5, out_of_range="keep"):
     return float(spt) if spt.ndim == 0 else spt
 
 
-# ---------------------------------------------------------------------------
-# Precision versus S/N
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------- Precision versus S/N
 def precision_model(snr, a, b):
     """The paper's precision model ``err = a / SNR + b`` (Eq. 9).
 

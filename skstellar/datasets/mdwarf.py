@@ -45,9 +45,7 @@ __getattr__ = moved_getattr(
 #: 2.5 / ln(10): sigma_mag = _MAG_PER_LN_FLUX / (flux / flux_error).
 _MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 
-# ----------------------------------------------------------------------------
-# Published relations behind the simulator (see make_mdwarf_photometry Notes).
-# ----------------------------------------------------------------------------
+# --- Published relations behind the simulator (see make_mdwarf_photometry Notes).
 
 #: M_Ks of a solar-metallicity dwarf of spectral subtype s (M0V=0 ... M5V=5):
 #: M_Ks = a + b s + c s**2 [mag].

@@ -70,9 +70,7 @@ LABEL_RANGES = {"teff": (3000.0, 4000.0), "logg": (4.5, 5.5), "m_h": (-1.0, 0.5)
 #: optical depths ``tau_ref`` hold for it.
 _REF = (3500.0, 5.0, 0.0)
 
-# ----------------------------------------------------------------------------
-# The spectral model (tables)
-# ----------------------------------------------------------------------------
+# ------------------------------------------------ The spectral model (tables)
 
 #: Molecular band systems of the model. Each entry: ``species`` (sets how the
 #: strength scales with the labels, see :func:`mdwarf_model_spectrum`),
@@ -183,9 +181,7 @@ _NOISE_FLOOR = 0.05
 _HC_K = 1.4387769e8
 
 
-# ----------------------------------------------------------------------------
-# Grids and labels
-# ----------------------------------------------------------------------------
+# ----------------------------------------------------------- Grids and labels
 
 
 def mdwarf_wavelength_grid(start=6000.0, stop=8900.0, step=1.0):
@@ -302,9 +298,7 @@ def _check_resolution(name, value, allow_none=False):
     return r
 
 
-# ----------------------------------------------------------------------------
-# Feature shapes and strengths
-# ----------------------------------------------------------------------------
+# ----------------------------------------------- Feature shapes and strengths
 
 
 def _band_shape(lam, heads, tail, end):
@@ -392,9 +386,7 @@ def _model_strengths(labels):
     return np.column_stack(cols)
 
 
-# ----------------------------------------------------------------------------
-# Rendering: fine log-lambda grid -> exp(-tau) (+ emission) -> LSF -> output grid
-# ----------------------------------------------------------------------------
+# --- Rendering: fine log-lambda grid -> exp(-tau) (+ emission) -> LSF -> output grid
 
 
 class _Renderer:
@@ -564,9 +556,7 @@ def mdwarf_model_spectrum(labels, wavelength=None, *, resolution=2000.0):
     return _Renderer(wave, resolution).render(_model_strengths(labels))
 
 
-# ----------------------------------------------------------------------------
-# The two domains
-# ----------------------------------------------------------------------------
+# ------------------------------------------------------------ The two domains
 
 
 def _planck_ratio(lam, teff, dtype=np.float64):

@@ -53,9 +53,7 @@ _MOVED = {
 }
 __getattr__ = moved_getattr(__name__, _MOVED)
 
-# ---------------------------------------------------------------------------
-# LSST error model (README of ../shared/data/photod)
-# ---------------------------------------------------------------------------
+# ------------------------- LSST error model (README of ../shared/data/photod)
 #: LSST 10-year coadded 5-sigma depths m5 [AB mag] (Bianco et al. 2022).
 LSST_M5_COADD = {"u": 25.73, "g": 26.86, "r": 26.88, "i": 26.34, "z": 25.63, "y": 24.87}
 #: LSST single-visit 5-sigma depths m5 [AB mag], as in the photoD code.
@@ -69,9 +67,7 @@ LSST_ERROR_FLOOR = 0.005
 _MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 
 
-# ---------------------------------------------------------------------------
-# Photometric errors
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------- Photometric errors
 def lsst_magnitude_error(mag, band, m5=None, *, gamma=None, floor=LSST_ERROR_FLOOR):
     """LSST photometric error of a magnitude (Ivezić et al. 2019, eq. 5, plus a floor).
 
@@ -122,9 +118,7 @@ def lsst_magnitude_error(mag, band, m5=None, *, gamma=None, floor=LSST_ERROR_FLO
     return sigma if np.ndim(sigma) else float(sigma)
 
 
-# ---------------------------------------------------------------------------
-# Simulator
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------ Simulator
 
 
 #: Rotation from ICRS (equatorial) to Galactic unit vectors

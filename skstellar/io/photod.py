@@ -50,9 +50,7 @@ __all__ = [
     "reddening_vector",
 ]
 
-# ---------------------------------------------------------------------------
-# Constants (README of ../shared/data/photod; Palaversa et al. 2025)
-# ---------------------------------------------------------------------------
+# --------- Constants (README of ../shared/data/photod; Palaversa et al. 2025)
 #: Bands of the photo-D fit, blue to red.
 PHOTOD_BANDS = ("u", "g", "r", "i", "z")
 #: Colours fitted by the Bayesian method, in the order of the locus tables.
@@ -96,9 +94,7 @@ def _photod_folder(sub: str | None = None) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------
-# Reddening and the A_r prior
-# ---------------------------------------------------------------------------
+# ------------------------------------------------ Reddening and the A_r prior
 def reddening_vector(colour_names=PHOTOD_COLOURS, coefficients=None) -> np.ndarray:
     """Colour excess per unit A_r for colours named by their two bands.
 
@@ -172,9 +168,7 @@ def _as_grid(values, name, axes, expected):
     return arr
 
 
-# ---------------------------------------------------------------------------
-# Colour locus
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------- Colour locus
 @dataclass(eq=False, repr=False)
 class ColourLocus:
     """Intrinsic (dust-free) colours on a regular (M_r, [Fe/H]) grid.
@@ -447,9 +441,7 @@ def load_locus(path=None, age="10Gyr", *, mr_step=0.1, mr_range=None, feh_stride
                        colour_names=colours, meta=meta)
 
 
-# ---------------------------------------------------------------------------
-# Prior maps
-# ---------------------------------------------------------------------------
+# ----------------------------------------------------------------- Prior maps
 @dataclass(eq=False, repr=False)
 class PriorMaps:
     """p(M_r, [Fe/H] | r) maps in overlapping apparent-magnitude bins.

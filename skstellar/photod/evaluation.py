@@ -72,9 +72,7 @@ TRUTH_COLUMNS = {"Mr": "Mr_true", "FeH": "FeH_true", "Ar": "Ar_true"}
 _UNITS = {"Mr": "mag", "FeH": "dex", "Ar": "mag"}
 
 
-# ---------------------------------------------------------------------------
-# Helpers
-# ---------------------------------------------------------------------------
+# -------------------------------------------------------------------- Helpers
 @contextlib.contextmanager
 def single_core(enabled=True):
     """Limit BLAS/OpenMP pools (and torch, if loaded) to one thread inside the block.
@@ -246,9 +244,7 @@ def _run_teacher(hybrid, catalog, result, rows):
     return out
 
 
-# ---------------------------------------------------------------------------
-# Evaluation
-# ---------------------------------------------------------------------------
+# ----------------------------------------------------------------- Evaluation
 def evaluate_photod(catalog, hybrid=None, *, truth_columns=TRUTH_COLUMNS, full_teacher=True,
                     one_core=True, random_state=0):
     """Run the hybrid pipeline and the full teacher side by side; Table 1, calibration, timing.

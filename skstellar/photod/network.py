@@ -207,9 +207,7 @@ class _WeightEMA(Callback):
                 p.copy_(a)
 
 
-# ---------------------------------------------------------------------------
-# Losses
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------------- Losses
 class _TargetWeightedLoss(nn.Module):
     """Base of the photo-D losses: a sum over targets with weights w_j > 0 (None: all 1)."""
 
@@ -307,9 +305,7 @@ class WeightedMSELoss(_TargetWeightedLoss):
 
 
 
-# ---------------------------------------------------------------------------
-# Fixed affine maps (input standardisation, output scaling) kept in the module
-# ---------------------------------------------------------------------------
+# --- Fixed affine maps (input standardisation, output scaling) kept in the module
 class _Affine(nn.Module):
     """``x * scale + shift`` with fixed (non-trained) per-column buffers."""
 
@@ -411,9 +407,7 @@ def _load_weights(module, state, what):
         ) from exc
 
 
-# ---------------------------------------------------------------------------
-# Estimator
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------------ Estimator
 class PhotoDNetwork(BaseNeuralRegressor):
     """Photo-D moments network: M_r, [Fe/H], A_r and their uncertainties from LSST photometry.
 

@@ -61,9 +61,7 @@ _NEWTON_MAX_STEPS = 60
 _QUANTILE_TOL = 1e-9
 
 
-# ---------------------------------------------------------------------------
-# Truncated-normal helpers (vectorised, stable far in the tails)
-# ---------------------------------------------------------------------------
+# ------------- Truncated-normal helpers (vectorised, stable far in the tails)
 def _log_ndtr_diff(lo, hi):
     """log(Phi(hi) - Phi(lo)) for lo <= hi, computed on the side of the lighter tail."""
     flip = (lo + hi) > 0

@@ -59,9 +59,7 @@ _WEIGHT_FLOOR = 1e-12
 _BLOCK_ROWS = 64
 
 
-# ---------------------------------------------------------------------------
-# Kernel machinery (shared with skstellar.preprocessing.velocity)
-# ---------------------------------------------------------------------------
+# ------------ Kernel machinery (shared with skstellar.preprocessing.velocity)
 def _paper_kernel(sigma_pix, truncate):
     """The paper's weights ``exp(-(d / sigma)**2)`` on pixel offsets ``|d| <= truncate*sigma``."""
     radius = max(1, int(np.ceil(truncate * sigma_pix)))
@@ -138,9 +136,7 @@ def _smooth_ratio(flux, good, kernel, min_fraction=0.0, workers=None, return_wei
     return ratio
 
 
-# ---------------------------------------------------------------------------
-# Wavelength helpers
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------- Wavelength helpers
 def _check_windows(windows, name="mask"):
     """``None`` / ``"paper"`` / sequence of (lo, hi) -> tuple of float pairs."""
     if windows is None:
@@ -233,9 +229,7 @@ def _grid_step(wave, rtol=1e-3):
     return step
 
 
-# ---------------------------------------------------------------------------
-# Functional API
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------------- Functional API
 def pseudo_continuum(flux, good=None, *, step=1.0, sigma=30.0, truncate=4.0, min_weight=0.0,
                      return_weight=False):
     """Gaussian-weighted pseudo-continuum of spectra on a uniform grid (Zhang et al. Eq. 2).
@@ -312,9 +306,7 @@ def pseudo_continuum(flux, good=None, *, step=1.0, sigma=30.0, truncate=4.0, min
     return (cont, frac) if return_weight else cont
 
 
-# ---------------------------------------------------------------------------
-# Transformer
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------- Transformer
 class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     """Divide spectra and their errors by a Gaussian-weighted pseudo-continuum.
 

@@ -70,9 +70,7 @@ _FLUX_OVER_ERROR = "flux_over_error"
 _ERROR_UNITS = {_MAGNITUDE: (u.mag, "magnitude error"), _FLUX_OVER_ERROR: (None, "flux_over_error")}
 
 
-# ---------------------------------------------------------------------------
-# Vectorised functions
-# ---------------------------------------------------------------------------
+# ------------------------------------------------------- Vectorised functions
 def _values(x, unit, name, kind):
     if isinstance(x, u.Quantity):
         return as_float_column(np.atleast_1d(x), name, unit=unit, kind=kind).reshape(
@@ -180,9 +178,7 @@ def magnitude_error_from_flux_over_error(flux_over_error):
     return out if out.ndim else float(out)
 
 
-# ---------------------------------------------------------------------------
-# Transformer
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------- Transformer
 def _one_column_per_band(bands, **columns):
     """Whether the one ``*_columns`` parameter in ``columns`` fits ``bands`` (raises why not)."""
     (name, value), = columns.items()

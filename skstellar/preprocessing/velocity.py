@@ -100,9 +100,7 @@ _DATA_OVERSAMPLE = 3
 _TEMPLATE_OVERSAMPLE = 4
 
 
-# ---------------------------------------------------------------------------
-# Air / vacuum
-# ---------------------------------------------------------------------------
+# --------------------------------------------------------------- Air / vacuum
 def _refraction_index_minus_one(vacuum_wavelength):
     """(n - 1) of standard air at a vacuum wavelength [A] (Ciddor 1996, as in Morton 2000)."""
     s2 = (1e4 / np.asarray(vacuum_wavelength, dtype=np.float64)) ** 2
@@ -160,9 +158,7 @@ def air_to_vacuum(wavelength):
     return vac
 
 
-# ---------------------------------------------------------------------------
-# Parameter checks
-# ---------------------------------------------------------------------------
+# ----------------------------------------------------------- Parameter checks
 def _velocity_grid(v_grid):
     """(lo, hi, step) or an ndarray of uniform velocities -> float64 grid [km/s]."""
     if isinstance(v_grid, np.ndarray):
@@ -230,9 +226,7 @@ def _template_arrays(template_wavelength, template_flux):
     return tw, tf
 
 
-# ---------------------------------------------------------------------------
-# Template and data on the log-lambda grid
-# ---------------------------------------------------------------------------
+# ----------------------------------- Template and data on the log-lambda grid
 def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
     """Template on a fine log-lambda grid, degraded and continuum-normalised minus 1.
 
@@ -275,9 +269,7 @@ def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
     return ln_grid, t
 
 
-# ---------------------------------------------------------------------------
-# Measurement
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------- Measurement
 def measure_radial_velocity(
     spectra,
     template_wavelength,
@@ -533,9 +525,7 @@ def _refine_minimum(v, chi2, n_good, native, dlnl):
     })
 
 
-# ---------------------------------------------------------------------------
-# Transformer
-# ---------------------------------------------------------------------------
+# ---------------------------------------------------------------- Transformer
 class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
     """Measure radial velocities, shift to the rest frame and resample onto a common grid.
 
