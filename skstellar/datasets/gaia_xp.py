@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 
 from .._validation import check_integer
 from ..io.gaia_xp import DR3_N_COEFFICIENTS
-from .simulation import scattered_magnitude_error, truncated_normal
+from .simulation import _MAG_PER_LN_FLUX, scattered_magnitude_error, truncated_normal
 
 __all__ = [
     "XP_BANDS",
@@ -115,8 +115,6 @@ _IR_MAG_ERROR = {
 }
 #: Parallax error [mas]: floor + scale * 10**(0.4 (G - 16)).
 _PARALLAX_ERROR = (0.012, 0.025, 16.0)
-#: 2.5 / ln(10): sigma_mag = _MAG_PER_LN_FLUX / (flux / flux_error).
-_MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 
 #: Typical APOGEE DR17 label errors (teff in K, the others in dex).
 _LABEL_ERROR = {

@@ -34,6 +34,7 @@ from ..io.photod import (
     reddening_vector,
 )
 from ._moved import moved_getattr
+from .simulation import _MAG_PER_LN_FLUX
 
 __all__ = [
     "LSST_ERROR_FLOOR",
@@ -62,9 +63,6 @@ LSST_M5_SINGLE = {"u": 23.50, "g": 24.44, "r": 23.98, "i": 23.41, "z": 22.77, "y
 LSST_GAMMA = {"u": 0.038, "g": 0.039, "r": 0.039, "i": 0.039, "z": 0.039, "y": 0.039}
 #: Systematic floor [mag] added in quadrature to the LSST random error.
 LSST_ERROR_FLOOR = 0.005
-
-#: 2.5 / ln 10 [mag]: a magnitude error sigma means SNR = this / sigma.
-_MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 
 
 # --------------------------------------------------------- Photometric errors
