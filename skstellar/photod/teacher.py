@@ -456,28 +456,21 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         if self.on_invalid == "raise":
             check_finite_columns(stack, names, what="value", index=index, hint=hint)
         ar_max = [] if self.ar_max_column is None else [self.ar_max_column]
-        for col in [*self.error_columns, *ar_max]:
-            bad = values[col] <= 0  # (NaN compares False without a warning)
-            if bad.any():
-                if self.on_invalid == "raise":
-                    row = int(np.flatnonzero(bad)[0])
-                    where = row_location(row, index)
-                    what = ("the A_r prior needs Ar_max > 0 [mag]" if col == self.ar_max_column
-                            else "colour errors must be > 0 [mag]")
-                    raise ValueError(
-                        f"Column '{col}' has {int(bad.sum())} non-positive value(s) "
-                        f"(first at {where}); {what}. {hint}"
-                    )
-                good &= ~bad
+        # (column, bad rows, what is wrong, row labels for the message, the rule);
+        # NaN compares False without a warning
+        checks = [(col, values[col] <= 0, "non-positive", index,
+                   "the A_r prior needs Ar_max > 0 [mag]" if col == self.ar_max_column
+                   else "colour errors must be > 0 [mag]")
+                  for col in [*self.error_columns, *ar_max]]
         if self.mag_error_column is not None:
-            bad = values[self.mag_error_column] < 0
+            checks.append((self.mag_error_column, values[self.mag_error_column] < 0, "negative",
+                           None, "magnitude errors must be >= 0"))
+        for col, bad, kind, labels, what in checks:
             if bad.any():
                 if self.on_invalid == "raise":
-                    row = int(np.flatnonzero(bad)[0])
-                    raise ValueError(
-                        f"Column '{self.mag_error_column}' has {int(bad.sum())} negative "
-                        f"value(s) (first at row {row}); magnitude errors must be >= 0. {hint}"
-                    )
+                    where = row_location(int(np.flatnonzero(bad)[0]), labels)
+                    raise ValueError(f"Column '{col}' has {int(bad.sum())} {kind} value(s) "
+                                     f"(first at {where}); {what}. {hint}")
                 good &= ~bad
         return good
 
