@@ -239,8 +239,7 @@ def _run_teacher(hybrid, catalog, result, rows):
     for k in np.unique(keys[pos]):
         sel = pos[keys[pos] == k]
         m, s, _, _ = teacher_estimates(job.teacher_for(*patch_key(k)), catalog.iloc[sel])
-        out.iloc[sel, :len(TARGETS)] = m
-        out.iloc[sel, len(TARGETS):] = s
+        out.iloc[sel] = np.hstack([m, s])
     return out
 
 

@@ -381,11 +381,10 @@ class HybridPhotoD(BaseEstimator):
 
     def _check_columns(self, columns):
         columns = list(columns)
-        need = [(self.ra_column, "the sky position (ICRS right ascension, deg) that assigns "
-                                 "each star to a patch"),
-                (self.dec_column, "the sky position (ICRS declination, deg) that assigns each "
-                                  "star to a patch")]
-        need += [(c, "the student's inputs") for c in self._features()]
+        sky = "the sky position (ICRS {}, deg) that assigns each star to a patch"
+        need = [(self.ra_column, sky.format("right ascension")),
+                (self.dec_column, sky.format("declination")),
+                *((c, "the student's inputs") for c in self._features())]
         for col, purpose in need:
             if col not in columns:
                 raise missing_column_error(col, purpose, columns)
@@ -491,9 +490,8 @@ class HybridPhotoD(BaseEstimator):
             return PatchStudent(student, feats, "student", n_train=len(X))
         sigma_model = _seed_estimator(self._make_student("sigma_student"), seed + 1)
         sigma_model.fit(X, np.log(sigma_b))
-        fit_kw = {} if sig_kw is None else {sig_kw: sigma_b}
-        if has_std:
-            student.fit(X, y, **fit_kw)
+        if has_std:  # (so the student takes no sigma_b)
+            student.fit(X, y)
             return PatchStudent(student, feats, "student+sigma_model", sigma_model=sigma_model,
                                 n_train=len(X))
         # no std from the student: sigma_NN from a held-out quarter (the paper's 75/25 split)
@@ -616,8 +614,7 @@ class HybridPhotoD(BaseEstimator):
     def _prepare(self, catalog):
         frame = self._read_catalog(catalog)
         base = self._base_pixels(frame)
-        pix, counts = np.unique(base, return_counts=True)
-        mapping = self._plan(pix, counts)
+        mapping = self._plan(*np.unique(base, return_counts=True))
         uniq = self._patch_uniq(base, mapping)
         return frame, frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))}), mapping
 
@@ -632,9 +629,8 @@ class HybridPhotoD(BaseEstimator):
         self.patch_summary_ = summ
         self.fit_seconds_ = float(seconds)
 
-    def _log(self, summary):
+    def _log(self, s):
         if self.verbose:
-            s = summary
             print(f"[HybridPhotoD] patch (order {s['patch_order']}, pixel {s['patch']}): "
                   f"{s['n_stars']} stars, {s['n_labelled']} by the teacher "
                   f"({s['teacher_seconds']:.1f} s), {s['n_student']} by the student "
