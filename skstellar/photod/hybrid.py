@@ -905,10 +905,7 @@ class HybridPhotoD(BaseEstimator):
                              f"not a {cls.__name__}.")
         index = json.loads((folder / "index.json").read_text())
         wanted = None if patches is None else {(int(o), int(p)) for o, p in patches}
-        models = {}
-        for item in index["patches"]:
-            key = (int(item["order"]), int(item["pixel"]))
-            if wanted is None or key in wanted:
-                models[key] = joblib.load(folder / item["file"])
-        est.patch_models_ = models
+        files = {(int(i["order"]), int(i["pixel"])): i["file"] for i in index["patches"]}
+        est.patch_models_ = {key: joblib.load(folder / file) for key, file in files.items()
+                             if wanted is None or key in wanted}
         return est

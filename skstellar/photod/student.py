@@ -43,8 +43,7 @@ def _predict_has_std(est):
 
 def _seed_estimator(est, seed):
     """Set every ``random_state`` parameter (also nested ones) of ``est`` to ``seed``."""
-    keys = [k for k in est.get_params(deep=True) if k == "random_state"
-            or k.endswith("__random_state")]
+    keys = [k for k in est.get_params(deep=True) if k.split("__")[-1] == "random_state"]
     if keys:
         est.set_params(**{k: int(seed) for k in keys})
     return est

@@ -707,12 +707,11 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             ``r_policy="raise"``).
         """
         check_is_fitted(self, "log_prior_")
-        cols, errs = tuple(self.colour_columns), tuple(self.error_columns)
         values, n, index = self._read(X)
         good = self._validate_rows(values, index)
         r = values[self.mag_column]
-        c = np.column_stack([values[k] for k in cols])
-        e = np.column_stack([values[k] for k in errs])
+        c = np.column_stack([values[k] for k in self.colour_columns])
+        e = np.column_stack([values[k] for k in self.error_columns])
         amax = values[self.ar_max_column] if self.ar_max_column is not None \
             else np.full(n, float(self.ar_max))
         r_err = values[self.mag_error_column] if self.mag_error_column is not None else np.zeros(n)
