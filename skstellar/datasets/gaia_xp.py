@@ -572,10 +572,7 @@ def _label_errors(labels, rng, n):
     snr = np.exp(np.clip(rng.normal(0.0, 0.15, n), -0.3, 0.3))  # per-star spectrum quality
     hot = np.clip((t - 5000.0) / 2000.0, 0.0, 1.0)
     poor = np.clip(-feh / 2.0, 0.0, 1.0)
-    factor = {
-        "teff": 1.0 + 0.4 * hot,
-        "logg": 1.0 + 0.3 * hot,
-    }
+    factor = {"teff": 1.0 + 0.4 * hot, "logg": 1.0 + 0.3 * hot}
     abundance = (1.0 + 0.6 * hot) * (1.0 + 0.8 * poor)
     return {name: _LABEL_ERROR[name] * factor.get(name, abundance) * snr for name in XP_LABELS}
 
@@ -614,9 +611,7 @@ def _check_labels(labels):
         raise ValueError(f"labels must be a sequence of label names, got {labels!r}.") from exc
     unknown = [name for name in labels if name not in XP_LABELS]
     if unknown:
-        raise ValueError(
-            f"Unknown label(s) {unknown}; choose among {list(XP_LABELS)}."
-        )
+        raise ValueError(f"Unknown label(s) {unknown}; choose among {list(XP_LABELS)}.")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must not repeat a name, got {list(labels)}.")
     return labels

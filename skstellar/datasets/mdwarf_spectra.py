@@ -853,8 +853,7 @@ def make_mdwarf_spectra(
 
     # --- observed domain: model + gap at the observed resolution ------------------
     max_shift = float(np.max(np.abs(gap["rv_residual"]), initial=0.0))
-    obs_render = _Renderer(wave, observed_resolution, gap=True, max_shift_kms=max_shift,
-                           dtype=f32)
+    obs_render = _Renderer(wave, observed_resolution, gap=True, max_shift_kms=max_shift, dtype=f32)
     has_gap = gap_scale > 0
     truth_obs = obs_render.render(
         _gap_strengths(lo, gap),

@@ -385,9 +385,7 @@ def make_lsst_catalog(
             mags = mags_true
         sig = band_errors(mags) if errors_from == "observed" else sig_true
         keep = np.all(sig < sig_max, axis=1)
-        cols = {
-            "ra": ra, "dec": dec, "glon": glon, "glat": glat, "Ar": a_sfd, "Ar_max": a_max,
-        }
+        cols = {"ra": ra, "dec": dec, "glon": glon, "glat": glat, "Ar": a_sfd, "Ar_max": a_max}
         cols.update({f"{b}mag": mags[:, k] for k, b in enumerate(PHOTOD_BANDS)})
         cols.update({f"{b}Err": sig[:, k] for k, b in enumerate(PHOTOD_BANDS)})
         cols.update({c: mags[:, k] - mags[:, k + 1] for k, c in enumerate(PHOTOD_COLOURS)})

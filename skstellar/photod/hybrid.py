@@ -79,8 +79,7 @@ _SMALL_POLICIES = ("teacher", "raise", "merge")
 _EMPTY = "Found a catalogue with 0 stars while a minimum of 1 is required."
 #: Student parameters when fine-tuning from a warm start (``warm_start_params=None``):
 #: one run of <= 200 epochs (100 for the sigma_B network), early-stopping patience 30.
-WARM_START_PARAMS = {"n_runs": 1, "max_epochs": 200, "secondary_max_epochs": 100,
-                     "patience": 30}
+WARM_START_PARAMS = {"n_runs": 1, "max_epochs": 200, "secondary_max_epochs": 100, "patience": 30}
 _OUT_COLUMNS = ("patch_order", "patch", "labelled_by_teacher",
                 "Mr", "Mr_std", "FeH", "FeH_std", "Ar", "Ar_std",
                 "Mr_sigma_nn", "FeH_sigma_nn", "Ar_sigma_nn",
@@ -422,8 +421,7 @@ class HybridPhotoD(BaseEstimator):
         uniq_of = {b: int(patch_uniq(o, p)) for b, (o, p) in mapping.items()}
         mapped = pd.Series(base_pixels).map(uniq_of)
         own = patch_uniq(int(self.patch_order), base_pixels)
-        return np.where(mapped.isna().to_numpy(), own,
-                        mapped.fillna(0).to_numpy(dtype=np.int64))
+        return np.where(mapped.isna().to_numpy(), own, mapped.fillna(0).to_numpy(dtype=np.int64))
 
     # -- teacher / student -----------------------------------------------------
     def _prepare_teacher(self):
@@ -763,8 +761,7 @@ class HybridPhotoD(BaseEstimator):
             frames.append(res)
         out = self._assemble(frames, frame.index)
         if return_std:
-            return (out[list(TARGETS)].to_numpy(),
-                    out[[f"{t}_std" for t in TARGETS]].to_numpy())
+            return (out[list(TARGETS)].to_numpy(), out[[f"{t}_std" for t in TARGETS]].to_numpy())
         return out
 
     # -- Dask --------------------------------------------------------------------

@@ -82,8 +82,7 @@ def teacher_estimates(teacher, frame):
         post = teacher.predict_posterior(frame)
         mean, std = (np.column_stack([post[t + end].to_numpy(np.float64) for t in TARGETS])
                      for end in ("", "_std"))
-        dm, dm_std = (post[c].to_numpy(np.float64) if c in post else None
-                      for c in ("DM", "DM_std"))
+        dm, dm_std = (post[c].to_numpy(np.float64) if c in post else None for c in ("DM", "DM_std"))
         return mean, std, dm, dm_std
     m, s = teacher.predict(frame, return_std=True)
     names = tuple(getattr(teacher, "target_names_", ("Mr", "FeH", "Ar")))

@@ -177,7 +177,6 @@ class PatchStudent:
             sigma_total in the same units (only with ``return_std=True``).
         """
         if not return_std:
-            return _as_2d(self.estimator.predict(self.features(frame)), len(frame),
-                          "prediction")
+            return _as_2d(self.estimator.predict(self.features(frame)), len(frame), "prediction")
         comp = self.predict_components(frame)
         return comp["mean"], comp["total_std"]
