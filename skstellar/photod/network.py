@@ -355,9 +355,8 @@ def _mean_scale(a, standardize=True):
     """Column means and standard deviations (1 where constant); 0 and 1 without standardize."""
     if not standardize:
         return np.zeros(a.shape[1]), np.ones(a.shape[1])
-    mean = a.mean(axis=0)
     sd = a.std(axis=0)
-    return mean, np.where(sd > 0, sd, 1.0)
+    return a.mean(axis=0), np.where(sd > 0, sd, 1.0)
 
 
 class StudentWeights:

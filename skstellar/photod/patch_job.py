@@ -145,8 +145,7 @@ def _process(job, frame, order, pixel):
         _put(comp, rest, model.predict_components(frame.iloc[rest]))
         summary["student_predict_seconds"] = time.perf_counter() - t0
         summary["n_student"] = int(rest.size)
-    result = hyb._result_frame(frame, order, pixel, labelled, comp, dm, dm_std)
-    return result, model, summary
+    return hyb._result_frame(frame, order, pixel, labelled, comp, dm, dm_std), model, summary
 
 
 def _canonical(grp):

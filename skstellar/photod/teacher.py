@@ -739,8 +739,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             "dist_pc": 10.0 ** (0.2 * dm + 1.0),
             "chi2_min": res["chi2_min"], "r_bin": bins, **{k: res[k] for k in q_names},
         }
-        out_index = index if index is not None else pd.RangeIndex(n)
-        return pd.DataFrame(frame, index=out_index)
+        return pd.DataFrame(frame, index=index if index is not None else pd.RangeIndex(n))
 
     def predict(self, X, return_std=False):
         """Posterior means of (M_r, [Fe/H], A_r).
