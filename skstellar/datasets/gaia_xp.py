@@ -1044,18 +1044,15 @@ def make_xp_catalog(
     if not return_truth:
         return catalog
 
-    truth = {"source_id": source_id}
-    truth.update({f"true_{name}": truth_labels[name] for name in XP_LABELS})
-    truth["mass"] = mass
-    truth["evolutionary_class"] = np.array(["dwarf", "subgiant", "rgb", "red_clump"])[cls]
-    truth["population"] = np.array(["thin", "thick", "halo"])[comp]
-    truth["distance_pc"] = distance
-    truth["a_v"] = a_v
-    truth["true_parallax"] = parallax_true
-    truth.update({f"true_phot_{name.lower()}_mean_mag": mag for name, mag in true_mag.items()})
-    truth.update({f"true_{name}": col for name, col in zip(_IR_BANDS, ir_true.T)})
-    truth.update({f"true_{b}_coefficients": _object_column(coef_true[b]) for b in XP_BANDS})
-    truth["bp_missing"] = ~bp_present
-    truth["excess"] = excess
-    truth.update({f"excess_sigma_{name}": excess_sigma[name] for name in labels})
-    return catalog, pd.DataFrame(truth)
+    return catalog, pd.DataFrame({
+        "source_id": source_id, **{f"true_{name}": truth_labels[name] for name in XP_LABELS},
+        "mass": mass,
+        "evolutionary_class": np.array(["dwarf", "subgiant", "rgb", "red_clump"])[cls],
+        "population": np.array(["thin", "thick", "halo"])[comp],
+        "distance_pc": distance, "a_v": a_v, "true_parallax": parallax_true,
+        **{f"true_phot_{name.lower()}_mean_mag": mag for name, mag in true_mag.items()},
+        **{f"true_{name}": col for name, col in zip(_IR_BANDS, ir_true.T)},
+        **{f"true_{b}_coefficients": _object_column(coef_true[b]) for b in XP_BANDS},
+        "bp_missing": ~bp_present, "excess": excess,
+        **{f"excess_sigma_{name}": excess_sigma[name] for name in labels},
+    })
