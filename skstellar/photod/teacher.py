@@ -377,14 +377,12 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             raise ValueError("The reddening vector is zero: A_r would not change any colour.")
 
         mr_all, feh_all = locus.grid_points()
-        n_mr = locus.mr.size
         nodes = np.flatnonzero(locus.valid.ravel())
         self.locus_ = locus
         self.prior_maps_ = maps
         self.grid_mr_ = mr_all[nodes]
         self.grid_feh_ = feh_all[nodes]
-        self.grid_mr_index_ = nodes % n_mr
-        self.grid_feh_index_ = nodes // n_mr
+        self.grid_feh_index_, self.grid_mr_index_ = np.divmod(nodes, locus.mr.size)
         self.grid_colours_ = np.ascontiguousarray(locus.colours.reshape(-1, len(cols))[nodes])
         prior = maps.on_grid(self.grid_mr_, self.grid_feh_)
         totals = prior.sum(axis=1)
