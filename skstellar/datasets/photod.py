@@ -402,9 +402,7 @@ def make_lsst_catalog(
         n_drawn, n_kept = n_drawn + m, n_kept + part["ra"].size
         acceptance = max(n_kept / n_drawn, 1e-3)
         parts.append(part)
-        if n_kept >= n_stars:
-            break
-        if n_drawn > 50 * n_stars + 100_000 and acceptance < 0.01:
+        if n_kept >= n_stars or (n_drawn > 50 * n_stars + 100_000 and acceptance < 0.01):
             break
     if n_kept < n_stars:
         raise RuntimeError(
