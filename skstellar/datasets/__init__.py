@@ -56,8 +56,7 @@ __all__ = [
 #: Public names that moved to skstellar.io (old name -> new module). Served by
 #: ``__getattr__`` below with a FutureWarning for one release.
 MOVED_TO_IO = {
-    name: "skstellar.io"
-    for name in (
+    **{name: "skstellar.io" for name in (
         "AR_PRIOR_OFFSET", "AR_PRIOR_SLOPE", "ColourLocus", "DATA_ENV_VAR",
         "EXTINCTION_COEFFICIENTS", "MDWARF_CATALOG_FILENAME", "PriorMaps", "XPBand",
         "ar_prior_max", "correlation_to_covariance", "find_shared_data",
@@ -66,13 +65,11 @@ MOVED_TO_IO = {
         "read_lamost_spectra", "read_spectra_table", "read_xp_avro", "read_xp_continuous",
         "reddening_vector", "shared_data_candidates", "write_catalog",
         "write_spectra_table", "xp_band_arrays", "xp_covariance",
-    )
-}
-MOVED_TO_IO.update({
+    )},
     "catalog_io": "skstellar.io.catalog",
     "spectra_io": "skstellar.io.spectra",
     "gaia_xp_io": "skstellar.io.gaia_xp",
-})
+}
 
 __getattr__ = moved_getattr(__name__, MOVED_TO_IO)
 install_finder()

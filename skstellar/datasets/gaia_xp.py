@@ -22,7 +22,7 @@ from sklearn.utils import check_random_state
 
 from .._validation import check_integer
 from ..io.gaia_xp import DR3_N_COEFFICIENTS
-from .simulation import scattered_magnitude_error, truncated_normal
+from .simulation import _MAG_PER_LN_FLUX, scattered_magnitude_error, truncated_normal
 
 __all__ = [
     "XP_BANDS",
@@ -115,8 +115,6 @@ _IR_MAG_ERROR = {
 }
 #: Parallax error [mas]: floor + scale * 10**(0.4 (G - 16)).
 _PARALLAX_ERROR = (0.012, 0.025, 16.0)
-#: 2.5 / ln(10): sigma_mag = _MAG_PER_LN_FLUX / (flux / flux_error).
-_MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 
 #: Typical APOGEE DR17 label errors (teff in K, the others in dex).
 _LABEL_ERROR = {
@@ -574,10 +572,7 @@ def _label_errors(labels, rng, n):
     snr = np.exp(np.clip(rng.normal(0.0, 0.15, n), -0.3, 0.3))  # per-star spectrum quality
     hot = np.clip((t - 5000.0) / 2000.0, 0.0, 1.0)
     poor = np.clip(-feh / 2.0, 0.0, 1.0)
-    factor = {
-        "teff": 1.0 + 0.4 * hot,
-        "logg": 1.0 + 0.3 * hot,
-    }
+    factor = {"teff": 1.0 + 0.4 * hot, "logg": 1.0 + 0.3 * hot}
     abundance = (1.0 + 0.6 * hot) * (1.0 + 0.8 * poor)
     return {name: _LABEL_ERROR[name] * factor.get(name, abundance) * snr for name in XP_LABELS}
 
@@ -616,9 +611,7 @@ def _check_labels(labels):
         raise ValueError(f"labels must be a sequence of label names, got {labels!r}.") from exc
     unknown = [name for name in labels if name not in XP_LABELS]
     if unknown:
-        raise ValueError(
-            f"Unknown label(s) {unknown}; choose among {list(XP_LABELS)}."
-        )
+        raise ValueError(f"Unknown label(s) {unknown}; choose among {list(XP_LABELS)}.")
     if len(set(labels)) != len(labels):
         raise ValueError(f"labels must not repeat a name, got {list(labels)}.")
     return labels
@@ -1051,18 +1044,15 @@ def make_xp_catalog(
     if not return_truth:
         return catalog
 
-    truth = {"source_id": source_id}
-    truth.update({f"true_{name}": truth_labels[name] for name in XP_LABELS})
-    truth["mass"] = mass
-    truth["evolutionary_class"] = np.array(["dwarf", "subgiant", "rgb", "red_clump"])[cls]
-    truth["population"] = np.array(["thin", "thick", "halo"])[comp]
-    truth["distance_pc"] = distance
-    truth["a_v"] = a_v
-    truth["true_parallax"] = parallax_true
-    truth.update({f"true_phot_{name.lower()}_mean_mag": mag for name, mag in true_mag.items()})
-    truth.update({f"true_{name}": col for name, col in zip(_IR_BANDS, ir_true.T)})
-    truth.update({f"true_{b}_coefficients": _object_column(coef_true[b]) for b in XP_BANDS})
-    truth["bp_missing"] = ~bp_present
-    truth["excess"] = excess
-    truth.update({f"excess_sigma_{name}": excess_sigma[name] for name in labels})
-    return catalog, pd.DataFrame(truth)
+    return catalog, pd.DataFrame({
+        "source_id": source_id, **{f"true_{name}": truth_labels[name] for name in XP_LABELS},
+        "mass": mass,
+        "evolutionary_class": np.array(["dwarf", "subgiant", "rgb", "red_clump"])[cls],
+        "population": np.array(["thin", "thick", "halo"])[comp],
+        "distance_pc": distance, "a_v": a_v, "true_parallax": parallax_true,
+        **{f"true_phot_{name.lower()}_mean_mag": mag for name, mag in true_mag.items()},
+        **{f"true_{name}": col for name, col in zip(_IR_BANDS, ir_true.T)},
+        **{f"true_{b}_coefficients": _object_column(coef_true[b]) for b in XP_BANDS},
+        "bp_missing": ~bp_present, "excess": excess,
+        **{f"excess_sigma_{name}": excess_sigma[name] for name in labels},
+    })

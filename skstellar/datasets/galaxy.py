@@ -19,7 +19,7 @@ from sklearn.utils import check_random_state
 from .._validation import check_integer, check_range_pair
 from ..spectrum import SPEED_OF_LIGHT_KMS as _C_KMS  # [km/s]
 from ..spectrum import SpectrumBatch
-from .simulation import flag_bad_pixels, truncated_normal
+from .simulation import _HC_K, flag_bad_pixels, truncated_normal
 
 __all__ = [
     "make_galaxy_spectra",
@@ -346,9 +346,6 @@ def _apply_absorption(target, centre, sigma, depth):
     rows, cols, d = _window(centre, sigma, 4.0, target.shape[1])
     dip = 1.0 - depth[:, None] * np.exp(-0.5 * (d / sigma[:, None]) ** 2)
     target[rows, cols] *= dip.astype(target.dtype)
-
-
-_HC_K = 1.4387769e8  # h c / k_B [Angstrom K]
 
 
 def _components(lam_rest, p):

@@ -28,7 +28,7 @@ from ..columns import (
     absolute_name,
 )
 from ._moved import moved_getattr
-from .simulation import scattered_magnitude_error, truncated_normal
+from .simulation import _MAG_PER_LN_FLUX, scattered_magnitude_error, truncated_normal
 
 __all__ = [
     "make_mdwarf_photometry",
@@ -41,9 +41,6 @@ __getattr__ = moved_getattr(
     __name__, {"load_mdwarf_catalog": "skstellar.io.mdwarf",
                "MDWARF_CATALOG_FILENAME": "skstellar.io.mdwarf"}
 )
-
-#: 2.5 / ln(10): sigma_mag = _MAG_PER_LN_FLUX / (flux / flux_error).
-_MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 
 # --- Published relations behind the simulator (see make_mdwarf_photometry Notes).
 

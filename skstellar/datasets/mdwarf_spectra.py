@@ -43,7 +43,7 @@ from .._validation import (
     missing_column_error,
 )
 from ..spectrum import SPEED_OF_LIGHT_KMS, SpectrumBatch
-from .simulation import flag_bad_pixels, truncated_normal
+from .simulation import _HC_K, flag_bad_pixels, truncated_normal
 
 __all__ = [
     "LABEL_NAMES",
@@ -177,8 +177,6 @@ _PAD_SIGMAS = 10.0
 #: and the sky/read-noise floor in units of the continuum.
 _THROUGHPUT = (7300.0, 1500.0)
 _NOISE_FLOOR = 0.05
-#: hc / k [A K].
-_HC_K = 1.4387769e8
 
 
 # ----------------------------------------------------------- Grids and labels
@@ -855,8 +853,7 @@ def make_mdwarf_spectra(
 
     # --- observed domain: model + gap at the observed resolution ------------------
     max_shift = float(np.max(np.abs(gap["rv_residual"]), initial=0.0))
-    obs_render = _Renderer(wave, observed_resolution, gap=True, max_shift_kms=max_shift,
-                           dtype=f32)
+    obs_render = _Renderer(wave, observed_resolution, gap=True, max_shift_kms=max_shift, dtype=f32)
     has_gap = gap_scale > 0
     truth_obs = obs_render.render(
         _gap_strengths(lo, gap),

@@ -34,6 +34,7 @@ from ..io.photod import (
     reddening_vector,
 )
 from ._moved import moved_getattr
+from .simulation import _MAG_PER_LN_FLUX
 
 __all__ = [
     "LSST_ERROR_FLOOR",
@@ -62,9 +63,6 @@ LSST_M5_SINGLE = {"u": 23.50, "g": 24.44, "r": 23.98, "i": 23.41, "z": 22.77, "y
 LSST_GAMMA = {"u": 0.038, "g": 0.039, "r": 0.039, "i": 0.039, "z": 0.039, "y": 0.039}
 #: Systematic floor [mag] added in quadrature to the LSST random error.
 LSST_ERROR_FLOOR = 0.005
-
-#: 2.5 / ln 10 [mag]: a magnitude error sigma means SNR = this / sigma.
-_MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
 
 
 # --------------------------------------------------------- Photometric errors
@@ -387,9 +385,7 @@ def make_lsst_catalog(
             mags = mags_true
         sig = band_errors(mags) if errors_from == "observed" else sig_true
         keep = np.all(sig < sig_max, axis=1)
-        cols = {
-            "ra": ra, "dec": dec, "glon": glon, "glat": glat, "Ar": a_sfd, "Ar_max": a_max,
-        }
+        cols = {"ra": ra, "dec": dec, "glon": glon, "glat": glat, "Ar": a_sfd, "Ar_max": a_max}
         cols.update({f"{b}mag": mags[:, k] for k, b in enumerate(PHOTOD_BANDS)})
         cols.update({f"{b}Err": sig[:, k] for k, b in enumerate(PHOTOD_BANDS)})
         cols.update({c: mags[:, k] - mags[:, k + 1] for k, c in enumerate(PHOTOD_COLOURS)})
@@ -406,9 +402,7 @@ def make_lsst_catalog(
         n_drawn, n_kept = n_drawn + m, n_kept + part["ra"].size
         acceptance = max(n_kept / n_drawn, 1e-3)
         parts.append(part)
-        if n_kept >= n_stars:
-            break
-        if n_drawn > 50 * n_stars + 100_000 and acceptance < 0.01:
+        if n_kept >= n_stars or (n_drawn > 50 * n_stars + 100_000 and acceptance < 0.01):
             break
     if n_kept < n_stars:
         raise RuntimeError(

@@ -12,6 +12,11 @@ from scipy.special import ndtr, ndtri
 
 __all__ = ["flag_bad_pixels", "scattered_magnitude_error", "truncated_normal"]
 
+#: 2.5 / ln 10 [mag]: a magnitude error sigma means SNR = flux / flux_error = this / sigma.
+_MAG_PER_LN_FLUX = 2.5 / np.log(10.0)
+#: h c / k_B [Angstrom K] (Planck's law in wavelength).
+_HC_K = 1.4387769e8
+
 
 def truncated_normal(rng, mean, sigma, low, high, u_clip=None):
     """Normal(mean, sigma) draws truncated to [low, high] by inverse-CDF sampling.

@@ -85,8 +85,7 @@ def fit_predict_dask(hybrid, catalog, client=None, npartitions=None, shuffle_met
     shuffled = work.shuffle(on=_UNIQ, npartitions=int(n_parts), shuffle_method=shuffle_method)
     job = hybrid._job()
     job_d = dask.delayed(job, pure=True, traverse=False)
-    tasks = [dask.delayed(_run_partition, pure=True)(part, job_d)
-             for part in shuffled.to_delayed()]
+    tasks = [dask.delayed(_run_partition, pure=True)(part, job_d) for part in shuffled.to_delayed()]
     outs = client.gather(client.compute(tasks)) if client is not None else dask.compute(*tasks)
     frames, models, summaries = [], {}, []
     for res, mods, summ in outs:

@@ -239,8 +239,7 @@ def _run_teacher(hybrid, catalog, result, rows):
     for k in np.unique(keys[pos]):
         sel = pos[keys[pos] == k]
         m, s, _, _ = teacher_estimates(job.teacher_for(*patch_key(k)), catalog.iloc[sel])
-        out.iloc[sel, :len(TARGETS)] = m
-        out.iloc[sel, len(TARGETS):] = s
+        out.iloc[sel] = np.hstack([m, s])
     return out
 
 
@@ -302,8 +301,7 @@ def evaluate_photod(catalog, hybrid=None, *, truth_columns=TRUTH_COLUMNS, full_t
     with single_core(one_core):
         t0, c0 = time.perf_counter(), time.process_time()
         result = hybrid.fit_predict(catalog)
-        t_hybrid = time.perf_counter() - t0
-        c_hybrid = time.process_time() - c0
+        t_hybrid, c_hybrid = time.perf_counter() - t0, time.process_time() - c0
         if full_teacher is True:
             rows = np.ones(n, dtype=bool)
         else:
@@ -312,8 +310,7 @@ def evaluate_photod(catalog, hybrid=None, *, truth_columns=TRUTH_COLUMNS, full_t
             rows[np.random.default_rng(random_state).choice(n, k, replace=False)] = True
         t0, c0 = time.perf_counter(), time.process_time()
         bayes = _run_teacher(hybrid, catalog, result, rows)
-        t_teacher = time.perf_counter() - t0
-        c_teacher = time.process_time() - c0
+        t_teacher, c_teacher = time.perf_counter() - t0, time.process_time() - c0
     n_teacher = int(rows.sum())
     ms_per_star = 1e3 * t_teacher / max(n_teacher, 1)
     t_full = t_teacher if full_teacher is True else ms_per_star * 1e-3 * n

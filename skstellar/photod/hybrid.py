@@ -79,8 +79,7 @@ _SMALL_POLICIES = ("teacher", "raise", "merge")
 _EMPTY = "Found a catalogue with 0 stars while a minimum of 1 is required."
 #: Student parameters when fine-tuning from a warm start (``warm_start_params=None``):
 #: one run of <= 200 epochs (100 for the sigma_B network), early-stopping patience 30.
-WARM_START_PARAMS = {"n_runs": 1, "max_epochs": 200, "secondary_max_epochs": 100,
-                     "patience": 30}
+WARM_START_PARAMS = {"n_runs": 1, "max_epochs": 200, "secondary_max_epochs": 100, "patience": 30}
 _OUT_COLUMNS = ("patch_order", "patch", "labelled_by_teacher",
                 "Mr", "Mr_std", "FeH", "FeH_std", "Ar", "Ar_std",
                 "Mr_sigma_nn", "FeH_sigma_nn", "Ar_sigma_nn",
@@ -381,11 +380,10 @@ class HybridPhotoD(BaseEstimator):
 
     def _check_columns(self, columns):
         columns = list(columns)
-        need = [(self.ra_column, "the sky position (ICRS right ascension, deg) that assigns "
-                                 "each star to a patch"),
-                (self.dec_column, "the sky position (ICRS declination, deg) that assigns each "
-                                  "star to a patch")]
-        need += [(c, "the student's inputs") for c in self._features()]
+        sky = "the sky position (ICRS {}, deg) that assigns each star to a patch"
+        need = [(self.ra_column, sky.format("right ascension")),
+                (self.dec_column, sky.format("declination")),
+                *((c, "the student's inputs") for c in self._features())]
         for col, purpose in need:
             if col not in columns:
                 raise missing_column_error(col, purpose, columns)
@@ -423,8 +421,7 @@ class HybridPhotoD(BaseEstimator):
         uniq_of = {b: int(patch_uniq(o, p)) for b, (o, p) in mapping.items()}
         mapped = pd.Series(base_pixels).map(uniq_of)
         own = patch_uniq(int(self.patch_order), base_pixels)
-        return np.where(mapped.isna().to_numpy(), own,
-                        mapped.fillna(0).to_numpy(dtype=np.int64))
+        return np.where(mapped.isna().to_numpy(), own, mapped.fillna(0).to_numpy(dtype=np.int64))
 
     # -- teacher / student -----------------------------------------------------
     def _prepare_teacher(self):
@@ -491,9 +488,8 @@ class HybridPhotoD(BaseEstimator):
             return PatchStudent(student, feats, "student", n_train=len(X))
         sigma_model = _seed_estimator(self._make_student("sigma_student"), seed + 1)
         sigma_model.fit(X, np.log(sigma_b))
-        fit_kw = {} if sig_kw is None else {sig_kw: sigma_b}
-        if has_std:
-            student.fit(X, y, **fit_kw)
+        if has_std:  # (so the student takes no sigma_b)
+            student.fit(X, y)
             return PatchStudent(student, feats, "student+sigma_model", sigma_model=sigma_model,
                                 n_train=len(X))
         # no std from the student: sigma_NN from a held-out quarter (the paper's 75/25 split)
@@ -616,8 +612,7 @@ class HybridPhotoD(BaseEstimator):
     def _prepare(self, catalog):
         frame = self._read_catalog(catalog)
         base = self._base_pixels(frame)
-        pix, counts = np.unique(base, return_counts=True)
-        mapping = self._plan(pix, counts)
+        mapping = self._plan(*np.unique(base, return_counts=True))
         uniq = self._patch_uniq(base, mapping)
         return frame, frame.assign(**{_UNIQ: uniq, _ROW: np.arange(len(frame))}), mapping
 
@@ -632,9 +627,8 @@ class HybridPhotoD(BaseEstimator):
         self.patch_summary_ = summ
         self.fit_seconds_ = float(seconds)
 
-    def _log(self, summary):
+    def _log(self, s):
         if self.verbose:
-            s = summary
             print(f"[HybridPhotoD] patch (order {s['patch_order']}, pixel {s['patch']}): "
                   f"{s['n_stars']} stars, {s['n_labelled']} by the teacher "
                   f"({s['teacher_seconds']:.1f} s), {s['n_student']} by the student "
@@ -767,8 +761,7 @@ class HybridPhotoD(BaseEstimator):
             frames.append(res)
         out = self._assemble(frames, frame.index)
         if return_std:
-            return (out[list(TARGETS)].to_numpy(),
-                    out[[f"{t}_std" for t in TARGETS]].to_numpy())
+            return (out[list(TARGETS)].to_numpy(), out[[f"{t}_std" for t in TARGETS]].to_numpy())
         return out
 
     # -- Dask --------------------------------------------------------------------
@@ -909,10 +902,7 @@ class HybridPhotoD(BaseEstimator):
                              f"not a {cls.__name__}.")
         index = json.loads((folder / "index.json").read_text())
         wanted = None if patches is None else {(int(o), int(p)) for o, p in patches}
-        models = {}
-        for item in index["patches"]:
-            key = (int(item["order"]), int(item["pixel"]))
-            if wanted is None or key in wanted:
-                models[key] = joblib.load(folder / item["file"])
-        est.patch_models_ = models
+        files = {(int(i["order"]), int(i["pixel"])): i["file"] for i in index["patches"]}
+        est.patch_models_ = {key: joblib.load(folder / file) for key, file in files.items()
+                             if wanted is None or key in wanted}
         return est

@@ -278,7 +278,6 @@ class MomentLoss(_TargetWeightedLoss):
         return self._weighted_sum(per_target)
 
 
-
 class WeightedMSELoss(_TargetWeightedLoss):
     """Weighted sum over targets of the mean squared error.
 
@@ -302,7 +301,6 @@ class WeightedMSELoss(_TargetWeightedLoss):
             )
         per_target = torch.mean((y_pred - y_true.to(y_pred.dtype)) ** 2, dim=0)
         return self._weighted_sum(per_target)
-
 
 
 # --- Fixed affine maps (input standardisation, output scaling) kept in the module
@@ -357,9 +355,8 @@ def _mean_scale(a, standardize=True):
     """Column means and standard deviations (1 where constant); 0 and 1 without standardize."""
     if not standardize:
         return np.zeros(a.shape[1]), np.ones(a.shape[1])
-    mean = a.mean(axis=0)
     sd = a.std(axis=0)
-    return mean, np.where(sd > 0, sd, 1.0)
+    return a.mean(axis=0), np.where(sd > 0, sd, 1.0)
 
 
 class StudentWeights:
@@ -990,7 +987,7 @@ class PhotoDNetwork(BaseNeuralRegressor):
                 f"{len(warm.target_names)} target(s); this fit has inputs "
                 f"{list(self.input_columns_)} and {L} target(s)."
             )
-        nets, losses = [], []
+
         def moments_module():
             head = _MomentHead(y_scale, y_mean, self.sigma_activation)
             module = self._wrap(self._build_module(n_feat, 2 * L), x_mean, x_scale, head)
@@ -1002,13 +999,11 @@ class PhotoDNetwork(BaseNeuralRegressor):
             pause = self.prune_after
             if pause is not None and int(pause) >= int(self.max_epochs):
                 pause = None  # nothing to prune: every run trains to the end
-            for run in range(int(self.n_runs)):
-                net, loss = self._fit_net(moments_module, MomentLoss(weights), Xv, y32,
-                                          train_idx, valid_idx, self.max_epochs, run_seeds[run],
-                                          pause_after=pause, anneal_epochs=self.anneal_epochs,
-                                          ema_decay=self.ema_decay)
-                nets.append(net)
-                losses.append(loss)
+            nets, losses = map(list, zip(*[
+                self._fit_net(moments_module, MomentLoss(weights), Xv, y32, train_idx, valid_idx,
+                              self.max_epochs, seeds, pause_after=pause,
+                              anneal_epochs=self.anneal_epochs, ema_decay=self.ema_decay)
+                for seeds in run_seeds]))
             best = int(np.argmin(losses))
             if getattr(nets[best], "paused_", False):
                 nets[best], losses[best] = self._resume_net(nets[best], Xv, y32, train_idx,
@@ -1032,10 +1027,9 @@ class PhotoDNetwork(BaseNeuralRegressor):
                         _load_weights(module, warm.secondary, "sigma_B network")
                     return module
 
-                net, loss = self._fit_net(secondary_module, WeightedMSELoss(weights), Xv,
-                                          sb2.astype(np.float32), train_idx, valid_idx,
-                                          self.secondary_max_epochs, secondary_seeds)
-                self.secondary_net_, self.secondary_valid_loss_ = net, loss
+                self.secondary_net_, self.secondary_valid_loss_ = self._fit_net(
+                    secondary_module, WeightedMSELoss(weights), Xv, sb2.astype(np.float32),
+                    train_idx, valid_idx, self.secondary_max_epochs, secondary_seeds)
         self.valid_indices_ = valid_idx
         self.n_valid_ = len(valid_idx)
         return self

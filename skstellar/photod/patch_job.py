@@ -80,10 +80,9 @@ def teacher_estimates(teacher, frame):
     """
     if hasattr(teacher, "predict_posterior"):
         post = teacher.predict_posterior(frame)
-        mean = np.column_stack([post[t].to_numpy(np.float64) for t in TARGETS])
-        std = np.column_stack([post[f"{t}_std"].to_numpy(np.float64) for t in TARGETS])
-        dm = post["DM"].to_numpy(np.float64) if "DM" in post else None
-        dm_std = post["DM_std"].to_numpy(np.float64) if "DM_std" in post else None
+        mean, std = (np.column_stack([post[t + end].to_numpy(np.float64) for t in TARGETS])
+                     for end in ("", "_std"))
+        dm, dm_std = (post[c].to_numpy(np.float64) if c in post else None for c in ("DM", "DM_std"))
         return mean, std, dm, dm_std
     m, s = teacher.predict(frame, return_std=True)
     names = tuple(getattr(teacher, "target_names_", ("Mr", "FeH", "Ar")))
@@ -146,8 +145,7 @@ def _process(job, frame, order, pixel):
         _put(comp, rest, model.predict_components(frame.iloc[rest]))
         summary["student_predict_seconds"] = time.perf_counter() - t0
         summary["n_student"] = int(rest.size)
-    result = hyb._result_frame(frame, order, pixel, labelled, comp, dm, dm_std)
-    return result, model, summary
+    return hyb._result_frame(frame, order, pixel, labelled, comp, dm, dm_std), model, summary
 
 
 def _canonical(grp):

@@ -71,10 +71,9 @@ def _sky_pixels(ra, dec, order, ra_name="ra", dec_name="dec", index=None):
     bad = np.abs(dec) > 90.0
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        where = row_location(row, index)
         raise ValueError(
             f"Column '{dec_name}' has {int(bad.sum())} value(s) outside [-90, 90] deg "
-            f"(first at {where}: {dec[row]!r}); declinations must be in degrees."
+            f"(first at {row_location(row, index)}: {dec[row]!r}); declinations must be in degrees."
         )
     try:
         from astropy_healpix import lonlat_to_healpix

@@ -43,8 +43,7 @@ def _predict_has_std(est):
 
 def _seed_estimator(est, seed):
     """Set every ``random_state`` parameter (also nested ones) of ``est`` to ``seed``."""
-    keys = [k for k in est.get_params(deep=True) if k == "random_state"
-            or k.endswith("__random_state")]
+    keys = [k for k in est.get_params(deep=True) if k.split("__")[-1] == "random_state"]
     if keys:
         est.set_params(**{k: int(seed) for k in keys})
     return est
@@ -178,7 +177,6 @@ class PatchStudent:
             sigma_total in the same units (only with ``return_std=True``).
         """
         if not return_std:
-            return _as_2d(self.estimator.predict(self.features(frame)), len(frame),
-                          "prediction")
+            return _as_2d(self.estimator.predict(self.features(frame)), len(frame), "prediction")
         comp = self.predict_components(frame)
         return comp["mean"], comp["total_std"]

@@ -377,14 +377,12 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             raise ValueError("The reddening vector is zero: A_r would not change any colour.")
 
         mr_all, feh_all = locus.grid_points()
-        n_mr = locus.mr.size
         nodes = np.flatnonzero(locus.valid.ravel())
         self.locus_ = locus
         self.prior_maps_ = maps
         self.grid_mr_ = mr_all[nodes]
         self.grid_feh_ = feh_all[nodes]
-        self.grid_mr_index_ = nodes % n_mr
-        self.grid_feh_index_ = nodes // n_mr
+        self.grid_feh_index_, self.grid_mr_index_ = np.divmod(nodes, locus.mr.size)
         self.grid_colours_ = np.ascontiguousarray(locus.colours.reshape(-1, len(cols))[nodes])
         prior = maps.on_grid(self.grid_mr_, self.grid_feh_)
         totals = prior.sum(axis=1)
@@ -456,28 +454,21 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
         if self.on_invalid == "raise":
             check_finite_columns(stack, names, what="value", index=index, hint=hint)
         ar_max = [] if self.ar_max_column is None else [self.ar_max_column]
-        for col in [*self.error_columns, *ar_max]:
-            bad = values[col] <= 0  # (NaN compares False without a warning)
-            if bad.any():
-                if self.on_invalid == "raise":
-                    row = int(np.flatnonzero(bad)[0])
-                    where = row_location(row, index)
-                    what = ("the A_r prior needs Ar_max > 0 [mag]" if col == self.ar_max_column
-                            else "colour errors must be > 0 [mag]")
-                    raise ValueError(
-                        f"Column '{col}' has {int(bad.sum())} non-positive value(s) "
-                        f"(first at {where}); {what}. {hint}"
-                    )
-                good &= ~bad
+        # (column, bad rows, what is wrong, row labels for the message, the rule);
+        # NaN compares False without a warning
+        checks = [(col, values[col] <= 0, "non-positive", index,
+                   "the A_r prior needs Ar_max > 0 [mag]" if col == self.ar_max_column
+                   else "colour errors must be > 0 [mag]")
+                  for col in [*self.error_columns, *ar_max]]
         if self.mag_error_column is not None:
-            bad = values[self.mag_error_column] < 0
+            checks.append((self.mag_error_column, values[self.mag_error_column] < 0, "negative",
+                           None, "magnitude errors must be >= 0"))
+        for col, bad, kind, labels, what in checks:
             if bad.any():
                 if self.on_invalid == "raise":
-                    row = int(np.flatnonzero(bad)[0])
-                    raise ValueError(
-                        f"Column '{self.mag_error_column}' has {int(bad.sum())} negative "
-                        f"value(s) (first at row {row}); magnitude errors must be >= 0. {hint}"
-                    )
+                    where = row_location(int(np.flatnonzero(bad)[0]), labels)
+                    raise ValueError(f"Column '{col}' has {int(bad.sum())} {kind} value(s) "
+                                     f"(first at {where}); {what}. {hint}")
                 good &= ~bad
         return good
 
@@ -714,12 +705,11 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             ``r_policy="raise"``).
         """
         check_is_fitted(self, "log_prior_")
-        cols, errs = tuple(self.colour_columns), tuple(self.error_columns)
         values, n, index = self._read(X)
         good = self._validate_rows(values, index)
         r = values[self.mag_column]
-        c = np.column_stack([values[k] for k in cols])
-        e = np.column_stack([values[k] for k in errs])
+        c = np.column_stack([values[k] for k in self.colour_columns])
+        e = np.column_stack([values[k] for k in self.error_columns])
         amax = values[self.ar_max_column] if self.ar_max_column is not None \
             else np.full(n, float(self.ar_max))
         r_err = values[self.mag_error_column] if self.mag_error_column is not None else np.zeros(n)
@@ -747,8 +737,7 @@ class BayesianPhotoD(RegressorMixin, BaseEstimator):
             "dist_pc": 10.0 ** (0.2 * dm + 1.0),
             "chi2_min": res["chi2_min"], "r_bin": bins, **{k: res[k] for k in q_names},
         }
-        out_index = index if index is not None else pd.RangeIndex(n)
-        return pd.DataFrame(frame, index=out_index)
+        return pd.DataFrame(frame, index=index if index is not None else pd.RangeIndex(n))
 
     def predict(self, X, return_std=False):
         """Posterior means of (M_r, [Fe/H], A_r).
