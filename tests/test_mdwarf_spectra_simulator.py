@@ -363,6 +363,9 @@ def test_gap_features_are_where_documented(paired):
         (dict(observed_resolution="high"), "observed_resolution"),
         (dict(bad_pixel_fraction=0.7), "bad_pixel_fraction"),
         (dict(wavelength=[7000.0, 6999.0, 7001.0]), "increase"),
+        # outside the observed domain's range the noise model gave infinite ivar
+        (dict(wavelength=np.linspace(4500.0, 4550.0, 20)), "6000-8900 A, got 4500-4550"),
+        (dict(wavelength=[8800.0, 9000.0]), "within the observed domain"),
         (dict(synthetic_error=0), "synthetic_error"),
     ],
 )

@@ -673,7 +673,9 @@ def make_mdwarf_spectra(
     n_synthetic, n_observed : int, default=1000
         Number of spectra in each domain (>= 1).
     wavelength : array-like of shape (n_pixels,), optional
-        Strictly increasing output grid [Angstrom, vacuum]; default
+        Strictly increasing output grid [Angstrom, vacuum] within
+        6000-8900 A (the observed domain's continuum distortion is defined
+        there only; a grid outside raises ValueError); default
         :func:`mdwarf_wavelength_grid` (6000-8900 A at 1 A, 2901 pixels).
     paired : bool, default=False
         If True both domains hold the same stars in the same order (for
@@ -821,6 +823,12 @@ def make_mdwarf_spectra(
             f"domains), got {n_synthetic} and {n_observed}."
         )
     wave = _check_wavelength(wavelength)
+    if wave[0] < _CONT_RANGE[0] or wave[-1] > _CONT_RANGE[1]:
+        # the continuum distortion is a polynomial in (lambda - 7450) / 1450: outside its
+        # range it can turn the observed continuum negative (infinite ivar, NaN noise)
+        raise ValueError(f"wavelength must lie within the observed domain's "
+                         f"{_CONT_RANGE[0]:g}-{_CONT_RANGE[1]:g} A, got "
+                         f"{wave[0]:g}-{wave[-1]:g} A.")
     snr_lo, snr_hi = _check_range("snr_range", snr_range, 1e-3, 1e6)
     gap_scale = float(gap_scale)
     if not (np.isfinite(gap_scale) and gap_scale >= 0):
