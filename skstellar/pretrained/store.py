@@ -206,13 +206,10 @@ def load_mdwarf_pipeline(folder):
     if meta.get("kind") != "mdwarf_pipeline":
         raise ValueError(f"{folder}: not an M-dwarf pipeline (kind={meta.get('kind')!r}).")
     steps = meta["steps"]
-    reg_params = dict(steps["regressor"]["params"])
+    reg_params = steps["regressor"]["params"]
     pipe = make_mdwarf_pipeline()
-    absmag_params = steps["absolute_magnitudes"]["params"]
-    pipe.set_params(
-        **{f"absolute_magnitudes__{k}": v for k, v in absmag_params.items()},
-        **{f"regressor__{k}": v for k, v in reg_params.items()},
-    )
+    pipe.set_params(**{f"{step}__{k}": v for step in ("absolute_magnitudes", "regressor")
+                       for k, v in steps[step]["params"].items()})
     # Build the network with the estimator's own code: one epoch on 4 synthetic rows.
     pipe.set_params(regressor__max_epochs=1, regressor__validation_fraction=0.0,
                     regressor__verbose=0, regressor__batch_size=4,
