@@ -149,9 +149,7 @@ def save_mdwarf_pipeline(pipeline, folder, card=None):
         },
         "card": _jsonable(card or {}),
     }
-    with open(folder / _META, "w") as fh:
-        json.dump(meta, fh, indent=1)
-        fh.write("\n")
+    (folder / _META).write_text(json.dumps(meta, indent=1) + "\n")
     return folder
 
 
@@ -160,8 +158,7 @@ def read_model_json(folder):
     path = Path(folder) / _META
     if not path.is_file():
         raise FileNotFoundError(f"No {_META} in {os.fspath(folder)!r}.")
-    with open(path) as fh:
-        meta = json.load(fh)
+    meta = json.loads(path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: format_version {meta.get('format_version')!r} is not supported "
