@@ -225,10 +225,8 @@ class VarianceCalibrator:
         if not np.isfinite(p).all():
             raise ValueError("y_pred has NaN/inf values.")
         sm = check_std(_as_2d(model_std), p.shape, "model_std")
-        si = np.zeros_like(sm) if input_std is None else check_std(
-            _as_2d(input_std), p.shape, "input_std")
-        sy = np.zeros_like(sm) if label_std is None else check_std(
-            _as_2d(label_std), p.shape, "label_std")
+        si, sy = (np.zeros_like(sm) if s is None else check_std(_as_2d(s), p.shape, name)
+                  for s, name in ((input_std, "input_std"), (label_std, "label_std")))
         L = t.shape[1]
         self.scale_, self.floor_ = np.ones(L), np.zeros(L)
         self.n_samples_ = np.zeros(L, dtype=int)
