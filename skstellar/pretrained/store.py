@@ -97,9 +97,8 @@ def _restore_calibrator(state):
     from ..calibration import VarianceCalibrator
 
     cal = VarianceCalibrator(**state["params"])
-    cal.scale_ = np.asarray(state["scale_"], dtype=np.float64)
-    cal.floor_ = np.asarray(state["floor_"], dtype=np.float64)
-    cal.n_samples_ = np.asarray(state["n_samples_"], dtype=int)
+    for name, dtype in (("scale_", np.float64), ("floor_", np.float64), ("n_samples_", int)):
+        setattr(cal, name, np.asarray(state[name], dtype=dtype))
     return cal
 
 
