@@ -406,7 +406,6 @@ def as_str_column(values, name="column"):
     return out.to_numpy(dtype=str)
 
 
-
 def _array_columns(X):
     """(2-D ndarray, column labels for messages, row labels) of a table-like X, or Nones."""
     if is_pandas_df(X):

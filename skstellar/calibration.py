@@ -746,8 +746,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             est = clone(base)
             est.fit(_safe_indexing(X, tr), y_arr[tr], **_check_method_params(X, fit_params, tr))
             m, s = _predict_with_std(est, _safe_indexing(X, te))
-            oof_mean[te], oof_std[te] = m.reshape(oof_mean[te].shape), s.reshape(
-                oof_std[te].shape)
+            oof_mean[te], oof_std[te] = m.reshape(oof_mean[te].shape), s.reshape(oof_std[te].shape)
             fold_of[te] = k
             folds.append(est)
         held = fold_of >= 0

@@ -77,9 +77,7 @@ def to_float_array(x, name):
 
 def _check_nan_policy(nan_policy):
     if nan_policy not in _NAN_POLICIES:
-        raise ValueError(
-            f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}"
-        )
+        raise ValueError(f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")
 
 
 def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
@@ -107,9 +105,7 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
                 f"{names[0]} and {name} have different lengths ({shape[0]} and {a.shape[0]})"
             )
         if a.shape != shape:
-            raise ValueError(
-                f"{names[0]} and {name} have different shapes ({shape} and {a.shape})"
-            )
+            raise ValueError(f"{names[0]} and {name} have different shapes ({shape} and {a.shape})")
 
     nan_masks = [np.isnan(a) for a in out]
     n_nan = [int(m.sum()) for m in nan_masks]
@@ -458,9 +454,7 @@ def binned_statistics(
     statistics = [statistics] if isinstance(statistics, str) else list(statistics)
     unknown = [s for s in statistics if s not in tuple(_KERNELS)]
     if unknown:
-        raise ValueError(
-            f"unknown statistic(s) {unknown}; choose from {tuple(_KERNELS)}"
-        )
+        raise ValueError(f"unknown statistic(s) {unknown}; choose from {tuple(_KERNELS)}")
     arrays = [x, y_true, y_pred]
     if y_std is not None:
         arrays.append(_prepare_std(y_std, np.shape(to_float_array(y_true, "y_true"))))

@@ -58,9 +58,7 @@ def _require_dask():
     try:
         import dask.array  # noqa: F401
     except ImportError as exc:  # pragma: no cover - dask is a dev dependency
-        raise ImportError(
-            "skstellar.parallel needs dask: pip install 'skstellar[dask]'."
-        ) from exc
+        raise ImportError("skstellar.parallel needs dask: pip install 'skstellar[dask]'.") from exc
 
 
 def worker_torch_threads():
