@@ -1076,8 +1076,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError, ImportError,
-            KeyError) as exc:
+    except (ValueError, OSError, ImportError, KeyError) as exc:  # (file errors are OSErrors)
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2
