@@ -171,12 +171,10 @@ def plot_one_to_one(
 
     point_kw = dict(_scatter_style(s, c, cmap, "C0"), zorder=3)
 
-    if e is not None:
-        err_kw = {"fmt": "none", "ecolor": "0.6", "elinewidth": 0.7, "zorder": 2}
-        ax_top.errorbar(t, p, yerr=e, **err_kw)
-        ax_bot.errorbar(t, res, yerr=e, **err_kw)
-    sc = ax_top.scatter(t, p, **point_kw)
-    ax_bot.scatter(t, res, **point_kw)
+    for axis, y in ((ax_bot, res), (ax_top, p)):  # (the top panel's points feed the colorbar)
+        if e is not None:
+            axis.errorbar(t, y, yerr=e, fmt="none", ecolor="0.6", elinewidth=0.7, zorder=2)
+        sc = axis.scatter(t, y, **point_kw)
 
     ax_top.plot(lims, lims, color="k", lw=1, ls="--", zorder=4)
     ax_top.set(xlim=lims, ylim=lims, ylabel=_with_unit(f"Predicted {label}", unit))
