@@ -225,10 +225,8 @@ class VarianceCalibrator:
         if not np.isfinite(p).all():
             raise ValueError("y_pred has NaN/inf values.")
         sm = check_std(_as_2d(model_std), p.shape, "model_std")
-        si = np.zeros_like(sm) if input_std is None else check_std(
-            _as_2d(input_std), p.shape, "input_std")
-        sy = np.zeros_like(sm) if label_std is None else check_std(
-            _as_2d(label_std), p.shape, "label_std")
+        si, sy = (np.zeros_like(sm) if s is None else check_std(_as_2d(s), p.shape, name)
+                  for s, name in ((input_std, "input_std"), (label_std, "label_std")))
         L = t.shape[1]
         self.scale_, self.floor_ = np.ones(L), np.zeros(L)
         self.n_samples_ = np.zeros(L, dtype=int)
@@ -748,8 +746,7 @@ class CalibratedRegressor(MetaEstimatorMixin, RegressorMixin, BaseEstimator):
             est = clone(base)
             est.fit(_safe_indexing(X, tr), y_arr[tr], **_check_method_params(X, fit_params, tr))
             m, s = _predict_with_std(est, _safe_indexing(X, te))
-            oof_mean[te], oof_std[te] = m.reshape(oof_mean[te].shape), s.reshape(
-                oof_std[te].shape)
+            oof_mean[te], oof_std[te] = m.reshape(oof_mean[te].shape), s.reshape(oof_std[te].shape)
             fold_of[te] = k
             folds.append(est)
         held = fold_of >= 0

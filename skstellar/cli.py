@@ -885,9 +885,8 @@ def predict_method(model, X, table=None, keep=None, n_jobs=None, verbose=None,
         pred = pred[order + [c for c in pred.columns if c not in order]]
     if table is None:
         return pred
-    ids = table[id_columns(table, keep)].reset_index(drop=True)
-    ids = ids.loc[:, [c for c in ids.columns if c not in pred.columns]]
-    return pd.concat([ids, pred], axis=1)
+    ids = table[[c for c in id_columns(table, keep) if c not in pred.columns]]
+    return pd.concat([ids.reset_index(drop=True), pred], axis=1)
 
 
 def load_model(name_or_path):
@@ -1077,8 +1076,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError, ImportError,
-            KeyError) as exc:
+    except (ValueError, OSError, ImportError, KeyError) as exc:  # (file errors are OSErrors)
         msg = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2

@@ -305,11 +305,8 @@ class CovariantFeatures:
             if keep.all():
                 blocks.append((new_pos[cols], packed))
                 continue
-            local = np.flatnonzero(keep)
-            i, j = np.meshgrid(local, local, indexing="ij")
-            lo_i, lo_j = np.maximum(i, j), np.minimum(i, j)
-            flat = lo_i * (lo_i + 1) // 2 + lo_j
+            local = np.flatnonzero(keep)  # increasing, so row ti >= column tj stays lower
             ti, tj = np.tril_indices(len(local))
-            blocks.append((new_pos[cols[local]], packed[:, flat[ti, tj]]))
+            blocks.append((new_pos[cols[local]], packed[:, packed_size(local[ti]) + local[tj]]))
         names = None if self.feature_names is None else self.feature_names[columns]
         return CovariantFeatures(self.values[:, columns], blocks, names)

@@ -77,9 +77,7 @@ def to_float_array(x, name):
 
 def _check_nan_policy(nan_policy):
     if nan_policy not in _NAN_POLICIES:
-        raise ValueError(
-            f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}"
-        )
+        raise ValueError(f"nan_policy must be one of {_NAN_POLICIES}, got {nan_policy!r}")
 
 
 def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
@@ -107,9 +105,7 @@ def _prepare(arrays, names, nan_policy="raise", ndim=(1,)):
                 f"{names[0]} and {name} have different lengths ({shape[0]} and {a.shape[0]})"
             )
         if a.shape != shape:
-            raise ValueError(
-                f"{names[0]} and {name} have different shapes ({shape} and {a.shape})"
-            )
+            raise ValueError(f"{names[0]} and {name} have different shapes ({shape} and {a.shape})")
 
     nan_masks = [np.isnan(a) for a in out]
     n_nan = [int(m.sum()) for m in nan_masks]
@@ -142,16 +138,10 @@ def _prepare_std(y_std, shape):
 
 
 def _check_positive_std(s):
-    if not np.all(np.isfinite(s)):
-        raise ValueError(
-            f"y_std must be finite; found {int((~np.isfinite(s)).sum())} "
-            "non-finite value(s)"
-        )
-    if np.any(s <= 0):
-        raise ValueError(
-            f"y_std must be strictly positive; found {int((s <= 0).sum())} "
-            "value(s) <= 0"
-        )
+    for bad, rule, found in ((~np.isfinite(s), "finite", "non-finite value(s)"),
+                             (s <= 0, "strictly positive", "value(s) <= 0")):
+        if bad.any():
+            raise ValueError(f"y_std must be {rule}; found {int(bad.sum())} {found}")
 
 
 # ---------------------------------- kernels on clean 1-D arrays (no validation)
@@ -335,19 +325,17 @@ def _summary_per_target(arrays, y_true, target_names, summarise, what):
     One dict for 1-D ``arrays``; for 2-D ones a DataFrame with one row per
     target (column), each target dropping its own NaN rows.
     """
-    if arrays[0].ndim == 1:
-        keep = ~np.any([np.isnan(a) for a in arrays], axis=0)
-        if not keep.any():
-            raise ValueError("no rows left after omitting NaN values")
-        return summarise(*(a[keep] for a in arrays))
-    names = _target_names(y_true, arrays[0].shape[1], target_names)
-    rows = []
-    for j, name in enumerate(names):
-        cols = [a[:, j] for a in arrays]
+    def summarise_rows(cols, message):
         keep = ~np.any([np.isnan(c) for c in cols], axis=0)
         if not keep.any():
-            raise ValueError(f"target {name!r} has no non-NaN {what}")
-        rows.append(summarise(*(c[keep] for c in cols)))
+            raise ValueError(message)
+        return summarise(*(c[keep] for c in cols))
+
+    if arrays[0].ndim == 1:
+        return summarise_rows(arrays, "no rows left after omitting NaN values")
+    names = _target_names(y_true, arrays[0].shape[1], target_names)
+    rows = [summarise_rows([a[:, j] for a in arrays], f"target {name!r} has no non-NaN {what}")
+            for j, name in enumerate(names)]
     return pd.DataFrame(rows, index=pd.Index(names, name="target"))
 
 
@@ -466,9 +454,7 @@ def binned_statistics(
     statistics = [statistics] if isinstance(statistics, str) else list(statistics)
     unknown = [s for s in statistics if s not in tuple(_KERNELS)]
     if unknown:
-        raise ValueError(
-            f"unknown statistic(s) {unknown}; choose from {tuple(_KERNELS)}"
-        )
+        raise ValueError(f"unknown statistic(s) {unknown}; choose from {tuple(_KERNELS)}")
     arrays = [x, y_true, y_pred]
     if y_std is not None:
         arrays.append(_prepare_std(y_std, np.shape(to_float_array(y_true, "y_true"))))
@@ -486,20 +472,18 @@ def binned_statistics(
     # Sort once by bin, then split: each bin's values are contiguous.
     order = np.argsort(idx[inside], kind="stable")
     split_at = np.cumsum(np.bincount(idx[inside], minlength=n_bins))[:-1]
-    res_groups = np.split((p - t)[inside][order], split_at)
 
     table = {
         "bin_lo": edges[:-1],
         "bin_hi": edges[1:],
         "bin_center": 0.5 * (edges[:-1] + edges[1:]),
     }
-    for name in statistics:
-        table[name] = [_KERNELS[name](g) for g in res_groups]
+    # (column, statistic, values): the residuals' statistics, then those of y_std and z
+    columns = [(name, name, p - t) for name in statistics]
     if s is not None:
-        sig_groups = np.split(s[inside][order], split_at)
-        z_groups = np.split(((t - p) / s)[inside][order], split_at)
-        table["median_sigma"] = [_KERNELS["median"](g) for g in sig_groups]
-        table["zscore_std"] = [_KERNELS["std"](g) for g in z_groups]
+        columns += [("median_sigma", "median", s), ("zscore_std", "std", (t - p) / s)]
+    for column, stat, values in columns:
+        table[column] = [_KERNELS[stat](g) for g in np.split(values[inside][order], split_at)]
     return pd.DataFrame(table)
 
 

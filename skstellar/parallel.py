@@ -58,9 +58,7 @@ def _require_dask():
     try:
         import dask.array  # noqa: F401
     except ImportError as exc:  # pragma: no cover - dask is a dev dependency
-        raise ImportError(
-            "skstellar.parallel needs dask: pip install 'skstellar[dask]'."
-        ) from exc
+        raise ImportError("skstellar.parallel needs dask: pip install 'skstellar[dask]'.") from exc
 
 
 def worker_torch_threads():
@@ -170,17 +168,13 @@ class DaskSpectra:
 
 
 # --------------------------------------------------------------- partitions
-def _is_lsdb(X):
-    return type(X).__module__.startswith("lsdb") and hasattr(X, "to_dask_dataframe")
-
-
 def _partitions(X):
     """(list of (delayed partition, n_rows or nan), head(1) computed in-process)."""
     _require_dask()
     import dask.array as da
     import dask.dataframe as dd
 
-    if _is_lsdb(X):
+    if type(X).__module__.startswith("lsdb") and hasattr(X, "to_dask_dataframe"):
         X = X.to_dask_dataframe()
     if isinstance(X, DaskSpectra):
         return X.partitions(), X.head(1)

@@ -51,9 +51,7 @@ def _finite_1d(arrays, names):
         if n is None:
             n = arr.size
         elif arr.size != n:
-            raise ValueError(
-                f"{names[0]} and {name} have different lengths ({n} and {arr.size})"
-            )
+            raise ValueError(f"{names[0]} and {name} have different lengths ({n} and {arr.size})")
         out.append(arr)
     if not n:
         raise ValueError(f"{names[0]} is empty")
@@ -151,9 +149,7 @@ def plot_one_to_one(
         top panel is annotated with N, the bias and the robust standard
         deviation of the residuals (see :mod:`skstellar.metrics`).
     """
-    t, p, e, c = _finite_1d(
-        [y_true, y_pred, y_std, color], ["y_true", "y_pred", "y_std", "color"]
-    )
+    t, p, e, c = _finite_1d([y_true, y_pred, y_std, color], ["y_true", "y_pred", "y_std", "color"])
     res = p - t
 
     if ax is not None:
@@ -164,9 +160,7 @@ def plot_one_to_one(
         fig = ax_top.figure
     else:
         fig = _figure(fig, (5.0, 6.0))
-        ax_top, ax_bot = fig.subplots(
-            2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
-        )
+        ax_top, ax_bot = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
 
     if lims is None:
         lo = float(min(t.min(), p.min()))
@@ -177,12 +171,10 @@ def plot_one_to_one(
 
     point_kw = dict(_scatter_style(s, c, cmap, "C0"), zorder=3)
 
-    if e is not None:
-        err_kw = {"fmt": "none", "ecolor": "0.6", "elinewidth": 0.7, "zorder": 2}
-        ax_top.errorbar(t, p, yerr=e, **err_kw)
-        ax_bot.errorbar(t, res, yerr=e, **err_kw)
-    sc = ax_top.scatter(t, p, **point_kw)
-    ax_bot.scatter(t, res, **point_kw)
+    for axis, y in ((ax_bot, res), (ax_top, p)):  # (the top panel's points feed the colorbar)
+        if e is not None:
+            axis.errorbar(t, y, yerr=e, fmt="none", ecolor="0.6", elinewidth=0.7, zorder=2)
+        sc = axis.scatter(t, y, **point_kw)
 
     ax_top.plot(lims, lims, color="k", lw=1, ls="--", zorder=4)
     ax_top.set(xlim=lims, ylim=lims, ylabel=_with_unit(f"Predicted {label}", unit))

@@ -76,9 +76,7 @@ class PretrainedList(list):
 
 
 def _folders():
-    if not PRETRAINED_DIR.is_dir():
-        return []
-    return sorted(p for p in PRETRAINED_DIR.iterdir() if (p / "model.json").is_file())
+    return sorted(p.parent for p in PRETRAINED_DIR.glob("*/model.json") if p.is_file())
 
 
 def list_pretrained():

@@ -97,9 +97,8 @@ def _restore_calibrator(state):
     from ..calibration import VarianceCalibrator
 
     cal = VarianceCalibrator(**state["params"])
-    cal.scale_ = np.asarray(state["scale_"], dtype=np.float64)
-    cal.floor_ = np.asarray(state["floor_"], dtype=np.float64)
-    cal.n_samples_ = np.asarray(state["n_samples_"], dtype=int)
+    for name, dtype in (("scale_", np.float64), ("floor_", np.float64), ("n_samples_", int)):
+        setattr(cal, name, np.asarray(state[name], dtype=dtype))
     return cal
 
 
@@ -149,9 +148,7 @@ def save_mdwarf_pipeline(pipeline, folder, card=None):
         },
         "card": _jsonable(card or {}),
     }
-    with open(folder / _META, "w") as fh:
-        json.dump(meta, fh, indent=1)
-        fh.write("\n")
+    (folder / _META).write_text(json.dumps(meta, indent=1) + "\n")
     return folder
 
 
@@ -160,8 +157,7 @@ def read_model_json(folder):
     path = Path(folder) / _META
     if not path.is_file():
         raise FileNotFoundError(f"No {_META} in {os.fspath(folder)!r}.")
-    with open(path) as fh:
-        meta = json.load(fh)
+    meta = json.loads(path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(
             f"{path}: format_version {meta.get('format_version')!r} is not supported "
@@ -206,13 +202,10 @@ def load_mdwarf_pipeline(folder):
     if meta.get("kind") != "mdwarf_pipeline":
         raise ValueError(f"{folder}: not an M-dwarf pipeline (kind={meta.get('kind')!r}).")
     steps = meta["steps"]
-    reg_params = dict(steps["regressor"]["params"])
+    reg_params = steps["regressor"]["params"]
     pipe = make_mdwarf_pipeline()
-    absmag_params = steps["absolute_magnitudes"]["params"]
-    pipe.set_params(
-        **{f"absolute_magnitudes__{k}": v for k, v in absmag_params.items()},
-        **{f"regressor__{k}": v for k, v in reg_params.items()},
-    )
+    pipe.set_params(**{f"{step}__{k}": v for step in ("absolute_magnitudes", "regressor")
+                       for k, v in steps[step]["params"].items()})
     # Build the network with the estimator's own code: one epoch on 4 synthetic rows.
     pipe.set_params(regressor__max_epochs=1, regressor__validation_fraction=0.0,
                     regressor__verbose=0, regressor__batch_size=4,
