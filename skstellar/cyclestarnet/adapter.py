@@ -682,10 +682,9 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.flux_offset_ = float(np.median(pooled))
         scale = float(np.std(pooled))
         self.flux_scale_ = scale if np.isfinite(scale) and scale > 0 else 1.0
-        xs = (xs - np.float32(self.flux_offset_)) / np.float32(self.flux_scale_)
-        xo = (xo - np.float32(self.flux_offset_)) / np.float32(self.flux_scale_)
-        ws = ws * np.float32(self.flux_scale_)  # keeps the losses in flux-error units
-        wo = wo * np.float32(self.flux_scale_)
+        off32, scale32 = np.float32(self.flux_offset_), np.float32(self.flux_scale_)
+        xs, xo = (xs - off32) / scale32, (xo - off32) / scale32
+        ws, wo = ws * scale32, wo * scale32  # keeps the losses in flux-error units
         config = {**arch, "n_pixels": P, "padded_length": L, "flux_offset": self.flux_offset_,
                   "flux_scale": self.flux_scale_}
 
@@ -743,8 +742,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         stateful = {"generator": gen, "disc_synth": disc_s, "disc_obs": disc_o, "opt_g": opt_g,
                     "opt_d": opt_d, "sampler_synth": samp_s, "sampler_obs": samp_o}
         start, history = 0, []
-        acc = {k: 0.0 for k in _HISTORY_KEYS}
-        acc_n = 0
+        acc, acc_n = dict.fromkeys(_HISTORY_KEYS, 0.0), 0
         path = None if self.checkpoint_path is None else Path(self.checkpoint_path)
         if resume and path is not None and path.exists():
             # CPU first: RNG states must be CPU tensors; load_state_dict moves the rest
@@ -806,8 +804,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 if acc_n == log_every:
                     record = {"iteration": done, "lr": lr, **_block_means(acc, acc_n)}
                     history.append(record)
-                    acc = {k: 0.0 for k in _HISTORY_KEYS}
-                    acc_n = 0
+                    acc, acc_n = dict.fromkeys(_HISTORY_KEYS, 0.0), 0
                     postfix = {"loss": f"{record['loss']:.4g}",
                                "rec_obs": f"{record['rec_obs']:.3g}",
                                "rec_synth": f"{record['rec_synth']:.3g}"}
@@ -850,10 +847,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return 2.0 * F.binary_cross_entropy_with_logits(
                 logits, lab[:, None].expand_as(logits))  # = H(real) + H(fake), Eq. 5
 
-        rec_s = _wmse(crop(out["ss"]), xs, ws)
-        cyc_s = _wmse(crop(out["sos"]), xs, ws)
-        rec_o = _wmse(crop(out["oo"]), xo, wo)
-        cyc_o = _wmse(crop(out["oso"]), xo, wo)
+        rec_s, cyc_s = (_wmse(crop(out[k]), xs, ws) for k in ("ss", "sos"))
+        rec_o, cyc_o = (_wmse(crop(out[k]), xo, wo) for k in ("oo", "oso"))
         for p in d_params:
             p.requires_grad_(False)
         adv_s = bce(disc_s(*pair_s), 1.0 - label)  # generator: label-flipped
@@ -1127,24 +1122,22 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         x = self._torch_input(flux_synth, "flux_synth")
         n = x.shape[0]
         gen = self.generator_
+        z = feats = None  # the split latents, or their decoded features
         with _threads(self.n_threads):
-            if split_features is not None and self.split_shape_[0] > 0:
+            if self.split_shape_[0] == 0:
+                pass  # no split latent: the observed decoder reads the shared features only
+            elif split_features is not None:
                 if split_features.shape[0] != n:
                     raise ValueError(
                         f"split_features has {split_features.shape[0]} rows, flux_synth {n}."
                     )
                 feats = split_features.to(device=self.device, dtype=torch.float32)
-                y = gen.decode_obs(gen.encode_synth(self._to_net(x)), split_features=feats)
-                return self._from_net(y).to(device=flux_synth.device, dtype=flux_synth.dtype)
-            if self.split_shape_[0] == 0:
-                z = None
             elif flux_obs is not None:
                 if flux_obs.shape[0] != n:
                     raise ValueError(
                         f"flux_obs has {flux_obs.shape[0]} spectra, flux_synth {n}."
                     )
-                with torch.no_grad():
-                    z = gen.encode_split(self._to_net(self._torch_input(flux_obs, "flux_obs")))
+                feats = self.split_features_torch(flux_obs)
             elif isinstance(split, torch.Tensor):
                 z = split.to(device=self.device, dtype=torch.float32)
                 if z.shape == tuple(self.split_shape_):
@@ -1156,7 +1149,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     )
             else:
                 z = torch.from_numpy(self._split_array(split, n)).to(self.device)
-            y = self._from_net(gen.synth_to_obs(self._to_net(x), z))
+            y = self._from_net(gen.decode_obs(gen.encode_synth(self._to_net(x)), z, feats))
         return y.to(device=flux_synth.device, dtype=flux_synth.dtype)
 
     def __sklearn_tags__(self):
