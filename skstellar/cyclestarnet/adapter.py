@@ -800,7 +800,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 for k in _HISTORY_KEYS:
                     acc[k] += terms[k]
                 acc_n += 1
-                done = it + 1
+                done, postfix = it + 1, {}
                 if acc_n == log_every:
                     record = {"iteration": done, "lr": lr, **_block_means(acc, acc_n)}
                     history.append(record)
@@ -808,8 +808,6 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     postfix = {"loss": f"{record['loss']:.4g}",
                                "rec_obs": f"{record['rec_obs']:.3g}",
                                "rec_synth": f"{record['rec_synth']:.3g}"}
-                else:
-                    postfix = {}
                 bar(1, **postfix)
                 if path is not None and (done % ck_every == 0 or done == n_iter):
                     save(done)

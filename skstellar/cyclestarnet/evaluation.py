@@ -486,13 +486,9 @@ def evaluate_cyclestarnet(
     }
     if n_continuum is not None:
         cont = continuum_throughput(n_continuum, random_state=seeds[0])
-        timing.update({
-            "continuum_spectra_per_second": cont["spectra_per_second"],
-            "continuum_seconds": cont["seconds"],
-            "continuum_n_spectra": cont["n_spectra"],
-            "continuum_n_pixels": cont["n_pixels"],
-            "continuum_median_flux": cont["median_normalised_flux"],
-        })
+        for key in ("spectra_per_second", "seconds", "n_spectra", "n_pixels"):
+            timing["continuum_" + key] = cont[key]
+        timing["continuum_median_flux"] = cont["median_normalised_flux"]
 
     return {
         "config": {

@@ -454,17 +454,15 @@ def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, m
         ``err`` / ``err_<name>`` column per label (label unit). NaN label
         values drop only the pairs they occur in (per label).
     """
-    if isinstance(values, pd.DataFrame):
-        label_names = [str(c) for c in values.columns] if names is None else list(names)
-        vals = values.to_numpy(dtype=np.float64)
-    else:
-        vals = np.asarray(values, dtype=np.float64)
-        label_names = list(names) if names is not None else None
+    frame = isinstance(values, pd.DataFrame)
+    vals = values.to_numpy(dtype=np.float64) if frame else np.asarray(values, dtype=np.float64)
     single = vals.ndim == 1
     vals = vals.reshape(vals.shape[0], -1)
     n, k = vals.shape
-    if label_names is None:
-        label_names = [f"label{j}" for j in range(k)]
+    if names is not None:
+        label_names = list(names)
+    else:
+        label_names = [str(c) for c in values.columns] if frame else [f"label{j}" for j in range(k)]
     if len(label_names) != k:
         raise ValueError(f"Got {len(label_names)} names for {k} label column(s).")
     s = np.asarray(snr, dtype=np.float64).ravel()
@@ -529,7 +527,7 @@ def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, m
         "snr": med_snr[rows],
         "n_pairs": n_pairs[rows],
     })
-    if single and names is None and not isinstance(values, pd.DataFrame):
+    if single and names is None and not frame:
         out["err"] = err[rows, 0]
     else:
         for j, name in enumerate(label_names):
