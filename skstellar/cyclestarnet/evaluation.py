@@ -573,8 +573,7 @@ def format_cyclestarnet_report(results, table=None):
     fits = ("without_adaptation", "with_adaptation", "synthetic_stage")  # the table's columns
     for name in _LABELS:
         p = paper["labels"][name]
-        fmt = ".0f" if name == "teff" else ".3f"
-        pfmt = ".0f" if name == "teff" else ".2f"
+        fmt, pfmt = (".0f", ".0f") if name == "teff" else (".3f", ".2f")
         for kind, suffix, pval in (("bias", "", p["bias"]), ("scatter", "", p["scatter"]),
                                    ("scatter", "_high_snr", p["scatter_snr50"])):
             label = f"{name} {kind} ({_UNITS[name]})" + (
