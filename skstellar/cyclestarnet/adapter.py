@@ -748,9 +748,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             # CPU first: RNG states must be CPU tensors; load_state_dict moves the rest
             ck = torch.load(path, map_location="cpu", weights_only=True)
             if ck.get("format") != _CHECKPOINT_FORMAT:
-                raise ValueError(
-                    f"{path} is not a CycleStarNet checkpoint ({_CHECKPOINT_FORMAT})."
-                )
+                raise ValueError(f"{path} is not a CycleStarNet checkpoint ({_CHECKPOINT_FORMAT}).")
             diff = sorted(k for k in config if ck["config"].get(k) != config[k])
             if diff:
                 raise ValueError(
@@ -1132,9 +1130,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 feats = split_features.to(device=self.device, dtype=torch.float32)
             elif flux_obs is not None:
                 if flux_obs.shape[0] != n:
-                    raise ValueError(
-                        f"flux_obs has {flux_obs.shape[0]} spectra, flux_synth {n}."
-                    )
+                    raise ValueError(f"flux_obs has {flux_obs.shape[0]} spectra, flux_synth {n}.")
                 feats = self.split_features_torch(flux_obs)
             elif isinstance(split, torch.Tensor):
                 z = split.to(device=self.device, dtype=torch.float32)

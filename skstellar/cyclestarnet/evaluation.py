@@ -134,9 +134,7 @@ def residual_rms(flux, flux_err, model, mask=None):
     if mask is not None:
         bad = np.asarray(mask, dtype=bool)
         if bad.shape not in (f.shape[1:], f.shape):
-            raise ValueError(
-                f"mask must have shape ({f.shape[1]},) or {f.shape}, got {bad.shape}."
-            )
+            raise ValueError(f"mask must have shape ({f.shape[1]},) or {f.shape}, got {bad.shape}.")
         good &= ~bad
     z = np.where(good, (f - m) / np.where(good, e, 1.0), 0.0)
     n = good.sum(axis=1)
@@ -444,8 +442,7 @@ def evaluate_cyclestarnet(
     high = snr >= _HIGH_SNR
 
     def medians(rows):
-        d = {k: float(np.nanmedian(v[rows])) if rows.any() else float("nan")
-             for k, v in r.items()}
+        d = {k: float(np.nanmedian(v[rows])) if rows.any() else float("nan") for k, v in r.items()}
         d["ratio"] = d["with_adaptation"] / d["without_adaptation"]
         d["relative_improvement"] = 1.0 - d["ratio"]
         # the model mismatch above the noise, sqrt(r**2 - floor**2): comparable

@@ -202,8 +202,7 @@ def halpha_equivalent_width(X, *, wavelength=None, center=HALPHA_VACUUM, half_wi
         if continuum == "normalized":
             fc = np.ones((1, 1))
         elif continuum == "windows":
-            windows = [_check_band(tuple(w), "continuum_windows entry")
-                       for w in continuum_windows]
+            windows = [_check_band(tuple(w), "continuum_windows entry") for w in continuum_windows]
             if not windows:
                 raise ValueError("continuum_windows is empty.")
             total = sum(_band_integral(wave, flux, bad, a, b) for a, b in windows)
