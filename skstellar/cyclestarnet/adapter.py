@@ -95,7 +95,7 @@ def _same_grid(a, b) -> bool:
 
 
 def _read_spectra(X, err, what):
-    """Flux (float64), errors (float64 or None), bad-pixel mask and grid of an input.
+    """Flux (float64), errors (float64 or None), good-pixel mask and grid of an input.
 
     ``X`` is a :class:`SpectrumBatch` (its ``ivar``/``mask`` give the errors
     and bad pixels) or a 2-D array-like of flux with optional ``err``.
@@ -107,11 +107,11 @@ def _read_spectra(X, err, what):
                 "separately."
             )
         e = None if X.ivar is None else X.error()
-        return np.asarray(X.flux, dtype=np.float64), e, X.bad_pixels(), _common_grid(X, what)
+        return np.asarray(X.flux, dtype=np.float64), e, ~X.bad_pixels(), _common_grid(X, what)
     check_numeric_input(X, what=what, allow_nan=True, allow_inf=True)
     flux = check_array(X, dtype=np.float64, ensure_all_finite=False, input_name=what)
     e = None
-    bad = ~np.isfinite(flux)
+    good = np.isfinite(flux)
     if err is not None:
         e = np.asarray(err, dtype=np.float64)
         if e.ndim == 1 and e.shape[0] == flux.shape[1]:
@@ -122,8 +122,8 @@ def _read_spectra(X, err, what):
                 f"{flux.shape}; give one error per pixel."
             )
         with np.errstate(invalid="ignore"):
-            bad = bad | ~(np.isfinite(e) & (e > 0))
-    return flux, e, bad, None
+            good = good & np.isfinite(e) & (e > 0)
+    return flux, e, good, None
 
 
 def _noise_der_snr(flux, good):
@@ -543,12 +543,11 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ inputs
     def _training_set(self, X, err, what, observed):
-        flux, e, bad, grid = _read_spectra(X, err, what)
+        flux, e, good, grid = _read_spectra(X, err, what)
         flux = flux.astype(np.float32)  # halves the memory of large training sets
         e = None if e is None else np.asarray(e, dtype=np.float32)
         if flux.shape[0] < 1:
             raise ValueError(f"{what} has no spectra.")
-        good = ~bad
         _check_not_all_masked(good, what)
         if observed:
             if e is None:
@@ -567,8 +566,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"{what} has no pixel with a positive finite error; set error_floor > 0 or "
                 "give errors."
             )
-        filled = np.where(good, flux, np.float32(self.fill_value))
-        return filled.astype(np.float32), winv.astype(np.float32), grid
+        return np.where(good, flux, np.float32(self.fill_value)), winv.astype(np.float32), grid
 
     def _check_grid(self, n_pixels, grid, what):
         if n_pixels != self.n_features_in_:
@@ -590,14 +588,12 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _map_input(self, X, what, set_names=False):
         """Filled float32 flux, good mask and grid of spectra given to a mapping."""
         check_is_fitted(self, "generator_")
-        flux, _, bad, grid = _read_spectra(X, None, what)
+        flux, _, good, grid = _read_spectra(X, None, what)
         self._check_grid(flux.shape[1], grid, what)
         if set_names and not isinstance(X, SpectrumBatch):
             # feature-name consistency checks of scikit-learn
             validate_data(self, X, reset=False, ensure_all_finite=False, dtype=np.float64)
-        good = ~bad
-        filled = np.where(good, flux, float(self.fill_value)).astype(np.float32)
-        return filled, good
+        return np.where(good, flux, float(self.fill_value)).astype(np.float32), good
 
     # --------------------------------------------------------------- fit
     def fit(self, X, y=None, *, synthetic=None, obs_err=None, synth_err=None, resume=False):
