@@ -221,8 +221,7 @@ def halpha_equivalent_width(X, *, wavelength=None, center=HALPHA_VACUUM, half_wi
         fc = np.atleast_2d(fc)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = flux / np.where(fc > 0, fc, np.nan)
-    bad_r = bad | ~np.isfinite(ratio)
-    ew = _band_integral(wave, ratio - 1.0, bad_r, lo, hi)
+    ew = _band_integral(wave, ratio - 1.0, bad | ~np.isfinite(ratio), lo, hi)
     return _maybe_scalar(ew, was_1d)
 
 
@@ -310,8 +309,7 @@ def spectral_subtype_from_tio5(tio5, out_of_range="keep"):
     """
     if out_of_range not in ("keep", "nan"):
         raise ValueError(f"out_of_range must be 'keep' or 'nan'; got {out_of_range!r}.")
-    t = np.asarray(tio5, dtype=np.float64)
-    spt = -10.775 * t + 8.2
+    spt = -10.775 * np.asarray(tio5, dtype=np.float64) + 8.2
     if out_of_range == "nan":
         with np.errstate(invalid="ignore"):
             spt = np.where((spt >= SPT_RANGE[0]) & (spt <= SPT_RANGE[1]), spt, np.nan)
@@ -336,8 +334,7 @@ def precision_model(snr, a, b):
     float or ndarray
         Precision in the label's unit.
     """
-    s = np.asarray(snr, dtype=np.float64)
-    out = a / s + b
+    out = a / np.asarray(snr, dtype=np.float64) + b
     return float(out) if out.ndim == 0 else out
 
 
@@ -403,8 +400,7 @@ def fit_precision_snr(snr, err, sample_weight=None, return_cov=False):
         raise ValueError("return_cov needs more than 2 points (residual variance).")
     resid = e - (a * x + b)
     s2 = float((w * resid**2).sum() / (n_used - 2))
-    cov = s2 * np.linalg.inv((A * w[:, None]).T @ A)
-    return a, b, cov
+    return a, b, s2 * np.linalg.inv((A * w[:, None]).T @ A)
 
 
 def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, min_pairs=5,
