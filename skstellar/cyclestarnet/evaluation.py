@@ -429,13 +429,10 @@ def evaluate_cyclestarnet(
         model1 = csn.inverse_transform(
             emu.predict(np.where(np.isfinite(res1.labels), res1.labels, emu.x_min_)), split=split)
     adapted_truth = csn.inverse_transform(truth.synthetic, split=split)
-    r = {
-        "without_adaptation": residual_rms(flux, err, model0, mask),
-        "with_adaptation": residual_rms(flux, err, model1, mask),
-        "noise_floor": residual_rms(flux, err, truth.observed_noiseless, mask),
-        "true_labels_synthetic": residual_rms(flux, err, truth.synthetic, mask),
-        "true_labels_adapted": residual_rms(flux, err, adapted_truth, mask),
-    }
+    models = {"without_adaptation": model0, "with_adaptation": model1,
+              "noise_floor": truth.observed_noiseless, "true_labels_synthetic": truth.synthetic,
+              "true_labels_adapted": adapted_truth}
+    r = {key: residual_rms(flux, err, model, mask) for key, model in models.items()}
     r["without_adaptation"][~res0.fit_ok] = np.nan
     r["with_adaptation"][~res1.fit_ok] = np.nan
     snr = test.meta["snr"].to_numpy(dtype=np.float64)
