@@ -95,7 +95,7 @@ def _same_grid(a, b) -> bool:
 
 
 def _read_spectra(X, err, what):
-    """Flux (float64), errors (float64 or None), bad-pixel mask and grid of an input.
+    """Flux (float64), errors (float64 or None), good-pixel mask and grid of an input.
 
     ``X`` is a :class:`SpectrumBatch` (its ``ivar``/``mask`` give the errors
     and bad pixels) or a 2-D array-like of flux with optional ``err``.
@@ -107,11 +107,11 @@ def _read_spectra(X, err, what):
                 "separately."
             )
         e = None if X.ivar is None else X.error()
-        return np.asarray(X.flux, dtype=np.float64), e, X.bad_pixels(), _common_grid(X, what)
+        return np.asarray(X.flux, dtype=np.float64), e, ~X.bad_pixels(), _common_grid(X, what)
     check_numeric_input(X, what=what, allow_nan=True, allow_inf=True)
     flux = check_array(X, dtype=np.float64, ensure_all_finite=False, input_name=what)
     e = None
-    bad = ~np.isfinite(flux)
+    good = np.isfinite(flux)
     if err is not None:
         e = np.asarray(err, dtype=np.float64)
         if e.ndim == 1 and e.shape[0] == flux.shape[1]:
@@ -122,8 +122,8 @@ def _read_spectra(X, err, what):
                 f"{flux.shape}; give one error per pixel."
             )
         with np.errstate(invalid="ignore"):
-            bad = bad | ~(np.isfinite(e) & (e > 0))
-    return flux, e, bad, None
+            good = good & np.isfinite(e) & (e > 0)
+    return flux, e, good, None
 
 
 def _noise_der_snr(flux, good):
@@ -543,12 +543,11 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
 
     # ------------------------------------------------------------ inputs
     def _training_set(self, X, err, what, observed):
-        flux, e, bad, grid = _read_spectra(X, err, what)
+        flux, e, good, grid = _read_spectra(X, err, what)
         flux = flux.astype(np.float32)  # halves the memory of large training sets
         e = None if e is None else np.asarray(e, dtype=np.float32)
         if flux.shape[0] < 1:
             raise ValueError(f"{what} has no spectra.")
-        good = ~bad
         _check_not_all_masked(good, what)
         if observed:
             if e is None:
@@ -567,8 +566,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 f"{what} has no pixel with a positive finite error; set error_floor > 0 or "
                 "give errors."
             )
-        filled = np.where(good, flux, np.float32(self.fill_value))
-        return filled.astype(np.float32), winv.astype(np.float32), grid
+        return np.where(good, flux, np.float32(self.fill_value)), winv.astype(np.float32), grid
 
     def _check_grid(self, n_pixels, grid, what):
         if n_pixels != self.n_features_in_:
@@ -590,14 +588,12 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
     def _map_input(self, X, what, set_names=False):
         """Filled float32 flux, good mask and grid of spectra given to a mapping."""
         check_is_fitted(self, "generator_")
-        flux, _, bad, grid = _read_spectra(X, None, what)
+        flux, _, good, grid = _read_spectra(X, None, what)
         self._check_grid(flux.shape[1], grid, what)
         if set_names and not isinstance(X, SpectrumBatch):
             # feature-name consistency checks of scikit-learn
             validate_data(self, X, reset=False, ensure_all_finite=False, dtype=np.float64)
-        good = ~bad
-        filled = np.where(good, flux, float(self.fill_value)).astype(np.float32)
-        return filled, good
+        return np.where(good, flux, float(self.fill_value)).astype(np.float32), good
 
     # --------------------------------------------------------------- fit
     def fit(self, X, y=None, *, synthetic=None, obs_err=None, synth_err=None, resume=False):
@@ -682,10 +678,9 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         self.flux_offset_ = float(np.median(pooled))
         scale = float(np.std(pooled))
         self.flux_scale_ = scale if np.isfinite(scale) and scale > 0 else 1.0
-        xs = (xs - np.float32(self.flux_offset_)) / np.float32(self.flux_scale_)
-        xo = (xo - np.float32(self.flux_offset_)) / np.float32(self.flux_scale_)
-        ws = ws * np.float32(self.flux_scale_)  # keeps the losses in flux-error units
-        wo = wo * np.float32(self.flux_scale_)
+        off32, scale32 = np.float32(self.flux_offset_), np.float32(self.flux_scale_)
+        xs, xo = (xs - off32) / scale32, (xo - off32) / scale32
+        ws, wo = ws * scale32, wo * scale32  # keeps the losses in flux-error units
         config = {**arch, "n_pixels": P, "padded_length": L, "flux_offset": self.flux_offset_,
                   "flux_scale": self.flux_scale_}
 
@@ -743,16 +738,13 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         stateful = {"generator": gen, "disc_synth": disc_s, "disc_obs": disc_o, "opt_g": opt_g,
                     "opt_d": opt_d, "sampler_synth": samp_s, "sampler_obs": samp_o}
         start, history = 0, []
-        acc = {k: 0.0 for k in _HISTORY_KEYS}
-        acc_n = 0
+        acc, acc_n = dict.fromkeys(_HISTORY_KEYS, 0.0), 0
         path = None if self.checkpoint_path is None else Path(self.checkpoint_path)
         if resume and path is not None and path.exists():
             # CPU first: RNG states must be CPU tensors; load_state_dict moves the rest
             ck = torch.load(path, map_location="cpu", weights_only=True)
             if ck.get("format") != _CHECKPOINT_FORMAT:
-                raise ValueError(
-                    f"{path} is not a CycleStarNet checkpoint ({_CHECKPOINT_FORMAT})."
-                )
+                raise ValueError(f"{path} is not a CycleStarNet checkpoint ({_CHECKPOINT_FORMAT}).")
             diff = sorted(k for k in config if ck["config"].get(k) != config[k])
             if diff:
                 raise ValueError(
@@ -802,17 +794,14 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                 for k in _HISTORY_KEYS:
                     acc[k] += terms[k]
                 acc_n += 1
-                done = it + 1
+                done, postfix = it + 1, {}
                 if acc_n == log_every:
                     record = {"iteration": done, "lr": lr, **_block_means(acc, acc_n)}
                     history.append(record)
-                    acc = {k: 0.0 for k in _HISTORY_KEYS}
-                    acc_n = 0
+                    acc, acc_n = dict.fromkeys(_HISTORY_KEYS, 0.0), 0
                     postfix = {"loss": f"{record['loss']:.4g}",
                                "rec_obs": f"{record['rec_obs']:.3g}",
                                "rec_synth": f"{record['rec_synth']:.3g}"}
-                else:
-                    postfix = {}
                 bar(1, **postfix)
                 if path is not None and (done % ck_every == 0 or done == n_iter):
                     save(done)
@@ -850,10 +839,8 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
             return 2.0 * F.binary_cross_entropy_with_logits(
                 logits, lab[:, None].expand_as(logits))  # = H(real) + H(fake), Eq. 5
 
-        rec_s = _wmse(crop(out["ss"]), xs, ws)
-        cyc_s = _wmse(crop(out["sos"]), xs, ws)
-        rec_o = _wmse(crop(out["oo"]), xo, wo)
-        cyc_o = _wmse(crop(out["oso"]), xo, wo)
+        rec_s, cyc_s = (_wmse(crop(out[k]), xs, ws) for k in ("ss", "sos"))
+        rec_o, cyc_o = (_wmse(crop(out[k]), xo, wo) for k in ("oo", "oso"))
         for p in d_params:
             p.requires_grad_(False)
         adv_s = bce(disc_s(*pair_s), 1.0 - label)  # generator: label-flipped
@@ -1127,24 +1114,20 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
         x = self._torch_input(flux_synth, "flux_synth")
         n = x.shape[0]
         gen = self.generator_
+        z = feats = None  # the split latents, or their decoded features
         with _threads(self.n_threads):
-            if split_features is not None and self.split_shape_[0] > 0:
+            if self.split_shape_[0] == 0:
+                pass  # no split latent: the observed decoder reads the shared features only
+            elif split_features is not None:
                 if split_features.shape[0] != n:
                     raise ValueError(
                         f"split_features has {split_features.shape[0]} rows, flux_synth {n}."
                     )
                 feats = split_features.to(device=self.device, dtype=torch.float32)
-                y = gen.decode_obs(gen.encode_synth(self._to_net(x)), split_features=feats)
-                return self._from_net(y).to(device=flux_synth.device, dtype=flux_synth.dtype)
-            if self.split_shape_[0] == 0:
-                z = None
             elif flux_obs is not None:
                 if flux_obs.shape[0] != n:
-                    raise ValueError(
-                        f"flux_obs has {flux_obs.shape[0]} spectra, flux_synth {n}."
-                    )
-                with torch.no_grad():
-                    z = gen.encode_split(self._to_net(self._torch_input(flux_obs, "flux_obs")))
+                    raise ValueError(f"flux_obs has {flux_obs.shape[0]} spectra, flux_synth {n}.")
+                feats = self.split_features_torch(flux_obs)
             elif isinstance(split, torch.Tensor):
                 z = split.to(device=self.device, dtype=torch.float32)
                 if z.shape == tuple(self.split_shape_):
@@ -1156,7 +1139,7 @@ class CycleStarNet(OneToOneFeatureMixin, TransformerMixin, BaseEstimator):
                     )
             else:
                 z = torch.from_numpy(self._split_array(split, n)).to(self.device)
-            y = self._from_net(gen.synth_to_obs(self._to_net(x), z))
+            y = self._from_net(gen.decode_obs(gen.encode_synth(self._to_net(x)), z, feats))
         return y.to(device=flux_synth.device, dtype=flux_synth.dtype)
 
     def __sklearn_tags__(self):

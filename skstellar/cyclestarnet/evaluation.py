@@ -134,9 +134,7 @@ def residual_rms(flux, flux_err, model, mask=None):
     if mask is not None:
         bad = np.asarray(mask, dtype=bool)
         if bad.shape not in (f.shape[1:], f.shape):
-            raise ValueError(
-                f"mask must have shape ({f.shape[1]},) or {f.shape}, got {bad.shape}."
-            )
+            raise ValueError(f"mask must have shape ({f.shape[1]},) or {f.shape}, got {bad.shape}.")
         good &= ~bad
     z = np.where(good, (f - m) / np.where(good, e, 1.0), 0.0)
     n = good.sum(axis=1)
@@ -431,21 +429,17 @@ def evaluate_cyclestarnet(
         model1 = csn.inverse_transform(
             emu.predict(np.where(np.isfinite(res1.labels), res1.labels, emu.x_min_)), split=split)
     adapted_truth = csn.inverse_transform(truth.synthetic, split=split)
-    r = {
-        "without_adaptation": residual_rms(flux, err, model0, mask),
-        "with_adaptation": residual_rms(flux, err, model1, mask),
-        "noise_floor": residual_rms(flux, err, truth.observed_noiseless, mask),
-        "true_labels_synthetic": residual_rms(flux, err, truth.synthetic, mask),
-        "true_labels_adapted": residual_rms(flux, err, adapted_truth, mask),
-    }
+    models = {"without_adaptation": model0, "with_adaptation": model1,
+              "noise_floor": truth.observed_noiseless, "true_labels_synthetic": truth.synthetic,
+              "true_labels_adapted": adapted_truth}
+    r = {key: residual_rms(flux, err, model, mask) for key, model in models.items()}
     r["without_adaptation"][~res0.fit_ok] = np.nan
     r["with_adaptation"][~res1.fit_ok] = np.nan
     snr = test.meta["snr"].to_numpy(dtype=np.float64)
     high = snr >= _HIGH_SNR
 
     def medians(rows):
-        d = {k: float(np.nanmedian(v[rows])) if rows.any() else float("nan")
-             for k, v in r.items()}
+        d = {k: float(np.nanmedian(v[rows])) if rows.any() else float("nan") for k, v in r.items()}
         d["ratio"] = d["with_adaptation"] / d["without_adaptation"]
         d["relative_improvement"] = 1.0 - d["ratio"]
         # the model mismatch above the noise, sqrt(r**2 - floor**2): comparable
@@ -486,13 +480,9 @@ def evaluate_cyclestarnet(
     }
     if n_continuum is not None:
         cont = continuum_throughput(n_continuum, random_state=seeds[0])
-        timing.update({
-            "continuum_spectra_per_second": cont["spectra_per_second"],
-            "continuum_seconds": cont["seconds"],
-            "continuum_n_spectra": cont["n_spectra"],
-            "continuum_n_pixels": cont["n_pixels"],
-            "continuum_median_flux": cont["median_normalised_flux"],
-        })
+        for key in ("spectra_per_second", "seconds", "n_spectra", "n_pixels"):
+            timing["continuum_" + key] = cont[key]
+        timing["continuum_median_flux"] = cont["median_normalised_flux"]
 
     return {
         "config": {
@@ -577,8 +567,7 @@ def format_cyclestarnet_report(results, table=None):
     fits = ("without_adaptation", "with_adaptation", "synthetic_stage")  # the table's columns
     for name in _LABELS:
         p = paper["labels"][name]
-        fmt = ".0f" if name == "teff" else ".3f"
-        pfmt = ".0f" if name == "teff" else ".2f"
+        fmt, pfmt = (".0f", ".0f") if name == "teff" else (".3f", ".2f")
         for kind, suffix, pval in (("bias", "", p["bias"]), ("scatter", "", p["scatter"]),
                                    ("scatter", "_high_snr", p["scatter_snr50"])):
             label = f"{name} {kind} ({_UNITS[name]})" + (

@@ -492,8 +492,7 @@ class SpectralLabelFitter(BaseEstimator):
                 )
 
     def _resolve_bounds(self, emu, names):
-        e_lo = np.asarray(emu.x_min_, dtype=np.float64)
-        e_hi = np.asarray(emu.x_max_, dtype=np.float64)
+        e_lo, e_hi = (np.asarray(v, dtype=np.float64) for v in (emu.x_min_, emu.x_max_))
         lo, hi = e_lo.copy(), e_hi.copy()
         if isinstance(self.bounds, dict):
             for key, pair in self.bounds.items():
@@ -606,10 +605,8 @@ class SpectralLabelFitter(BaseEstimator):
     def _torch_setup(self):
         dt = _DTYPES[self.dtype]
         module = self.emulator_.export_torch(dtype=dt, device=self.device)
-        wave = None
-        if self.fit_rv:
-            wave = torch.as_tensor(self.emulator_.wavelength_, dtype=torch.float64,
-                                   device=self.device)
+        wave = (torch.as_tensor(self.emulator_.wavelength_, dtype=torch.float64, device=self.device)
+                if self.fit_rv else None)
         return module, wave, dt
 
     def _synthetic_model(self, module, wave):
@@ -808,8 +805,7 @@ class SpectralLabelFitter(BaseEstimator):
 
     def _fit_chunk(self, module, wave, dt, grid_flux, f, w, good, x0, other):
         dev = self.device
-        y = torch.as_tensor(f, dtype=dt, device=dev)
-        wt = torch.as_tensor(w, dtype=dt, device=dev)
+        y, wt = (torch.as_tensor(a, dtype=dt, device=dev) for a in (f, w))
         b = f.shape[0]
         lo, hi = self.bounds_
         ev = self._eval_rows()
@@ -859,7 +855,6 @@ class SpectralLabelFitter(BaseEstimator):
             return at, syn_labels
         # stage 2: forward-model into the observed domain, start from stage 1
         adapter = self.adapter
-
         split_all = self._frozen_splits(adapter, y, dev, ev)
         if split_all is None:
             def obs_model(x, rows):

@@ -202,8 +202,7 @@ def halpha_equivalent_width(X, *, wavelength=None, center=HALPHA_VACUUM, half_wi
         if continuum == "normalized":
             fc = np.ones((1, 1))
         elif continuum == "windows":
-            windows = [_check_band(tuple(w), "continuum_windows entry")
-                       for w in continuum_windows]
+            windows = [_check_band(tuple(w), "continuum_windows entry") for w in continuum_windows]
             if not windows:
                 raise ValueError("continuum_windows is empty.")
             total = sum(_band_integral(wave, flux, bad, a, b) for a, b in windows)
@@ -222,8 +221,7 @@ def halpha_equivalent_width(X, *, wavelength=None, center=HALPHA_VACUUM, half_wi
         fc = np.atleast_2d(fc)
     with np.errstate(invalid="ignore", divide="ignore"):
         ratio = flux / np.where(fc > 0, fc, np.nan)
-    bad_r = bad | ~np.isfinite(ratio)
-    ew = _band_integral(wave, ratio - 1.0, bad_r, lo, hi)
+    ew = _band_integral(wave, ratio - 1.0, bad | ~np.isfinite(ratio), lo, hi)
     return _maybe_scalar(ew, was_1d)
 
 
@@ -311,8 +309,7 @@ def spectral_subtype_from_tio5(tio5, out_of_range="keep"):
     """
     if out_of_range not in ("keep", "nan"):
         raise ValueError(f"out_of_range must be 'keep' or 'nan'; got {out_of_range!r}.")
-    t = np.asarray(tio5, dtype=np.float64)
-    spt = -10.775 * t + 8.2
+    spt = -10.775 * np.asarray(tio5, dtype=np.float64) + 8.2
     if out_of_range == "nan":
         with np.errstate(invalid="ignore"):
             spt = np.where((spt >= SPT_RANGE[0]) & (spt <= SPT_RANGE[1]), spt, np.nan)
@@ -337,8 +334,7 @@ def precision_model(snr, a, b):
     float or ndarray
         Precision in the label's unit.
     """
-    s = np.asarray(snr, dtype=np.float64)
-    out = a / s + b
+    out = a / np.asarray(snr, dtype=np.float64) + b
     return float(out) if out.ndim == 0 else out
 
 
@@ -404,8 +400,7 @@ def fit_precision_snr(snr, err, sample_weight=None, return_cov=False):
         raise ValueError("return_cov needs more than 2 points (residual variance).")
     resid = e - (a * x + b)
     s2 = float((w * resid**2).sum() / (n_used - 2))
-    cov = s2 * np.linalg.inv((A * w[:, None]).T @ A)
-    return a, b, cov
+    return a, b, s2 * np.linalg.inv((A * w[:, None]).T @ A)
 
 
 def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, min_pairs=5,
@@ -454,17 +449,15 @@ def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, m
         ``err`` / ``err_<name>`` column per label (label unit). NaN label
         values drop only the pairs they occur in (per label).
     """
-    if isinstance(values, pd.DataFrame):
-        label_names = [str(c) for c in values.columns] if names is None else list(names)
-        vals = values.to_numpy(dtype=np.float64)
-    else:
-        vals = np.asarray(values, dtype=np.float64)
-        label_names = list(names) if names is not None else None
+    frame = isinstance(values, pd.DataFrame)
+    vals = values.to_numpy(dtype=np.float64) if frame else np.asarray(values, dtype=np.float64)
     single = vals.ndim == 1
     vals = vals.reshape(vals.shape[0], -1)
     n, k = vals.shape
-    if label_names is None:
-        label_names = [f"label{j}" for j in range(k)]
+    if names is not None:
+        label_names = list(names)
+    else:
+        label_names = [str(c) for c in values.columns] if frame else [f"label{j}" for j in range(k)]
     if len(label_names) != k:
         raise ValueError(f"Got {len(label_names)} names for {k} label column(s).")
     s = np.asarray(snr, dtype=np.float64).ravel()
@@ -529,7 +522,7 @@ def repeat_precision(values, object_id, snr, *, bins=10.0, min_observations=2, m
         "snr": med_snr[rows],
         "n_pairs": n_pairs[rows],
     })
-    if single and names is None and not isinstance(values, pd.DataFrame):
+    if single and names is None and not frame:
         out["err"] = err[rows, 0]
     else:
         for j, name in enumerate(label_names):

@@ -152,10 +152,9 @@ def closing_length(n_pixels: int, kernel_size: int, strides: Sequence[int],
 def _conv_chain(channels, kernel_size, strides, *, last_activation=True, layer=nn.Conv1d):
     """``layer -> LeakyReLU`` (``Conv1d`` by default) for each consecutive pair of ``channels``."""
     layers: list[nn.Module] = []
-    n = len(channels) - 1
     for i, (c_in, c_out, s) in enumerate(zip(channels[:-1], channels[1:], strides)):
         layers.append(layer(int(c_in), int(c_out), int(kernel_size), stride=int(s)))
-        if i < n - 1 or last_activation:
+        if i < len(channels) - 2 or last_activation:
             layers.append(make_activation(LEAKY))
     return layers
 

@@ -55,15 +55,14 @@ class PerPixelNetwork(nn.Module):
 
     def __init__(self, w0, b0, w1, b1):
         super().__init__()
-        w0 = torch.as_tensor(np.asarray(w0), dtype=torch.float32)
+        w0, b0, w1, b1 = (torch.as_tensor(np.asarray(a), dtype=torch.float32)
+                          for a in (w0, b0, w1, b1))
         n_pix, n_hid, n_lab = w0.shape
         self.n_pixels, self.n_hidden, self.n_labels = int(n_pix), int(n_hid), int(n_lab)
         # (n_pixels * n_hidden, n_labels): every pixel's hidden layer in one matmul
         self.w0 = nn.Parameter(w0.reshape(n_pix * n_hid, n_lab).clone())
-        b0 = torch.as_tensor(np.asarray(b0), dtype=torch.float32).reshape(-1)
-        self.b0 = nn.Parameter(b0.clone())
-        self.w1 = nn.Parameter(torch.as_tensor(np.asarray(w1), dtype=torch.float32).clone())
-        self.b1 = nn.Parameter(torch.as_tensor(np.asarray(b1), dtype=torch.float32).clone())
+        self.b0 = nn.Parameter(b0.reshape(-1).clone())
+        self.w1, self.b1 = nn.Parameter(w1.clone()), nn.Parameter(b1.clone())
 
     def forward(self, s):
         """Flux (n, n_pixels) from scaled labels ``s`` (n, n_labels)."""
@@ -73,13 +72,10 @@ class PerPixelNetwork(nn.Module):
 
     def arrays(self):
         """The weights in the npz layout (float32 numpy arrays)."""
-        return {
-            "w_array_0": self.w0.detach().cpu().numpy().reshape(
-                self.n_pixels, self.n_hidden, self.n_labels),
-            "b_array_0": self.b0.detach().cpu().numpy().reshape(self.n_pixels, self.n_hidden),
-            "w_array_1": self.w1.detach().cpu().numpy(),
-            "b_array_1": self.b1.detach().cpu().numpy(),
-        }
+        w0, b0, w1, b1 = (p.detach().cpu().numpy() for p in (self.w0, self.b0, self.w1, self.b1))
+        shape = (self.n_pixels, self.n_hidden)
+        return {"w_array_0": w0.reshape(*shape, self.n_labels), "b_array_0": b0.reshape(shape),
+                "w_array_1": w1, "b_array_1": b1}
 
     def extra_repr(self):
         """Sizes shown in the module's repr."""
@@ -501,8 +497,8 @@ class PayneEmulator(BaseNeuralRegressor):
                     f"{path.name} is not a Payne network: key {key!r} is missing "
                     f"(found {sorted(arrays)})."
                 )
-        x_min = np.asarray(arrays["x_min"], dtype=np.float64).reshape(-1)
-        x_max = np.asarray(arrays["x_max"], dtype=np.float64).reshape(-1)
+        x_min, x_max = (np.asarray(arrays[k], dtype=np.float64).reshape(-1)
+                        for k in ("x_min", "x_max"))
         n_labels = x_min.shape[0]
         if x_max.shape[0] != n_labels or np.any(x_max <= x_min):
             raise ValueError(
@@ -517,8 +513,7 @@ class PayneEmulator(BaseNeuralRegressor):
             label_names = list(LEGACY_2018_LABELS)
         if wavelength is None and "wavelength" in arrays:
             wavelength = arrays["wavelength"]
-        params.setdefault("hidden", hidden)
-        params.setdefault("activation", act)
+        params = {"hidden": hidden, "activation": act, **params}
         est = cls(label_names=label_names, wavelength=wavelength, **params)
         validate_parameters(est)
         est.x_min_, est.x_max_ = x_min, x_max
@@ -532,9 +527,7 @@ class PayneEmulator(BaseNeuralRegressor):
         est.net_ = skorch.NeuralNet(
             module=module, criterion=est._build_criterion(), device=est.device
         ).initialize()
-        est.n_epochs_ = 0
-        est.n_valid_ = 0
-        est.mc_seed_ = 0
+        est.n_epochs_ = est.n_valid_ = est.mc_seed_ = 0
         return est
 
     @staticmethod
@@ -576,9 +569,8 @@ class PayneEmulator(BaseNeuralRegressor):
             width = w.shape[0]
         hidden = tuple(int(w.shape[0]) for w in ws[:-1])
         body = build_mlp(n_labels, hidden, int(ws[-1].shape[0]), activation="leaky_relu:0.01")
-        linears = [m for m in body if isinstance(m, nn.Linear)]
         with torch.no_grad():
-            for lin, w, b in zip(linears, ws, bs):
+            for lin, w, b in zip((m for m in body if isinstance(m, nn.Linear)), ws, bs):
                 lin.weight.copy_(torch.from_numpy(w))
                 lin.bias.copy_(torch.from_numpy(b))
         return body, hidden, "leaky_relu:0.01", "mlp"
@@ -605,12 +597,12 @@ class PayneEmulator(BaseNeuralRegressor):
         """
         check_is_fitted(self, "net_")
         body = self.module_.body
-        arrays = {}
         if isinstance(body, PerPixelNetwork):
-            arrays.update(body.arrays())
+            arrays = body.arrays()
         else:
+            arrays = {}
             for layer in body:
-                if isinstance(layer, nn.Linear) or isinstance(layer, type(make_activation(None))):
+                if isinstance(layer, (nn.Linear, type(make_activation(None)))):
                     continue
                 if isinstance(layer, nn.LeakyReLU) and abs(layer.negative_slope - 0.01) < 1e-12:
                     continue
@@ -618,8 +610,7 @@ class PayneEmulator(BaseNeuralRegressor):
                     f"The Payne's npz format assumes LeakyReLU(0.01) hidden layers; this network "
                     f"has {layer!r}. Save it with joblib instead."
                 )
-            linears = [m for m in body if isinstance(m, nn.Linear)]
-            for i, lin in enumerate(linears):
+            for i, lin in enumerate(m for m in body if isinstance(m, nn.Linear)):
                 arrays[f"w_array_{i}"] = lin.weight.detach().cpu().numpy().astype(np.float32)
                 arrays[f"b_array_{i}"] = lin.bias.detach().cpu().numpy().astype(np.float32)
         arrays["x_min"] = np.asarray(self.x_min_, dtype=np.float64)
