@@ -780,18 +780,13 @@ def xp_band_arrays(table, band, n_coefficients=None):
     def stack(field, width, dtype):
         dense, cells = parts[field]
         out = np.full((n, width), np.nan, dtype=dtype)
-        if not rows.size:
-            return out
-        if dense is not None:
-            out[rows] = dense[rows, :width]
-        else:
-            out[rows] = np.stack([cells[i][:width] for i in rows])
+        if rows.size:
+            out[rows] = (dense[rows, :width] if dense is not None
+                         else np.stack([cells[i][:width] for i in rows]))
         return out
 
-    coefficients = stack("coefficients", k, np.float64)
-    errors = stack("coefficient_errors", k, np.float64)
-    correlations = stack("coefficient_correlations", m, np.float32)
-    return XPBand(coefficients, errors, correlations, present)
+    return XPBand(stack("coefficients", k, np.float64), stack("coefficient_errors", k, np.float64),
+                  stack("coefficient_correlations", m, np.float32), present)
 
 
 # --------------------------------------------------------------------------- covariance
@@ -1000,8 +995,8 @@ def read_xp_avro(path):
     if None in sids:
         raise ValueError(f"{path.name}: record {sids.index(None)} has no sourceId.")
     source_ids = np.array(sids, dtype=np.int64)
-    solution_ids = pd.array([_avro_get(r, "solutionId") for r in records], dtype="Int64")
-    out = {"source_id": source_ids, "solution_id": solution_ids}
+    out = {"source_id": source_ids,
+           "solution_id": pd.array([_avro_get(r, "solutionId") for r in records], dtype="Int64")}
 
     solution_scalars = {
         "standard_deviation": ("standardDeviation", "float"),
