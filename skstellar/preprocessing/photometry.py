@@ -182,14 +182,11 @@ def magnitude_error_from_flux_over_error(flux_over_error):
 def _one_column_per_band(bands, **columns):
     """Whether the one ``*_columns`` parameter in ``columns`` fits ``bands`` (raises why not)."""
     (name, value), = columns.items()
-    if value is None:
-        return True
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - set(bands), key=str)
         if unknown:
             raise ValueError(f"{name} has key(s) {unknown} that are not in bands")
-        return True
-    if len(value) != len(bands):
+    elif value is not None and len(value) != len(bands):
         raise ValueError(f"{name} has {len(value)} entries but bands has {len(bands)}")
     return True
 
