@@ -690,10 +690,9 @@ def load_stripe82_priors(pixel=0, path=None):
     """
     path = _stripe82_file(path, _S82_PRIOR_PATTERN.format(int(pixel)), "Prior file")
     df = _read_parquet(path).sort_values("rmag")
-    shape = (96, 36)
 
     def arrays(col):
-        return [np.frombuffer(b, dtype=np.float64).reshape(shape) for b in df[col]]
+        return [np.frombuffer(b, dtype=np.float64).reshape(96, 36) for b in df[col]]
 
     return _maps_from_arrays(
         df["rmag"].to_numpy(np.float64), arrays("xGrid"), arrays("yGrid"), arrays("kde"),

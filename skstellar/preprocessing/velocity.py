@@ -461,18 +461,12 @@ def measure_radial_velocity(
         with np.errstate(invalid="ignore", divide="ignore"):
             x = flux / cont - 1.0
             good &= cont > 0
-            if b.ivar is not None:
-                w = np.where(good, b.ivar * cont**2, 0.0)
-            else:
-                w = good.astype(np.float64)
+            w = (np.where(good, b.ivar * cont**2, 0.0) if b.ivar is not None
+                 else good.astype(np.float64))
         x = np.where(good, x, 0.0)
         wx = w * x
-        S = w.sum(axis=1)[:, None]
-        Sx = wx.sum(axis=1)[:, None]
-        Sxx = (wx * x).sum(axis=1)[:, None]
-        St = w @ TT
-        Stt = w @ TT2
-        Sxt = wx @ TT
+        S, Sx, Sxx = (a.sum(axis=1)[:, None] for a in (w, wx, wx * x))
+        St, Stt, Sxt = w @ TT, w @ TT2, wx @ TT
         with np.errstate(invalid="ignore", divide="ignore"):
             Cxx = Sxx - Sx * Sx / S
             Ctt = Stt - St * St / S
