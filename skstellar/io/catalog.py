@@ -279,10 +279,8 @@ def _series_to_column(name: str, series: pd.Series):
     filled = values.copy()
     filled[missing] = ""
     if present.size and isinstance(present[0], bytes):
-        filled = np.array(filled, dtype=bytes)
-    else:
-        filled = np.array(filled.astype(str), dtype=str)
-    return column(filled)
+        return column(np.array(filled, dtype=bytes))
+    return column(np.array(filled.astype(str), dtype=str))
 
 
 def _frame_to_table(df: pd.DataFrame):

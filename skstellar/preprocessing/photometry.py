@@ -663,10 +663,8 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         input_features = _check_feature_names_in(self, input_features)
         k = len(self.magnitude_columns_)
-        if self.input_by_name_ or k == len(self.bands):
-            labels = list(self.band_labels_)
-        else:
-            labels = [str(c) for c in input_features[:k]]
+        labels = (self.band_labels_ if self.input_by_name_ or k == len(self.bands)
+                  else [str(c) for c in input_features[:k]])
         names = [f"{self.output_prefix}{b}" for b in labels]
         if self.return_errors:
             names += [_cols.error_name(c) for c in names]

@@ -411,9 +411,8 @@ def measure_radial_velocity(
         warnings.simplefilter("ignore", RuntimeWarning)
         native = np.full(len(sp), np.nanmedian(d)) if d.ndim == 1 else np.nanmedian(d, axis=1)
     if pixel_velocity is None:
-        dlnl = np.nan
-        if np.isfinite(native).any():
-            dlnl = float(np.nanmedian(native)) / _DATA_OVERSAMPLE
+        dlnl = (float(np.nanmedian(native)) / _DATA_OVERSAMPLE if np.isfinite(native).any()
+                else np.nan)
         if not np.isfinite(dlnl) or dlnl <= 0:
             raise ValueError("Cannot infer a pixel step from the input wavelengths.")
     else:
