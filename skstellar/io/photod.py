@@ -556,8 +556,7 @@ class PriorMaps:
                 )
         if self.n_bins == 1:
             return np.zeros(r.size, dtype=np.intp)
-        step = self.r_centres[1] - self.r_centres[0]
-        pos = (r - self.r_centres[0]) / step
+        pos = (r - self.r_centres[0]) / (self.r_centres[1] - self.r_centres[0])
         return np.clip(np.floor(pos + 0.5), 0, self.n_bins - 1).astype(np.intp)
 
     def on_grid(self, mr, feh) -> np.ndarray:

@@ -295,8 +295,7 @@ def _flux_block(w, f, ivar, mask, grid, edges, uniform_edges, max_gap, need_var,
         same = Ja == Jb
         var[same] = np.take(VV, Ja[same])
         var[flagged] = np.inf
-    fn = np.where(good, f, np.nan)
-    return var, fn, (flagged if flagged.any() else None)
+    return var, np.where(good, f, np.nan), (flagged if flagged.any() else None)
 
 
 def _uniform_spacing(x):

@@ -749,9 +749,8 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
             flux = flux * factor
             ivar = None if ivar is None else ivar / factor**2
         shifted = SpectrumBatch(wave, flux, ivar, batch.mask, npix=batch.npix)
-        res = SpectrumResampler(grid=self.grid_, method=self.method, output="batch",
-                                on_empty="nan", on_uncovered="nan").fit(shifted)
-        out = res.transform_batch(shifted)
+        out = SpectrumResampler(grid=self.grid_, method=self.method, output="batch", on_empty="nan",
+                                on_uncovered="nan").fit(shifted).transform_batch(shifted)
         if failed.any():
             out.flux[failed] = np.nan
             out.mask[failed] = True

@@ -461,8 +461,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self
         """
         validate_parameters(self)
-        bands = self._read_bands(X)
-        k = bands["rp"][0].shape[1]
+        k = self._read_bands(X)["rp"][0].shape[1]
         n = self.n_coefficients
         if n is not None:
             if not 1 <= int(n) <= k:
