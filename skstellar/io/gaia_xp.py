@@ -390,12 +390,9 @@ def _to_nullable_int(values, name):
             data = values.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             raise ValueError(f"Column '{name}' should hold integers, got dtype {values.dtype}.")
-    elif np.ma.isMaskedArray(values) or hasattr(values, "mask"):
+    else:  # a masked or a plain array (whose mask is all False)
         mask = np.ma.getmaskarray(values)
         data = np.asarray(np.ma.getdata(values))
-    else:
-        data = np.asarray(values)
-        mask = np.zeros(data.shape, bool)
     if data.dtype.kind == "f":
         mask = mask | np.isnan(data)
         filled = np.where(mask, 0.0, data)
