@@ -337,9 +337,7 @@ def write_catalog(df, path, format: str | None = None, overwrite: bool = False) 
     path = Path(path)
     fmt = _resolve_format(path, format)
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(path)!r} already exists; pass overwrite=True to replace it."
-        )
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it.")
     if not isinstance(df, pd.DataFrame):
         if not is_astropy_table(df):
             raise TypeError(

@@ -508,8 +508,7 @@ def _canonical_frame(columns, n_rows, where, from_text):
     for band in BANDS:
         if f"{band}_n_parameters" not in out:
             sizes = _lengths_of(None, out[f"{band}_coefficients"])
-            out[f"{band}_n_parameters"] = pd.arrays.IntegerArray(
-                np.maximum(sizes, 0), sizes < 0)
+            out[f"{band}_n_parameters"] = pd.arrays.IntegerArray(np.maximum(sizes, 0), sizes < 0)
         if f"{band}_standard_deviation" not in out:
             out[f"{band}_standard_deviation"] = np.full(n_rows, np.nan)
     return pd.DataFrame(out, index=pd.RangeIndex(n_rows))

@@ -431,9 +431,7 @@ def _is_array_column(series: pd.Series) -> bool:
 def _column_rows(df: pd.DataFrame, name: str, dtype=np.float64):
     """The per-row arrays of an array-valued column and their lengths."""
     if name not in df.columns:
-        raise KeyError(
-            f"Column {name!r} not found; the table has columns {list(df.columns)}."
-        )
+        raise KeyError(f"Column {name!r} not found; the table has columns {list(df.columns)}.")
     if not _is_array_column(df[name]):
         raise ValueError(
             f"Column {name!r} does not hold one array per row (dtype {df[name].dtype})."

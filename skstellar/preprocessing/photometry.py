@@ -73,9 +73,7 @@ _ERROR_UNITS = {_MAGNITUDE: (u.mag, "magnitude error"), _FLUX_OVER_ERROR: (None,
 # ------------------------------------------------------- Vectorised functions
 def _values(x, unit, name, kind):
     if isinstance(x, u.Quantity):
-        return as_float_column(np.atleast_1d(x), name, unit=unit, kind=kind).reshape(
-            np.shape(x)
-        )
+        return as_float_column(np.atleast_1d(x), name, unit=unit, kind=kind).reshape(np.shape(x))
     return np.asarray(x, dtype=np.float64)
 
 
@@ -433,15 +431,9 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
 
     # -- reading -----------------------------------------------------------
     def _validate_array(self, X, reset):
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=np.float64,
-            ensure_all_finite=False,
-            # at transform time the n_features_in_ check gives the clearer message
-            ensure_min_features=(4 if self.return_errors else 2) if reset else 1,
-        )
+        # at transform time the n_features_in_ check gives the clearer message
+        return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False,
+                             ensure_min_features=(4 if self.return_errors else 2) if reset else 1)
 
     def _read(self, X, reset):
         """Return the arrays ``transform`` needs, resolving the layout when ``reset``."""
@@ -485,12 +477,8 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         for i, (name, v) in enumerate(data.items()):
             if isinstance(v, u.Quantity):
                 angle = i == k or (self.return_errors and i == 2 * k + 1)
-                v = as_float_column(
-                    v,
-                    name,
-                    unit=u.mas if angle else u.mag,
-                    kind="parallax" if angle else "magnitude",
-                )
+                v = as_float_column(v, name, unit=u.mas if angle else u.mag,
+                                    kind="parallax" if angle else "magnitude")
             out[name] = np.asarray(getattr(v, "value", v))
         return pd.DataFrame(out)
 

@@ -460,9 +460,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         grid = self.grid_
         w, f, iv, mk = sp.rows(start, stop)
         m = stop - start
-        out = flux_out[start:stop] if flux_out.dtype == np.float64 else work.get(
-            "out", (m, grid.shape[0])
-        )
+        out = (flux_out[start:stop] if flux_out.dtype == np.float64
+               else work.get("out", (m, grid.shape[0])))
         try:
             if self.method == "linear":
                 var, fn, flagged = _linear_block(w, f, iv, mk, grid, uniform, self.max_gap,
