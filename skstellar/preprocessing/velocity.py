@@ -431,9 +431,7 @@ def measure_radial_velocity(
     )
     # T[k, p]: normalised template shifted by v_k, at the data pixel p (one interp for all k),
     # stored transposed, (n_pix, K) C-contiguous: the fastest layout for the products below
-    TT = np.interp((ln_obs[:, None] - shift[None, :]).ravel(), ln_t, t_fine).reshape(
-        n_pix, v.shape[0]
-    )
+    TT = np.interp((ln_obs[:, None] - shift[None, :]).ravel(), ln_t, t_fine).reshape(n_pix, -1)
     TT2 = TT * TT
 
     in_window = window_mask(grid, windows) if windows else np.zeros(n_pix, dtype=bool)
@@ -751,11 +749,10 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
         shifted = SpectrumBatch(wave, flux, ivar, batch.mask, npix=batch.npix)
         out = SpectrumResampler(grid=self.grid_, method=self.method, output="batch", on_empty="nan",
                                 on_uncovered="nan").fit(shifted).transform_batch(shifted)
-        if failed.any():
-            out.flux[failed] = np.nan
-            out.mask[failed] = True
-            if out.ivar is not None:
-                out.ivar[failed] = 0.0
+        out.flux[failed] = np.nan  # (no-ops when every velocity was measured)
+        out.mask[failed] = True
+        if out.ivar is not None:
+            out.ivar[failed] = 0.0
         meta = (batch.meta.copy().reset_index(drop=True) if batch.meta is not None
                 else pd.DataFrame(index=range(len(batch))))
         c = self.rv_column
