@@ -534,15 +534,13 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         if not valid.all() and self.invalid_parallax == "raise":
             raise ValueError(self._parallax_message(plx, valid, index))
         safe_plx = np.where(valid, plx, 100.0)
-        dm = 5.0 * np.log10(safe_plx / 100.0)
-        M = mags + dm[:, None]
+        M = mags + 5.0 * np.log10(safe_plx / 100.0)[:, None]
         M[~valid] = np.nan
         if not self.return_errors:
             return M
 
-        err_names = [c for c, _ in self.error_columns_]
         raw = d["errs"]
-        check_finite_columns(raw, err_names, "error value", index=index)
+        check_finite_columns(raw, [c for c, _ in self.error_columns_], "error value", index=index)
         sig = np.empty_like(raw)
         for j, (col, kind) in enumerate(self.error_columns_):
             flux = kind == _FLUX_OVER_ERROR
