@@ -276,12 +276,8 @@ class ColourLocus:
         flat_valid = self.valid.ravel()
         out = np.zeros((j0.size, len(self.colour_names)))
         bad = ~(in_x & in_y)
-        for di, dj, w in (
-            (0, 0, (1 - fy) * (1 - fx)),
-            (0, 1, (1 - fy) * fx),
-            (1, 0, fy * (1 - fx)),
-            (1, 1, fy * fx),
-        ):
+        for di, dj in ((0, 0), (0, 1), (1, 0), (1, 1)):  # the four corners of the cell
+            w = (fy if di else 1 - fy) * (fx if dj else 1 - fx)
             node = (i0 + di) * self.mr.size + (j0 + dj)
             out += w[:, None] * flat.take(node, axis=0)
             bad |= (w > 0) & ~flat_valid.take(node)
