@@ -149,9 +149,8 @@ def _linear_block(w, f, ivar, mask, grid, uniform, max_gap, need_var, work, out)
             if mask is not None:
                 v[mask] = np.inf
             wl, inv = _padded(w[..., :-1], p + 1), _padded(1.0 / dw, p + 1)
-            if w.ndim == 1:
-                j = idx[0]
-                t = (grid - wl[j]) * inv[j]
+            if w.ndim == 1:  # shared grid: one t for all rows, from row 0's slots
+                t = (grid - wl[idx[0]]) * inv[idx[0]]
             else:
                 t = (grid - np.take(wl, idx)) * np.take(inv, idx)
             V0, V1 = _padded(v[:, :-1], p + 1), _padded(v[:, 1:], p + 1)
