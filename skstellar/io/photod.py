@@ -572,8 +572,7 @@ class PriorMaps:
             (self.mr, self.feh), np.moveaxis(self.density, 0, -1),
             method="linear", bounds_error=False, fill_value=0.0,
         )
-        pts = np.column_stack([np.ravel(mr), np.ravel(feh)])
-        return np.ascontiguousarray(interp(pts).T)
+        return np.ascontiguousarray(interp(np.column_stack([np.ravel(mr), np.ravel(feh)])).T)
 
 
 def _stripe82_file(path, default_name, what) -> Path:
