@@ -600,12 +600,13 @@ def _maps_from_arrays(r_centres, xgrids, ygrids, kdes, counts, half_width, meta)
     for x, y in zip(xgrids, ygrids):
         if not (np.allclose(x, x0) and np.allclose(y, y0)):
             raise ValueError("The prior maps do not share one (M_r, [Fe/H]) grid.")
+    feh = x0[0, :]
     mr = y0[:, 0]
     dens = np.stack(kdes)
     if mr[0] > mr[-1]:
         mr = mr[::-1]
         dens = dens[:, ::-1, :]
-    return PriorMaps(r_centres=np.asarray(r_centres), mr=mr, feh=x0[0, :], density=dens,
+    return PriorMaps(r_centres=np.asarray(r_centres), mr=mr, feh=feh, density=dens,
                      r_half_width=half_width, counts=counts, meta=meta)
 
 
