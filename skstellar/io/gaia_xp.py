@@ -1033,8 +1033,7 @@ def read_xp_avro(path):
         out[f"{band}_coefficients"] = coeffs
         out[f"{band}_covariance"] = covs
         for field, (key, kind) in {**solution_scalars, **spec_scalars}.items():
-            src = sols if field in solution_scalars else specs
-            vals = [_avro_get(s, key) for s in src]
+            vals = [_avro_get(s, key) for s in (sols if field in solution_scalars else specs)]
             # None -> <NA> in the Int64 columns, NaN in the float64 ones
             out[f"{band}_{field}"] = (pd.array(vals, dtype="Int64") if kind == "int"
                                       else np.array(vals, dtype=np.float64))

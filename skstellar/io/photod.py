@@ -407,8 +407,7 @@ def load_locus(path=None, age="10Gyr", *, mr_step=0.1, mr_range=None, feh_stride
     for feh in fehs:
         t = table[feh_all == feh].sort_values(order_col, ascending=False, kind="stable")
         mr = t["Mr"].to_numpy(np.float64)
-        prev_min = np.minimum.accumulate(np.concatenate([[np.inf], mr[:-1]]))
-        keep = mr < prev_min
+        keep = mr < np.minimum.accumulate(np.concatenate([[np.inf], mr[:-1]]))  # running minimum
         tracks.append((mr[keep][::-1], t[list(colours)].to_numpy(np.float64)[keep][::-1]))
 
     if mr_range is None:

@@ -239,12 +239,10 @@ def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
             f"{np.exp(lnl_lo):.1f}-{np.exp(lnl_hi):.1f} A (the window shifted by the extreme "
             "trial velocities). Use a wider template, a narrower window or a smaller v_grid."
         )
-    n = int(np.ceil((lnl_hi - lnl_lo) / dlnl)) + 1
-    ln_grid = lnl_lo + dlnl * np.arange(n)
+    ln_grid = lnl_lo + dlnl * np.arange(int(np.ceil((lnl_hi - lnl_lo) / dlnl)) + 1)
     wave = np.exp(ln_grid)
-    native = np.median(np.diff(np.log(tw)))
     # a template finer than the grid is rebinned (flux-conserving), not point-sampled
-    method = "flux_conserving" if native < dlnl else "linear"
+    method = "flux_conserving" if np.median(np.diff(np.log(tw))) < dlnl else "linear"
     res = SpectrumResampler(grid=wave, method=method, output="batch", on_empty="nan",
                             on_uncovered="nan").fit(SpectrumBatch(tw, tf[None, :]))
     tb = res.transform_batch(SpectrumBatch(tw, tf[None, :]))
@@ -468,8 +466,7 @@ def measure_radial_velocity(
             Cxx = Sxx - Sx * Sx / S
             Ctt = Stt - St * St / S
             Cxt = Sxt - Sx * St / S
-            fit = np.where(Cxt > 0, Cxt * Cxt / Ctt, 0.0)  # scale a >= 0
-            chi2[start:stop] = Cxx - fit
+            chi2[start:stop] = Cxx - np.where(Cxt > 0, Cxt * Cxt / Ctt, 0.0)  # scale a >= 0
             r = Cxt / np.sqrt(Cxx * Ctt)
         n_good[start:stop] = good.sum(axis=1)
         kbest = np.argmin(np.where(np.isfinite(chi2[start:stop]), chi2[start:stop], np.inf), axis=1)
