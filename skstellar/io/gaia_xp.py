@@ -1098,6 +1098,7 @@ def is_positive_definite(cov, *, rtol=None):
         block = a if idx.size == n else a[idx]
         try:
             np.linalg.cholesky(block)
+            result[idx] = True
         except np.linalg.LinAlgError:
             if idx.size <= _PD_LEAF:
                 w = np.linalg.eigvalsh(block)
@@ -1105,6 +1106,4 @@ def is_positive_definite(cov, *, rtol=None):
             else:
                 half = idx.size // 2
                 todo.extend((idx[:half], idx[half:]))
-            continue
-        result[idx] = True
     return result[0] if single else result
