@@ -184,13 +184,9 @@ def _exact_hits(out, var, flagged, idx, w, fn, ivar, grid):
     # the hit pixel is j (at t = 1) or, after rounding, j - 1
     for c, ok in ((np.minimum(j, p - 1), j < p), (np.maximum(j - 1, 0), j > 0)):
         hit = (w_flat[base + c] == gk) & ok
-        if not hit.any():
-            continue
         rh, ch = rr[hit], c[hit]
         fc = fn[rh, ch]
         good = np.isfinite(fc)
-        if not good.any():
-            continue
         rh, ch, fh = rh[good], ch[good], flat[hit][good]
         out.reshape(-1)[fh] = fc[good]
         flagged.reshape(-1)[fh] = False
