@@ -279,10 +279,8 @@ def _series_to_column(name: str, series: pd.Series):
     filled = values.copy()
     filled[missing] = ""
     if present.size and isinstance(present[0], bytes):
-        filled = np.array(filled, dtype=bytes)
-    else:
-        filled = np.array(filled.astype(str), dtype=str)
-    return column(filled)
+        return column(np.array(filled, dtype=bytes))
+    return column(np.array(filled.astype(str), dtype=str))
 
 
 def _frame_to_table(df: pd.DataFrame):
@@ -339,9 +337,7 @@ def write_catalog(df, path, format: str | None = None, overwrite: bool = False) 
     path = Path(path)
     fmt = _resolve_format(path, format)
     if path.exists() and not overwrite:
-        raise FileExistsError(
-            f"{str(path)!r} already exists; pass overwrite=True to replace it."
-        )
+        raise FileExistsError(f"{str(path)!r} already exists; pass overwrite=True to replace it.")
     if not isinstance(df, pd.DataFrame):
         if not is_astropy_table(df):
             raise TypeError(

@@ -390,12 +390,9 @@ def _to_nullable_int(values, name):
             data = values.to_numpy(dtype=np.float64, na_value=np.nan)
         else:
             raise ValueError(f"Column '{name}' should hold integers, got dtype {values.dtype}.")
-    elif np.ma.isMaskedArray(values) or hasattr(values, "mask"):
+    else:  # a masked or a plain array (whose mask is all False)
         mask = np.ma.getmaskarray(values)
         data = np.asarray(np.ma.getdata(values))
-    else:
-        data = np.asarray(values)
-        mask = np.zeros(data.shape, bool)
     if data.dtype.kind == "f":
         mask = mask | np.isnan(data)
         filled = np.where(mask, 0.0, data)
@@ -511,8 +508,7 @@ def _canonical_frame(columns, n_rows, where, from_text):
     for band in BANDS:
         if f"{band}_n_parameters" not in out:
             sizes = _lengths_of(None, out[f"{band}_coefficients"])
-            out[f"{band}_n_parameters"] = pd.arrays.IntegerArray(
-                np.maximum(sizes, 0), sizes < 0)
+            out[f"{band}_n_parameters"] = pd.arrays.IntegerArray(np.maximum(sizes, 0), sizes < 0)
         if f"{band}_standard_deviation" not in out:
             out[f"{band}_standard_deviation"] = np.full(n_rows, np.nan)
     return pd.DataFrame(out, index=pd.RangeIndex(n_rows))
@@ -780,18 +776,13 @@ def xp_band_arrays(table, band, n_coefficients=None):
     def stack(field, width, dtype):
         dense, cells = parts[field]
         out = np.full((n, width), np.nan, dtype=dtype)
-        if not rows.size:
-            return out
-        if dense is not None:
-            out[rows] = dense[rows, :width]
-        else:
-            out[rows] = np.stack([cells[i][:width] for i in rows])
+        if rows.size:
+            out[rows] = (dense[rows, :width] if dense is not None
+                         else np.stack([cells[i][:width] for i in rows]))
         return out
 
-    coefficients = stack("coefficients", k, np.float64)
-    errors = stack("coefficient_errors", k, np.float64)
-    correlations = stack("coefficient_correlations", m, np.float32)
-    return XPBand(coefficients, errors, correlations, present)
+    return XPBand(stack("coefficients", k, np.float64), stack("coefficient_errors", k, np.float64),
+                  stack("coefficient_correlations", m, np.float32), present)
 
 
 # --------------------------------------------------------------------------- covariance
@@ -1000,8 +991,8 @@ def read_xp_avro(path):
     if None in sids:
         raise ValueError(f"{path.name}: record {sids.index(None)} has no sourceId.")
     source_ids = np.array(sids, dtype=np.int64)
-    solution_ids = pd.array([_avro_get(r, "solutionId") for r in records], dtype="Int64")
-    out = {"source_id": source_ids, "solution_id": solution_ids}
+    out = {"source_id": source_ids,
+           "solution_id": pd.array([_avro_get(r, "solutionId") for r in records], dtype="Int64")}
 
     solution_scalars = {
         "standard_deviation": ("standardDeviation", "float"),
@@ -1042,8 +1033,7 @@ def read_xp_avro(path):
         out[f"{band}_coefficients"] = coeffs
         out[f"{band}_covariance"] = covs
         for field, (key, kind) in {**solution_scalars, **spec_scalars}.items():
-            src = sols if field in solution_scalars else specs
-            vals = [_avro_get(s, key) for s in src]
+            vals = [_avro_get(s, key) for s in (sols if field in solution_scalars else specs)]
             # None -> <NA> in the Int64 columns, NaN in the float64 ones
             out[f"{band}_{field}"] = (pd.array(vals, dtype="Int64") if kind == "int"
                                       else np.array(vals, dtype=np.float64))
@@ -1108,6 +1098,7 @@ def is_positive_definite(cov, *, rtol=None):
         block = a if idx.size == n else a[idx]
         try:
             np.linalg.cholesky(block)
+            result[idx] = True
         except np.linalg.LinAlgError:
             if idx.size <= _PD_LEAF:
                 w = np.linalg.eigvalsh(block)
@@ -1115,6 +1106,4 @@ def is_positive_definite(cov, *, rtol=None):
             else:
                 half = idx.size // 2
                 todo.extend((idx[:half], idx[half:]))
-            continue
-        result[idx] = True
     return result[0] if single else result

@@ -108,9 +108,7 @@ def load_mdwarf_catalog(path=None, *, eight_band_only=True) -> pd.DataFrame:
     with reading_file(file, "M-dwarf CSV catalogue"):
         df = pd.read_csv(file)
         check_text_table_complete(file, what="M-dwarf CSV catalogue")
-    df = df.rename(
-        columns={c: _BIRKY_RENAME.get(c, c.lower()) for c in df.columns}
-    )
+    df = df.rename(columns={c: _BIRKY_RENAME.get(c, c.lower()) for c in df.columns})
     if eight_band_only:
         flag = df["has_8band"]
         if flag.dtype != bool:

@@ -276,12 +276,8 @@ class ColourLocus:
         flat_valid = self.valid.ravel()
         out = np.zeros((j0.size, len(self.colour_names)))
         bad = ~(in_x & in_y)
-        for di, dj, w in (
-            (0, 0, (1 - fy) * (1 - fx)),
-            (0, 1, (1 - fy) * fx),
-            (1, 0, fy * (1 - fx)),
-            (1, 1, fy * fx),
-        ):
+        for di, dj in ((0, 0), (0, 1), (1, 0), (1, 1)):  # the four corners of the cell
+            w = (fy if di else 1 - fy) * (fx if dj else 1 - fx)
             node = (i0 + di) * self.mr.size + (j0 + dj)
             out += w[:, None] * flat.take(node, axis=0)
             bad |= (w > 0) & ~flat_valid.take(node)
@@ -411,8 +407,7 @@ def load_locus(path=None, age="10Gyr", *, mr_step=0.1, mr_range=None, feh_stride
     for feh in fehs:
         t = table[feh_all == feh].sort_values(order_col, ascending=False, kind="stable")
         mr = t["Mr"].to_numpy(np.float64)
-        prev_min = np.minimum.accumulate(np.concatenate([[np.inf], mr[:-1]]))
-        keep = mr < prev_min
+        keep = mr < np.minimum.accumulate(np.concatenate([[np.inf], mr[:-1]]))  # running minimum
         tracks.append((mr[keep][::-1], t[list(colours)].to_numpy(np.float64)[keep][::-1]))
 
     if mr_range is None:
@@ -556,8 +551,7 @@ class PriorMaps:
                 )
         if self.n_bins == 1:
             return np.zeros(r.size, dtype=np.intp)
-        step = self.r_centres[1] - self.r_centres[0]
-        pos = (r - self.r_centres[0]) / step
+        pos = (r - self.r_centres[0]) / (self.r_centres[1] - self.r_centres[0])
         return np.clip(np.floor(pos + 0.5), 0, self.n_bins - 1).astype(np.intp)
 
     def on_grid(self, mr, feh) -> np.ndarray:
@@ -577,8 +571,7 @@ class PriorMaps:
             (self.mr, self.feh), np.moveaxis(self.density, 0, -1),
             method="linear", bounds_error=False, fill_value=0.0,
         )
-        pts = np.column_stack([np.ravel(mr), np.ravel(feh)])
-        return np.ascontiguousarray(interp(pts).T)
+        return np.ascontiguousarray(interp(np.column_stack([np.ravel(mr), np.ravel(feh)])).T)
 
 
 def _stripe82_file(path, default_name, what) -> Path:
@@ -690,10 +683,9 @@ def load_stripe82_priors(pixel=0, path=None):
     """
     path = _stripe82_file(path, _S82_PRIOR_PATTERN.format(int(pixel)), "Prior file")
     df = _read_parquet(path).sort_values("rmag")
-    shape = (96, 36)
 
     def arrays(col):
-        return [np.frombuffer(b, dtype=np.float64).reshape(shape) for b in df[col]]
+        return [np.frombuffer(b, dtype=np.float64).reshape(96, 36) for b in df[col]]
 
     return _maps_from_arrays(
         df["rmag"].to_numpy(np.float64), arrays("xGrid"), arrays("yGrid"), arrays("kde"),

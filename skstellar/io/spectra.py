@@ -284,10 +284,8 @@ def _read_lamost_file(path: Path, mask_bad: bool):
         normalized = row2.copy()
 
     ivar = np.where(np.isfinite(ivar), ivar, 0.0)
-    if mask_bad:
-        mask = (andmask != 0) | (ivar <= 0) | ~np.isfinite(flux)
-    else:
-        mask = np.zeros(npix, dtype=bool)
+    bad = (andmask != 0) | (ivar <= 0) | ~np.isfinite(flux)
+    mask = bad if mask_bad else np.zeros(npix, dtype=bool)
     return wavelength, flux.copy(), ivar, mask, normalized, _lamost_meta(header, path, layout)
 
 
@@ -385,16 +383,11 @@ def read_lamost_spectra(
     wls, fluxes, ivars, masks, norms, rows = zip(*(_read_lamost_file(p, mask_bad) for p in files))
     npix = np.array([len(f) for f in fluxes], dtype=int)
     width = int(npix.max())
-
-    wavelength = _pad_rows(wls, npix, width, np.nan, np.float64)
-    flux = _pad_rows(fluxes, npix, width, np.nan, np.float64)
-    ivar = _pad_rows(ivars, npix, width, 0.0, np.float64)
-    mask = _pad_rows(masks, npix, width, True, bool)
     batch = SpectrumBatch(
-        wavelength=wavelength,
-        flux=flux,
-        ivar=ivar,
-        mask=mask,
+        wavelength=_pad_rows(wls, npix, width, np.nan, np.float64),
+        flux=_pad_rows(fluxes, npix, width, np.nan, np.float64),
+        ivar=_pad_rows(ivars, npix, width, 0.0, np.float64),
+        mask=_pad_rows(masks, npix, width, True, bool),
         meta=_lamost_frame(list(rows)),
         npix=npix,
     )
@@ -438,9 +431,7 @@ def _is_array_column(series: pd.Series) -> bool:
 def _column_rows(df: pd.DataFrame, name: str, dtype=np.float64):
     """The per-row arrays of an array-valued column and their lengths."""
     if name not in df.columns:
-        raise KeyError(
-            f"Column {name!r} not found; the table has columns {list(df.columns)}."
-        )
+        raise KeyError(f"Column {name!r} not found; the table has columns {list(df.columns)}.")
     if not _is_array_column(df[name]):
         raise ValueError(
             f"Column {name!r} does not hold one array per row (dtype {df[name].dtype})."
@@ -676,12 +667,10 @@ def write_spectra_table(batch: SpectrumBatch, path, overwrite: bool = False) -> 
         from astropy.table import Column, Table
 
         table = _frame_to_table(meta) if len(meta.columns) else Table()
+        width = int(npix[0]) if len(batch) else 0
         for name, values in arrays.items():
-            if ragged:
-                table[name] = Column(_split_rows(values, npix), dtype=object)
-            else:
-                width = int(npix[0]) if len(batch) else 0
-                table[name] = Column(values[:, :width])
+            table[name] = (Column(_split_rows(values, npix), dtype=object) if ragged
+                           else Column(values[:, :width]))
         table.write(path, format="fits", overwrite=True)
     else:
         import pyarrow as pa

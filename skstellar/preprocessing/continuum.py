@@ -485,7 +485,6 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
     # -- core ----------------------------------------------------------------
     def _compute(self, flux, good, step, in_window):
         """Continuum (float64, NaN where undefined) of (n, p) arrays; ``good`` may be modified."""
-        n = flux.shape[0]
         if in_window is not None:
             good &= ~in_window
         empty = ~good.any(axis=1)
@@ -498,11 +497,11 @@ class ContinuumNormalizer(OneToOneFeatureMixin, TransformerMixin, BaseEstimator)
             )
         kernel = _paper_kernel(self.sigma / step, self.truncate)
         workers = None if self.n_jobs is None else effective_n_jobs(self.n_jobs)
-        rows = np.flatnonzero(~empty)
         # a continuum that is not positive (noise-dominated negative flux) is undefined
-        if rows.size == n:
+        if not empty.any():
             return _smooth_ratio(flux, good, kernel, self.min_weight, workers, positive=True)
         cont = np.full(flux.shape, np.nan)
+        rows = np.flatnonzero(~empty)
         if rows.size:
             cont[rows] = _smooth_ratio(flux[rows], good[rows], kernel, self.min_weight, workers,
                                        positive=True)

@@ -73,9 +73,7 @@ _ERROR_UNITS = {_MAGNITUDE: (u.mag, "magnitude error"), _FLUX_OVER_ERROR: (None,
 # ------------------------------------------------------- Vectorised functions
 def _values(x, unit, name, kind):
     if isinstance(x, u.Quantity):
-        return as_float_column(np.atleast_1d(x), name, unit=unit, kind=kind).reshape(
-            np.shape(x)
-        )
+        return as_float_column(np.atleast_1d(x), name, unit=unit, kind=kind).reshape(np.shape(x))
     return np.asarray(x, dtype=np.float64)
 
 
@@ -182,14 +180,11 @@ def magnitude_error_from_flux_over_error(flux_over_error):
 def _one_column_per_band(bands, **columns):
     """Whether the one ``*_columns`` parameter in ``columns`` fits ``bands`` (raises why not)."""
     (name, value), = columns.items()
-    if value is None:
-        return True
     if isinstance(value, Mapping):
         unknown = sorted(set(value) - set(bands), key=str)
         if unknown:
             raise ValueError(f"{name} has key(s) {unknown} that are not in bands")
-        return True
-    if len(value) != len(bands):
+    elif value is not None and len(value) != len(bands):
         raise ValueError(f"{name} has {len(value)} entries but bands has {len(bands)}")
     return True
 
@@ -436,15 +431,9 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
 
     # -- reading -----------------------------------------------------------
     def _validate_array(self, X, reset):
-        return validate_data(
-            self,
-            X,
-            reset=reset,
-            dtype=np.float64,
-            ensure_all_finite=False,
-            # at transform time the n_features_in_ check gives the clearer message
-            ensure_min_features=(4 if self.return_errors else 2) if reset else 1,
-        )
+        # at transform time the n_features_in_ check gives the clearer message
+        return validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False,
+                             ensure_min_features=(4 if self.return_errors else 2) if reset else 1)
 
     def _read(self, X, reset):
         """Return the arrays ``transform`` needs, resolving the layout when ``reset``."""
@@ -488,12 +477,8 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         for i, (name, v) in enumerate(data.items()):
             if isinstance(v, u.Quantity):
                 angle = i == k or (self.return_errors and i == 2 * k + 1)
-                v = as_float_column(
-                    v,
-                    name,
-                    unit=u.mas if angle else u.mag,
-                    kind="parallax" if angle else "magnitude",
-                )
+                v = as_float_column(v, name, unit=u.mas if angle else u.mag,
+                                    kind="parallax" if angle else "magnitude")
             out[name] = np.asarray(getattr(v, "value", v))
         return pd.DataFrame(out)
 
@@ -549,15 +534,13 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         if not valid.all() and self.invalid_parallax == "raise":
             raise ValueError(self._parallax_message(plx, valid, index))
         safe_plx = np.where(valid, plx, 100.0)
-        dm = 5.0 * np.log10(safe_plx / 100.0)
-        M = mags + dm[:, None]
+        M = mags + 5.0 * np.log10(safe_plx / 100.0)[:, None]
         M[~valid] = np.nan
         if not self.return_errors:
             return M
 
-        err_names = [c for c, _ in self.error_columns_]
         raw = d["errs"]
-        check_finite_columns(raw, err_names, "error value", index=index)
+        check_finite_columns(raw, [c for c, _ in self.error_columns_], "error value", index=index)
         sig = np.empty_like(raw)
         for j, (col, kind) in enumerate(self.error_columns_):
             flux = kind == _FLUX_OVER_ERROR
@@ -666,10 +649,8 @@ class AbsoluteMagnitudes(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         input_features = _check_feature_names_in(self, input_features)
         k = len(self.magnitude_columns_)
-        if self.input_by_name_ or k == len(self.bands):
-            labels = list(self.band_labels_)
-        else:
-            labels = [str(c) for c in input_features[:k]]
+        labels = (self.band_labels_ if self.input_by_name_ or k == len(self.bands)
+                  else [str(c) for c in input_features[:k]])
         names = [f"{self.output_prefix}{b}" for b in labels]
         if self.return_errors:
             names += [_cols.error_name(c) for c in names]

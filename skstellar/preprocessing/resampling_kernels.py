@@ -149,9 +149,8 @@ def _linear_block(w, f, ivar, mask, grid, uniform, max_gap, need_var, work, out)
             if mask is not None:
                 v[mask] = np.inf
             wl, inv = _padded(w[..., :-1], p + 1), _padded(1.0 / dw, p + 1)
-            if w.ndim == 1:
-                j = idx[0]
-                t = (grid - wl[j]) * inv[j]
+            if w.ndim == 1:  # shared grid: one t for all rows, from row 0's slots
+                t = (grid - wl[idx[0]]) * inv[idx[0]]
             else:
                 t = (grid - np.take(wl, idx)) * np.take(inv, idx)
             V0, V1 = _padded(v[:, :-1], p + 1), _padded(v[:, 1:], p + 1)
@@ -185,13 +184,9 @@ def _exact_hits(out, var, flagged, idx, w, fn, ivar, grid):
     # the hit pixel is j (at t = 1) or, after rounding, j - 1
     for c, ok in ((np.minimum(j, p - 1), j < p), (np.maximum(j - 1, 0), j > 0)):
         hit = (w_flat[base + c] == gk) & ok
-        if not hit.any():
-            continue
         rh, ch = rr[hit], c[hit]
         fc = fn[rh, ch]
         good = np.isfinite(fc)
-        if not good.any():
-            continue
         rh, ch, fh = rh[good], ch[good], flat[hit][good]
         out.reshape(-1)[fh] = fc[good]
         flagged.reshape(-1)[fh] = False
@@ -247,32 +242,30 @@ def _flux_block(w, f, ivar, mask, grid, edges, uniform_edges, max_gap, need_var,
         good[:, 1:] &= ~gap
     E, first, last = _pixel_edges(w)
     width = np.diff(E, axis=1)  # NaN on padding
-    fz = np.where(good, f, 0.0)
-    bad = (~good).astype(np.float64)
-    # running integrals at the pixel edges: C[:, k] = integral up to edge k
-    C = np.zeros((m, p + 1))
-    np.cumsum(fz * width, axis=1, out=C[:, 1:])
-    Cb = np.zeros((m, p + 1))
-    np.cumsum(bad * width, axis=1, out=Cb[:, 1:])
-    # slot J (0..p+1): x in pixel J - 1, integral = A[J] + s[J] * x
-    A, s = _padded(C, p + 2), _padded(fz, p + 2)
-    A[:, 1:p + 1] -= fz * E[:, :p]
-    Ab, sb = _padded(Cb, p + 2), _padded(bad, p + 2)
-    Ab[:, 1:p + 1] -= bad * E[:, :p]
     # edges beyond the data: constant integral (coverage is flagged separately)
     idx, _ = _slot_indices(E, edges, uniform_edges, m)
-    # padded rows: the slot after the last pixel continues the last integral value
     L = np.count_nonzero(np.isfinite(w), axis=1)
     rows = np.arange(m)
-    A[rows, L + 1] = C[rows, L]
-    s[rows, L + 1] = 0.0
-    Ab[rows, L + 1] = Cb[rows, L]
-    sb[rows, L + 1] = 0.0
+
+    def integral_at_edges(values):
+        """Integral of the piecewise-constant ``values`` (per pixel) up to each of ``edges``."""
+        # running integrals at the pixel edges: C[:, k] = integral up to edge k
+        C = np.zeros((m, p + 1))
+        np.cumsum(values * width, axis=1, out=C[:, 1:])
+        # slot J (0..p+1): x in pixel J - 1, integral = A[J] + s[J] * x
+        A, s = _padded(C, p + 2), _padded(values, p + 2)
+        A[:, 1:p + 1] -= values * E[:, :p]
+        # padded rows: the slot after the last pixel continues the last integral value
+        A[rows, L + 1] = C[rows, L]
+        s[rows, L + 1] = 0.0
+        with np.errstate(invalid="ignore"):
+            return np.take(s, idx) * edges + np.take(A, idx)
+
+    integ = integral_at_edges(np.where(good, f, 0.0))
+    badint = integral_at_edges((~good).astype(np.float64))
     with np.errstate(invalid="ignore"):
-        integ = np.take(s, idx) * edges + np.take(A, idx)
         binw = np.diff(edges)
         np.divide(np.diff(integ, axis=1), binw, out=out)
-        badint = np.take(sb, idx) * edges + np.take(Ab, idx)
         flagged = np.diff(badint, axis=1) > 0
         covered = (edges[:-1] >= first[:, None]) & (edges[1:] <= last[:, None])
     flagged |= ~covered
@@ -297,8 +290,7 @@ def _flux_block(w, f, ivar, mask, grid, edges, uniform_edges, max_gap, need_var,
         same = Ja == Jb
         var[same] = np.take(VV, Ja[same])
         var[flagged] = np.inf
-    fn = np.where(good, f, np.nan)
-    return var, fn, (flagged if flagged.any() else None)
+    return var, np.where(good, f, np.nan), (flagged if flagged.any() else None)
 
 
 def _uniform_spacing(x):

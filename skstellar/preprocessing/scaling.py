@@ -96,5 +96,4 @@ class CovariantStandardScaler(OneToOneFeatureMixin, TransformerMixin, BaseEstima
         check_is_fitted(self, "mean_")
         if isinstance(X, CovariantFeatures):
             return X.affine(-self.mean_ / self.scale_, 1.0 / self.scale_)
-        values = validate_data(self, X, reset=False, dtype=np.float64)
-        return values * self.scale_ + self.mean_
+        return validate_data(self, X, reset=False, dtype=np.float64) * self.scale_ + self.mean_

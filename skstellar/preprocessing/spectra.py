@@ -409,10 +409,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
                 )
             return SpectrumBatch(wavelength=self.grid_.copy(), flux=flux, mask=mask)
         flux, ivar, mask = self._resample(sp, need_var=sp.ivar is not None, want_mask=True)
-        meta = None if sp.meta is None else sp.meta.copy()
-        return SpectrumBatch(
-            wavelength=self.grid_.copy(), flux=flux, ivar=ivar, mask=mask, meta=meta
-        )
+        return SpectrumBatch(wavelength=self.grid_.copy(), flux=flux, ivar=ivar, mask=mask,
+                             meta=None if sp.meta is None else sp.meta.copy())
 
     def _resample(self, sp, need_var, want_mask):
         grid = self.grid_
@@ -462,9 +460,8 @@ class SpectrumResampler(TransformerMixin, BaseEstimator):
         grid = self.grid_
         w, f, iv, mk = sp.rows(start, stop)
         m = stop - start
-        out = flux_out[start:stop] if flux_out.dtype == np.float64 else work.get(
-            "out", (m, grid.shape[0])
-        )
+        out = (flux_out[start:stop] if flux_out.dtype == np.float64
+               else work.get("out", (m, grid.shape[0])))
         try:
             if self.method == "linear":
                 var, fn, flagged = _linear_block(w, f, iv, mk, grid, uniform, self.max_gap,

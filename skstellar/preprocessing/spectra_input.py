@@ -239,9 +239,7 @@ def _check_wavelengths(w, row0):
     isinf = np.isinf(w2)
     if isinf.any():
         r, c = np.argwhere(isinf)[0]
-        raise ValueError(
-            where.format(i=row0 + r) + f" has an infinite wavelength at pixel {c}."
-        )
+        raise ValueError(where.format(i=row0 + r) + f" has an infinite wavelength at pixel {c}.")
     finite = np.isfinite(w2)
     inner_nan = ~finite[:, :-1] & finite[:, 1:]
     if inner_nan.any():

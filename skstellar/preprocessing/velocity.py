@@ -239,12 +239,10 @@ def _prepare_template(tw, tf, lnl_lo, lnl_hi, dlnl, resolution, sigma):
             f"{np.exp(lnl_lo):.1f}-{np.exp(lnl_hi):.1f} A (the window shifted by the extreme "
             "trial velocities). Use a wider template, a narrower window or a smaller v_grid."
         )
-    n = int(np.ceil((lnl_hi - lnl_lo) / dlnl)) + 1
-    ln_grid = lnl_lo + dlnl * np.arange(n)
+    ln_grid = lnl_lo + dlnl * np.arange(int(np.ceil((lnl_hi - lnl_lo) / dlnl)) + 1)
     wave = np.exp(ln_grid)
-    native = np.median(np.diff(np.log(tw)))
     # a template finer than the grid is rebinned (flux-conserving), not point-sampled
-    method = "flux_conserving" if native < dlnl else "linear"
+    method = "flux_conserving" if np.median(np.diff(np.log(tw))) < dlnl else "linear"
     res = SpectrumResampler(grid=wave, method=method, output="batch", on_empty="nan",
                             on_uncovered="nan").fit(SpectrumBatch(tw, tf[None, :]))
     tb = res.transform_batch(SpectrumBatch(tw, tf[None, :]))
@@ -411,9 +409,8 @@ def measure_radial_velocity(
         warnings.simplefilter("ignore", RuntimeWarning)
         native = np.full(len(sp), np.nanmedian(d)) if d.ndim == 1 else np.nanmedian(d, axis=1)
     if pixel_velocity is None:
-        dlnl = np.nan
-        if np.isfinite(native).any():
-            dlnl = float(np.nanmedian(native)) / _DATA_OVERSAMPLE
+        dlnl = (float(np.nanmedian(native)) / _DATA_OVERSAMPLE if np.isfinite(native).any()
+                else np.nan)
         if not np.isfinite(dlnl) or dlnl <= 0:
             raise ValueError("Cannot infer a pixel step from the input wavelengths.")
     else:
@@ -432,9 +429,7 @@ def measure_radial_velocity(
     )
     # T[k, p]: normalised template shifted by v_k, at the data pixel p (one interp for all k),
     # stored transposed, (n_pix, K) C-contiguous: the fastest layout for the products below
-    TT = np.interp((ln_obs[:, None] - shift[None, :]).ravel(), ln_t, t_fine).reshape(
-        n_pix, v.shape[0]
-    )
+    TT = np.interp((ln_obs[:, None] - shift[None, :]).ravel(), ln_t, t_fine).reshape(n_pix, -1)
     TT2 = TT * TT
 
     in_window = window_mask(grid, windows) if windows else np.zeros(n_pix, dtype=bool)
@@ -461,24 +456,17 @@ def measure_radial_velocity(
         with np.errstate(invalid="ignore", divide="ignore"):
             x = flux / cont - 1.0
             good &= cont > 0
-            if b.ivar is not None:
-                w = np.where(good, b.ivar * cont**2, 0.0)
-            else:
-                w = good.astype(np.float64)
+            w = (np.where(good, b.ivar * cont**2, 0.0) if b.ivar is not None
+                 else good.astype(np.float64))
         x = np.where(good, x, 0.0)
         wx = w * x
-        S = w.sum(axis=1)[:, None]
-        Sx = wx.sum(axis=1)[:, None]
-        Sxx = (wx * x).sum(axis=1)[:, None]
-        St = w @ TT
-        Stt = w @ TT2
-        Sxt = wx @ TT
+        S, Sx, Sxx = (a.sum(axis=1)[:, None] for a in (w, wx, wx * x))
+        St, Stt, Sxt = w @ TT, w @ TT2, wx @ TT
         with np.errstate(invalid="ignore", divide="ignore"):
             Cxx = Sxx - Sx * Sx / S
             Ctt = Stt - St * St / S
             Cxt = Sxt - Sx * St / S
-            fit = np.where(Cxt > 0, Cxt * Cxt / Ctt, 0.0)  # scale a >= 0
-            chi2[start:stop] = Cxx - fit
+            chi2[start:stop] = Cxx - np.where(Cxt > 0, Cxt * Cxt / Ctt, 0.0)  # scale a >= 0
             r = Cxt / np.sqrt(Cxx * Ctt)
         n_good[start:stop] = good.sum(axis=1)
         kbest = np.argmin(np.where(np.isfinite(chi2[start:stop]), chi2[start:stop], np.inf), axis=1)
@@ -756,14 +744,12 @@ class RadialVelocityCorrector(TransformerMixin, BaseEstimator):
             flux = flux * factor
             ivar = None if ivar is None else ivar / factor**2
         shifted = SpectrumBatch(wave, flux, ivar, batch.mask, npix=batch.npix)
-        res = SpectrumResampler(grid=self.grid_, method=self.method, output="batch",
-                                on_empty="nan", on_uncovered="nan").fit(shifted)
-        out = res.transform_batch(shifted)
-        if failed.any():
-            out.flux[failed] = np.nan
-            out.mask[failed] = True
-            if out.ivar is not None:
-                out.ivar[failed] = 0.0
+        out = SpectrumResampler(grid=self.grid_, method=self.method, output="batch", on_empty="nan",
+                                on_uncovered="nan").fit(shifted).transform_batch(shifted)
+        out.flux[failed] = np.nan  # (no-ops when every velocity was measured)
+        out.mask[failed] = True
+        if out.ivar is not None:
+            out.ivar[failed] = 0.0
         meta = (batch.meta.copy().reset_index(drop=True) if batch.meta is not None
                 else pd.DataFrame(index=range(len(batch))))
         c = self.rv_column

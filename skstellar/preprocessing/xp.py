@@ -461,8 +461,7 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
         self
         """
         validate_parameters(self)
-        bands = self._read_bands(X)
-        k = bands["rp"][0].shape[1]
+        k = self._read_bands(X)["rp"][0].shape[1]
         n = self.n_coefficients
         if n is not None:
             if not 1 <= int(n) <= k:
@@ -673,14 +672,12 @@ class XPNormalizer(TransformerMixin, BaseEstimator, auto_wrap_output_keys=None):
                 )
         scale = 10.0 ** (0.2 * mag["RP"])
         pmag = vals["parallax"] * scale
-        feats = np.stack([mag["BP"] - mag["RP"], mag["W1"] - mag["W2"], mag["J"] - mag["H"],
-                          mag["H"] - mag["W2"], pmag], axis=1)
+        colours = (("BP", "RP"), ("W1", "W2"), ("J", "H"), ("H", "W2"))
+        feats = np.stack([mag[a] - mag[b] for a, b in colours] + [pmag], axis=1)
         # Jacobian d(features)/d(inputs), inputs ordered as `inputs`.
         J = np.zeros((n, 5, 7))
-        J[:, 0, 0], J[:, 0, 1] = 1.0, -1.0
-        J[:, 1, 4], J[:, 1, 5] = 1.0, -1.0
-        J[:, 2, 2], J[:, 2, 3] = 1.0, -1.0
-        J[:, 3, 3], J[:, 3, 5] = 1.0, -1.0
+        for f, (a, b) in enumerate(colours):
+            J[:, f, inputs.index(a)], J[:, f, inputs.index(b)] = 1.0, -1.0
         J[:, 4, 1] = 0.2 * np.log(10.0) * pmag  # d(plx 10^(0.2 RP)) / dRP
         J[:, 4, 6] = scale
         var_in = np.stack([sig[key] ** 2 for key in inputs], axis=1)
