@@ -236,37 +236,7 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         verbose=0,
         callbacks=None,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.architecture = architecture
-        self.activation = activation
-        self.hidden_bias = hidden_bias
-        self.dropout = dropout
-        self.output_activation = output_activation
-        self.weight_slope = weight_slope
-        self.weight_intercept = weight_intercept
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.weight_decay = weight_decay
-        self.validation_fraction = validation_fraction
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.lr_schedule = lr_schedule
-        self.lr_factor = lr_factor
-        self.lr_patience = lr_patience
-        self.n_mc_passes = n_mc_passes
-        self.mc_mode = mc_mode
-        self.feature_names = feature_names
-        self.feh_range = feh_range
-        self.g_minus_j_range = g_minus_j_range
-        self.w1_minus_w2_range = w1_minus_w2_range
-        self.saturation = saturation
-        self.uncertainty = uncertainty
-        self.input_errors = input_errors
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
-        self.callbacks = callbacks
+        self._store_init_arguments(locals())
 
     # ------------------------------------------------------------- network
     def _build_module(self, n_features, n_outputs):

@@ -226,33 +226,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
                  mc_mode="network", point_estimate="median", input_variance_passes=0,
                  jacobian_gradient=True, uncertainty="calibrated", calibration_fraction=0.1,
                  random_state=None, device="cpu", verbose=0, callbacks=None):
-        self.hidden = hidden
-        self.dropout = dropout
-        self.activation = activation
-        self.excess_activation = excess_activation
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.warmup_iter = warmup_iter
-        self.shuffle = shuffle
-        self.input_uncertainty = input_uncertainty
-        self.standardize = standardize
-        self.validation_fraction = validation_fraction
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.model_variance_passes = model_variance_passes
-        self.n_mc_passes = n_mc_passes
-        self.mc_mode = mc_mode
-        self.point_estimate = point_estimate
-        self.input_variance_passes = input_variance_passes
-        self.jacobian_gradient = jacobian_gradient
-        self.uncertainty = uncertainty
-        self.calibration_fraction = calibration_fraction
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
-        self.callbacks = callbacks
+        self._store_init_arguments(locals())
 
     # ------------------------------------------------------------ checks
     #: Allowed hyperparameter values (the neural base declares the common ones).
