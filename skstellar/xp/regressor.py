@@ -659,9 +659,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
                             columns=[f"y{j}" for j in range(self.n_outputs_)])
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
+        tags = super().__sklearn_tags__()  # multi_output, non_deterministic: the base's
         tags.target_tags.single_output = True
         tags.input_tags.allow_nan = False
-        tags.non_deterministic = self.random_state is None
         return tags
