@@ -377,9 +377,8 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         check_is_fitted(self, "net_")
         index = X.index if isinstance(X, pd.DataFrame) else None
         Xv = self._validate_X(X, reset=False, dtype=np.float64)
-        index_of = {c: self._column_index(c) for c in ("M_G", "M_J", "M_W1", "M_W2")}
-        g_j = Xv[:, index_of["M_G"]] - Xv[:, index_of["M_J"]]
-        w12 = Xv[:, index_of["M_W1"]] - Xv[:, index_of["M_W2"]]
+        g_j, w12 = (Xv[:, self._column_index(a)] - Xv[:, self._column_index(b)]
+                    for a, b in (("M_G", "M_J"), ("M_W1", "M_W2")))
         if y_pred is None:
             y_pred = self.predict(X)
         y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(Xv), -1)[:, 0]

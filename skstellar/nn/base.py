@@ -311,9 +311,7 @@ class NeuralEstimatorBase(BaseEstimator):
         - and bounds memory. Narrow inputs use large chunks.
         """
         n_features = int(getattr(self, "n_features_in_", 1))
-        if n_features <= 256:
-            return 65536
-        return max(8, 2**17 // n_features)
+        return 65536 if n_features <= 256 else max(8, 2**17 // n_features)
 
     def _mc_batch_rows(self, n_passes):
         n_features = int(getattr(self, "n_features_in_", 1))
