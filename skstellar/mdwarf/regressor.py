@@ -246,18 +246,12 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         if self.hidden_bias is not None:
             arch["hidden_bias"] = bool(self.hidden_bias)
         return build_mlp(
-            n_features,
-            self.hidden_layer_sizes,
-            n_outputs,
-            activation=arch["activation"],
-            output_activation=self.output_activation,
-            batch_norm=True,
+            n_features, self.hidden_layer_sizes, n_outputs, activation=arch["activation"],
+            output_activation=self.output_activation, batch_norm=True,
             # BatchNorm after the activation as in the released model; with the
             # paper's linear activation the position makes no difference.
-            batch_norm_position="after_activation",
-            input_batch_norm=True,
-            dropout=self.dropout,
-            bias=arch["hidden_bias"],
+            batch_norm_position="after_activation", input_batch_norm=True,
+            dropout=self.dropout, bias=arch["hidden_bias"],
         )
 
     def _build_criterion(self):
