@@ -341,8 +341,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         y, y2, err = self._validate_y(y, y_err, len(values))
         self._y_ndim = y.ndim
         n, d = values.shape
-        L = y2.shape[1]
-        self.n_outputs_ = L
+        self.n_outputs_ = L = y2.shape[1]
 
         if self.standardize:
             self.x_mean_ = values.mean(axis=0)
@@ -446,10 +445,8 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         dev = self.device
         use_mc = P >= 2 and float(self.dropout) > 0
         P_eff = P if use_mc else 1
-        point = np.empty((n, L), np.float64)
-        v_model = np.zeros((n, L), np.float64)
-        v_input = np.zeros((n, L), np.float64)
-        v_exc = np.empty((n, L), np.float64)
+        point, v_exc = np.empty((2, n, L), np.float64)
+        v_model, v_input = np.zeros((2, n, L), np.float64)
         samples = np.empty((P_eff, n, L), np.float32) if return_samples else None
         # ~2**16 rows (star x pass) per forward/backward call bounds memory
         # (the Jacobian holds L x rows x d floats).
