@@ -68,17 +68,6 @@ _PARAMS_DOC = """
 """
 
 
-def _store_parameters(estimator, init_locals):
-    """Store every ``__init__`` argument unchanged as an attribute of the same name.
-
-    The two CNNs share two dozen parameters; scikit-learn's ``get_params``
-    reads their names from the ``__init__`` signature.
-    """
-    for name, value in init_locals.items():
-        if name not in ("self", "__class__"):
-            setattr(estimator, name, value)
-
-
 class _SpectralCNNMixin:
     # convolutions over thousands of pixels use all threads
     _single_thread_training = False
@@ -146,7 +135,7 @@ class SpectralCNNRegressor(HeldOutCalibrationMixin, _SpectralCNNMixin, BaseNeura
                  lr_schedule="plateau", lr_factor=0.1, lr_patience=10, n_mc_passes=50,
                  mc_mode="network", random_state=None, device="cpu", verbose=0,
                  standardize_target=True, uncertainty="calibrated", callbacks=None):
-        _store_parameters(self, locals())
+        self._store_init_arguments(locals())
 
     #: Allowed hyperparameter values (the neural base declares the common ones).
     _parameter_constraints = {
@@ -181,4 +170,4 @@ class SpectralCNNClassifier(_SpectralCNNMixin, BaseNeuralClassifier):  # noqa: D
                  lr_schedule="plateau", lr_factor=0.1, lr_patience=10, n_mc_passes=50,
                  mc_mode="network", random_state=None, device="cpu", verbose=0,
                  callbacks=None):
-        _store_parameters(self, locals())
+        self._store_init_arguments(locals())

@@ -70,9 +70,8 @@ def mass_metallicity_check(log_mstar, oh_pred, bins=np.arange(8.5, 11.75, 0.5)):
     pandas.DataFrame
         ``mass_lo, mass_hi, n, median_pred, tremonti, offset``.
     """
-    log_mstar = np.asarray(log_mstar, float)
     oh_pred = np.asarray(oh_pred, float)
-    idx = np.digitize(log_mstar, bins) - 1
+    idx = np.digitize(np.asarray(log_mstar, float), bins) - 1
     rows = []
     for k in range(len(bins) - 1):
         sel = idx == k

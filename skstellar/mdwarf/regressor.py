@@ -236,37 +236,7 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         verbose=0,
         callbacks=None,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.architecture = architecture
-        self.activation = activation
-        self.hidden_bias = hidden_bias
-        self.dropout = dropout
-        self.output_activation = output_activation
-        self.weight_slope = weight_slope
-        self.weight_intercept = weight_intercept
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.weight_decay = weight_decay
-        self.validation_fraction = validation_fraction
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.lr_schedule = lr_schedule
-        self.lr_factor = lr_factor
-        self.lr_patience = lr_patience
-        self.n_mc_passes = n_mc_passes
-        self.mc_mode = mc_mode
-        self.feature_names = feature_names
-        self.feh_range = feh_range
-        self.g_minus_j_range = g_minus_j_range
-        self.w1_minus_w2_range = w1_minus_w2_range
-        self.saturation = saturation
-        self.uncertainty = uncertainty
-        self.input_errors = input_errors
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
-        self.callbacks = callbacks
+        self._store_init_arguments(locals())
 
     # ------------------------------------------------------------- network
     def _build_module(self, n_features, n_outputs):
@@ -276,18 +246,12 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         if self.hidden_bias is not None:
             arch["hidden_bias"] = bool(self.hidden_bias)
         return build_mlp(
-            n_features,
-            self.hidden_layer_sizes,
-            n_outputs,
-            activation=arch["activation"],
-            output_activation=self.output_activation,
-            batch_norm=True,
+            n_features, self.hidden_layer_sizes, n_outputs, activation=arch["activation"],
+            output_activation=self.output_activation, batch_norm=True,
             # BatchNorm after the activation as in the released model; with the
             # paper's linear activation the position makes no difference.
-            batch_norm_position="after_activation",
-            input_batch_norm=True,
-            dropout=self.dropout,
-            bias=arch["hidden_bias"],
+            batch_norm_position="after_activation", input_batch_norm=True,
+            dropout=self.dropout, bias=arch["hidden_bias"],
         )
 
     def _build_criterion(self):
@@ -407,9 +371,8 @@ class MDwarfMetallicityRegressor(HeldOutCalibrationMixin, BaseNeuralRegressor):
         check_is_fitted(self, "net_")
         index = X.index if isinstance(X, pd.DataFrame) else None
         Xv = self._validate_X(X, reset=False, dtype=np.float64)
-        index_of = {c: self._column_index(c) for c in ("M_G", "M_J", "M_W1", "M_W2")}
-        g_j = Xv[:, index_of["M_G"]] - Xv[:, index_of["M_J"]]
-        w12 = Xv[:, index_of["M_W1"]] - Xv[:, index_of["M_W2"]]
+        g_j, w12 = (Xv[:, self._column_index(a)] - Xv[:, self._column_index(b)]
+                    for a, b in (("M_G", "M_J"), ("M_W1", "M_W2")))
         if y_pred is None:
             y_pred = self.predict(X)
         y_pred = np.asarray(y_pred, dtype=np.float64).reshape(len(Xv), -1)[:, 0]

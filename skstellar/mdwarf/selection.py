@@ -243,11 +243,7 @@ def quality_mask(
 
 
 def _combine(cuts, n):
-    mask = np.ones(n, dtype=bool)
-    for cut in cuts:
-        if cut.mask is not None:
-            mask &= cut.mask
-    return mask
+    return np.all([np.ones(n, dtype=bool)] + [c.mask for c in cuts if c.mask is not None], axis=0)
 
 
 def _check_range(rng, name):

@@ -114,6 +114,17 @@ class NeuralEstimatorBase(BaseEstimator):
         "n_mc_passes", "mc_mode", "random_state", "device", "verbose", "callbacks",
     )
 
+    def _store_init_arguments(self, init_locals):
+        """Store every ``__init__`` argument unchanged as an attribute of the same name.
+
+        Subclasses with many parameters call ``self._store_init_arguments(locals())``
+        first thing in ``__init__``; scikit-learn's ``get_params`` reads the
+        names from the ``__init__`` signature.
+        """
+        for name, value in init_locals.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     # ------------------------------------------------------------------ hooks
     def _build_module(self, n_features: int, n_outputs: int) -> torch.nn.Module:
         raise NotImplementedError
@@ -300,9 +311,7 @@ class NeuralEstimatorBase(BaseEstimator):
         - and bounds memory. Narrow inputs use large chunks.
         """
         n_features = int(getattr(self, "n_features_in_", 1))
-        if n_features <= 256:
-            return 65536
-        return max(8, 2**17 // n_features)
+        return 65536 if n_features <= 256 else max(8, 2**17 // n_features)
 
     def _mc_batch_rows(self, n_passes):
         n_features = int(getattr(self, "n_features_in_", 1))

@@ -97,8 +97,7 @@ class LeanNeuralNet(skorch.NeuralNet):
             for batch in iterator:
                 xb, yb = batch
                 if not on_cpu:
-                    xb = to_device(xb, device)
-                    yb = to_device(yb, device)
+                    xb, yb = to_device(xb, device), to_device(yb, device)
                 self.notify("on_batch_begin", batch=batch, training=training)
                 if training:
                     optimizer.zero_grad(set_to_none=True)

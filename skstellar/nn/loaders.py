@@ -21,23 +21,17 @@ def _to_tensor(a):
         return None
     if isinstance(a, dict):
         return {k: _to_tensor(v) for k, v in a.items()}
-    if torch.is_tensor(a):
-        return a
-    return torch.as_tensor(np.asarray(a))
+    return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a))
 
 
 def _take(a, idx):
     if a is None:
         return None
-    if isinstance(a, dict):
-        return {k: v[idx] for k, v in a.items()}
-    return a[idx]
+    return {k: v[idx] for k, v in a.items()} if isinstance(a, dict) else a[idx]
 
 
 def _length(a):
-    if isinstance(a, dict):
-        return len(next(iter(a.values())))
-    return len(a)
+    return len(next(iter(a.values())) if isinstance(a, dict) else a)
 
 
 class ArrayBatchLoader:
@@ -69,9 +63,7 @@ class ArrayBatchLoader:
         self.drop_last = drop_last
 
     def __len__(self):
-        if self.drop_last:
-            return self.n // self.batch_size
-        return -(-self.n // self.batch_size)
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     def __iter__(self):
         order = torch.randperm(self.n, generator=self.generator) if self.shuffle else None

@@ -242,10 +242,7 @@ class _FoldedPasses:
     @staticmethod
     def _scale(A, c, scale, shift):
         """Compose an elementwise affine ``h -> scale * h + shift`` after ``(A, c)``."""
-        if A is None:
-            A = torch.diag_embed(scale)
-        else:
-            A = scale.unsqueeze(-1) * A
+        A = torch.diag_embed(scale) if A is None else scale.unsqueeze(-1) * A
         if c is not None:
             c = scale * c
         if shift is not None:

@@ -144,8 +144,7 @@ def mlp_forward_with_jacobian(module, x, n_outputs, create_graph=True, dropout_f
             h = out if p is h else layer(h)
         gains[-1] = g if gains[-1] is None else gains[-1] * g
     # output side first: A = W_out[:L]; then A <- (A * g_k) @ W_k for k = K-1..0
-    A = linears[-1].weight[:n_outputs]  # (L, h)
-    A = A.unsqueeze(0).expand(x.shape[0], -1, -1)
+    A = linears[-1].weight[:n_outputs].unsqueeze(0).expand(x.shape[0], -1, -1)  # (n, L, h)
     if gains[-1] is not None:  # an activation/dropout after the output layer
         A = A * gains[-1][:, :n_outputs, None]
     for k in range(len(linears) - 2, -1, -1):
@@ -328,5 +327,4 @@ def propagate_input_errors(module, X, error, common_error=None, n_outputs=None, 
             out.append(var)
     finally:
         module.train(was)
-    var = np.concatenate(out) if out else np.empty((0, n_outputs or 0))
-    return np.sqrt(var)
+    return np.sqrt(np.concatenate(out) if out else np.empty((0, n_outputs or 0)))

@@ -66,8 +66,7 @@ def derivative_coefficients(model, X, weights=None):
 def _coefficient_vectors(dcoef, n_coefficients=55):
     """Per label, full BP and RP coefficient vectors from feature rows bp_i / rp_i."""
     L = dcoef.shape[1]
-    bp = np.zeros((L, n_coefficients))
-    rp = np.zeros((L, n_coefficients))
+    bp, rp = np.zeros((2, L, n_coefficients))
     found = False
     for name, row in zip(dcoef.index, dcoef.to_numpy()):
         m = _COEF.match(str(name))
@@ -144,14 +143,12 @@ def derivative_spectra(model, X, weights=None, calibrated=True, sampling=None):
     except TypeError:  # older gaiaxpy without disable_info
         kwargs.pop("disable_info")
         out, grid = func(table, **kwargs)
-    rows = []
     names = list(dcoef.columns)
     grid = np.asarray(grid, dtype=np.float64)
-    for _, r in out.iterrows():
-        rows.append(pd.DataFrame({"label": names[int(r["source_id"])],
-                                  "band": str(r.get("xp", "BP+RP")).upper(), "wavelength": grid,
-                                  "derivative": np.asarray(r["flux"], dtype=np.float64)}))
-    return pd.concat(rows, ignore_index=True)
+    return pd.concat([pd.DataFrame({"label": names[int(r["source_id"])],
+                                    "band": str(r.get("xp", "BP+RP")).upper(), "wavelength": grid,
+                                    "derivative": np.asarray(r["flux"], dtype=np.float64)})
+                      for _, r in out.iterrows()], ignore_index=True)
 
 
 def plot_uncertainty_parts(prediction, parts, label=0, label_name=None, ax=None, bins=20):
@@ -211,9 +208,8 @@ def plot_zscores(y_true, y_pred, y_std, label_names=None, bins=40):
 
     from ..plotting import plot_zscore_histogram
 
-    t = np.asarray(y_true, dtype=np.float64).reshape(len(y_true), -1)
-    p = np.asarray(y_pred, dtype=np.float64).reshape(len(y_true), -1)
-    s = np.asarray(y_std, dtype=np.float64).reshape(len(y_true), -1)
+    t, p, s = (np.asarray(a, dtype=np.float64).reshape(len(y_true), -1)
+               for a in (y_true, y_pred, y_std))
     L = t.shape[1]
     names = label_names or [f"y{j}" for j in range(L)]
     ncol = min(3, L)

@@ -121,9 +121,7 @@ def evaluate_xp(n_stars=8000, test_fraction=0.25, labels=XP_LABELS, random_state
     u = model.predict_uncertainty(X_test)
     pred_s = time.perf_counter() - t0
 
-    pred = u["prediction"].reshape(n_test, -1)
-    tot = u["total_std"].reshape(n_test, -1)
-    raw = u["raw_std"].reshape(n_test, -1)
+    pred, tot, raw = (u[k].reshape(n_test, -1) for k in ("prediction", "total_std", "raw_std"))
     cal_truth = calibration_summary(y_true[test], pred, tot, target_names=list(labels))
     cal_raw = calibration_summary(y_true[test], pred, raw, target_names=list(labels))
     obs_std = np.sqrt(tot**2 + err[test] ** 2)

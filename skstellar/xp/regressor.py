@@ -226,33 +226,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
                  mc_mode="network", point_estimate="median", input_variance_passes=0,
                  jacobian_gradient=True, uncertainty="calibrated", calibration_fraction=0.1,
                  random_state=None, device="cpu", verbose=0, callbacks=None):
-        self.hidden = hidden
-        self.dropout = dropout
-        self.activation = activation
-        self.excess_activation = excess_activation
-        self.lr = lr
-        self.weight_decay = weight_decay
-        self.batch_size = batch_size
-        self.max_iter = max_iter
-        self.warmup_iter = warmup_iter
-        self.shuffle = shuffle
-        self.input_uncertainty = input_uncertainty
-        self.standardize = standardize
-        self.validation_fraction = validation_fraction
-        self.early_stopping = early_stopping
-        self.patience = patience
-        self.model_variance_passes = model_variance_passes
-        self.n_mc_passes = n_mc_passes
-        self.mc_mode = mc_mode
-        self.point_estimate = point_estimate
-        self.input_variance_passes = input_variance_passes
-        self.jacobian_gradient = jacobian_gradient
-        self.uncertainty = uncertainty
-        self.calibration_fraction = calibration_fraction
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
-        self.callbacks = callbacks
+        self._store_init_arguments(locals())
 
     # ------------------------------------------------------------ checks
     #: Allowed hyperparameter values (the neural base declares the common ones).
@@ -367,8 +341,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         y, y2, err = self._validate_y(y, y_err, len(values))
         self._y_ndim = y.ndim
         n, d = values.shape
-        L = y2.shape[1]
-        self.n_outputs_ = L
+        self.n_outputs_ = L = y2.shape[1]
 
         if self.standardize:
             self.x_mean_ = values.mean(axis=0)
@@ -472,10 +445,8 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
         dev = self.device
         use_mc = P >= 2 and float(self.dropout) > 0
         P_eff = P if use_mc else 1
-        point = np.empty((n, L), np.float64)
-        v_model = np.zeros((n, L), np.float64)
-        v_input = np.zeros((n, L), np.float64)
-        v_exc = np.empty((n, L), np.float64)
+        point, v_exc = np.empty((2, n, L), np.float64)
+        v_model, v_input = np.zeros((2, n, L), np.float64)
         samples = np.empty((P_eff, n, L), np.float32) if return_samples else None
         # ~2**16 rows (star x pass) per forward/backward call bounds memory
         # (the Jacobian holds L x rows x d floats).
@@ -685,9 +656,7 @@ class UncertainNNRegressor(RegressorMixin, NeuralEstimatorBase):
                             columns=[f"y{j}" for j in range(self.n_outputs_)])
 
     def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
+        tags = super().__sklearn_tags__()  # multi_output, non_deterministic: the base's
         tags.target_tags.single_output = True
         tags.input_tags.allow_nan = False
-        tags.non_deterministic = self.random_state is None
         return tags
