@@ -8,8 +8,9 @@ each other.
 from __future__ import annotations
 
 import json
+import time
 
-__all__ = ["format_table", "write_json"]
+__all__ = ["format_table", "timed", "write_json"]
 
 
 def format_table(header, rows):
@@ -68,3 +69,18 @@ def write_json(path, results, out=print, default=None):
     with open(path, "w") as fh:
         json.dump(results, fh, indent=2, default=default)
     out(f"Wrote {path}")
+
+
+def timed(func, *args, **kwargs):
+    """Call ``func(*args, **kwargs)`` and time it.
+
+    Returns
+    -------
+    result : object
+        What ``func`` returned.
+    seconds : float
+        Its wall-clock time [s] (``time.perf_counter``).
+    """
+    t0 = time.perf_counter()
+    result = func(*args, **kwargs)
+    return result, time.perf_counter() - t0

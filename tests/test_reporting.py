@@ -24,3 +24,13 @@ def test_cli_and_evaluation_modules_share_it():
     import skstellar.photod.evaluation  # noqa: F401
 
     assert cli._table is format_table
+
+
+def test_timed_returns_the_result_and_a_non_negative_duration():
+    import time
+
+    from skstellar.reporting import timed
+
+    result, seconds = timed(lambda a, b=0: (time.sleep(0.01), a + b)[1], 2, b=3)
+    assert result == 5
+    assert 0.01 <= seconds < 5.0

@@ -33,7 +33,7 @@ from sklearn.utils import check_random_state
 
 from .. import metrics
 from .._validation import check_integer
-from ..reporting import write_json
+from ..reporting import timed, write_json
 
 __all__ = [
     "PAPER_FIGURES",
@@ -223,7 +223,7 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
     norm = ContinuumNormalizer(mask="paper")
     best, out = np.inf, None
     for _ in range(repeats):
-        out, seconds = _timed(norm.fit_transform, obs)
+        out, seconds = timed(norm.fit_transform, obs)
         best = min(best, seconds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -238,13 +238,6 @@ def continuum_throughput(n_spectra=5000, random_state=0, repeats=1):
 
 
 # -------------------------------------------------- The end-to-end evaluation
-def _timed(func, *args, **kwargs):
-    """``func(*args, **kwargs)`` and its wall-clock time [s]."""
-    t0 = time.perf_counter()
-    out = func(*args, **kwargs)
-    return out, time.perf_counter() - t0
-
-
 def evaluate_cyclestarnet(
     n_synthetic=2000,
     n_observed=2000,
@@ -390,7 +383,7 @@ def evaluate_cyclestarnet(
                         batch_size=128, lr=3e-3, patience=40, lr_patience=15,
                         label_names=list(_LABELS), wavelength=wave, random_state=seeds[3],
                         verbose=0)
-    _, t_emu = _timed(emu.fit, emu_labels, emu_flux)
+    _, t_emu = timed(emu.fit, emu_labels, emu_flux)
     true_labels = truth.labels[list(_LABELS)].to_numpy(dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # test stars at the grid's very edge
@@ -403,7 +396,7 @@ def evaluate_cyclestarnet(
     params = {**FAST_ADAPTER_PARAMS, "n_iter": int(n_iter), "random_state": seeds[4],
               "verbose": verbose, **(adapter_params or {})}
     csn = CycleStarNet(**params)
-    _, t_csn = _timed(csn.fit, obs, synthetic=synth)
+    _, t_csn = timed(csn.fit, obs, synthetic=synth)
     say(f"Cycle-StarNet: {csn.n_iter_} iterations in {t_csn:.1f} s.")
 
     # --- 3. label fits without and with adaptation
@@ -414,9 +407,9 @@ def evaluate_cyclestarnet(
     mask = test.bad_pixels() | window_mask(wave, "paper")[None, :]
     fparams = {"random_state": seeds[5], **(fitter_params or {})}
     fit0 = SpectralLabelFitter(emulator=emu, **fparams).fit()
-    res0, t_fit0 = _timed(fit0.fit_labels, flux, err, mask)
+    res0, t_fit0 = timed(fit0.fit_labels, flux, err, mask)
     fit1 = SpectralLabelFitter(emulator=emu, adapter=csn, **fparams).fit()
-    res1, t_fit1 = _timed(fit1.fit_labels, flux, err, mask)
+    res1, t_fit1 = timed(fit1.fit_labels, flux, err, mask)
     say(f"Label fits of {n_test} spectra: {t_fit0:.1f} s without, {t_fit1:.1f} s with "
         "adaptation.")
 

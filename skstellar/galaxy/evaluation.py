@@ -9,13 +9,12 @@ al. (2004).
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pandas as pd
 
 from .. import metrics
 from ..datasets.galaxy import tremonti_mass_metallicity
+from ..reporting import timed
 
 __all__ = [
     "SNR_BINS",
@@ -83,16 +82,10 @@ def mass_metallicity_check(log_mstar, oh_pred, bins=np.arange(8.5, 11.75, 0.5)):
     return pd.DataFrame(rows)
 
 
-def _timed(func, *args):
-    """``func(*args)`` and its wall-clock time [s]."""
-    t0 = time.perf_counter()
-    return func(*args), time.perf_counter() - t0
-
-
 def _fit_and_score(name, model, X_train, y_train, X_test, y_test):
     """Fit and time ``model``, then score its test predictions: (summary dict, predictions)."""
-    _, fit_seconds = _timed(model.fit, X_train, y_train)
-    p, predict_seconds = _timed(model.predict, X_test)
+    _, fit_seconds = timed(model.fit, X_train, y_train)
+    p, predict_seconds = timed(model.predict, X_test)
     s = metrics.residual_summary(y_test, p)
     return {"model": name, "n_test": int(len(y_test)), "residual_mean": s["mean"],
             "residual_std": s["std"], "residual_robust_std": s["robust_std"],
@@ -154,7 +147,7 @@ def evaluate_regression(batch, *, max_epochs=100, random_state=0, baselines=(), 
 
     meta = batch.meta.reset_index(drop=True)
     y = meta["oh"].to_numpy(float)
-    X, resample_seconds = _timed(galaxy_input_pipeline().fit_transform, batch)
+    X, resample_seconds = timed(galaxy_input_pipeline().fit_transform, batch)
     idx_train, idx_test = train_test_split(np.arange(len(y)), test_size=0.2,
                                            random_state=random_state)
     Xtr, Xte, ytr, yte = X[idx_train], X[idx_test], y[idx_train], y[idx_test]
@@ -219,7 +212,7 @@ def evaluate_classification(batch, *, max_epochs=100, random_state=0, verbose=0,
                                           stratify=labels)
     clf = SpectralCNNClassifier(max_epochs=max_epochs, random_state=random_state,
                                 verbose=verbose, **(cnn_params or {}))
-    _, t_fit = _timed(clf.fit, Xtr, ytr)
+    _, t_fit = timed(clf.fit, Xtr, ytr)
     pred = clf.predict(Xte)
     prec, rec, f1, sup = precision_recall_fscore_support(yte, pred, labels=clf.classes_)
     report = pd.DataFrame({"class": clf.classes_, "precision": prec, "recall": rec, "f1": f1,
