@@ -1,8 +1,8 @@
-"""Plain-text tables for reports printed by the command line, demos and benchmarks.
+"""Tables, JSON files and timings for the reports of the CLI, demos and benchmarks.
 
 This module sits below :mod:`skstellar.cli` and the per-method evaluation
-modules so that both can format their figures the same way without importing
-each other.
+modules so that both can format, write and time their figures the same way
+without importing each other.
 """
 
 from __future__ import annotations
