@@ -366,7 +366,6 @@ def evaluate_and_print(args, cat, results):
     return ev
 
 
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--n-stars", type=int, default=400_000,

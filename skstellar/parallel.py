@@ -54,6 +54,7 @@ __all__ = [
     "worker_torch_threads",
 ]
 
+
 def _require_dask():
     try:
         import dask.array  # noqa: F401

@@ -616,7 +616,6 @@ class XPNormalizerSubject(Subject):
         return lambda: ctx.apply(X)
 
 
-
 # ---- readers
 
 
@@ -1013,6 +1012,7 @@ DEFAULT = {
     "covariance_shape": Raises(ValueError, r"shape|values in row \d"),
     "wavelength_grid": Raises(ValueError, r"wavelength|pixel|grid|\d+ features"),
 }
+
 
 def _finite(out, ctx):
     return _n_rows(out) > 0 and bool(np.isfinite(_values(out)).all())

@@ -348,6 +348,7 @@ def test_mask_in_spectrum_batch_equals_nan_errors():
     mask[4, 20:30] = True
     batch = SpectrumBatch(d["wave"], d["O"], ivar=np.full(d["O"].shape, NOISE ** -2), mask=mask)
     b = CycleStarNet(synthetic=d["S"], n_iter=4, **TINY).fit(batch)
+
     def table(h):
         return np.array([[r[k] for k in sorted(r)] for r in h])
 

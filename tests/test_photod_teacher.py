@@ -317,7 +317,6 @@ def test_clone_params_and_joblib_round_trip(fitted, toy_catalog, tmp_path):
     assert np.isfinite(fitted.score(toy_catalog, y))
 
 
-
 # --------------------------------------------------------------------------
 # Real locus, priors and Stripe 82 stars (skipped when the data are absent)
 # --------------------------------------------------------------------------

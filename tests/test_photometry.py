@@ -26,7 +26,6 @@ LN10 = np.log(10.0)
 # The scikit-learn estimator checks of AbsoluteMagnitudes live in tests/test_common.py.
 
 
-
 # --------------------------------------------------------------------------
 # Fixtures
 # --------------------------------------------------------------------------

@@ -76,6 +76,7 @@ def format_from_extension(path, endings):
             return endings[ext]
     return None
 
+
 def _resolve_format(path: Path, format: str | None) -> str:
     """Canonical format from ``format`` or, when None, from the file name."""
     if format is not None:

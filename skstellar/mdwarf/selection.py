@@ -42,6 +42,7 @@ SELECTION_COLUMNS = {
     **{band: _cols.BAND_COLUMNS[band] for band in ("G", "J", "W1", "W2")},
 }
 
+
 @dataclass
 class _Cut:
     """One selection criterion: its name, condition text, column(s) and row mask."""

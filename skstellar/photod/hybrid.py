@@ -86,6 +86,7 @@ _OUT_COLUMNS = ("patch_order", "patch", "labelled_by_teacher",
                 "Mr_sigma_b", "FeH_sigma_b", "Ar_sigma_b",
                 "DM", "DM_std", "dist_pc")
 
+
 # -------------------------------------------------------------- The estimator
 def _student_features(feature_columns, mag_column, mag_error_column):
     """The student's input columns: ``feature_columns`` or the paper's 10."""
