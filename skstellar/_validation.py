@@ -189,6 +189,8 @@ def check_finite_columns(values, names, what: str = "value", *, index=None, hint
     arr, names = _named_columns(values, names)
     if len(names) != arr.shape[1]:
         raise ValueError(f"Got {len(names)} name(s) for {arr.shape[1]} column(s).")
+    if np.isfinite(arr).all():  # one pass on the common, clean input
+        return
     for label, bad in (("NaN", np.isnan(arr)), ("inf", np.isinf(arr))):
         if bad.any():
             c, r = _first_bad_cell(bad)
@@ -496,6 +498,8 @@ def check_numeric_input(X, *, what="X", allow_nan=False, allow_inf=False, hint=N
         arr = np.asarray(arr, dtype=np.float64)
     except (TypeError, ValueError):
         return  # other objects: left to the caller's validation
+    if np.isfinite(arr).all():  # one pass on the common, clean input
+        return
     for label, bad, allowed in (("NaN", np.isnan(arr), allow_nan),
                                 ("inf", np.isinf(arr), allow_inf)):
         if allowed or not bad.any():

@@ -479,7 +479,8 @@ def binned_statistics(
         "bin_center": 0.5 * (edges[:-1] + edges[1:]),
     }
     # (column, statistic, values): the residuals' statistics, then those of y_std and z
-    columns = [(name, name, p - t) for name in statistics]
+    res = p - t
+    columns = [(name, name, res) for name in statistics]
     if s is not None:
         columns += [("median_sigma", "median", s), ("zscore_std", "std", (t - p) / s)]
     for column, stat, values in columns:

@@ -999,11 +999,11 @@ class PhotoDNetwork(BaseNeuralRegressor):
             pause = self.prune_after
             if pause is not None and int(pause) >= int(self.max_epochs):
                 pause = None  # nothing to prune: every run trains to the end
-            nets, losses = map(list, zip(*[
-                self._fit_net(moments_module, MomentLoss(weights), Xv, y32, train_idx, valid_idx,
-                              self.max_epochs, seeds, pause_after=pause,
-                              anneal_epochs=self.anneal_epochs, ema_decay=self.ema_decay)
-                for seeds in run_seeds]))
+            runs = [self._fit_net(moments_module, MomentLoss(weights), Xv, y32, train_idx,
+                                  valid_idx, self.max_epochs, seeds, pause_after=pause,
+                                  anneal_epochs=self.anneal_epochs, ema_decay=self.ema_decay)
+                    for seeds in run_seeds]  # (net, validation loss) per run
+            nets, losses = [net for net, _ in runs], [loss for _, loss in runs]
             best = int(np.argmin(losses))
             if getattr(nets[best], "paused_", False):
                 nets[best], losses[best] = self._resume_net(nets[best], Xv, y32, train_idx,
